@@ -1,0 +1,96 @@
+# plumb — one Makefile. Every library comes through pkg-config.
+#
+#   make            build plumbd and plumbctl
+#   make test       install deps, unit tests, integration + e2e tests on local clusters
+#   make test-asan  the same tests built with AddressSanitizer + UBSan
+#   make fuzz       build the libFuzzer targets (clang) and run each briefly
+#   make bench      the benchmark suite (bench/)
+
+LIBS      := libcurl openssl libcjson yaml-0.1 libgit2 libmicrohttpd
+CC        ?= gcc
+BUILD     ?= build
+OPT       ?= -O2
+SAN       ?=
+WERROR    ?= -Werror
+CFLAGS    ?=
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra $(WERROR) -Wno-missing-field-initializers -Wno-format-truncation \
+             -Ipkg $(SAN) $(shell pkg-config --cflags $(LIBS))
+LDLIBS    := $(shell pkg-config --libs $(LIBS)) -lpthread -lm
+CHECKLIBS := $(shell pkg-config --libs check)
+
+LIB_SRCS  := $(wildcard pkg/*/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+SUPPORT   := $(wildcard tests/support/*.c)
+SUPPORT_OBJS := $(SUPPORT:%.c=$(BUILD)/%.o)
+UNIT      := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+ITEST     := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/test_*.c))
+CMDS      := $(patsubst cmd/%/,$(BUILD)/%,$(sort $(dir $(wildcard cmd/*/*.c))))
+HELPERS   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
+FUZZERS   := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
+.PHONY: all deps test test-unit test-asan fuzz bench bench-quick clean cluster-up cluster-down
+all: $(CMDS) $(UNIT) $(ITEST) $(HELPERS)
+
+deps:
+	@bash hack/install-deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard pkg/*/*.h) $(wildcard tests/support/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/support -c -o $@ $<
+
+$(BUILD)/libplumb.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# plumbd/plumbctl may be made of several files in their folder.
+.SECONDEXPANSION:
+$(CMDS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard cmd/$$*/*.c)) $(BUILD)/libplumb.a
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libplumb.a $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJS) $(BUILD)/libplumb.a
+	$(CC) $(CFLAGS) -o $@ $< $(SUPPORT_OBJS) $(BUILD)/libplumb.a $(CHECKLIBS) $(LDLIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(BUILD)/libplumb.a
+	$(CC) $(CFLAGS) -o $@ $< $(SUPPORT_OBJS) $(BUILD)/libplumb.a $(CHECKLIBS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libplumb.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libplumb.a $(LDLIBS)
+
+# libFuzzer targets: clang, with ASan + UBSan, linked against the sources directly.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ipkg -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(LIBS))
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(wildcard pkg/*/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz $(patsubst $(BUILD)/%,build-fuzz/%,$(FUZZERS))
+	@bash hack/run-fuzz.sh build-fuzz/fuzz
+
+test-unit: deps all
+	@bash hack/run-tests.sh --build $(BUILD) --unit-only
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@bash hack/run-tests.sh --build $(BUILD)
+
+test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		bash hack/run-tests.sh --build build-asan --asan
+
+cluster-up:
+	@bash hack/cluster.sh up 3
+
+cluster-down:
+	@bash hack/cluster.sh down
+
+bench: deps all
+	@bash bench/run.sh
+
+bench-quick: deps all
+	@bash bench/run.sh --quick
+
+clean:
+	rm -rf build build-asan build-fuzz

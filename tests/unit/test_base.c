@@ -1,0 +1,130 @@
+/* Unit tests for pkg/base. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+START_TEST(test_base__buf_cap_is_enforced)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8);
+	ck_assert_int_eq(plumb_buf_puts(&b, "12345678"), 0);
+	ck_assert_int_eq(plumb_buf_puts(&b, "9"), PLUMB_ETOOBIG);
+	ck_assert_str_eq(b.ptr, "12345678");
+	ck_assert_uint_eq(b.len, 8);
+	plumb_buf_consume(&b, 3);
+	ck_assert_str_eq(b.ptr, "45678");
+	plumb_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_base__json_string_escapes)
+{
+	plumb_buf b = PLUMB_BUF_INIT(1024);
+	ck_assert_int_eq(plumb_buf_json_string(&b, "a\"b\\c\n\x01"), 0);
+	ck_assert_str_eq(b.ptr, "\"a\\\"b\\\\c\\n\\u0001\"");
+	plumb_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_base__duration_parse)
+{
+	double d;
+	ck_assert_int_eq(plumb_duration_parse(&d, "1m30s"), 0);
+	ck_assert_double_eq_tol(d, 90, 1e-9);
+	ck_assert_int_eq(plumb_duration_parse(&d, "500ms"), 0);
+	ck_assert_double_eq_tol(d, 0.5, 1e-9);
+	ck_assert_int_eq(plumb_duration_parse(&d, "2h"), 0);
+	ck_assert_double_eq_tol(d, 7200, 1e-9);
+	ck_assert_int_eq(plumb_duration_parse(&d, "0"), 0);
+	ck_assert_double_eq_tol(d, 0, 1e-9);
+	ck_assert_int_eq(plumb_duration_parse(&d, "10"), PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "\"10\""));
+	ck_assert_int_eq(plumb_duration_parse(&d, "1x"), PLUMB_EINVALID);
+	ck_assert_int_eq(plumb_duration_parse(&d, ""), PLUMB_EINVALID);
+}
+END_TEST
+
+START_TEST(test_base__time_roundtrip)
+{
+	double t;
+	char out[48];
+	ck_assert_int_eq(plumb_time_parse(&t, "2026-11-26T11:00:00Z"), 0);
+	plumb_time_rfc3339(out, sizeof(out), t);
+	ck_assert_str_eq(out, "2026-11-26T11:00:00Z");
+	ck_assert_int_eq(plumb_time_parse(&t, "2026-11-26T12:00:00.250000+01:00"), 0);
+	plumb_time_micro(out, sizeof(out), t);
+	ck_assert_str_eq(out, "2026-11-26T11:00:00.250000Z");
+	ck_assert_int_eq(plumb_time_parse(&t, "yesterday"), PLUMB_EINVALID);
+}
+END_TEST
+
+START_TEST(test_base__backoff_grows_and_caps)
+{
+	ck_assert_double_eq_tol(plumb_backoff(0, 1, 300, 0), 1, 1e-9);
+	ck_assert_double_eq_tol(plumb_backoff(3, 1, 300, 0), 8, 1e-9);
+	ck_assert_double_eq_tol(plumb_backoff(40, 1, 300, 0), 300, 1e-9);
+	for (int i = 0; i < 100; i++) {
+		double d = plumb_backoff(4, 1, 300, 0.5);
+		ck_assert(d >= 8 && d <= 16);
+	}
+}
+END_TEST
+
+START_TEST(test_base__base64_roundtrip)
+{
+	const char *cases[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *enc = NULL, *dec = NULL;
+		size_t n;
+		ck_assert_int_eq(plumb_base64_encode(&enc, cases[i], strlen(cases[i])), 0);
+		ck_assert_int_eq(plumb_base64_decode(&dec, &n, enc, strlen(enc)), 0);
+		ck_assert_uint_eq(n, strlen(cases[i]));
+		ck_assert_str_eq(dec, cases[i]);
+		free(enc);
+		free(dec);
+	}
+	char *dec = NULL;
+	ck_assert_int_eq(plumb_base64_decode(&dec, NULL, "Zm9v\nYmFy", 9), 0);
+	ck_assert_str_eq(dec, "foobar");
+	free(dec);
+	ck_assert_int_eq(plumb_base64_decode(&dec, NULL, "Zm9v*", 5), PLUMB_EINVALID);
+}
+END_TEST
+
+START_TEST(test_base__ct_equal)
+{
+	ck_assert(plumb_ct_equal("abc", 3, "abc", 3));
+	ck_assert(!plumb_ct_equal("abc", 3, "abd", 3));
+	ck_assert(!plumb_ct_equal("abc", 3, "abcd", 4));
+}
+END_TEST
+
+START_TEST(test_base__error_prefix)
+{
+	plumb_error_set(PLUMB_ENOTFOUND, "configmaps \"x\" not found");
+	ck_assert_int_eq(plumb_error_prefix(PLUMB_ENOTFOUND, "cluster c1"), PLUMB_ENOTFOUND);
+	ck_assert_str_eq(plumb_error_last(), "cluster c1: configmaps \"x\" not found");
+	ck_assert_int_eq(plumb_error_last_code(), PLUMB_ENOTFOUND);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("base");
+	TCase *tc = tcase_create("base");
+	tcase_add_test(tc, test_base__buf_cap_is_enforced);
+	tcase_add_test(tc, test_base__json_string_escapes);
+	tcase_add_test(tc, test_base__duration_parse);
+	tcase_add_test(tc, test_base__time_roundtrip);
+	tcase_add_test(tc, test_base__backoff_grows_and_caps);
+	tcase_add_test(tc, test_base__base64_roundtrip);
+	tcase_add_test(tc, test_base__ct_equal);
+	tcase_add_test(tc, test_base__error_prefix);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
