@@ -9,7 +9,7 @@ packages=(
 	libcurl4-openssl-dev libssl-dev libcjson-dev libyaml-dev libgit2-dev
 	libmicrohttpd-dev check
 	# test bed: certificates, git servers, tools the tests drive
-	openssl ca-certificates git curl jq procps psmisc
+	openssl ca-certificates git curl jq procps psmisc iproute2 util-linux
 	lighttpd lighttpd-mod-openssl openssh-server openssh-client
 	# benchmarks and charts
 	gnuplot-nox hyperfine
