@@ -14,6 +14,7 @@ SAN       ?=
 WERROR    ?= -Werror
 CFLAGS    ?=
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra $(WERROR) -Wno-missing-field-initializers -Wno-format-truncation \
+             $(if $(findstring clang,$(CC)),-Wno-unknown-warning-option) \
              -Ipkg $(SAN) $(shell pkg-config --cflags $(LIBS))
 LDLIBS    := $(shell pkg-config --libs $(LIBS)) -lpthread -lm
 CHECKLIBS := $(shell pkg-config --libs check)
