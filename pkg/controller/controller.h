@@ -1,0 +1,99 @@
+/*
+ * pkg/controller — plumbd's brain: the work queue of (GitSync, Cluster)
+ * items with debounce and backoff, leader election on a Lease, and the
+ * reconcile loop that ties source, manifest, diff and apply together and
+ * writes status.
+ */
+#ifndef PLUMB_CONTROLLER_H
+#define PLUMB_CONTROLLER_H
+
+#include <stddef.h>
+
+#include "base/base.h"
+#include "kube/kube.h"
+
+/* ---- work queue --------------------------------------------------------------
+ * Items are string keys. Guarantees: a key is never handed to two workers at
+ * once; a key triggered while a worker holds it runs again after
+ * controller_queue_done(). Thread-safe.
+ *
+ * Debounce: triggers for one key within `debounce` seconds of each other
+ * coalesce into one run, `debounce` after the last of them, but no later than
+ * 10 x debounce after the first (so a steady trickle cannot starve it).
+ * Failures back off per key: base x 2^failures with jitter, capped at max;
+ * a failure replaces what was scheduled, so a down cluster gets no retry storm.
+ */
+typedef struct controller_queue controller_queue;
+
+/* backoff_base/backoff_max in seconds (<= 0: 1 s and 300 s). */
+int controller_queue_new(controller_queue **out, double backoff_base, double backoff_max);
+void controller_queue_free(controller_queue *q);
+
+/* A debounced trigger (webhook, watch event, spec change...). */
+void controller_queue_trigger(controller_queue *q, const char *key, double debounce);
+/* The same with an explicit monotonic "now" (tests). */
+void controller_queue_trigger_at(controller_queue *q, const char *key, double debounce, double now);
+/* Run no later than delay seconds from now (poll interval, Retry-After). */
+void controller_queue_add_after(controller_queue *q, const char *key, double delay);
+/* Records a failure and schedules the retry after the key's backoff, or
+ * at_least seconds (Retry-After) when longer. Returns the delay chosen. */
+double controller_queue_backoff(controller_queue *q, const char *key, double at_least);
+/* Success: reset the key's failure count. */
+void controller_queue_forget(controller_queue *q, const char *key);
+unsigned controller_queue_failures(controller_queue *q, const char *key);
+/* Drops whatever is scheduled for key (the item went away). */
+void controller_queue_remove(controller_queue *q, const char *key);
+
+/* Blocks up to timeout seconds for a due key no worker holds. 0 and a
+ * malloc'd key in *out (caller frees, then calls controller_queue_done());
+ * PLUMB_ETIMEOUT; PLUMB_ECANCELED after shutdown. */
+int controller_queue_get(controller_queue *q, char **out, double timeout);
+/* Non-blocking: hands out the earliest key due at `now` (monotonic), or
+ * PLUMB_ENOTFOUND; *next_due (may be NULL) gets the earliest due time of any
+ * waiting key, -1 when none. */
+int controller_queue_pop_ready(controller_queue *q, char **out, double now, double *next_due);
+void controller_queue_done(controller_queue *q, const char *key);
+/* Wakes every controller_queue_get() with PLUMB_ECANCELED. */
+void controller_queue_shutdown(controller_queue *q);
+size_t controller_queue_depth(controller_queue *q);
+unsigned long controller_queue_retries(controller_queue *q);
+
+/* ---- leader election ------------------------------------------------------------
+ * client-go's algorithm on a coordination.k8s.io/v1 Lease: GET (404 -> create);
+ * another holder's lease counts as valid until leaseDuration after *we* saw
+ * its record change (no clock comparison); otherwise PUT with the GET's
+ * resourceVersion (a 409 means another candidate won). A leader that cannot
+ * renew within renew_deadline stops leading (on_stop) at once. Freeing a
+ * leader that holds the lease releases it (empty holder, 1 s duration), so a
+ * standby takes over within its retry period.
+ */
+typedef struct controller_leader controller_leader;
+
+typedef struct {
+	const char *ns;           /* lease namespace */
+	const char *name;         /* lease name */
+	const char *identity;     /* NULL = "<hostname>_<random>" */
+	double lease_duration;    /* default 15 s */
+	double renew_deadline;    /* default 10 s */
+	double retry_period;      /* default 2 s */
+	void (*on_start)(void *data);  /* called from the election thread */
+	void (*on_stop)(void *data);
+	void *data;
+} controller_leader_opts;
+
+/* Validates the timings (lease > renew > 1.2 x retry) and resolves the Lease
+ * resource. Does not start campaigning: see controller_leader_run(). The
+ * client is borrowed and must outlive the leader. */
+int controller_leader_new(controller_leader **out, kube_client *c, const controller_leader_opts *opts);
+/* Campaigns and renews on a thread of its own. */
+int controller_leader_run(controller_leader *l);
+/* One try-acquire-or-renew step without the thread (tests). */
+int controller_leader_try(controller_leader *l, int *leader);
+/* Releases the lease if we hold it. */
+int controller_leader_release(controller_leader *l);
+int controller_leader_is_leader(controller_leader *l);
+const char *controller_leader_identity(const controller_leader *l);
+/* Stops campaigning, releases a held lease, frees. NULL-safe. */
+void controller_leader_free(controller_leader *l);
+
+#endif
