@@ -1,0 +1,652 @@
+/* Unit tests for the pure parts of pkg/kube: kubeconfig parsing, Status ->
+ * error mapping, the watch line decoder, discovery parsing, Retry-After,
+ * the rate limiter and path building. */
+#include "kube/kube_internal.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" */
+static char *b64(const char *s)
+{
+	char *out = NULL;
+	ck_assert_int_eq(plumb_base64_encode(&out, s, strlen(s)), 0);
+	return out;
+}
+
+#define CERT_PEM "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+#define KEY_PEM "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n"
+
+static char *make_kubeconfig(const char *key_data_override)
+{
+	char *ca = b64(CERT_PEM), *cert = b64(CERT_PEM), *key = b64(KEY_PEM);
+	char *kc = plumb_asprintf(
+		"apiVersion: v1\n"
+		"kind: Config\n"
+		"current-context: admin@c1\n"
+		"clusters:\n"
+		"- name: c1\n"
+		"  cluster:\n"
+		"    server: https://127.0.0.1:6443/\n"
+		"    certificate-authority-data: %s\n"
+		"- name: c2\n"
+		"  cluster:\n"
+		"    server: https://[::1]:7443\n"
+		"    insecure-skip-tls-verify: true\n"
+		"    tls-server-name: kubernetes\n"
+		"users:\n"
+		"- name: admin\n"
+		"  user:\n"
+		"    client-certificate-data: %s\n"
+		"    client-key-data: %s\n"
+		"- name: bot\n"
+		"  user:\n"
+		"    token: \"s3cr3t-token\"\n"
+		"contexts:\n"
+		"- name: admin@c1\n"
+		"  context: {cluster: c1, user: admin, namespace: team-a}\n"
+		"- name: bot@c2\n"
+		"  context:\n"
+		"    cluster: c2\n"
+		"    user: bot\n",
+		ca, cert, key_data_override ? key_data_override : key);
+	free(ca);
+	free(cert);
+	free(key);
+	return kc;
+}
+
+START_TEST(test_kube__config_current_context)
+{
+	char *kc = make_kubeconfig(NULL);
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test"), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "https://127.0.0.1:6443");
+	ck_assert_str_eq(kube_config_namespace(cfg), "team-a");
+	ck_assert_str_eq(kube_config_context(cfg), "admin@c1");
+	ck_assert_int_eq(cfg->insecure, 0);
+	ck_assert_ptr_nonnull(cfg->ca);
+	ck_assert(strstr(cfg->ca, "BEGIN CERTIFICATE") != NULL);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_ptr_nonnull(cr.cert);
+	ck_assert(strstr(cr.key, "PRIVATE KEY") != NULL);
+	ck_assert_ptr_null(cr.token);
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+	free(kc);
+}
+END_TEST
+
+START_TEST(test_kube__config_named_context)
+{
+	char *kc = make_kubeconfig(NULL);
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), "bot@c2", NULL), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "https://[::1]:7443");
+	ck_assert_str_eq(kube_config_namespace(cfg), "default");
+	ck_assert_int_eq(cfg->insecure, 1);
+	ck_assert_str_eq(cfg->tls_server_name, "kubernetes");
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "s3cr3t-token");
+	ck_assert_ptr_null(cr.cert);
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+	free(kc);
+}
+END_TEST
+
+START_TEST(test_kube__config_bad_base64_names_field)
+{
+	char *kc = make_kubeconfig("not-valid@base64");
+	kube_config *cfg = NULL;
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "prod-eu"), PLUMB_EINVALID);
+	ck_assert_ptr_null(cfg);
+	ck_assert_str_eq(plumb_error_last(), "kubeconfig prod-eu: users[0].user.client-key-data: not valid base64");
+	free(kc);
+}
+END_TEST
+
+START_TEST(test_kube__config_malformed_fields)
+{
+	static const struct { const char *yaml; const char *want; } cases[] = {
+		{ "current-context: x\ncontexts: []\n", "kubeconfig t: current-context: no contexts named \"x\"" },
+		{ "contexts:\n- name: a\n  context: {cluster: nope}\nclusters: []\ncurrent-context: a\n",
+		  "kubeconfig t: contexts[0].context.cluster: no clusters named \"nope\"" },
+		{ "contexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {}\ncurrent-context: a\n",
+		  "kubeconfig t: clusters[0].cluster.server: missing" },
+		{ "contexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {server: ftp://x}\ncurrent-context: a\n",
+		  "kubeconfig t: clusters[0].cluster.server: want an https:// URL" },
+		{ "contexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {server: 'https://x', insecure-skip-tls-verify: maybe}\ncurrent-context: a\n",
+		  "kubeconfig t: clusters[0].cluster.insecure-skip-tls-verify: must be true or false" },
+		{ "contexts:\n- name: a\n  context: {cluster: c, user: u}\nclusters:\n- name: c\n  cluster: {server: 'https://x'}\nusers:\n- name: u\n  user: {exec: {args: [a]}}\ncurrent-context: a\n",
+		  "kubeconfig t: users[0].user.exec.command: missing" },
+		{ "contexts:\n- name: a\n  context: {cluster: c, user: u}\nclusters:\n- name: c\n  cluster: {server: 'https://x'}\nusers:\n- name: u\n  user: {client-certificate-data: " "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSQotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==" "}\ncurrent-context: a\n",
+		  "kubeconfig t: users[0].user.client-key: missing (a client certificate needs both certificate and key)" },
+		{ "contexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {server: 'https://x', certificate-authority-data: aGVsbG8=}\ncurrent-context: a\n",
+		  "kubeconfig t: clusters[0].cluster.certificate-authority-data: not a PEM block" },
+		{ "clusters: {a: b}\ncurrent-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\n",
+		  "kubeconfig t: clusters: must be a list" },
+		{ "- just\n- a list\n", "kubeconfig t: not a map" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		kube_config *cfg = NULL;
+		int rc = kube_config_load_memory(&cfg, cases[i].yaml, strlen(cases[i].yaml), NULL, "t");
+		ck_assert_msg(rc == PLUMB_EINVALID, "case %zu: rc %d", i, rc);
+		ck_assert_msg(!strcmp(plumb_error_last(), cases[i].want), "case %zu: got \"%s\"", i, plumb_error_last());
+		ck_assert_ptr_null(cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_kube__config_yaml_syntax_and_caps)
+{
+	kube_config *cfg = NULL;
+	const char *bad = "clusters:\n  - name: [unclosed\n";
+	ck_assert_int_eq(kube_config_load_memory(&cfg, bad, strlen(bad), NULL, "t"), PLUMB_EINVALID);
+	ck_assert(strstr(plumb_error_last(), "kubeconfig t: line ") != NULL);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, "", 0, NULL, "t"), PLUMB_EINVALID);
+
+	/* A billion-laughs document is cut off, not expanded. */
+	plumb_buf b = PLUMB_BUF_INIT(1 << 20);
+	plumb_buf_puts(&b, "a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+	for (char c = 'b'; c <= 'j'; c++)
+		plumb_buf_printf(&b, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", c, c, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, b.ptr, b.len, NULL, "bomb"), PLUMB_ETOOBIG);
+	plumb_buf_free(&b);
+
+	/* JSON kubeconfigs are YAML too. */
+	const char *js = "{\"current-context\":\"a\",\"contexts\":[{\"name\":\"a\",\"context\":{\"cluster\":\"c\"}}],"
+		"\"clusters\":[{\"name\":\"c\",\"cluster\":{\"server\":\"https://h:1\"}}]}";
+	ck_assert_int_eq(kube_config_load_memory(&cfg, js, strlen(js), NULL, "json"), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "https://h:1");
+	kube_config_free(cfg);
+}
+END_TEST
+
+static char tmpdir[64];
+
+static void mk_tmpdir(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/plumb-kube-unit-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void write_file(const char *dir, const char *name, const char *text, int mode)
+{
+	char *p = plumb_asprintf("%s/%s", dir, name);
+	ck_assert_int_eq(plumb_file_write(p, text, strlen(text), mode), 0);
+	free(p);
+}
+
+START_TEST(test_kube__config_token_file_relative)
+{
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	char *path;
+	mk_tmpdir();
+	write_file(tmpdir, "tok", "first-token\n", 0600);
+	write_file(tmpdir, "kc",
+		"current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
+		"clusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n"
+		"users:\n- name: u\n  user: {tokenFile: tok}\n", 0600);
+	path = plumb_asprintf("%s/kc", tmpdir);
+	ck_assert_int_eq(kube_config_load_file(&cfg, path, NULL), 0);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "first-token");
+	kube_creds_clear(&cr);
+	/* Rotated: a forced refresh (what a 401 does) reads it anew. */
+	write_file(tmpdir, "tok", "second-token", 0600);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "first-token");
+	kube_creds_clear(&cr);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 1), 0);
+	ck_assert_str_eq(cr.token, "second-token");
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+	ck_assert_int_eq(kube_config_load_file(&cfg, "/nonexistent/kc", NULL) < 0, 1);
+	ck_assert(strstr(plumb_error_last(), "/nonexistent/kc") != NULL);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_kube__config_in_cluster)
+{
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	mk_tmpdir();
+	write_file(tmpdir, "token", "sa-token\n", 0600);
+	write_file(tmpdir, "ca.crt", CERT_PEM, 0644);
+	write_file(tmpdir, "namespace", "plumb-system\n", 0644);
+	setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+	ck_assert_int_eq(kube_config_in_cluster(&cfg, tmpdir), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "https://[fd00::1]:443");
+	ck_assert_str_eq(kube_config_namespace(cfg), "plumb-system");
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "sa-token");
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+
+	setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1);
+	ck_assert_int_eq(kube_config_in_cluster(&cfg, tmpdir), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "https://10.0.0.1:443");
+	kube_config_free(cfg);
+
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	ck_assert_int_eq(kube_config_in_cluster(&cfg, tmpdir), PLUMB_EINVALID);
+	setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1);
+	ck_assert_int_lt(kube_config_in_cluster(&cfg, "/nonexistent"), 0);
+}
+END_TEST
+
+START_TEST(test_kube__config_exec_plugin)
+{
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	char *kc, *script;
+	mk_tmpdir();
+	/* Counts its runs, so caching is visible. */
+	script = plumb_asprintf(
+		"#!/bin/sh\n"
+		"echo x >> %s/runs\n"
+		"case \"$KUBERNETES_EXEC_INFO\" in *ExecCredential*) ;; *) exit 3;; esac\n"
+		"echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+		"\"status\":{\"token\":\"'\"$PLUMB_TEST_PREFIX\"'-'\"$1\"'\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}'\n",
+		tmpdir);
+	write_file(tmpdir, "plugin.sh", script, 0755);
+	kc = plumb_asprintf(
+		"current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
+		"clusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n"
+		"users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+		"      command: %s/plugin.sh\n      args: [arg1]\n      env: [{name: PLUMB_TEST_PREFIX, value: tok}]\n", tmpdir);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "tok-arg1");
+	kube_creds_clear(&cr);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	kube_creds_clear(&cr);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 1), 0);
+	kube_creds_clear(&cr);
+	char *runs = NULL, *rp = plumb_asprintf("%s/runs", tmpdir);
+	size_t len = 0;
+	ck_assert_int_eq(plumb_file_read(&runs, &len, rp, 1024), 0);
+	ck_assert_uint_eq(len, 4);   /* 2 runs: cached once, forced once */
+	free(runs);
+	free(rp);
+	kube_config_free(cfg);
+	free(kc);
+
+	/* A failing plugin is an auth error naming the command, not a crash. */
+	write_file(tmpdir, "bad.sh", "#!/bin/sh\nexit 7\n", 0755);
+	kc = plumb_asprintf(
+		"current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
+		"clusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n"
+		"users:\n- name: u\n  user: {exec: {command: %s/bad.sh}}\n", tmpdir);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), PLUMB_EAUTH);
+	ck_assert(strstr(plumb_error_last(), "exited with status 7") != NULL);
+	kube_config_free(cfg);
+	free(kc);
+	free(script);
+}
+END_TEST
+
+START_TEST(test_kube__exec_credential_parse)
+{
+	kube_config *cfg = NULL;
+	const char *kc = "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n";
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_exec_credential_parse(cfg, "nope", 4), PLUMB_EPROTO);
+	ck_assert_int_eq(kube_exec_credential_parse(cfg, "{\"status\":{}}", 13), PLUMB_EPROTO);
+	const char *cert = "{\"status\":{\"clientCertificateData\":\"C\",\"clientKeyData\":\"K\",\"expirationTimestamp\":\"2030-01-01T00:00:00Z\"}}";
+	ck_assert_int_eq(kube_exec_credential_parse(cfg, cert, strlen(cert)), 0);
+	ck_assert_str_eq(cfg->dyn_cert, "C");
+	ck_assert_str_eq(cfg->dyn_key, "K");
+	ck_assert(cfg->dyn_expiry > 1.8e9);
+	kube_config_free(cfg);
+}
+END_TEST
+
+/* ---- errors ---- */
+
+START_TEST(test_kube__status_error_mapping)
+{
+	const char *fm = "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"Apply failed with 1 conflict: conflict with \\\"kubectl\\\": .data.a\","
+		"\"reason\":\"Conflict\",\"details\":{\"causes\":[{\"type\":\"FieldManagerConflict\",\"message\":\"conflict\",\"field\":\".data.a\"}]},\"code\":409}";
+	ck_assert_int_eq(kube_status_error(409, fm, strlen(fm), "PATCH configmaps \"x\" in ns \"y\""), PLUMB_EFIELDCONFLICT);
+	ck_assert_str_eq(plumb_error_last(),
+		"PATCH configmaps \"x\" in ns \"y\": 409 Conflict: Apply failed with 1 conflict: conflict with \"kubectl\": .data.a");
+	ck_assert_int_eq(kube_last_http_status(), 409);
+	ck_assert_str_eq(kube_last_reason(), "Conflict");
+
+	const char *ae = "{\"kind\":\"Status\",\"reason\":\"AlreadyExists\",\"message\":\"configmaps \\\"x\\\" already exists\",\"code\":409}";
+	ck_assert_int_eq(kube_status_error(409, ae, strlen(ae), "POST configmaps \"x\""), PLUMB_EEXISTS);
+	const char *cf = "{\"kind\":\"Status\",\"reason\":\"Conflict\",\"message\":\"the object has been modified\",\"code\":409}";
+	ck_assert_int_eq(kube_status_error(409, cf, strlen(cf), "PUT x"), PLUMB_ECONFLICT);
+
+	static const struct { int http; int code; } map[] = {
+		{ 400, PLUMB_EINVALID }, { 422, PLUMB_EINVALID }, { 401, PLUMB_EAUTH }, { 403, PLUMB_EFORBIDDEN },
+		{ 404, PLUMB_ENOTFOUND }, { 410, PLUMB_EEXPIRED }, { 429, PLUMB_ETHROTTLED },
+		{ 500, PLUMB_EUNAVAILABLE }, { 503, PLUMB_EUNAVAILABLE }, { 504, PLUMB_EUNAVAILABLE },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		ck_assert_int_eq(kube_status_error(map[i].http, NULL, 0, "GET x"), map[i].code);
+
+	/* A body that is not a Status still gives a clear message. */
+	ck_assert_int_eq(kube_status_error(503, "<html>oops", 10, "GET /version"), PLUMB_EUNAVAILABLE);
+	ck_assert_str_eq(plumb_error_last(), "GET /version: 503 Service Unavailable");
+	ck_assert_str_eq(kube_last_reason(), "");
+}
+END_TEST
+
+START_TEST(test_kube__curl_error_mapping)
+{
+	ck_assert_int_eq(kube_curl_error(CURLE_COULDNT_CONNECT, "GET x", "refused"), PLUMB_EUNAVAILABLE);
+	ck_assert(strstr(plumb_error_last(), "GET x: ") == plumb_error_last());
+	ck_assert_int_eq(kube_curl_error(CURLE_OPERATION_TIMEDOUT, "GET x", NULL), PLUMB_ETIMEOUT);
+	ck_assert_int_eq(kube_curl_error(CURLE_PEER_FAILED_VERIFICATION, "GET x", NULL), PLUMB_ETLS);
+	ck_assert_int_eq(kube_curl_error(CURLE_COULDNT_RESOLVE_HOST, "GET x", NULL), PLUMB_EUNREACHABLE);
+	ck_assert_int_eq(kube_last_http_status(), 0);
+}
+END_TEST
+
+START_TEST(test_kube__retry_after)
+{
+	double s = -1;
+	ck_assert_int_eq(kube_parse_retry_after(&s, " 7\r\n", 0), 0);
+	ck_assert(s == 7.0);
+	/* Sun, 06 Nov 1994 08:49:37 GMT = 784111777 */
+	ck_assert_int_eq(kube_parse_retry_after(&s, "Sun, 06 Nov 1994 08:49:37 GMT", 784111770.0), 0);
+	ck_assert(s > 6.9 && s < 7.1);
+	ck_assert_int_eq(kube_parse_retry_after(&s, "Sun, 06 Nov 1994 08:49:37 GMT", 784111800.0), 0);
+	ck_assert(s == 0.0);
+	ck_assert_int_eq(kube_parse_retry_after(&s, "soon", 0), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_parse_retry_after(&s, "5x", 0), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_parse_retry_after(&s, "", 0), PLUMB_EINVALID);
+}
+END_TEST
+
+START_TEST(test_kube__ratelimit)
+{
+	kube_ratelimit rl;
+	kube_ratelimit_init(&rl, 2.0, 3, 100.0);
+	ck_assert(kube_ratelimit_reserve(&rl, 100.0) == 0);
+	ck_assert(kube_ratelimit_reserve(&rl, 100.0) == 0);
+	ck_assert(kube_ratelimit_reserve(&rl, 100.0) == 0);
+	ck_assert(fabs(kube_ratelimit_reserve(&rl, 100.0) - 0.5) < 1e-9);
+	ck_assert(fabs(kube_ratelimit_reserve(&rl, 100.0) - 1.0) < 1e-9);
+	/* 10 s later the bucket is full again (capped at burst, not 20 tokens). */
+	for (int i = 0; i < 3; i++)
+		ck_assert(kube_ratelimit_reserve(&rl, 110.0) == 0);
+	ck_assert(kube_ratelimit_reserve(&rl, 110.0) > 0);
+	kube_ratelimit_init(&rl, -1, 1, 0);
+	for (int i = 0; i < 1000; i++)
+		ck_assert(kube_ratelimit_reserve(&rl, 0) == 0);
+}
+END_TEST
+
+/* ---- watch decoder ---- */
+
+typedef struct {
+	int n;
+	kube_watch_event types[16];
+	char names[16][64];
+} seen;
+
+static int record(kube_watch_event type, cJSON *obj, void *data)
+{
+	seen *s = data;
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "name");
+	if (s->n < 16) {
+		s->types[s->n] = type;
+		snprintf(s->names[s->n], 64, "%s", cJSON_IsString(n) ? n->valuestring : "");
+	}
+	s->n++;
+	return 0;
+}
+
+static const char *STREAM =
+	"{\"type\":\"ADDED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"10\"}}}\n"
+	"{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"11\"}}}\n"
+	"\n"
+	"{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"resourceVersion\":\"12\"}}}\n"
+	"{\"type\":\"DELETED\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"13\"}}}\n";
+
+START_TEST(test_kube__watch_decoder_chunks)
+{
+	/* Every split point of the stream gives the same events. */
+	size_t len = strlen(STREAM);
+	for (size_t cut = 0; cut <= len; cut += 7) {
+		kube_watch_decoder d;
+		seen s = { 0 };
+		kube_watch_decoder_init(&d, 4096);
+		ck_assert_int_eq(kube_watch_decoder_feed(&d, STREAM, cut, record, &s), 0);
+		ck_assert_int_eq(kube_watch_decoder_feed(&d, STREAM + cut, len - cut, record, &s), 0);
+		ck_assert_int_eq(kube_watch_decoder_finish(&d), 0);
+		ck_assert_int_eq(s.n, 4);
+		ck_assert_int_eq(s.types[0], KUBE_WATCH_ADDED);
+		ck_assert_int_eq(s.types[1], KUBE_WATCH_MODIFIED);
+		ck_assert_int_eq(s.types[2], KUBE_WATCH_BOOKMARK);
+		ck_assert_int_eq(s.types[3], KUBE_WATCH_DELETED);
+		ck_assert_str_eq(s.names[3], "a");
+		kube_watch_decoder_free(&d);
+	}
+	/* Byte by byte. */
+	kube_watch_decoder d;
+	seen s = { 0 };
+	kube_watch_decoder_init(&d, 4096);
+	for (size_t i = 0; i < len; i++)
+		ck_assert_int_eq(kube_watch_decoder_feed(&d, STREAM + i, 1, record, &s), 0);
+	ck_assert_int_eq(s.n, 4);
+	kube_watch_decoder_free(&d);
+}
+END_TEST
+
+START_TEST(test_kube__watch_decoder_garbled_truncated_oversize)
+{
+	kube_watch_decoder d;
+	seen s = { 0 };
+	const char *garbled = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"resourceVersion\":\"1\"}}}\n{\"type\":\"ADD\x01\n";
+	kube_watch_decoder_init(&d, 4096);
+	ck_assert_int_eq(kube_watch_decoder_feed(&d, garbled, strlen(garbled), record, &s), PLUMB_EPROTO);
+	ck_assert_int_eq(s.n, 1);
+	kube_watch_decoder_free(&d);
+
+	/* Truncated: the stream ends mid-event. */
+	kube_watch_decoder_init(&d, 4096);
+	ck_assert_int_eq(kube_watch_decoder_feed(&d, STREAM, 50, record, &s), 0);
+	ck_assert_int_eq(kube_watch_decoder_finish(&d), PLUMB_EPROTO);
+	kube_watch_decoder_free(&d);
+
+	/* Oversize, whether it arrives whole or in pieces. */
+	kube_watch_decoder_init(&d, 64);
+	ck_assert_int_eq(kube_watch_decoder_feed(&d, STREAM, strlen(STREAM), record, &s), PLUMB_ETOOBIG);
+	kube_watch_decoder_free(&d);
+	kube_watch_decoder_init(&d, 64);
+	int rc = 0;
+	for (size_t i = 0; i < 100 && rc == 0; i += 10)
+		rc = kube_watch_decoder_feed(&d, STREAM + i, 10, record, &s);
+	ck_assert_int_eq(rc, PLUMB_ETOOBIG);
+	kube_watch_decoder_free(&d);
+}
+END_TEST
+
+START_TEST(test_kube__watch_decode_line)
+{
+	kube_watch_event t;
+	cJSON *o = NULL;
+	static const char *bad[] = {
+		"not json", "[]", "{\"type\":\"ADDED\"}", "{\"object\":{}}", "{\"type\":\"EXPLODED\",\"object\":{}}",
+		"{\"type\":\"ADDED\",\"object\":{\"metadata\":{}}}", "{\"type\":7,\"object\":{}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(kube_watch_decode_line(&t, &o, bad[i], strlen(bad[i])) == PLUMB_EPROTO, "line %zu", i);
+	ck_assert_int_eq(kube_watch_decode_line(&t, &o, "  \r", 3), PLUMB_ENOTFOUND);
+
+	const char *exp = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+		"\"message\":\"too old resource version: 5 (300)\",\"reason\":\"Expired\",\"code\":410}}";
+	ck_assert_int_eq(kube_watch_decode_line(&t, &o, exp, strlen(exp)), 0);
+	ck_assert_int_eq(t, KUBE_WATCH_ERROR);
+	ck_assert_int_eq(kube_watch_status_expired(o), 1);
+	cJSON_Delete(o);
+	cJSON *gone = cJSON_Parse("{\"reason\":\"Gone\"}");
+	ck_assert_int_eq(kube_watch_status_expired(gone), 1);
+	cJSON_Delete(gone);
+	cJSON *other = cJSON_Parse("{\"reason\":\"InternalError\",\"code\":500}");
+	ck_assert_int_eq(kube_watch_status_expired(other), 0);
+	cJSON_Delete(other);
+}
+END_TEST
+
+/* ---- discovery ---- */
+
+static const char *AGG =
+	"{\"kind\":\"APIGroupDiscoveryList\",\"apiVersion\":\"apidiscovery.k8s.io/v2\",\"metadata\":{},\"items\":["
+	"{\"metadata\":{\"name\":\"apps\"},\"versions\":[{\"version\":\"v1\",\"resources\":["
+	"{\"resource\":\"deployments\",\"responseKind\":{\"group\":\"\",\"version\":\"\",\"kind\":\"Deployment\"},\"scope\":\"Namespaced\","
+	"\"singularResource\":\"deployment\",\"verbs\":[\"create\",\"delete\",\"get\",\"list\",\"patch\",\"update\",\"watch\"],"
+	"\"subresources\":[{\"subresource\":\"scale\"},{\"subresource\":\"status\"}]}],\"freshness\":\"Current\"}]},"
+	"{\"metadata\":{\"name\":\"example.com\"},\"versions\":["
+	"{\"version\":\"v2\",\"resources\":[{\"resource\":\"widgets\",\"responseKind\":{\"kind\":\"Widget\"},\"scope\":\"Cluster\",\"verbs\":[\"get\"]}]},"
+	"{\"version\":\"v1\",\"resources\":[{\"resource\":\"widgets\",\"responseKind\":{\"kind\":\"Widget\"},\"scope\":\"Cluster\",\"verbs\":[\"get\",\"list\"]}]}]}"
+	"]}";
+
+START_TEST(test_kube__discovery_aggregated)
+{
+	kube_resource_set set = { 0 };
+	kube_resource r;
+	ck_assert_int_eq(kube_discovery_parse_aggregated(&set, AGG, strlen(AGG)), 0);
+	ck_assert_uint_eq(set.len, 3);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "apps", "v1", "Deployment"), 0);
+	ck_assert_str_eq(r.resource, "deployments");
+	ck_assert_int_eq(r.namespaced, 1);
+	ck_assert_int_eq(r.has_status, 1);
+	ck_assert_uint_eq(r.verbs & (KUBE_VERB_GET | KUBE_VERB_WATCH | KUBE_VERB_PATCH), KUBE_VERB_GET | KUBE_VERB_WATCH | KUBE_VERB_PATCH);
+	ck_assert_uint_eq(r.verbs & KUBE_VERB_DELETECOLLECTION, 0);
+	/* Preferred = first listed version. */
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "example.com", NULL, "Widget"), 0);
+	ck_assert_str_eq(r.version, "v2");
+	ck_assert_int_eq(r.namespaced, 0);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "example.com", "v1", "Widget"), 0);
+	ck_assert_uint_eq(r.verbs, KUBE_VERB_GET | KUBE_VERB_LIST);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "example.com", "v3", "Widget"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "", "v1", "Deployment"), PLUMB_ENOTFOUND);
+	kube_resource_set_free(&set);
+
+	ck_assert_int_eq(kube_discovery_parse_aggregated(&set, "{\"items\":7}", 11), PLUMB_EPROTO);
+	const char *noscope = "{\"items\":[{\"metadata\":{\"name\":\"\"},\"versions\":[{\"version\":\"v1\",\"resources\":[{\"resource\":\"pods\",\"responseKind\":{\"kind\":\"Pod\"}}]}]}]}";
+	ck_assert_int_eq(kube_discovery_parse_aggregated(&set, noscope, strlen(noscope)), PLUMB_EPROTO);
+	ck_assert_int_eq(kube_discovery_parse_aggregated(&set, AGG, 40), PLUMB_EPROTO);
+	kube_resource_set_free(&set);
+
+	ck_assert_int_eq(kube_content_type_is_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"), 1);
+	ck_assert_int_eq(kube_content_type_is_aggregated("application/json"), 0);
+	ck_assert_int_eq(kube_content_type_is_aggregated(NULL), 0);
+}
+END_TEST
+
+START_TEST(test_kube__discovery_legacy)
+{
+	kube_resource_set set = { 0 };
+	kube_resource r;
+	char **gvs = NULL;
+	size_t n = 0;
+	const char *groups = "{\"kind\":\"APIGroupList\",\"groups\":[{\"name\":\"batch\",\"versions\":["
+		"{\"groupVersion\":\"batch/v1\",\"version\":\"v1\"},{\"groupVersion\":\"batch/v1beta1\",\"version\":\"v1beta1\"}],"
+		"\"preferredVersion\":{\"groupVersion\":\"batch/v1\",\"version\":\"v1\"}}]}";
+	const char *core = "{\"kind\":\"APIResourceList\",\"groupVersion\":\"v1\",\"resources\":["
+		"{\"name\":\"pods\",\"singularName\":\"pod\",\"namespaced\":true,\"kind\":\"Pod\",\"verbs\":[\"get\",\"list\"]},"
+		"{\"name\":\"pods/status\",\"namespaced\":true,\"kind\":\"Pod\",\"verbs\":[\"get\"]},"
+		"{\"name\":\"namespaces\",\"namespaced\":false,\"kind\":\"Namespace\",\"verbs\":[\"get\"]}]}";
+	const char *batch1 = "{\"groupVersion\":\"batch/v1\",\"resources\":[{\"name\":\"jobs\",\"namespaced\":true,\"kind\":\"Job\",\"verbs\":[]}]}";
+	const char *batch0 = "{\"groupVersion\":\"batch/v1beta1\",\"resources\":[{\"name\":\"jobs\",\"namespaced\":true,\"kind\":\"Job\",\"verbs\":[]}]}";
+
+	ck_assert_int_eq(kube_discovery_parse_group_list(&gvs, &n, &set, groups, strlen(groups)), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(gvs[1], "batch/v1beta1");
+	for (size_t i = 0; i < n; i++)
+		free(gvs[i]);
+	free(gvs);
+	ck_assert_int_eq(kube_discovery_parse_resource_list(&set, core, strlen(core)), 0);
+	ck_assert_int_eq(kube_discovery_parse_resource_list(&set, batch0, strlen(batch0)), 0);
+	ck_assert_int_eq(kube_discovery_parse_resource_list(&set, batch1, strlen(batch1)), 0);
+	ck_assert_uint_eq(set.len, 4);  /* pods/status is not a resource of its own */
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "", "v1", "Pod"), 0);
+	ck_assert_int_eq(r.has_status, 1);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "", "v1", "Namespace"), 0);
+	ck_assert_int_eq(r.namespaced, 0);
+	ck_assert_int_eq(r.has_status, 0);
+	ck_assert_int_eq(kube_resource_set_find(&r, &set, "batch", NULL, "Job"), 0);
+	ck_assert_str_eq(r.version, "v1");
+	kube_resource_set_free(&set);
+
+	ck_assert_int_eq(kube_discovery_parse_resource_list(&set, "{\"resources\":[]}", 16), PLUMB_EPROTO);
+	ck_assert_int_eq(kube_discovery_parse_group_list(&gvs, &n, &set, "{}", 2), PLUMB_EPROTO);
+	kube_resource_set_free(&set);
+}
+END_TEST
+
+START_TEST(test_kube__resource_path)
+{
+	kube_resource cm = { "", "v1", "ConfigMap", "configmaps", 1, 0, 0 };
+	kube_resource crd = { "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", 0, 0, 1 };
+	char *p = NULL;
+	ck_assert_int_eq(kube_resource_path(&p, &cm, "team-a", "x", NULL), 0);
+	ck_assert_str_eq(p, "/api/v1/namespaces/team-a/configmaps/x");
+	free(p);
+	ck_assert_int_eq(kube_resource_path(&p, &cm, NULL, NULL, NULL), 0);
+	ck_assert_str_eq(p, "/api/v1/configmaps");
+	free(p);
+	ck_assert_int_eq(kube_resource_path(&p, &crd, "ignored", "widgets.example.com", "status"), 0);
+	ck_assert_str_eq(p, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com/status");
+	free(p);
+	ck_assert_int_eq(kube_resource_path(&p, &cm, "a b", "x/../y?z", NULL), 0);
+	ck_assert_str_eq(p, "/api/v1/namespaces/a%20b/configmaps/x%2F..%2Fy%3Fz");
+	free(p);
+	ck_assert_int_eq(kube_resource_path(&p, &cm, "a", "", NULL), PLUMB_EINVALID);
+	char av[320];
+	kube_resource_api_version(av, sizeof(av), &crd);
+	ck_assert_str_eq(av, "apiextensions.k8s.io/v1");
+	kube_resource_api_version(av, sizeof(av), &cm);
+	ck_assert_str_eq(av, "v1");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("kube");
+	TCase *tc = tcase_create("pure");
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, test_kube__config_current_context);
+	tcase_add_test(tc, test_kube__config_named_context);
+	tcase_add_test(tc, test_kube__config_bad_base64_names_field);
+	tcase_add_test(tc, test_kube__config_malformed_fields);
+	tcase_add_test(tc, test_kube__config_yaml_syntax_and_caps);
+	tcase_add_test(tc, test_kube__config_token_file_relative);
+	tcase_add_test(tc, test_kube__config_in_cluster);
+	tcase_add_test(tc, test_kube__config_exec_plugin);
+	tcase_add_test(tc, test_kube__exec_credential_parse);
+	tcase_add_test(tc, test_kube__status_error_mapping);
+	tcase_add_test(tc, test_kube__curl_error_mapping);
+	tcase_add_test(tc, test_kube__retry_after);
+	tcase_add_test(tc, test_kube__ratelimit);
+	tcase_add_test(tc, test_kube__watch_decoder_chunks);
+	tcase_add_test(tc, test_kube__watch_decoder_garbled_truncated_oversize);
+	tcase_add_test(tc, test_kube__watch_decode_line);
+	tcase_add_test(tc, test_kube__discovery_aggregated);
+	tcase_add_test(tc, test_kube__discovery_legacy);
+	tcase_add_test(tc, test_kube__resource_path);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
