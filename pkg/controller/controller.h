@@ -17,9 +17,12 @@
  * once; a key triggered while a worker holds it runs again after
  * controller_queue_done(). Thread-safe.
  *
- * Debounce: triggers for one key within `debounce` seconds of each other
- * coalesce into one run, `debounce` after the last of them, but no later than
- * 10 x debounce after the first (so a steady trickle cannot starve it).
+ * Debounce: a key runs at most once per `debounce` seconds. The first
+ * trigger of a quiet key runs at once (a commit or a drift is acted on
+ * without waiting); triggers that arrive while it runs or within `debounce`
+ * of its last start coalesce into one more run when that window closes.
+ * A steady trickle of triggers therefore cannot starve a key: it runs every
+ * `debounce`, and the last trigger of a burst is always followed by a run.
  * Failures back off per key: base x 2^failures with jitter, capped at max;
  * a failure replaces what was scheduled, so a down cluster gets no retry storm.
  */

@@ -14,7 +14,8 @@ typedef struct {
 	int dirty;          /* triggered while in flight: requeue at done() */
 	int due_by_trigger; /* due was set by a debounced trigger */
 	double due;
-	double burst_start; /* first trigger of the current burst */
+	int has_run;
+	double last_start;  /* when a worker last took it (monotonic) */
 	unsigned failures;
 } queue_item;
 
@@ -95,20 +96,17 @@ void controller_queue_trigger_at(controller_queue *q, const char *key, double de
 {
 	pthread_mutex_lock(&q->lock);
 	queue_item *it = item_find(q, key, 1);
-	if (it) {
-		if (!it->pending || !it->due_by_trigger)
-			it->burst_start = now;
-		double ceiling = it->burst_start + 10 * debounce;
-		double due = now + debounce < ceiling ? now + debounce : ceiling;
-		if (it->pending && it->due_by_trigger) {
-			/* Debounce: a new trigger in the burst pushes the run back, up to the ceiling. */
-			it->due = due;
-		} else {
-			schedule(it, due, 1);
-		}
-		if (it->in_flight)
-			it->dirty = 1;
+	if (it && !(it->pending && it->due_by_trigger)) {
+		/* A quiet item runs at once; one that ran less than `debounce` ago
+		 * runs when that window closes, taking every trigger until then
+		 * with it. A trigger already waiting absorbs this one. */
+		double due = now;
+		if (it->has_run && now < it->last_start + debounce)
+			due = it->last_start + debounce;
+		schedule(it, due, 1);
 	}
+	if (it && it->in_flight)
+		it->dirty = 1;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 }
@@ -211,6 +209,8 @@ int controller_queue_pop_ready(controller_queue *q, char **out, double now, doub
 			it->pending = 0;
 			it->in_flight = 1;
 			it->dirty = 0;
+			it->has_run = 1;
+			it->last_start = now;
 			*out = key;
 			rc = 0;
 		}
@@ -239,6 +239,8 @@ int controller_queue_get(controller_queue *q, char **out, double timeout)
 			it->pending = 0;
 			it->in_flight = 1;
 			it->dirty = 0;
+			it->has_run = 1;
+			it->last_start = now;
 			pthread_mutex_unlock(&q->lock);
 			*out = key;
 			return 0;

@@ -25,41 +25,65 @@ static int pop(double now, const char *want)
 	return 1;
 }
 
-START_TEST(test_queue__burst_coalesces_into_one_run)
+START_TEST(test_queue__quiet_item_runs_at_once)
 {
-	/* 20 triggers, 0.1 s apart, debounce 1 s: nothing runs during the burst. */
-	double t0 = 1000;
-	for (int i = 0; i < 20; i++) {
-		controller_queue_trigger_at(q, "ns/gs/c1", 1.0, t0 + i * 0.1);
-		ck_assert_int_eq(pop(t0 + i * 0.1, "ns/gs/c1"), 0);
-	}
-	/* Due one debounce after the last trigger, and only once. */
-	ck_assert_int_eq(pop(t0 + 1.9 + 0.5, "ns/gs/c1"), 0);
-	ck_assert_int_eq(pop(t0 + 1.9 + 1.0, "ns/gs/c1"), 1);
-	ck_assert_int_eq(pop(t0 + 100, "ns/gs/c1"), 0);
+	controller_queue_trigger_at(q, "ns/gs/c1", 1.0, 1000);
+	ck_assert_int_eq(pop(1000, "ns/gs/c1"), 1);
+	ck_assert_int_eq(pop(1000, "ns/gs/c1"), 0);
 }
 END_TEST
 
-START_TEST(test_queue__ceiling_stops_a_trickle_starving_an_item)
+START_TEST(test_queue__burst_coalesces)
 {
-	/* A trigger every 0.5 s with debounce 1 s would postpone forever; the
-	 * ceiling (10 x debounce after the first trigger) makes it run. */
+	/* 20 triggers, 0.1 s apart, debounce 1 s: the first runs at once, the
+	 * rest coalesce into one run per debounce window. */
 	double t0 = 1000;
-	int ran_at = -1;
-	for (int i = 0; i < 60 && ran_at < 0; i++) {
-		double now = t0 + i * 0.5;
-		if (pop(now, "k"))
-			ran_at = i;
-		controller_queue_trigger_at(q, "k", 1.0, now);
+	int runs = 0;
+	double last_run = 0;
+	for (int i = 0; i < 20; i++) {
+		double now = t0 + i * 0.1;
+		controller_queue_trigger_at(q, "ns/gs/c1", 1.0, now);
+		if (pop(now, "ns/gs/c1")) {
+			runs++;
+			last_run = now;
+		}
 	}
-	ck_assert_int_eq(ran_at, 20); /* t0 + 10 s */
+	/* After the burst: one more run, when the window closes. */
+	ck_assert_int_eq(pop(t0 + 1.95, "ns/gs/c1"), 0);
+	if (pop(t0 + 2.0 + 1e-9, "ns/gs/c1")) {
+		runs++;
+		last_run = t0 + 2.0;
+	}
+	ck_assert_int_eq(pop(t0 + 100, "ns/gs/c1"), 0);
+	ck_assert_int_eq(runs, 3);               /* t0, t0+1, t0+2 */
+	ck_assert(last_run >= t0 + 1.9);         /* the last trigger was acted on */
+}
+END_TEST
+
+START_TEST(test_queue__steady_trickle_is_not_starved)
+{
+	/* A trigger every 0.5 s with debounce 1 s: a run every second. */
+	double t0 = 1000;
+	int runs = 0;
+	for (int i = 0; i < 40; i++) {
+		double now = t0 + i * 0.5;
+		controller_queue_trigger_at(q, "k", 1.0, now);
+		runs += pop(now + 1e-9, "k");
+	}
+	ck_assert_int_ge(runs, 19);
+	ck_assert_int_le(runs, 21);
 }
 END_TEST
 
 START_TEST(test_queue__keys_are_independent)
 {
+	/* Both ran at 1000; retriggered at 1000.5, each waits for its own window. */
 	controller_queue_trigger_at(q, "a", 1.0, 1000);
 	controller_queue_trigger_at(q, "b", 5.0, 1000);
+	ck_assert_int_eq(pop(1000, "a"), 1);
+	ck_assert_int_eq(pop(1000, "b"), 1);
+	controller_queue_trigger_at(q, "a", 1.0, 1000.5);
+	controller_queue_trigger_at(q, "b", 5.0, 1000.5);
 	ck_assert_int_eq(pop(1001, "a"), 1);
 	ck_assert_int_eq(pop(1001, "b"), 0);
 	ck_assert_int_eq(pop(1005, "b"), 1);
@@ -145,8 +169,9 @@ int main(void)
 	TCase *tc = tcase_create("queue");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, test_queue__burst_coalesces_into_one_run);
-	tcase_add_test(tc, test_queue__ceiling_stops_a_trickle_starving_an_item);
+	tcase_add_test(tc, test_queue__quiet_item_runs_at_once);
+	tcase_add_test(tc, test_queue__burst_coalesces);
+	tcase_add_test(tc, test_queue__steady_trickle_is_not_starved);
 	tcase_add_test(tc, test_queue__keys_are_independent);
 	tcase_add_test(tc, test_queue__never_two_workers_on_one_key);
 	tcase_add_test(tc, test_queue__backoff_grows_and_forget_resets);
