@@ -1,0 +1,1524 @@
+/*
+ * The apply engine: ordering, ownership, server-side apply, drift, prune
+ * and the inventory round trip. See apply.h for the behaviour.
+ */
+#include "apply/apply_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CRD_GROUP "apiextensions.k8s.io"
+#define CRD_KIND "CustomResourceDefinition"
+#define EXISTENCE_LIST_MIN 16   /* missing objects of one (kind, ns) before one LIST beats GETs */
+
+/* ---- a small string-keyed hash map ---------------------------------------- */
+typedef struct {
+	char **keys;
+	void **vals;
+	size_t cap;
+	size_t n;
+} smap;
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void smap_free(smap *m, void (*free_val)(void *))
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->keys[i])
+			continue;
+		free(m->keys[i]);
+		if (free_val)
+			free_val(m->vals[i]);
+	}
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+static void **smap_slot(const smap *m, const char *key, size_t *idx)
+{
+	if (!m->cap)
+		return NULL;
+	for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->keys[i]) {
+			*idx = i;
+			return NULL;
+		}
+		if (!strcmp(m->keys[i], key)) {
+			*idx = i;
+			return &m->vals[i];
+		}
+	}
+}
+
+static void *smap_get(const smap *m, const char *key)
+{
+	size_t idx;
+	void **v = smap_slot(m, key, &idx);
+	return v ? *v : NULL;
+}
+
+static int smap_has(const smap *m, const char *key)
+{
+	size_t idx;
+	return smap_slot(m, key, &idx) != NULL;
+}
+
+/* Inserts or replaces; returns the old value in *old (may be NULL). */
+static int smap_put(smap *m, const char *key, void *val, void **old)
+{
+	size_t idx;
+	void **v;
+
+	if (old)
+		*old = NULL;
+	if ((m->n + 1) * 2 > m->cap) {
+		smap bigger = { 0 };
+		bigger.cap = m->cap ? m->cap * 2 : 64;
+		bigger.keys = calloc(bigger.cap, sizeof(char *));
+		bigger.vals = calloc(bigger.cap, sizeof(void *));
+		if (!bigger.keys || !bigger.vals) {
+			free(bigger.keys);
+			free(bigger.vals);
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->keys[i])
+				continue;
+			smap_slot(&bigger, m->keys[i], &idx);
+			bigger.keys[idx] = m->keys[i];
+			bigger.vals[idx] = m->vals[i];
+		}
+		bigger.n = m->n;
+		free(m->keys);
+		free(m->vals);
+		*m = bigger;
+	}
+	v = smap_slot(m, key, &idx);
+	if (v) {
+		if (old)
+			*old = *v;
+		*v = val;
+		return 0;
+	}
+	if (!(m->keys[idx] = plumb_strdup(key)))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	m->vals[idx] = val;
+	m->n++;
+	return 0;
+}
+
+/* ---- engine --------------------------------------------------------------- */
+
+typedef struct {
+	char hash[65];
+	cJSON *proj;
+} proj_entry;
+
+static void proj_entry_free(void *p)
+{
+	proj_entry *e = p;
+	if (e)
+		cJSON_Delete(e->proj);
+	free(e);
+}
+
+struct apply_engine {
+	kube_client *c;
+	char *gs_ns;
+	char *gs_name;
+	char *gitsync_id;     /* "ns/name" */
+	char label[64];
+	char head_name[64];
+	char *selector;
+	pthread_mutex_t run_lock;   /* one run at a time */
+	pthread_mutex_t lock;       /* guards proj */
+	smap proj;                  /* key -> proj_entry */
+	apply_inv_state inv;
+};
+
+const char *apply_action_name(apply_action a)
+{
+	static const char *const names[] = { "unchanged", "created", "updated", "drifted",
+		"corrected", "pruned", "conflict", "skipped", "failed" };
+	return (unsigned)a < APPLY_ACTION_COUNT ? names[a] : "unknown";
+}
+
+static int label_value_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+		if (!alnum && ((i == 0 || i == n - 1) || (ch != '-' && ch != '_' && ch != '.')))
+			return 0;
+	}
+	return 1;
+}
+
+void apply_gitsync_label(char *out, size_t outlen, const char *ns, const char *name)
+{
+	char full[600], sum[65], prefix[64];
+	size_t n;
+
+	snprintf(full, sizeof(full), "%s.%s", ns, name);
+	if (label_value_ok(full)) {
+		snprintf(out, outlen, "%s", full);
+		return;
+	}
+	snprintf(full, sizeof(full), "%s/%s", ns, name);
+	plumb_sha256_hex(sum, full, strlen(full));
+	snprintf(full, sizeof(full), "%s.%s", ns, name);
+	n = 0;
+	for (const char *p = full; *p && n < 52; p++) {
+		char ch = *p;
+		int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+		if (!alnum && ch != '-' && ch != '_' && ch != '.')
+			ch = '-';
+		if (n == 0 && !alnum)
+			continue;
+		prefix[n++] = ch;
+	}
+	while (n > 0 && (prefix[n - 1] == '-' || prefix[n - 1] == '_' || prefix[n - 1] == '.'))
+		n--;
+	prefix[n] = 0;
+	if (n)
+		snprintf(out, outlen, "%s-%.10s", prefix, sum);
+	else
+		snprintf(out, outlen, "h%.10s", sum);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+	return strcmp(x->string, y->string);
+}
+
+/* Sorts object keys recursively (in place). */
+static int sort_keys(cJSON *v, int depth)
+{
+	cJSON *c, **arr;
+	size_t n = 0, i;
+	if (depth > 200)
+		return plumb_error_set(PLUMB_ETOOBIG, "object nested too deeply");
+	for (c = v ? v->child : NULL; c; c = c->next) {
+		int err = sort_keys(c, depth + 1);
+		if (err)
+			return err;
+		n++;
+	}
+	if (!cJSON_IsObject(v) || n < 2)
+		return 0;
+	arr = malloc(n * sizeof(*arr));
+	if (!arr)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	for (c = v->child, i = 0; c; c = c->next)
+		arr[i++] = c;
+	qsort(arr, n, sizeof(*arr), key_cmp);
+	for (i = 0; i < n; i++) {
+		arr[i]->prev = i ? arr[i - 1] : arr[n - 1];
+		arr[i]->next = i + 1 < n ? arr[i + 1] : NULL;
+	}
+	v->child = arr[0];
+	free(arr);
+	return 0;
+}
+
+int apply_desired_hash(char out[65], const cJSON *obj)
+{
+	cJSON *copy = cJSON_Duplicate(obj, 1), *meta, *ann;
+	char *text = NULL;
+	int err;
+
+	if (!copy)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	meta = cJSON_GetObjectItemCaseSensitive(copy, "metadata");
+	ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
+	cJSON_DeleteItemFromObjectCaseSensitive(ann, APPLY_ANNOTATION_HASH);
+	if (ann && !ann->child)
+		cJSON_DeleteItemFromObjectCaseSensitive(meta, "annotations");
+	if ((err = sort_keys(copy, 0)))
+		goto cleanup;
+	if (!(text = cJSON_PrintUnformatted(copy))) {
+		err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	plumb_sha256_hex(out, text, strlen(text));
+cleanup:
+	cJSON_free(text);
+	cJSON_Delete(copy);
+	return err;
+}
+
+static int is_crd(const char *group, const char *kind)
+{
+	return !strcmp(group, CRD_GROUP) && !strcmp(kind, CRD_KIND);
+}
+
+static int is_namespace(const char *group, const char *kind)
+{
+	return !*group && !strcmp(kind, "Namespace");
+}
+
+int apply_object_class(const char *group, const char *kind, int namespaced)
+{
+	if (is_crd(group, kind))
+		return 0;
+	if (is_namespace(group, kind))
+		return 1;
+	return namespaced ? 3 : 2;
+}
+
+int apply_prune_class(const char *group, const char *kind, int namespaced)
+{
+	if (is_namespace(group, kind))
+		return 3;
+	if (is_crd(group, kind))
+		return 2;
+	return namespaced ? 0 : 1;
+}
+
+int apply_engine_new(apply_engine **out, kube_client *c, const char *gs_ns,
+	const char *gs_name)
+{
+	apply_engine *e;
+	char sum[65];
+
+	if (!c || !gs_ns || !gs_name || !*gs_ns || !*gs_name)
+		return plumb_error_set(PLUMB_EINVALID, "apply: client, namespace and name are required");
+	if (!(e = calloc(1, sizeof(*e))))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	e->c = c;
+	e->gs_ns = plumb_strdup(gs_ns);
+	e->gs_name = plumb_strdup(gs_name);
+	e->gitsync_id = plumb_asprintf("%s/%s", gs_ns, gs_name);
+	apply_gitsync_label(e->label, sizeof(e->label), gs_ns, gs_name);
+	e->selector = plumb_asprintf("%s=%s", APPLY_LABEL_GITSYNC, e->label);
+	if (!e->gs_ns || !e->gs_name || !e->gitsync_id || !e->selector) {
+		apply_engine_free(e);
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	plumb_sha256_hex(sum, e->gitsync_id, strlen(e->gitsync_id));
+	snprintf(e->head_name, sizeof(e->head_name), "plumb-inventory-%.16s", sum);
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->run_lock, NULL);
+	*out = e;
+	return 0;
+}
+
+void apply_engine_forget(apply_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	smap_free(&e->proj, proj_entry_free);
+	apply_inv_state_clear(&e->inv);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void apply_engine_free(apply_engine *e)
+{
+	if (!e)
+		return;
+	smap_free(&e->proj, proj_entry_free);
+	apply_inv_state_clear(&e->inv);
+	if (e->gitsync_id) {
+		pthread_mutex_destroy(&e->lock);
+		pthread_mutex_destroy(&e->run_lock);
+	}
+	free(e->gs_ns);
+	free(e->gs_name);
+	free(e->gitsync_id);
+	free(e->selector);
+	free(e);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+static void object_result_clear(apply_object_result *r)
+{
+	free(r->api_version);
+	free(r->kind);
+	free(r->ns);
+	free(r->name);
+	free(r->message);
+	for (size_t i = 0; i < r->nfields; i++) {
+		free(r->fields[i].path);
+		free(r->fields[i].manager);
+	}
+	free(r->fields);
+	free(r->diff);
+	memset(r, 0, sizeof(*r));
+}
+
+void apply_result_free(apply_result *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->count; i++)
+		object_result_clear(&r->objects[i]);
+	free(r->objects);
+	free(r->message);
+	memset(r, 0, sizeof(*r));
+}
+
+static void set_message(apply_object_result *r, const char *msg)
+{
+	free(r->message);
+	r->message = plumb_strdup(msg ? msg : "");
+}
+
+static void set_outcome(apply_object_result *r, apply_action a, const char *msg)
+{
+	r->action = a;
+	set_message(r, msg);
+}
+
+static void take_fields(apply_object_result *r, apply_fields *f)
+{
+	for (size_t i = 0; i < r->nfields; i++) {
+		free(r->fields[i].path);
+		free(r->fields[i].manager);
+	}
+	free(r->fields);
+	r->fields = f->items;
+	r->nfields = f->count;
+	memset(f, 0, sizeof(*f));
+}
+
+int apply_result_report(char **out, const apply_result *r)
+{
+	static const char marks[APPLY_ACTION_COUNT] = { ' ', '+', '~', '!', '!', '-', '?', '.', 'x' };
+	plumb_buf b = PLUMB_BUF_INIT(256u * 1024 * 1024);
+	int err = 0;
+
+	for (size_t i = 0; i < r->count && !err; i++) {
+		const apply_object_result *o = &r->objects[i];
+		if (o->action == APPLY_UNCHANGED)
+			continue;
+		err = plumb_buf_printf(&b, "%c %s %s %s%s%s", marks[o->action], apply_action_name(o->action),
+			o->kind, *o->ns ? o->ns : "", *o->ns ? "/" : "", o->name);
+		for (size_t k = 0; k < o->nfields && !err && o->action != APPLY_UPDATED; k++)
+			err = plumb_buf_printf(&b, "%s%s%s%s%s", k ? ", " : ": ", o->fields[k].path,
+				o->fields[k].manager && *o->fields[k].manager ? " (by " : "",
+				o->fields[k].manager && *o->fields[k].manager ? o->fields[k].manager : "",
+				o->fields[k].manager && *o->fields[k].manager ? ")" : "");
+		if (!err && o->message && *o->message)
+			err = plumb_buf_printf(&b, " — %s", o->message);
+		if (!err)
+			err = plumb_buf_puts(&b, "\n");
+		if (!err && o->diff)
+			err = plumb_buf_puts(&b, o->diff);
+	}
+	if (!err && r->message && *r->message)
+		err = plumb_buf_printf(&b, "note: %s\n", r->message);
+	if (!err)
+		err = plumb_buf_printf(&b,
+			"%s%zu created, %zu updated, %zu unchanged, %zu drifted, %zu corrected, "
+			"%zu pruned, %zu conflict, %zu skipped, %zu failed\n",
+			r->dry_run ? "(dry run) " : "", r->totals[APPLY_CREATED], r->totals[APPLY_UPDATED],
+			r->totals[APPLY_UNCHANGED], r->totals[APPLY_DRIFTED], r->totals[APPLY_CORRECTED],
+			r->totals[APPLY_PRUNED], r->totals[APPLY_CONFLICT], r->totals[APPLY_SKIPPED],
+			r->totals[APPLY_FAILED]);
+	if (err) {
+		plumb_buf_free(&b);
+		return err;
+	}
+	*out = plumb_buf_detach(&b);
+	return 0;
+}
+
+/* ---- a run ---------------------------------------------------------------- */
+
+typedef struct {
+	cJSON *obj;            /* the copy plumb applies (labels + hash) */
+	char hash[65];
+	char group[256];
+	char version[64];
+	const char *kind;      /* borrowed from obj */
+	const char *name;
+	char *ns;              /* "" cluster-scoped */
+	char *key;             /* group/kind/ns/name */
+	kube_resource res;
+	int resolved;
+	int cls;
+	const cJSON *live;     /* borrowed (a list) or owned_live */
+	cJSON *owned_live;
+	int live_state;        /* 0 unknown, 1 found, 2 not among labelled objects */
+	int attempted;         /* a real apply was sent */
+	int in_old;            /* in the inventory before this run */
+	size_t ri;             /* index into result objects */
+} item;
+
+typedef struct {
+	apply_inventory_entry e;
+	char *key;
+	kube_resource res;
+	int resolved;
+	int cls;
+	int keep;              /* stays in the inventory */
+	int hidden;            /* gone already: not reported */
+	size_t ri;
+} cand;
+
+typedef struct {
+	apply_engine *e;
+	apply_opts o;
+	apply_result *res;
+	item *items;
+	size_t n;
+	cand *cands;
+	size_t ncands;
+	smap live;             /* key -> const cJSON* (borrowed from lists) */
+	smap unowned;          /* key -> const cJSON* from existence lists */
+	smap listed;           /* "group/kind" -> 1: labelled LIST done */
+	smap exist_listed;     /* "group/kind/ns" -> 1 */
+	cJSON **lists;
+	size_t nlists, alists;
+	atomic_size_t writes;
+	apply_action *actions; /* per result, for workers */
+} run;
+
+static const char *meta_get(const cJSON *obj, const char *field)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, field);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const char *map_get(const cJSON *obj, const char *map, const char *key)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, map);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(l, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int owned(const run *R, const cJSON *live)
+{
+	const char *mb = map_get(live, "labels", APPLY_LABEL_MANAGED_BY);
+	const char *gs = map_get(live, "labels", APPLY_LABEL_GITSYNC);
+	return mb && gs && !strcmp(mb, "plumb") && !strcmp(gs, R->e->label);
+}
+
+static char *make_key(const char *group, const char *kind, const char *ns, const char *name)
+{
+	return plumb_asprintf("%s/%s/%s/%s", group, kind, ns ? ns : "", name);
+}
+
+static void split_api_version(char *group, size_t gl, char *version, size_t vl, const char *av)
+{
+	const char *slash = strchr(av, '/');
+	if (slash) {
+		snprintf(group, gl, "%.*s", (int)(slash - av), av);
+		snprintf(version, vl, "%s", slash + 1);
+	} else {
+		snprintf(group, gl, "%s", "");
+		snprintf(version, vl, "%s", av);
+	}
+}
+
+static cJSON *ensure_map(cJSON *obj, const char *name)
+{
+	cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (cJSON_IsObject(m))
+		return m;
+	if (m)
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
+	return cJSON_AddObjectToObject(obj, name);
+}
+
+static int set_str(cJSON *map, const char *key, const char *val)
+{
+	cJSON *v = cJSON_CreateString(val);
+	if (!v)
+		return PLUMB_ENOMEM;
+	if (cJSON_GetObjectItemCaseSensitive(map, key))
+		cJSON_ReplaceItemInObjectCaseSensitive(map, key, v);
+	else
+		cJSON_AddItemToObject(map, key, v);
+	return 0;
+}
+
+/* The copy plumb applies: ownership labels, then the hash annotation. */
+static int prepare_object(run *R, item *it)
+{
+	cJSON *meta = ensure_map(it->obj, "metadata"), *labels, *ann;
+	if (!meta || !(labels = ensure_map(meta, "labels")))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	if (set_str(labels, APPLY_LABEL_MANAGED_BY, "plumb") ||
+	    set_str(labels, APPLY_LABEL_GITSYNC, R->e->label))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	int err = apply_desired_hash(it->hash, it->obj);
+	if (err)
+		return err;
+	if (!(ann = ensure_map(meta, "annotations")) || set_str(ann, APPLY_ANNOTATION_HASH, it->hash))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	return 0;
+}
+
+typedef void (*work_fn)(run *R, size_t idx);
+typedef struct {
+	run *R;
+	work_fn fn;
+	const size_t *idx;
+	size_t n;
+	atomic_size_t next;
+} pool;
+
+static void *pool_main(void *p)
+{
+	pool *P = p;
+	for (;;) {
+		size_t i = atomic_fetch_add(&P->next, 1);
+		if (i >= P->n)
+			break;
+		P->fn(P->R, P->idx[i]);
+	}
+	return NULL;
+}
+
+/* Runs fn over idx[0..n) on up to opts.parallel threads. */
+static void run_parallel(run *R, work_fn fn, const size_t *idx, size_t n)
+{
+	pool P = { .R = R, .fn = fn, .idx = idx, .n = n };
+	pthread_t th[64];
+	size_t nt = R->o.parallel < n ? R->o.parallel : n, started = 0;
+
+	atomic_init(&P.next, 0);
+	if (nt > 64)
+		nt = 64;
+	for (size_t t = 1; t < nt; t++)
+		if (pthread_create(&th[started], NULL, pool_main, &P) == 0)
+			started++;
+	pool_main(&P);
+	for (size_t t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+}
+
+/* One labelled LIST of res over all namespaces into R->live. */
+static int list_labelled(run *R, const kube_resource *res)
+{
+	char gk[512];
+	kube_list_opts lo = { .label_selector = R->e->selector };
+	cJSON *list = NULL;
+	const cJSON *item;
+	int err;
+
+	snprintf(gk, sizeof(gk), "%s/%s", res->group, res->kind);
+	if (smap_has(&R->listed, gk))
+		return 0;
+	if ((err = kube_list(&list, R->e->c, res, NULL, &lo)))
+		return plumb_error_prefix(err, "listing %s", res->resource);
+	if (R->nlists == R->alists) {
+		size_t na = R->alists ? R->alists * 2 : 16;
+		cJSON **l = realloc(R->lists, na * sizeof(*l));
+		if (!l) {
+			cJSON_Delete(list);
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+		R->lists = l;
+		R->alists = na;
+	}
+	R->lists[R->nlists++] = list;
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+		const char *ns = meta_get(item, "namespace"), *name = meta_get(item, "name");
+		char *key;
+		if (!name)
+			continue;
+		if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		err = smap_put(&R->live, key, (void *)item, NULL);
+		free(key);
+		if (err)
+			return err;
+	}
+	return smap_put(&R->listed, gk, (void *)1, NULL);
+}
+
+/* Unlabelled LIST of res in ns (existence check of many objects at once). */
+static int list_existing(run *R, const kube_resource *res, const char *ns)
+{
+	char k[800];
+	cJSON *list = NULL;
+	const cJSON *item;
+	int err;
+
+	snprintf(k, sizeof(k), "%s/%s/%s", res->group, res->kind, ns);
+	if (smap_has(&R->exist_listed, k))
+		return 0;
+	if ((err = kube_list(&list, R->e->c, res, res->namespaced ? ns : NULL, NULL)))
+		return err;
+	if (R->nlists == R->alists) {
+		size_t na = R->alists ? R->alists * 2 : 16;
+		cJSON **l = realloc(R->lists, na * sizeof(*l));
+		if (!l) {
+			cJSON_Delete(list);
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+		R->lists = l;
+		R->alists = na;
+	}
+	R->lists[R->nlists++] = list;
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+		const char *ins = meta_get(item, "namespace"), *name = meta_get(item, "name");
+		char *key;
+		if (!name)
+			continue;
+		if (!(key = make_key(res->group, res->kind, res->namespaced && ins ? ins : "", name)))
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		err = smap_put(&R->unowned, key, (void *)item, NULL);
+		free(key);
+		if (err)
+			return err;
+	}
+	return smap_put(&R->exist_listed, k, (void *)1, NULL);
+}
+
+static apply_object_result *res_of(run *R, size_t ri)
+{
+	return &R->res->objects[ri];
+}
+
+/* Fills live/live_state for items of one class that are resolved. */
+static void fetch_live(run *R, size_t cls)
+{
+	/* callback first, then one labelled LIST per kind it does not cover */
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		apply_object_result *r = res_of(R, it->ri);
+		if ((size_t)it->cls != cls || !it->resolved || r->action != APPLY_UNCHANGED || it->live_state)
+			continue;
+		if (R->o.live) {
+			cJSON *obj = NULL;
+			int got = R->o.live(&obj, R->o.live_data, &it->res, it->ns, it->name);
+			if (got == 1 && obj) {
+				it->owned_live = obj;
+				it->live = obj;
+				it->live_state = 1;
+				continue;
+			}
+			cJSON_Delete(obj);
+			if (got == 0) {
+				it->live_state = 2;
+				continue;
+			}
+		}
+		int err = list_labelled(R, &it->res);
+		if (err) {
+			set_outcome(r, APPLY_FAILED, plumb_error_last());
+			continue;
+		}
+		it->live = smap_get(&R->live, it->key);
+		it->live_state = it->live ? 1 : 2;
+	}
+	/* many missing objects in one (kind, ns): one LIST instead of GETs */
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		size_t same = 0;
+		char k[800];
+		if ((size_t)it->cls != cls || it->live_state != 2)
+			continue;
+		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
+		if (smap_has(&R->exist_listed, k))
+			continue;
+		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++) {
+			item *o = &R->items[j];
+			if (o->live_state == 2 && o->resolved && !strcmp(o->res.group, it->res.group) &&
+			    !strcmp(o->res.kind, it->res.kind) && !strcmp(o->ns, it->ns))
+				same++;
+		}
+		if (same >= EXISTENCE_LIST_MIN && list_existing(R, &it->res, it->ns))
+			plumb_warn("existence list failed; falling back to GETs", "resource",
+				it->res.resource, "error", plumb_error_last());
+	}
+}
+
+static void fail_item(apply_object_result *r, int err)
+{
+	(void)err;
+	set_outcome(r, APPLY_FAILED, plumb_error_last());
+}
+
+static void cache_put(run *R, const char *key, const char *hash, cJSON *proj)
+{
+	proj_entry *pe = calloc(1, sizeof(*pe)), *old = NULL;
+	if (!pe) {
+		cJSON_Delete(proj);
+		return;
+	}
+	snprintf(pe->hash, sizeof(pe->hash), "%s", hash);
+	pe->proj = proj;
+	pthread_mutex_lock(&R->e->lock);
+	if (smap_put(&R->e->proj, key, pe, (void **)&old))
+		proj_entry_free(pe);
+	pthread_mutex_unlock(&R->e->lock);
+	proj_entry_free(old);
+}
+
+/* A copy of the cached projection when it is for hash. */
+static cJSON *cache_get(run *R, const char *key, const char *hash)
+{
+	cJSON *out = NULL;
+	pthread_mutex_lock(&R->e->lock);
+	proj_entry *pe = smap_get(&R->e->proj, key);
+	if (pe && !strcmp(pe->hash, hash))
+		out = cJSON_Duplicate(pe->proj, 1);
+	pthread_mutex_unlock(&R->e->lock);
+	return out;
+}
+
+static int do_apply(run *R, item *it, cJSON **out, int dry_run)
+{
+	kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1, .dry_run = dry_run };
+	atomic_fetch_add(&R->writes, 1);
+	if (!dry_run)
+		it->attempted = 1;
+	return kube_apply(out, R->e->c, &it->res, *it->ns ? it->ns : NULL, it->obj, &ao);
+}
+
+static char *owner_of(const cJSON *live)
+{
+	const char *gs = map_get(live, "labels", APPLY_LABEL_GITSYNC);
+	const char *mb = map_get(live, "labels", APPLY_LABEL_MANAGED_BY);
+	const cJSON *mf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(live, "metadata"),
+		"managedFields"), *e;
+	plumb_buf b = PLUMB_BUF_INIT(4096);
+	int first = 1;
+
+	if (gs && mb && !strcmp(mb, "plumb"))
+		return plumb_asprintf("owned by GitSync %s", gs);
+	plumb_buf_puts(&b, "exists and is not managed by this GitSync");
+	cJSON_ArrayForEach(e, mf) {
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "manager");
+		if (!cJSON_IsString(m))
+			continue;
+		plumb_buf_printf(&b, "%s%s", first ? " (field managers: " : ", ", m->valuestring);
+		first = 0;
+	}
+	if (!first)
+		plumb_buf_puts(&b, ")");
+	return plumb_buf_detach(&b);
+}
+
+static void process_item(run *R, size_t i)
+{
+	item *it = &R->items[i];
+	apply_object_result *r = res_of(R, it->ri);
+	const cJSON *live = it->live;
+	cJSON *got = NULL, *result = NULL, *proj = NULL, *live_proj = NULL;
+	apply_fields fields = { 0 };
+	int adopting = 0, err, nd;
+
+	if (r->action != APPLY_UNCHANGED || !it->resolved)
+		return;
+	if (it->live_state == 2) {
+		char k[800];
+		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
+		if (smap_has(&R->exist_listed, k)) {
+			live = smap_get(&R->unowned, it->key);
+		} else {
+			err = kube_get(&got, R->e->c, &it->res, *it->ns ? it->ns : NULL, it->name);
+			if (err && err != PLUMB_ENOTFOUND) {
+				fail_item(r, err);
+				goto cleanup;
+			}
+			live = got;
+		}
+	}
+	if (live && !owned(R, live)) {
+		if (!R->o.adopt) {
+			char *who = owner_of(live);
+			set_outcome(r, APPLY_CONFLICT, who ? who : "not managed by this GitSync");
+			free(who);
+			goto cleanup;
+		}
+		adopting = 1;
+	}
+	if (!live) {
+		if (R->o.dry_run && *it->ns) {
+			/* its Namespace comes with this revision: a dry run cannot go in it yet */
+			for (size_t j = 0; j < R->n; j++) {
+				item *p = &R->items[j];
+				if (p->cls == 1 && !strcmp(p->name, it->ns) &&
+				    res_of(R, p->ri)->action == APPLY_CREATED) {
+					set_outcome(r, APPLY_CREATED, "its Namespace is created first");
+					goto cleanup;
+				}
+			}
+		}
+		if ((err = do_apply(R, it, &result, R->o.dry_run))) {
+			fail_item(r, err);
+			goto cleanup;
+		}
+		proj = apply_project(result, it->obj);
+		apply_unified_diff(&r->diff, NULL, proj, "live (absent)", "desired");
+		r->action = APPLY_CREATED;
+		if (!R->o.dry_run) {
+			cache_put(R, it->key, it->hash, proj);
+			proj = NULL;
+		}
+		goto cleanup;
+	}
+	if (!adopting) {
+		const char *lh = map_get(live, "annotations", APPLY_ANNOTATION_HASH);
+		proj = cache_get(R, it->key, it->hash);
+		if (!proj && lh && !strcmp(lh, it->hash)) {
+			if (apply_only_plumb_wrote(live) && apply_has_paths(live, it->obj)) {
+				proj = apply_project(live, it->obj);
+			} else {
+				if ((err = do_apply(R, it, &result, 1))) {
+					fail_item(r, err);
+					goto cleanup;
+				}
+				proj = apply_project(result, it->obj);
+				cJSON_Delete(result);
+				result = NULL;
+			}
+			if (proj)
+				cache_put(R, it->key, it->hash, cJSON_Duplicate(proj, 1));
+		}
+	}
+	if (proj) {
+		/* same desired object: drift check */
+		if ((nd = apply_compare(&fields, proj, live, 1)) < 0) {
+			fail_item(r, nd);
+			goto cleanup;
+		}
+		if (nd == 0)
+			goto cleanup;  /* unchanged */
+		live_proj = apply_project(live, proj);
+		apply_unified_diff(&r->diff, live_proj, proj, "live", "desired");
+		take_fields(r, &fields);
+		if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
+			if ((err = do_apply(R, it, &result, 0))) {
+				fail_item(r, err);
+				goto cleanup;
+			}
+			r->action = APPLY_CORRECTED;
+			cache_put(R, it->key, it->hash, apply_project(result, it->obj));
+		} else {
+			r->action = APPLY_DRIFTED;
+		}
+		goto cleanup;
+	}
+	/* desired changed (or adopting) */
+	if ((err = do_apply(R, it, &result, R->o.dry_run))) {
+		fail_item(r, err);
+		goto cleanup;
+	}
+	proj = apply_project(result, it->obj);
+	if (proj && apply_compare(&fields, proj, live, 0) >= 0)
+		take_fields(r, &fields);
+	live_proj = apply_project(live, proj);
+	apply_unified_diff(&r->diff, live_proj, proj, "live", "desired");
+	r->action = APPLY_UPDATED;
+	if (adopting)
+		set_message(r, "adopted");
+	if (!R->o.dry_run) {
+		cache_put(R, it->key, it->hash, proj);
+		proj = NULL;
+	}
+cleanup:
+	apply_fields_free(&fields);
+	cJSON_Delete(got);
+	cJSON_Delete(result);
+	cJSON_Delete(proj);
+	cJSON_Delete(live_proj);
+}
+
+static int crd_established(const cJSON *crd)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(crd, "status");
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "type");
+		const cJSON *s = cJSON_GetObjectItemCaseSensitive(c, "status");
+		if (cJSON_IsString(t) && !strcmp(t->valuestring, "Established") &&
+		    cJSON_IsString(s) && !strcmp(s->valuestring, "True"))
+			return 1;
+	}
+	return 0;
+}
+
+static void wait_crd(run *R, size_t i)
+{
+	item *it = &R->items[i];
+	apply_object_result *r = res_of(R, it->ri);
+	double deadline = plumb_time_mono() + R->o.crd_wait, delay = 0.05;
+
+	if (r->action == APPLY_FAILED || r->action == APPLY_CONFLICT || r->action == APPLY_SKIPPED)
+		return;
+	if (r->action == APPLY_UNCHANGED && it->live && crd_established(it->live))
+		return;
+	for (;;) {
+		cJSON *crd = NULL;
+		int err = kube_get(&crd, R->e->c, &it->res, NULL, it->name);
+		int ok = !err && crd_established(crd);
+		cJSON_Delete(crd);
+		if (ok)
+			return;
+		if (plumb_time_mono() + delay > deadline) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "applied but not Established after %.0fs", R->o.crd_wait);
+			set_outcome(r, APPLY_FAILED, msg);
+			return;
+		}
+		plumb_sleep(delay);
+		if (delay < 0.5)
+			delay *= 2;
+	}
+}
+
+/* Skips items whose CRD or Namespace (in this revision) did not make it. */
+static void skip_dependents(run *R, size_t from_cls)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		item *dep = &R->items[i];
+		apply_object_result *dr = res_of(R, dep->ri);
+		if ((size_t)dep->cls < from_cls || dr->action != APPLY_UNCHANGED)
+			continue;
+		for (size_t j = 0; j < R->n; j++) {
+			item *p = &R->items[j];
+			apply_object_result *pr = res_of(R, p->ri);
+			char msg[700];
+			if (pr->action != APPLY_FAILED && pr->action != APPLY_CONFLICT && pr->action != APPLY_SKIPPED)
+				continue;
+			if (p->cls == 0) {
+				const cJSON *spec = cJSON_GetObjectItemCaseSensitive(p->obj, "spec");
+				const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
+				const cJSON *k = cJSON_GetObjectItemCaseSensitive(
+					cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
+				if (!cJSON_IsString(g) || !cJSON_IsString(k) || strcmp(g->valuestring, dep->group) ||
+				    strcmp(k->valuestring, dep->kind))
+					continue;
+				snprintf(msg, sizeof(msg), "CustomResourceDefinition %s %s", p->name,
+					apply_action_name(pr->action));
+			} else if (p->cls == 1) {
+				if (strcmp(p->name, dep->ns))
+					continue;
+				snprintf(msg, sizeof(msg), "Namespace %s %s", p->name, apply_action_name(pr->action));
+			} else {
+				continue;
+			}
+			set_outcome(dr, APPLY_SKIPPED, msg);
+			break;
+		}
+	}
+}
+
+static void resolve_item(run *R, item *it, smap *neg)
+{
+	apply_object_result *r = res_of(R, it->ri);
+	const cJSON *av = cJSON_GetObjectItemCaseSensitive(it->obj, "apiVersion");
+	char nk[600];
+	int err;
+
+	if (it->resolved || r->action != APPLY_UNCHANGED)
+		return;
+	snprintf(nk, sizeof(nk), "%s/%s", av->valuestring, it->kind);
+	if (smap_has(neg, nk)) {
+		set_outcome(r, APPLY_FAILED, smap_get(neg, nk));
+		return;
+	}
+	err = kube_resolve(&it->res, R->e->c, av->valuestring, it->kind);
+	if (err) {
+		char *msg = plumb_asprintf("unknown kind %s %s: %s", av->valuestring, it->kind, plumb_error_last());
+		set_outcome(r, APPLY_FAILED, msg);
+		if (msg && smap_put(neg, nk, msg, NULL))
+			free(msg);
+		return;
+	}
+	it->resolved = 1;
+	it->cls = apply_object_class(it->res.group, it->res.kind, it->res.namespaced);
+	if (it->res.namespaced && !*it->ns) {
+		const char *dns = kube_config_namespace(kube_client_config(R->e->c));
+		free(it->ns);
+		it->ns = plumb_strdup(dns);
+		set_str(ensure_map(it->obj, "metadata"), "namespace", it->ns);
+		apply_desired_hash(it->hash, it->obj);
+		set_str(ensure_map(ensure_map(it->obj, "metadata"), "annotations"), APPLY_ANNOTATION_HASH, it->hash);
+	} else if (!it->res.namespaced && *it->ns) {
+		it->ns[0] = 0;
+		cJSON_DeleteItemFromObjectCaseSensitive(ensure_map(it->obj, "metadata"), "namespace");
+		apply_desired_hash(it->hash, it->obj);
+		set_str(ensure_map(ensure_map(it->obj, "metadata"), "annotations"), APPLY_ANNOTATION_HASH, it->hash);
+	}
+	free(it->key);
+	it->key = make_key(it->res.group, it->res.kind, it->ns, it->name);
+}
+
+static void process_class(run *R, size_t cls, size_t *idx)
+{
+	size_t n = 0;
+	fetch_live(R, cls);
+	for (size_t i = 0; i < R->n; i++)
+		if ((size_t)R->items[i].cls == cls && R->items[i].resolved)
+			idx[n++] = i;
+	run_parallel(R, process_item, idx, n);
+}
+
+/* ---- prune ---------------------------------------------------------------- */
+
+static void prune_one(run *R, size_t i)
+{
+	cand *c = &R->cands[i];
+	apply_object_result *r = res_of(R, c->ri);
+	const cJSON *live;
+	cJSON *got = NULL;
+	const char *pa;
+	int err;
+
+	if (!c->resolved || r->action != APPLY_UNCHANGED)
+		return;
+	live = smap_get(&R->live, c->key);
+	if (!live) {
+		/* not among the labelled objects: gone, or someone took it over */
+		err = kube_get(&got, R->e->c, &c->res, *c->e.ns ? c->e.ns : NULL, c->e.name);
+		if (err == PLUMB_ENOTFOUND) {
+			c->hidden = 1;
+			goto cleanup;
+		}
+		if (err) {
+			fail_item(r, err);
+			c->keep = 1;
+			goto cleanup;
+		}
+		live = got;
+	}
+	if (!owned(R, live)) {
+		set_outcome(r, APPLY_SKIPPED, "no longer carries this GitSync's labels; not deleted");
+		goto cleanup;
+	}
+	pa = map_get(live, "annotations", APPLY_ANNOTATION_PRUNE);
+	if (pa && !strcmp(pa, "disabled")) {
+		set_outcome(r, APPLY_SKIPPED, "plumb.dev/prune: disabled; left in the cluster");
+		goto cleanup;
+	}
+	if (meta_get(live, "deletionTimestamp") && !R->o.dry_run) {
+		set_outcome(r, APPLY_PRUNED, "already being deleted");
+		goto cleanup;
+	}
+	if (R->o.dry_run) {
+		r->action = APPLY_PRUNED;
+		goto cleanup;
+	}
+	atomic_fetch_add(&R->writes, 1);
+	err = kube_delete(R->e->c, &c->res, *c->e.ns ? c->e.ns : NULL, c->e.name, KUBE_PROPAGATION_BACKGROUND);
+	if (err == PLUMB_ENOTFOUND) {
+		c->hidden = 1;
+	} else if (err) {
+		fail_item(r, err);
+		c->keep = 1;
+	} else {
+		r->action = APPLY_PRUNED;
+	}
+cleanup:
+	cJSON_Delete(got);
+}
+
+static void prune(run *R, size_t *idx)
+{
+	for (size_t i = 0; i < R->ncands; i++) {
+		cand *c = &R->cands[i];
+		apply_object_result *r = res_of(R, c->ri);
+		char av[400];
+		int err;
+
+		snprintf(av, sizeof(av), "%s%s%s", c->e.group, *c->e.group ? "/" : "", c->e.version);
+		err = kube_resolve(&c->res, R->e->c, av, c->e.kind);
+		if (err == PLUMB_ENOTFOUND) {
+			c->hidden = 1;   /* its kind is gone, and the objects with it */
+			continue;
+		}
+		if (err) {
+			fail_item(r, err);
+			c->keep = 1;
+			continue;
+		}
+		c->resolved = 1;
+		c->cls = apply_prune_class(c->res.group, c->res.kind, c->res.namespaced);
+		int got = -1;
+		cJSON *obj = NULL;
+		if (R->o.live)
+			got = R->o.live(&obj, R->o.live_data, &c->res, c->e.ns, c->e.name);
+		if (got < 0 && (err = list_labelled(R, &c->res))) {
+			cJSON_Delete(obj);
+			fail_item(r, err);
+			c->keep = 1;
+			c->resolved = 0;
+		} else if (got >= 0) {
+			if (got == 1 && obj) {
+				smap_put(&R->live, c->key, obj, NULL);
+				/* keep it alive with the lists */
+				if (R->nlists == R->alists) {
+					size_t na = R->alists ? R->alists * 2 : 16;
+					cJSON **l = realloc(R->lists, na * sizeof(*l));
+					if (l) {
+						R->lists = l;
+						R->alists = na;
+					}
+				}
+				if (R->nlists < R->alists)
+					R->lists[R->nlists++] = obj;
+			} else {
+				cJSON_Delete(obj);
+			}
+		}
+	}
+	for (int cls = 0; cls < 4; cls++) {
+		size_t n = 0;
+		for (size_t i = 0; i < R->ncands; i++)
+			if (R->cands[i].resolved && R->cands[i].cls == cls)
+				idx[n++] = i;
+		run_parallel(R, prune_one, idx, n);
+	}
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+static int result_init(apply_object_result *r, const char *av, const char *kind,
+	const char *ns, const char *name)
+{
+	r->api_version = plumb_strdup(av);
+	r->kind = plumb_strdup(kind);
+	r->ns = plumb_strdup(ns ? ns : "");
+	r->name = plumb_strdup(name);
+	r->message = plumb_strdup("");
+	r->action = APPLY_UNCHANGED;
+	if (!r->api_version || !r->kind || !r->ns || !r->name || !r->message)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	return 0;
+}
+
+static int build_items(run *R, const cJSON *desired)
+{
+	const cJSON *src;
+	size_t i = 0;
+	int err;
+
+	R->n = (size_t)cJSON_GetArraySize(desired);
+	R->items = calloc(R->n ? R->n : 1, sizeof(*R->items));
+	if (!R->items)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(src, desired) {
+		item *it = &R->items[i];
+		const cJSON *av = cJSON_GetObjectItemCaseSensitive(src, "apiVersion");
+		const cJSON *kind = cJSON_GetObjectItemCaseSensitive(src, "kind");
+		const char *name = meta_get(src, "name"), *ns = meta_get(src, "namespace");
+
+		if (!cJSON_IsString(av) || !cJSON_IsString(kind) || !name || !*name)
+			return plumb_error_set(PLUMB_EINVALID, "apply: desired object %zu lacks apiVersion, kind or metadata.name", i);
+		if (!(it->obj = cJSON_Duplicate(src, 1)))
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(it->obj, "metadata"),
+			"managedFields");
+		cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(it->obj, "metadata"),
+			"resourceVersion");
+		cJSON_DeleteItemFromObjectCaseSensitive(it->obj, "status");
+		it->kind = cJSON_GetObjectItemCaseSensitive(it->obj, "kind")->valuestring;
+		it->name = meta_get(it->obj, "name");
+		split_api_version(it->group, sizeof(it->group), it->version, sizeof(it->version), av->valuestring);
+		it->ns = plumb_strdup(ns ? ns : "");
+		it->key = make_key(it->group, it->kind, it->ns, it->name);
+		if (!it->ns || !it->key)
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		it->cls = apply_object_class(it->group, it->kind, *it->ns != 0);
+		it->ri = i;
+		if ((err = prepare_object(R, it)))
+			return err;
+		i++;
+	}
+	return 0;
+}
+
+static int inventory_of_items(run *R, apply_inventory *out, int final)
+{
+	int err;
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		apply_action a = res_of(R, it->ri)->action;
+		if (final) {
+			if (a == APPLY_CONFLICT)
+				continue;
+			if ((a == APPLY_FAILED || a == APPLY_SKIPPED) && !it->in_old && !it->attempted)
+				continue;
+		}
+		if ((err = apply_inventory_add(out, it->resolved ? it->res.group : it->group,
+			it->resolved ? it->res.version : it->version, it->kind, it->ns, it->name)))
+			return err;
+	}
+	return 0;
+}
+
+static void run_free(run *R)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		cJSON_Delete(R->items[i].obj);
+		cJSON_Delete(R->items[i].owned_live);
+		free(R->items[i].ns);
+		free(R->items[i].key);
+	}
+	free(R->items);
+	for (size_t i = 0; i < R->ncands; i++) {
+		cand *c = &R->cands[i];
+		free(c->key);
+		free(c->e.group);
+		free(c->e.version);
+		free(c->e.kind);
+		free(c->e.ns);
+		free(c->e.name);
+	}
+	free(R->cands);
+	for (size_t i = 0; i < R->nlists; i++)
+		cJSON_Delete(R->lists[i]);
+	free(R->lists);
+	smap_free(&R->live, NULL);
+	smap_free(&R->unowned, NULL);
+	smap_free(&R->listed, NULL);
+	smap_free(&R->exist_listed, NULL);
+}
+
+static void compact_results(run *R)
+{
+	apply_result *res = R->res;
+	size_t w = 0;
+	for (size_t i = 0; i < res->count; i++) {
+		int hide = 0;
+		for (size_t c = 0; c < R->ncands; c++)
+			if (R->cands[c].ri == i && R->cands[c].hidden)
+				hide = 1;
+		if (hide) {
+			object_result_clear(&res->objects[i]);
+			continue;
+		}
+		res->objects[w++] = res->objects[i];
+	}
+	res->count = w;
+}
+
+int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
+	const apply_opts *opts)
+{
+	run R;
+	apply_result *res = out;
+	apply_inventory next = { 0 };
+	smap desired_keys = { 0 }, neg = { 0 };
+	size_t *idx = NULL;
+	int err = 0, prune_ok;
+
+	memset(out, 0, sizeof(*out));
+	memset(&R, 0, sizeof(R));
+	if (!e || !cJSON_IsArray(desired))
+		return plumb_error_set(PLUMB_EINVALID, "apply: desired objects must be an array");
+	R.e = e;
+	if (opts)
+		R.o = *opts;
+	if (R.o.crd_wait <= 0)
+		R.o.crd_wait = 60;
+	if (!R.o.parallel)
+		R.o.parallel = 8;
+	if (!R.o.inventory_namespace)
+		R.o.inventory_namespace = APPLY_INVENTORY_NAMESPACE;
+	R.res = res;
+	res->dry_run = R.o.dry_run;
+	atomic_init(&R.writes, 0);
+
+	pthread_mutex_lock(&e->run_lock);
+	if ((err = build_items(&R, desired)))
+		goto cleanup;
+	if ((err = apply_inv_load(&e->inv, e->c, R.o.inventory_namespace, e->head_name, e->gitsync_id)))
+		goto cleanup;
+
+	/* what is desired, and what of the inventory is not */
+	for (size_t i = 0; i < R.n; i++)
+		if ((err = smap_put(&desired_keys, R.items[i].key, &R.items[i], NULL)))
+			goto cleanup;
+	R.cands = calloc(e->inv.inv.count ? e->inv.inv.count : 1, sizeof(*R.cands));
+	if (!R.cands) {
+		err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < e->inv.inv.count; i++) {
+		apply_inventory_entry *ie = &e->inv.inv.items[i];
+		char *key = make_key(ie->group, ie->kind, ie->ns, ie->name);
+		item *it;
+		if (!key) {
+			err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		if ((it = smap_get(&desired_keys, key))) {
+			it->in_old = 1;
+			free(key);
+			continue;
+		}
+		{
+			cand *c = &R.cands[R.ncands++];
+			c->key = key;
+			c->e.group = plumb_strdup(ie->group);
+			c->e.version = plumb_strdup(ie->version);
+			c->e.kind = plumb_strdup(ie->kind);
+			c->e.ns = plumb_strdup(ie->ns);
+			c->e.name = plumb_strdup(ie->name);
+			if (!c->e.group || !c->e.version || !c->e.kind || !c->e.ns || !c->e.name) {
+				err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+				goto cleanup;
+			}
+		}
+	}
+	res->objects = calloc(R.n + R.ncands + 1, sizeof(*res->objects));
+	idx = calloc(R.n + R.ncands + 1, sizeof(*idx));
+	if (!res->objects || !idx) {
+		err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < R.n; i++) {
+		item *it = &R.items[i];
+		const cJSON *av = cJSON_GetObjectItemCaseSensitive(it->obj, "apiVersion");
+		if ((err = result_init(&res->objects[res->count++], av->valuestring, it->kind, it->ns, it->name)))
+			goto cleanup;
+	}
+	for (size_t i = 0; i < R.ncands; i++) {
+		cand *c = &R.cands[i];
+		char av[400];
+		snprintf(av, sizeof(av), "%s%s%s", c->e.group, *c->e.group ? "/" : "", c->e.version);
+		c->ri = res->count;
+		c->keep = 1;
+		if ((err = result_init(&res->objects[res->count++], av, c->e.kind, c->e.ns, c->e.name)))
+			goto cleanup;
+	}
+
+	/* widen the inventory before writing anything */
+	if (!R.o.dry_run && R.n) {
+		for (size_t i = 0; i < e->inv.inv.count; i++) {
+			apply_inventory_entry *ie = &e->inv.inv.items[i];
+			if ((err = apply_inventory_add(&next, ie->group, ie->version, ie->kind, ie->ns, ie->name)))
+				goto cleanup;
+		}
+		if ((err = inventory_of_items(&R, &next, 0)))
+			goto cleanup;
+		apply_inventory_normalize(&next);
+		if (next.count != e->inv.inv.count) {
+			size_t w = 0;
+			if ((err = apply_inv_store(&e->inv, e->c, R.o.inventory_namespace, e->head_name,
+				e->gitsync_id, e->label, &next, &w))) {
+				atomic_fetch_add(&R.writes, w);
+				goto cleanup;
+			}
+			atomic_fetch_add(&R.writes, w);
+			res->inventory_written = 1;
+		}
+		apply_inventory_free(&next);
+	}
+
+	/* CustomResourceDefinitions, waited for, then discovery again */
+	{
+		size_t n = 0, changed = 0;
+		for (size_t i = 0; i < R.n; i++)
+			if (R.items[i].cls == 0)
+				resolve_item(&R, &R.items[i], &neg);
+		process_class(&R, 0, idx);
+		for (size_t i = 0; i < R.n; i++) {
+			apply_action a = res_of(&R, R.items[i].ri)->action;
+			if (R.items[i].cls != 0 || !R.items[i].resolved)
+				continue;
+			idx[n++] = i;
+			if (a == APPLY_CREATED || a == APPLY_UPDATED || a == APPLY_CORRECTED)
+				changed++;
+		}
+		if (!R.o.dry_run)
+			run_parallel(&R, wait_crd, idx, n);
+		if (changed && !R.o.dry_run && kube_discovery_refresh(e->c))
+			plumb_warn("discovery refresh failed", "error", plumb_error_last());
+	}
+	skip_dependents(&R, 1);
+	/* the rest, resolved now that new kinds are served */
+	for (size_t i = 0; i < R.n; i++) {
+		item *it = &R.items[i];
+		if (it->cls == 0 || it->resolved || res_of(&R, it->ri)->action != APPLY_UNCHANGED)
+			continue;
+		if (R.o.dry_run) {
+			/* a kind a CRD of this revision will serve */
+			int from_crd = 0;
+			for (size_t j = 0; j < R.n && !from_crd; j++) {
+				const cJSON *spec = cJSON_GetObjectItemCaseSensitive(R.items[j].obj, "spec");
+				const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
+				const cJSON *k = cJSON_GetObjectItemCaseSensitive(
+					cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
+				from_crd = R.items[j].cls == 0 && cJSON_IsString(g) && cJSON_IsString(k) &&
+					   !strcmp(g->valuestring, it->group) && !strcmp(k->valuestring, it->kind);
+			}
+			if (from_crd) {
+				set_outcome(res_of(&R, it->ri), APPLY_CREATED,
+					"its CustomResourceDefinition is applied first");
+				continue;
+			}
+		}
+		resolve_item(&R, it, &neg);
+	}
+	process_class(&R, 1, idx);
+	skip_dependents(&R, 2);
+	process_class(&R, 2, idx);
+	process_class(&R, 3, idx);
+
+	/* prune */
+	prune_ok = R.o.prune;
+	if (prune_ok && R.n == 0 && R.ncands && !R.o.allow_empty) {
+		prune_ok = 0;
+		res->message = plumb_asprintf("the desired set is empty: %zu inventory objects kept "
+			"(pass allow-empty to prune them)", R.ncands);
+	}
+	if (prune_ok) {
+		for (size_t i = 0; i < R.ncands; i++)
+			R.cands[i].keep = 0;
+		prune(&R, idx);
+	}
+	for (size_t i = 0; i < R.ncands; i++) {
+		cand *c = &R.cands[i];
+		if (!prune_ok)
+			set_outcome(res_of(&R, c->ri), APPLY_SKIPPED, R.o.prune ? "desired set empty" : "prune off");
+		if (c->keep && (err = apply_inventory_add(&next, c->e.group, c->e.version, c->e.kind,
+			c->e.ns, c->e.name)))
+			goto cleanup;
+	}
+
+	/* narrow the inventory to what is owned now */
+	if ((err = inventory_of_items(&R, &next, 1)))
+		goto cleanup;
+	apply_inventory_normalize(&next);
+	res->inventory_entries = next.count;
+	if (!R.o.dry_run && (!apply_inv_equal(&next, &e->inv.inv) || (!e->inv.exists && next.count))) {
+		size_t w = 0;
+		err = apply_inv_store(&e->inv, e->c, R.o.inventory_namespace, e->head_name,
+			e->gitsync_id, e->label, &next, &w);
+		atomic_fetch_add(&R.writes, w);
+		if (err) {
+			plumb_warn("writing the inventory failed", "gitsync", e->gitsync_id, "error", plumb_error_last());
+			goto cleanup;
+		}
+		res->inventory_written = 1;
+	}
+	err = 0;
+cleanup:
+	compact_results(&R);
+	for (size_t i = 0; i < res->count; i++)
+		res->totals[res->objects[i].action]++;
+	res->writes = atomic_load(&R.writes);
+	run_free(&R);
+	apply_inventory_free(&next);
+	smap_free(&desired_keys, NULL);
+	smap_free(&neg, free);
+	free(idx);
+	pthread_mutex_unlock(&e->run_lock);
+	return err;
+}

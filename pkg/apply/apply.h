@@ -1,0 +1,240 @@
+/*
+ * pkg/apply — makes one cluster match the rendered objects of one GitSync:
+ * server-side apply (field manager "plumb", force), the inventory of what
+ * this GitSync applied there, safe pruning and drift detection.
+ *
+ * One apply_engine per (GitSync, cluster). It keeps, per object, what the
+ * server made of the desired object ("projection", DESIGN.md §3a) so that a
+ * steady-state pass sends no write request at all. The engine is not meant
+ * to run twice at once (the controller never hands one key to two workers);
+ * a mutex serialises apply_engine_run() calls anyway.
+ *
+ * Ownership. Every applied object carries
+ *   labels       app.kubernetes.io/managed-by: plumb
+ *                plumb.dev/gitsync: <label value, see apply_gitsync_label()>
+ *   annotation   plumb.dev/desired-hash: <sha256 of the rendered object>
+ * The hash covers the rendered object (keys sorted) plus the two labels,
+ * nothing per commit: a new commit that leaves an object unchanged does not
+ * write it. A live object whose desired-hash differs from the rendered
+ * object's is "desired changed" (applied whatever the drift policy); a live
+ * object with the same hash is compared for drift.
+ *
+ * Drift (DESIGN.md §3a). The projection P of an object is the object the
+ * server returned for the last apply, restricted to the paths the rendered
+ * object sets (maps recursively, lists whole). Drift = the live object,
+ * restricted to P's paths, differs from P. P is kept in memory keyed by the
+ * desired hash. With no P in memory (new engine, restart): if the live object
+ * was written by nobody but "plumb" (managers that own only status ignored)
+ * and holds every path of the rendered object, P is the live object's
+ * projection; otherwise one dryRun=All apply computes it. Either way, once P
+ * is known a steady-state pass sends zero write requests. The field manager
+ * named for a drifted path is the managedFields entry that owns it; for a
+ * removed field (owned by nobody) the most recent non-plumb manager.
+ *
+ * Inventory. Stored in the target cluster, in namespace
+ * opts.inventory_namespace (default "plumb-system", created when missing):
+ *   ConfigMap plumb-inventory-<id>           the head: data.gitsync
+ *            ("<ns>/<name>"), data.format ("plumb.dev/inventory-v1"),
+ *            data.count, data.entries (shard 0), data.shards (names of
+ *            the other shards, one a line, in order; absent when one shard)
+ *   ConfigMap plumb-inventory-<id>-<sha12>   further shards, named by the
+ *            sha256 of their content (immutable once written)
+ * <id> = first 16 hex chars of sha256("<gitsync ns>/<gitsync name>").
+ * Entries are text (apply_inventory_encode()); a shard holds at most
+ * APPLY_INVENTORY_SHARD bytes, so 10,000 entries take one or two ConfigMaps.
+ * Writes happen only when the set changes: new shards first, then the head,
+ * then shards the old head referenced and the new one does not are deleted
+ * — a crash at any point leaves a readable head. Before applying, the
+ * inventory is widened to old ∪ desired (so a crash mid-apply loses no
+ * object); after pruning it is narrowed to what is owned.
+ *
+ * Prune order: namespaced objects, then cluster-scoped ones, then
+ * CustomResourceDefinitions, then Namespaces. Never pruned: objects
+ * annotated plumb.dev/prune: disabled (dropped from the inventory, left in
+ * the cluster), objects that no longer carry this GitSync's labels. An
+ * empty desired set with a non-empty inventory prunes nothing unless
+ * opts.allow_empty.
+ */
+#ifndef PLUMB_APPLY_H
+#define PLUMB_APPLY_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "kube/kube.h"
+
+#define APPLY_FIELD_MANAGER "plumb"
+#define APPLY_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define APPLY_LABEL_GITSYNC "plumb.dev/gitsync"
+#define APPLY_ANNOTATION_HASH "plumb.dev/desired-hash"
+#define APPLY_ANNOTATION_PRUNE "plumb.dev/prune"
+#define APPLY_INVENTORY_NAMESPACE "plumb-system"
+#define APPLY_INVENTORY_FORMAT "plumb.dev/inventory-v1"
+/* Bytes of entry text per inventory ConfigMap (the API caps one at 1 MiB). */
+#define APPLY_INVENTORY_SHARD (512u * 1024)
+#define APPLY_MAX_DIFF_TEXT (256u * 1024)   /* per object in a report */
+
+typedef enum {
+	APPLY_DRIFT_CORRECT = 0, /* re-apply drifted objects */
+	APPLY_DRIFT_REPORT,      /* only report drift */
+} apply_drift_policy;
+
+typedef enum {
+	APPLY_UNCHANGED = 0,
+	APPLY_CREATED,
+	APPLY_UPDATED,
+	APPLY_DRIFTED,     /* drift seen and left (Report, or dry run) */
+	APPLY_CORRECTED,   /* drift seen and re-applied */
+	APPLY_PRUNED,
+	APPLY_CONFLICT,    /* exists, not this GitSync's; left alone */
+	APPLY_SKIPPED,     /* dependency failed, or prune not allowed */
+	APPLY_FAILED,
+	APPLY_ACTION_COUNT
+} apply_action;
+
+/* "created", "updated", ... Never NULL. */
+const char *apply_action_name(apply_action a);
+
+/* ---- results -------------------------------------------------------------- */
+typedef struct {
+	char *path;     /* "data.LOG_LEVEL", "metadata.labels[\"a.b/c\"]" */
+	char *manager;  /* field manager responsible; "" when unknown; NULL for
+	                   a desired change */
+} apply_field;
+
+typedef struct {
+	char *api_version;
+	char *kind;
+	char *ns;       /* "" for cluster-scoped */
+	char *name;
+	apply_action action;
+	char *message;  /* API message for failed, owner for conflict, reason for
+	                   skipped; "" otherwise */
+	apply_field *fields;   /* changed or drifted paths */
+	size_t nfields;
+	char *diff;     /* unified diff live -> desired (YAML), NULL when none */
+} apply_object_result;
+
+typedef struct {
+	apply_object_result *objects;  /* desired objects in the given order,
+	                                  then prune candidates */
+	size_t count;
+	size_t totals[APPLY_ACTION_COUNT];
+	int dry_run;
+	size_t writes;            /* write requests this run sent (incl. dry runs) */
+	size_t inventory_entries; /* after the run */
+	int inventory_written;
+	char *message;            /* run-level note (e.g. empty set not pruned) */
+} apply_result;
+
+/* NULL-safe; leaves *r zeroed. */
+void apply_result_free(apply_result *r);
+
+/* The plan as text, as `plumbctl diff` prints it: one line per object that is
+ * not unchanged ("+ created ConfigMap ns/name", "~ updated ...", "! drifted
+ * ... data.X (by kubectl-patch)", "- pruned ...", "x failed ...: message"),
+ * each changed object followed by its unified diff, then the totals.
+ * Caller frees *out. */
+int apply_result_report(char **out, const apply_result *r);
+
+/* ---- engine --------------------------------------------------------------- */
+
+/* Live-object lookup the controller can pass from its watch cache (objects
+ * labelled for this GitSync). Returns 1 with *out a new object (caller
+ * frees) when cached, 0 when the cache covers res and holds no such object
+ * (absent, or not labelled for this GitSync), -1 when the cache does not
+ * cover res (the engine then LISTs the kind with the label selector). */
+typedef int (*apply_live_fn)(cJSON **out, void *data, const kube_resource *res,
+	const char *ns, const char *name);
+
+typedef struct {
+	int prune;                   /* delete what is no longer desired */
+	int allow_empty;             /* prune even when desired is empty */
+	apply_drift_policy drift;
+	int adopt;                   /* take over same-named unmanaged objects */
+	int dry_run;                 /* plan only: dryRun=All applies, no writes */
+	double crd_wait;             /* seconds to wait for Established; 0 = 60 */
+	unsigned parallel;           /* concurrent requests; 0 = 8 */
+	const char *inventory_namespace; /* NULL = APPLY_INVENTORY_NAMESPACE */
+	apply_live_fn live;          /* optional */
+	void *live_data;
+} apply_opts;
+
+typedef struct apply_engine apply_engine;
+
+/* An engine for GitSync gs_ns/gs_name on client c (borrowed: must outlive
+ * the engine). *out: caller frees with apply_engine_free(). */
+int apply_engine_new(apply_engine **out, kube_client *c, const char *gs_ns,
+	const char *gs_name);
+void apply_engine_free(apply_engine *e);
+
+/* Makes the cluster match desired (a cJSON array of objects in apply order,
+ * as pkg/manifest renders them; borrowed). Fills *out (caller frees with
+ * apply_result_free()) even when some objects failed: per-object failures
+ * are in the result, not the return code. Returns 0, or a negative code
+ * when the run itself could not proceed (inventory unreadable, bad
+ * arguments); *out then holds what was done before. */
+int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
+	const apply_opts *opts);
+
+/* Drops the in-memory projections (what a restart does). */
+void apply_engine_forget(apply_engine *e);
+
+/* ---- pure helpers (exposed for tests and plumbctl) ------------------------ */
+
+/* The plumb.dev/gitsync label value for GitSync ns/name: "<ns>.<name>" when
+ * that is a valid label value (<= 63 chars, [A-Za-z0-9] at both ends,
+ * [-_.A-Za-z0-9] inside); otherwise "<prefix>-<hash10>": the first 52 chars
+ * of "<ns>.<name>" with trailing [-_.] trimmed, and the first 10 hex chars
+ * of sha256("<ns>/<name>"). out >= 64 bytes. */
+void apply_gitsync_label(char *out, size_t outlen, const char *ns, const char *name);
+
+/* sha256 hex of obj with object keys sorted recursively, ignoring
+ * metadata.annotations["plumb.dev/desired-hash"]. 0 or PLUMB_ENOMEM. */
+int apply_desired_hash(char out[65], const cJSON *obj);
+
+/* Apply class of an object: 0 CRD, 1 Namespace, 2 other cluster-scoped,
+ * 3 namespaced. namespaced: 1/0 from discovery. */
+int apply_object_class(const char *group, const char *kind, int namespaced);
+/* Prune class (lower goes first): 0 namespaced, 1 cluster-scoped,
+ * 2 CRD, 3 Namespace. */
+int apply_prune_class(const char *group, const char *kind, int namespaced);
+
+/* ---- inventory ------------------------------------------------------------ */
+typedef struct {
+	char *group;    /* "" = core */
+	char *version;
+	char *kind;
+	char *ns;       /* "" = cluster-scoped */
+	char *name;
+} apply_inventory_entry;
+
+typedef struct {
+	apply_inventory_entry *items;
+	size_t count;
+	size_t alloc;
+} apply_inventory;
+
+void apply_inventory_free(apply_inventory *inv);
+/* Appends a copy. */
+int apply_inventory_add(apply_inventory *inv, const char *group,
+	const char *version, const char *kind, const char *ns, const char *name);
+/* Sorts by (group, kind, ns, name, version) and drops duplicates of
+ * (group, kind, ns, name) — the last added version wins. */
+void apply_inventory_normalize(apply_inventory *inv);
+
+/* Encodes a normalised inventory into shards of at most max_shard bytes each
+ * (0 = APPLY_INVENTORY_SHARD). Format, one item a line:
+ *   "@ <group> <version> <kind> <ns>" starts a block ("-" for an empty
+ *   group/ns), then one "<name>" line per object of that block;
+ * fields %-escape bytes <= 0x20, 0x7f and '%'. Each shard starts with a block
+ * header. *out: array of NUL-terminated strings; free with
+ * apply_inventory_shards_free(). An empty inventory gives one empty shard. */
+int apply_inventory_encode(char ***out, size_t *nout, const apply_inventory *inv,
+	size_t max_shard);
+void apply_inventory_shards_free(char **shards, size_t n);
+/* Appends the entries of one shard's text to inv. PLUMB_EINVALID with the
+ * line number on malformed text. */
+int apply_inventory_decode(apply_inventory *inv, const char *text, size_t len);
+
+#endif
