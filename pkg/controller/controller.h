@@ -99,4 +99,52 @@ const char *controller_leader_identity(const controller_leader *l);
 /* Stops campaigning, releases a held lease, frees. NULL-safe. */
 void controller_leader_free(controller_leader *l);
 
+/* ---- status ----------------------------------------------------------------- */
+typedef enum {
+	CONTROLLER_PENDING = 0,
+	CONTROLLER_SYNCED,
+	CONTROLLER_DRIFTED,
+	CONTROLLER_FAILED,
+	CONTROLLER_UNREACHABLE,
+} controller_cluster_state;
+
+const char *controller_state_name(controller_cluster_state s);
+
+/* One entry of GitSync status.clusters. */
+typedef struct {
+	char *name;
+	controller_cluster_state state;
+	char commit[41];
+	long objects;
+	long drifted_count;
+	cJSON *drifted_objects;   /* capped array of {apiVersion, kind, namespace, name, fields, manager} */
+	double last_sync_time;    /* wall clock; 0 = never */
+	double lag_seconds;       /* commit first seen -> applied; < 0 = unknown */
+	char *message;
+} controller_cluster_status;
+
+/* What the status needs from a GitSync besides its clusters. */
+typedef struct {
+	long generation;
+	const char *fetched_commit;
+	const char *handled_requested_at;
+	const char *stalled_reason;   /* NULL when not stalled */
+	const char *stalled_message;
+} controller_gitsync_summary;
+
+/* Appends a metav1.Condition to the conditions array; lastTransitionTime is
+ * kept from prev_status when the condition's status did not change.
+ * status: 1 True, 0 False, -1 Unknown. */
+void controller_condition_add(cJSON *conditions, const cJSON *prev_status, const char *type,
+	int status, const char *reason, const char *message, long generation, double now);
+
+/* The whole GitSync status: observedGeneration, lastFetchedCommit,
+ * lastHandledRequestedAt, clusters (sorted by name), summary (short commit,
+ * "synced/total", drifted objects) and the conditions Ready, Reconciling,
+ * Stalled and Drifted. Nothing in it changes unless something happened, so
+ * comparing it with the live status tells whether a write is needed.
+ * Caller frees *out. */
+int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
+	const controller_cluster_status *clusters, size_t n, const cJSON *prev_status, double now);
+
 #endif
