@@ -4,6 +4,7 @@
  * positions are all under our control. See manifest.h for the rules.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +37,10 @@ typedef struct {
 	int recording;
 	int *item_lines, *item_cols;
 	size_t nitems, aitems;
+	const char *input;
+	size_t input_len;
+	size_t *line_off;   /* byte offset of each line, built on first use */
+	size_t nlines;
 } conv;
 
 enum { R_STR, R_NULL, R_BOOL, R_INT, R_UINT, R_FLOAT, R_MERGE };
@@ -415,6 +420,47 @@ static const char *short_tag(int kind)
 	}
 }
 
+static int build_line_offsets(conv *c)
+{
+	size_t n = 1;
+	for (size_t i = 0; i < c->input_len; i++)
+		if (c->input[i] == '\n')
+			n++;
+	if (!(c->line_off = malloc(n * sizeof(size_t))))
+		return PLUMB_ENOMEM;
+	c->line_off[0] = 0;
+	c->nlines = 1;
+	for (size_t i = 0; i < c->input_len; i++)
+		if (c->input[i] == '\n')
+			c->line_off[c->nlines++] = i + 1;
+	return 0;
+}
+
+/* go-yaml v2 (and so kubectl) rejects the "\/" escape that libyaml 0.2
+ * accepts. The event only has the decoded text, so look at the source lines
+ * of a double-quoted scalar whose value holds a '/'. */
+static int check_escapes(conv *c, const yaml_event_t *ev)
+{
+	if (ev->data.scalar.style != YAML_DOUBLE_QUOTED_SCALAR_STYLE
+			|| !memchr(ev->data.scalar.value, '/', ev->data.scalar.length) || !c->input)
+		return 0;
+	if (!c->line_off && build_line_offsets(c))
+		return conv_fail(c, &ev->start_mark, PLUMB_ENOMEM, "out of memory");
+	size_t l0 = ev->start_mark.line, l1 = ev->end_mark.line;
+	if (l0 >= c->nlines)
+		return 0;
+	size_t from = c->line_off[l0], to = l1 + 1 < c->nlines ? c->line_off[l1 + 1] : c->input_len;
+	for (size_t i = from; i + 1 < to; i++) {
+		if (c->input[i] != '\\')
+			continue;
+		if (c->input[i + 1] == '/')
+			return conv_fail(c, &ev->start_mark, PLUMB_EINVALID,
+					"yaml: found unknown escape character \"\\/\" (kubectl rejects it)");
+		i++;
+	}
+	return 0;
+}
+
 /* Types a scalar event (after substitution). *text and *len point at the value
  * to use for strings; *owned is set when it was allocated. */
 static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **text,
@@ -425,6 +471,8 @@ static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **t
 	int rc;
 
 	*owned = NULL;
+	if ((rc = check_escapes(c, ev)))
+		return rc;
 	*text = (const char *)ev->data.scalar.value;
 	*len = ev->data.scalar.length;
 	if (c->vars && c->vars->enabled) {
@@ -488,6 +536,25 @@ static cJSON *make_int(long long v)
 	return cJSON_CreateRaw(buf);
 }
 
+/* cJSON prints a double with 15 significant digits when that reads back
+ * within DBL_EPSILON of the value, which can change it (1.7976931348623157e308
+ * becomes 1.79769313486232e+308). Such values are kept as raw numbers with
+ * the shortest text that reads back exactly. */
+static cJSON *make_float(double d)
+{
+	char buf[40];
+	snprintf(buf, sizeof(buf), "%1.15g", d);
+	double t = strtod(buf, NULL);
+	if (t == d || fabs(t - d) > fmax(fabs(t), fabs(d)) * DBL_EPSILON)
+		return cJSON_CreateNumber(d);
+	for (int prec = 16; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return cJSON_CreateRaw(buf);
+}
+
 static int scalar_value(conv *c, yaml_event_t *ev, cJSON **out)
 {
 	resolved r;
@@ -510,7 +577,7 @@ static int scalar_value(conv *c, yaml_event_t *ev, cJSON **out)
 					"json: unsupported value: %.*s (JSON has no infinity or NaN)", (int)len, text);
 			goto cleanup;
 		}
-		v = cJSON_CreateNumber(r.f);
+		v = make_float(r.f);
 		break;
 	default: {
 		char *tmp = owned;
@@ -896,6 +963,8 @@ static int parse_stream(const char *data, size_t len, const manifest_vars *vars,
 
 	memset(&c, 0, sizeof(c));
 	c.vars = vars;
+	c.input = data;
+	c.input_len = len;
 	if (!yaml_parser_initialize(&c.parser))
 		return plumb_error_set(PLUMB_ENOMEM, "yaml: cannot initialise parser");
 	yaml_parser_set_input_string(&c.parser, (const unsigned char *)data, len);
@@ -905,6 +974,15 @@ static int parse_stream(const char *data, size_t len, const manifest_vars *vars,
 		if (ev.type == YAML_STREAM_END_EVENT) {
 			yaml_event_delete(&ev);
 			break;
+		}
+		if (ev.type == YAML_DOCUMENT_START_EVENT && (ev.data.document_start.version_directive
+				|| ev.data.document_start.tag_directives.start != ev.data.document_start.tag_directives.end)) {
+			/* kubectl splits files at "---" lines first, so a directive
+			 * ends up in a document of its own and fails: do the same. */
+			rc = conv_fail(&c, &ev.start_mark, PLUMB_EINVALID,
+					"yaml: %%YAML and %%TAG directives are not supported (kubectl rejects them)");
+			yaml_event_delete(&ev);
+			goto fail;
 		}
 		if (ev.type == YAML_STREAM_START_EVENT || ev.type == YAML_DOCUMENT_START_EVENT) {
 			yaml_event_delete(&ev);
@@ -952,6 +1030,7 @@ done:
 	free(c.anchors);
 	free(c.item_lines);
 	free(c.item_cols);
+	free(c.line_off);
 	yaml_parser_delete(&c.parser);
 	return first;
 }

@@ -1,7 +1,7 @@
 /*
- * manifest_json FILE — prints the objects plumb reads from FILE as one JSON
- * value, shaped like `kubectl … -o json` output: the object itself when the
- * file holds one, else {"apiVersion":"v1","kind":"List","items":[…]}.
+ * manifest_json FILE — prints the objects plumb reads from FILE, one JSON
+ * object a line, in file order (as `kubectl … -o json` prints one object
+ * after the other).
  * Used by tests/integration/test_kubectl_yaml.sh. Errors go to stderr as
  * file:line:col: message, exit status 1.
  */
@@ -33,24 +33,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		goto cleanup;
 	}
-	if (set.count == 1) {
-		out = set.items[0].obj;
-		set.items[0].obj = NULL;
-	} else {
-		cJSON *items = cJSON_CreateArray();
-		out = cJSON_CreateObject();
-		cJSON_AddStringToObject(out, "apiVersion", "v1");
-		cJSON_AddStringToObject(out, "kind", "List");
-		for (size_t i = 0; i < set.count; i++) {
-			cJSON_AddItemToArray(items, set.items[i].obj);
-			set.items[i].obj = NULL;
-		}
-		cJSON_AddItemToObject(out, "items", items);
+	for (size_t i = 0; i < set.count; i++) {
+		text = cJSON_PrintUnformatted(set.items[i].obj);
+		if (!text)
+			goto cleanup;
+		printf("%s\n", text);
+		free(text);
+		text = NULL;
 	}
-	text = cJSON_PrintUnformatted(out);
-	if (!text)
-		goto cleanup;
-	printf("%s\n", text);
 	rc = 0;
 cleanup:
 	free(text);
