@@ -50,14 +50,43 @@ static int number_of(const cJSON *v, double *d)
 	return 0;
 }
 
+static int is_int_text(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
 int diff_json_equal(const cJSON *a, const cJSON *b)
 {
 	double x, y;
 
 	if (!a || !b)
 		return a == b;
-	if (cJSON_IsRaw(a) && cJSON_IsRaw(b))
-		return !strcmp(a->valuestring, b->valuestring);
+	if (cJSON_IsRaw(a) && cJSON_IsRaw(b) && !strcmp(a->valuestring, b->valuestring))
+		return 1;
+	if (cJSON_IsRaw(b) && !cJSON_IsRaw(a)) {
+		const cJSON *t = a;
+		a = b;
+		b = t;
+	}
+	if (cJSON_IsRaw(a) && is_int_text(a->valuestring) && cJSON_IsNumber(b)) {
+		/* An integer beyond 2^53 kept exactly: a double equals it only if
+		 * it prints as the same digits. */
+		char buf[64];
+		double d = b->valuedouble;
+		if (d != floor(d) || fabs(d) >= 9.3e18)
+			return 0;
+		snprintf(buf, sizeof(buf), "%lld", (long long)d);
+		return !strcmp(buf, a->valuestring[0] == '+' ? a->valuestring + 1 : a->valuestring);
+	}
+	if (cJSON_IsRaw(a) && cJSON_IsRaw(b) && is_int_text(a->valuestring) && is_int_text(b->valuestring))
+		return 0; /* different digits (both are canonical) */
 	if (number_of(a, &x) && number_of(b, &y))
 		return x == y;
 	if ((a->type & 0xff) != (b->type & 0xff))
