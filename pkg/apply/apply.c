@@ -816,7 +816,7 @@ static void process_item(run *R, size_t i)
 	item *it = &R->items[i];
 	apply_object_result *r = res_of(R, it->ri);
 	const cJSON *live = it->live;
-	cJSON *got = NULL, *result = NULL, *proj = NULL, *live_proj = NULL;
+	cJSON *got = NULL, *result = NULL, *proj = NULL;
 	apply_fields fields = { 0 };
 	int adopting = 0, err, nd;
 
@@ -862,7 +862,7 @@ static void process_item(run *R, size_t i)
 			goto cleanup;
 		}
 		proj = apply_project(result, it->obj);
-		apply_unified_diff(&r->diff, NULL, proj, "live (absent)", "desired");
+		apply_unified_diff(&r->diff, NULL, proj);
 		r->action = APPLY_CREATED;
 		if (!R->o.dry_run) {
 			cache_put(R, it->key, it->hash, proj);
@@ -897,8 +897,7 @@ static void process_item(run *R, size_t i)
 		}
 		if (nd == 0)
 			goto cleanup;  /* unchanged */
-		live_proj = apply_project(live, proj);
-		apply_unified_diff(&r->diff, live_proj, proj, "live", "desired");
+		apply_unified_diff(&r->diff, live, proj);
 		take_fields(r, &fields);
 		if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
 			if ((err = do_apply(R, it, &result, 0))) {
@@ -920,8 +919,7 @@ static void process_item(run *R, size_t i)
 	proj = apply_project(result, it->obj);
 	if (proj && apply_compare(&fields, proj, live, 0) >= 0)
 		take_fields(r, &fields);
-	live_proj = apply_project(live, proj);
-	apply_unified_diff(&r->diff, live_proj, proj, "live", "desired");
+	apply_unified_diff(&r->diff, live, proj);
 	r->action = APPLY_UPDATED;
 	if (adopting)
 		set_message(r, "adopted");
@@ -934,7 +932,6 @@ cleanup:
 	cJSON_Delete(got);
 	cJSON_Delete(result);
 	cJSON_Delete(proj);
-	cJSON_Delete(live_proj);
 }
 
 static int crd_established(const cJSON *crd)

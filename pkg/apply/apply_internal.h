@@ -57,9 +57,8 @@ int apply_only_plumb_wrote(const cJSON *obj);
  * empty lists/maps and nulls ignored) exists in obj. */
 int apply_has_paths(const cJSON *obj, const cJSON *tmpl);
 
-/* YAML rendering of a JSON value and a unified diff of two of them. */
-int apply_yaml(plumb_buf *out, const cJSON *v);
-int apply_unified_diff(char **out, const cJSON *from, const cJSON *to,
-	const char *from_label, const char *to_label);
+/* Unified YAML diff of live (projected onto desired's fields) against
+ * desired; *out NULL when equal. live may be NULL (creation). */
+int apply_unified_diff(char **out, const cJSON *live, const cJSON *desired);
 
 #endif
