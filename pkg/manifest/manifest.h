@@ -24,7 +24,9 @@
  * newline stays inside its string), every error names the exact
  * file:line:col of the scalar, and a plain scalar is typed after substitution
  * (`replicas: ${N}` with N=3 is the integer 3, as with Flux's text
- * substitution). Comments are never substituted.
+ * substitution). Comments are never substituted. One consequence: inside a
+ * flow collection `{a: ${X}}` is not valid YAML (a plain scalar cannot hold
+ * '{' or '}' there); write `{a: "${X}"}` or use block style.
  */
 #ifndef PLUMB_MANIFEST_H
 #define PLUMB_MANIFEST_H
