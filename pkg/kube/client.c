@@ -107,8 +107,11 @@ int kube_status_error(int http_status, const char *body, size_t len, const char 
 		if (cJSON_IsString(m) && m->valuestring[0])
 			message = m->valuestring;
 		cJSON_ArrayForEach(cause, causes) {
-			const cJSON *t = cJSON_GetObjectItemCaseSensitive(cause, "type");
-			if (cJSON_IsString(t) && !strcmp(t->valuestring, "FieldManagerConflict"))
+			/* Go's StatusCause.Type is "reason" on the wire; accept both. */
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(cause, "reason");
+			const cJSON *t2 = cJSON_GetObjectItemCaseSensitive(cause, "type");
+			if ((cJSON_IsString(t) && !strcmp(t->valuestring, "FieldManagerConflict")) ||
+			    (cJSON_IsString(t2) && !strcmp(t2->valuestring, "FieldManagerConflict")))
 				fieldconflict = 1;
 		}
 	}

@@ -318,7 +318,7 @@ END_TEST
 START_TEST(test_kube__status_error_mapping)
 {
 	const char *fm = "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"Apply failed with 1 conflict: conflict with \\\"kubectl\\\": .data.a\","
-		"\"reason\":\"Conflict\",\"details\":{\"causes\":[{\"type\":\"FieldManagerConflict\",\"message\":\"conflict\",\"field\":\".data.a\"}]},\"code\":409}";
+		"\"reason\":\"Conflict\",\"details\":{\"causes\":[{\"reason\":\"FieldManagerConflict\",\"message\":\"conflict\",\"field\":\".data.a\"}]},\"code\":409}";
 	ck_assert_int_eq(kube_status_error(409, fm, strlen(fm), "PATCH configmaps \"x\" in ns \"y\""), PLUMB_EFIELDCONFLICT);
 	ck_assert_str_eq(plumb_error_last(),
 		"PATCH configmaps \"x\" in ns \"y\": 409 Conflict: Apply failed with 1 conflict: conflict with \"kubectl\": .data.a");
