@@ -177,6 +177,13 @@ static void mk_tmpdir(void)
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
+static void rm_tmpdir(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
 static void write_file(const char *dir, const char *name, const char *text, int mode)
 {
 	char *p = plumb_asprintf("%s/%s", dir, name);
@@ -212,6 +219,7 @@ START_TEST(test_kube__config_token_file_relative)
 	ck_assert_int_eq(kube_config_load_file(&cfg, "/nonexistent/kc", NULL) < 0, 1);
 	ck_assert(strstr(plumb_error_last(), "/nonexistent/kc") != NULL);
 	free(path);
+	rm_tmpdir();
 }
 END_TEST
 
@@ -242,6 +250,7 @@ START_TEST(test_kube__config_in_cluster)
 	ck_assert_int_eq(kube_config_in_cluster(&cfg, tmpdir), PLUMB_EINVALID);
 	setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1);
 	ck_assert_int_lt(kube_config_in_cluster(&cfg, "/nonexistent"), 0);
+	rm_tmpdir();
 }
 END_TEST
 
@@ -294,6 +303,7 @@ START_TEST(test_kube__config_exec_plugin)
 	kube_config_free(cfg);
 	free(kc);
 	free(script);
+	rm_tmpdir();
 }
 END_TEST
 
