@@ -606,6 +606,21 @@ static void run_parallel(run *R, work_fn fn, const size_t *idx, size_t n)
 		pthread_join(th[t], NULL);
 }
 
+/* Items of a JSON List come without apiVersion and kind: put them back so
+ * that live objects compare with desired ones. */
+static void fill_type(cJSON *obj, const kube_resource *res)
+{
+	char av[400];
+	if (!cJSON_IsObject(obj))
+		return;
+	if (!cJSON_GetObjectItemCaseSensitive(obj, "apiVersion")) {
+		kube_resource_api_version(av, sizeof(av), res);
+		cJSON_AddStringToObject(obj, "apiVersion", av);
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(obj, "kind"))
+		cJSON_AddStringToObject(obj, "kind", res->kind);
+}
+
 /* One labelled LIST of res over all namespaces into R->live. */
 static int list_labelled(run *R, const kube_resource *res)
 {
@@ -633,6 +648,7 @@ static int list_labelled(run *R, const kube_resource *res)
 	R->lists[R->nlists++] = list;
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
 		const char *ns = meta_get(item, "namespace"), *name = meta_get(item, "name");
+		fill_type((cJSON *)item, res);
 		char *key;
 		if (!name)
 			continue;
@@ -672,6 +688,7 @@ static int list_existing(run *R, const kube_resource *res, const char *ns)
 	R->lists[R->nlists++] = list;
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
 		const char *ins = meta_get(item, "namespace"), *name = meta_get(item, "name");
+		fill_type((cJSON *)item, res);
 		char *key;
 		if (!name)
 			continue;
@@ -703,6 +720,7 @@ static void fetch_live(run *R, size_t cls)
 			cJSON *obj = NULL;
 			int got = R->o.live(&obj, R->o.live_data, &it->res, it->ns, it->name);
 			if (got == 1 && obj) {
+				fill_type(obj, &it->res);
 				it->owned_live = obj;
 				it->live = obj;
 				it->live_state = 1;
@@ -917,8 +935,20 @@ static void process_item(run *R, size_t i)
 		goto cleanup;
 	}
 	proj = apply_project(result, it->obj);
-	if (proj && apply_compare(&fields, proj, live, 0) >= 0)
+	if (proj && apply_compare(&fields, proj, live, 0) >= 0) {
+		/* our own bookkeeping annotation is not news to the reader */
+		size_t w = 0;
+		for (size_t k = 0; k < fields.count; k++) {
+			if (!strcmp(fields.items[k].path, "metadata.annotations[\"" APPLY_ANNOTATION_HASH "\"]")) {
+				free(fields.items[k].path);
+				free(fields.items[k].manager);
+				continue;
+			}
+			fields.items[w++] = fields.items[k];
+		}
+		fields.count = w;
 		take_fields(r, &fields);
+	}
 	apply_unified_diff(&r->diff, live, proj);
 	r->action = APPLY_UPDATED;
 	if (adopting)
