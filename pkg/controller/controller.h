@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "kube/kube.h"
+#include "server/server.h"
 
 /* ---- work queue --------------------------------------------------------------
  * Items are string keys. Guarantees: a key is never handed to two workers at
@@ -98,6 +99,41 @@ int controller_leader_is_leader(controller_leader *l);
 const char *controller_leader_identity(const controller_leader *l);
 /* Stops campaigning, releases a held lease, frees. NULL-safe. */
 void controller_leader_free(controller_leader *l);
+
+/* ---- the controller ------------------------------------------------------------ */
+typedef struct controller controller;
+
+typedef struct {
+	kube_client *mgmt;          /* the management cluster (borrowed) */
+	kube_config *mgmt_config;   /* its config, for Clusters without a kubeconfig Secret (borrowed) */
+	const char *ns;             /* watch one namespace; NULL = all */
+	const char *cache_dir;      /* Git mirrors */
+	unsigned workers;           /* default 4 */
+	server_metrics *metrics;    /* registry for plumb_* metrics; may be NULL */
+	const char *identity;       /* this replica, for Events */
+	kube_request_hook on_request; /* installed on every target client; may be NULL */
+	void *hook_data;
+} controller_opts;
+
+/* Resolves the plumb.dev resources (fails with a hint when the CRDs are not
+ * installed), opens the Git cache. *out: free with controller_free(). */
+int controller_new(controller **out, const controller_opts *opts);
+/* Starts the watches (caches fill even when not leading) and the workers. */
+int controller_start(controller *c);
+/* Workers take work only while leading; becoming leader looks at everything. */
+void controller_set_leading(controller *c, int leading);
+/* 1 when the GitSync, Cluster and Secret caches have been listed. */
+int controller_ready(controller *c, char *why, size_t whylen);
+/* A verified webhook for GitSync ns/name: fetch now. */
+void controller_webhook(controller *c, const char *ns, const char *name);
+/* The webhook secret of GitSync ns/name (Secret spec.webhook.secretRef, key
+ * "token"). 0 and a malloc'd secret, or non-zero. */
+int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name);
+/* Stops taking work and waits up to deadline seconds for running reconciles.
+ * PLUMB_ETIMEOUT when some were still running. */
+int controller_stop(controller *c, double deadline);
+/* Stops every thread and frees. NULL-safe. */
+void controller_free(controller *c);
 
 /* ---- status ----------------------------------------------------------------- */
 typedef enum {

@@ -1,0 +1,283 @@
+/* plumbd — the plumb controller: flags, wiring, signals, exit codes. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "controller/controller.h"
+#include "kube/kube.h"
+#include "server/server.h"
+
+#ifndef PLUMB_VERSION
+#define PLUMB_VERSION "0.1.0-dev"
+#endif
+
+typedef struct {
+	const char *kubeconfig;
+	const char *context;
+	const char *ns;
+	int leader_elect;
+	const char *lease_name;
+	const char *lease_ns;
+	const char *metrics_addr;
+	const char *health_addr;
+	unsigned workers;
+	const char *log_level;
+	const char *cache_dir;
+	double shutdown_timeout;
+} flags;
+
+static atomic_int lost_lease;
+static atomic_int shutting_down;
+static server_family *api_requests;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"plumbd %s — keeps Kubernetes clusters in step with Git (GitSync and Cluster resources).\n"
+		"\n"
+		"Usage: plumbd [flags]\n"
+		"\n"
+		"  --kubeconfig PATH       management cluster kubeconfig (default: $KUBECONFIG, else in-cluster config)\n"
+		"  --context NAME          kubeconfig context (default: current-context)\n"
+		"  --namespace NS          watch GitSyncs, Clusters and Secrets in NS only (default: all namespaces)\n"
+		"  --leader-elect          elect a leader on a Lease; only the leader writes (default: off)\n"
+		"  --lease-name NAME       Lease name (default: plumbd)\n"
+		"  --lease-namespace NS    Lease namespace (default: --namespace, else the config's namespace)\n"
+		"  --metrics-addr ADDR     /metrics and /hooks/<ns>/<gitsync> listen address (default: :8080)\n"
+		"  --health-addr ADDR      /healthz and /readyz listen address (default: :8081)\n"
+		"  --workers N             concurrent reconciles (default: 4)\n"
+		"  --log-level LEVEL       debug, info, warn or error (default: info)\n"
+		"  --cache-dir DIR         Git mirror cache (default: /tmp/plumb-cache)\n"
+		"  --shutdown-timeout D    on SIGTERM, wait this long for running applies (default: 30s)\n"
+		"  --version               print the version and exit\n"
+		"  -h, --help              this help\n"
+		"\n"
+		"Exit codes: 0 after SIGTERM/SIGINT, 1 on a start-up error or a lost lease, 2 on bad flags.\n",
+		PLUMB_VERSION);
+}
+
+static int parse_flags(flags *f, int argc, char **argv)
+{
+	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION };
+	static const struct option opts[] = {
+		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
+		{ "context", required_argument, NULL, CONTEXT },
+		{ "namespace", required_argument, NULL, NS },
+		{ "leader-elect", optional_argument, NULL, LEADER },
+		{ "lease-name", required_argument, NULL, LEASE_NAME },
+		{ "lease-namespace", required_argument, NULL, LEASE_NS },
+		{ "metrics-addr", required_argument, NULL, METRICS },
+		{ "health-addr", required_argument, NULL, HEALTH },
+		{ "workers", required_argument, NULL, WORKERS },
+		{ "log-level", required_argument, NULL, LOG_LEVEL },
+		{ "cache-dir", required_argument, NULL, CACHE },
+		{ "shutdown-timeout", required_argument, NULL, SHUTDOWN },
+		{ "version", no_argument, NULL, VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*f = (flags){ .lease_name = "plumbd", .metrics_addr = ":8080", .health_addr = ":8081",
+		.workers = 4, .log_level = "info", .cache_dir = "/tmp/plumb-cache", .shutdown_timeout = 30 };
+	f->kubeconfig = getenv("KUBECONFIG");
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case KUBECONFIG: f->kubeconfig = optarg; break;
+		case CONTEXT: f->context = optarg; break;
+		case NS: f->ns = *optarg ? optarg : NULL; break;
+		case LEADER:
+			f->leader_elect = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
+			break;
+		case LEASE_NAME: f->lease_name = optarg; break;
+		case LEASE_NS: f->lease_ns = optarg; break;
+		case METRICS: f->metrics_addr = optarg; break;
+		case HEALTH: f->health_addr = optarg; break;
+		case WORKERS: {
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 256) {
+				fprintf(stderr, "plumbd: --workers %s: want a number from 1 to 256\n", optarg);
+				return 2;
+			}
+			f->workers = (unsigned)n;
+			break;
+		}
+		case LOG_LEVEL: f->log_level = optarg; break;
+		case CACHE: f->cache_dir = optarg; break;
+		case SHUTDOWN:
+			if (plumb_duration_parse(&f->shutdown_timeout, optarg) != 0) {
+				fprintf(stderr, "plumbd: --shutdown-timeout: %s\n", plumb_error_last());
+				return 2;
+			}
+			break;
+		case VERSION:
+			printf("plumbd %s\n", PLUMB_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "plumbd: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	plumb_log_level lvl;
+	if (plumb_log_parse_level(&lvl, f->log_level) != 0) {
+		fprintf(stderr, "plumbd: --log-level: %s\n", plumb_error_last());
+		return 2;
+	}
+	plumb_log_set_level(lvl);
+	return 0;
+}
+
+static void count_request(void *data, const char *cluster, const char *verb, int code, double seconds)
+{
+	char codes[16];
+	(void)data, (void)seconds;
+	snprintf(codes, sizeof(codes), "%d", code);
+	server_counter_add(api_requests, 1, cluster, verb, codes);
+}
+
+static int ready(char *why, size_t whylen, void *data)
+{
+	return controller_ready(data, why, whylen);
+}
+
+static int webhook_secret(char **out, size_t *outlen, const char *ns, const char *name, void *data)
+{
+	return controller_webhook_secret(data, out, outlen, ns, name);
+}
+
+static void webhook_trigger(const char *ns, const char *name, void *data)
+{
+	controller_webhook(data, ns, name);
+}
+
+static void on_start_leading(void *data)
+{
+	controller_set_leading(data, 1);
+}
+
+static void on_stop_leading(void *data)
+{
+	controller_set_leading(data, 0);
+	if (!shutting_down)
+		lost_lease = 1;
+}
+
+int main(int argc, char **argv)
+{
+	flags f;
+	kube_config *cfg = NULL;
+	kube_client *mgmt = NULL;
+	server_metrics *metrics = NULL;
+	server *metrics_srv = NULL, *health_srv = NULL;
+	controller *ctl = NULL;
+	controller_leader *leader = NULL;
+	char identity[300], host[256] = "plumbd", rnd[9];
+	int rc, exit_code = 1;
+
+	if ((rc = parse_flags(&f, argc, argv)))
+		return rc;
+
+	/* Signals are taken by the main thread only: block them before any
+	 * thread starts, then wait for them below. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	gethostname(host, sizeof(host) - 1);
+	plumb_random_name(rnd, 8);
+	snprintf(identity, sizeof(identity), "%s_%s", host, rnd);
+
+	rc = f.kubeconfig && *f.kubeconfig ? kube_config_load_file(&cfg, f.kubeconfig, f.context)
+		: kube_config_in_cluster(&cfg, NULL);
+	if (rc) {
+		plumb_errorlog("cannot load the management cluster config", "error", plumb_error_last());
+		goto cleanup;
+	}
+	if ((rc = server_metrics_new(&metrics)))
+		goto fail;
+	const char *api_labels[] = { "cluster", "verb", "code" };
+	api_requests = server_counter(metrics, "plumb_api_requests_total",
+		"Kubernetes API requests by cluster, verb and HTTP code (0: no answer).", 3, api_labels);
+	kube_client_opts ko = { .name = "management", .on_request = count_request };
+	if ((rc = kube_client_new(&mgmt, cfg, &ko)))
+		goto fail;
+	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir,
+		.workers = f.workers, .metrics = metrics, .identity = identity,
+		.on_request = count_request };
+	if ((rc = controller_new(&ctl, &co)))
+		goto fail;
+	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .secret = webhook_secret,
+		.trigger = webhook_trigger, .data = ctl };
+	server_opts ho = { .addr = f.health_addr, .ready = ready, .data = ctl };
+	if ((rc = server_start(&metrics_srv, &mo)) || (rc = server_start(&health_srv, &ho)))
+		goto fail;
+	if ((rc = controller_start(ctl)))
+		goto fail;
+	char mport[16], hport[16];
+	snprintf(mport, sizeof(mport), "%d", server_port(metrics_srv));
+	snprintf(hport, sizeof(hport), "%d", server_port(health_srv));
+	plumb_info("plumbd started", "version", PLUMB_VERSION, "identity", identity,
+		"server", kube_config_server(cfg), "namespace", f.ns ? f.ns : "(all)",
+		"metrics_port", mport, "health_port", hport, "leader_elect", f.leader_elect ? "true" : "false");
+
+	if (f.leader_elect) {
+		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
+			.name = f.lease_name, .identity = identity,
+			.on_start = on_start_leading, .on_stop = on_stop_leading, .data = ctl };
+		if ((rc = controller_leader_new(&leader, mgmt, &lo)) || (rc = controller_leader_run(leader)))
+			goto fail;
+	} else {
+		controller_set_leading(ctl, 1);
+	}
+
+	for (;;) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			plumb_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			exit_code = 0;
+			break;
+		}
+		if (lost_lease) {
+			plumb_errorlog("lost the lease; exiting so a fresh start can campaign again");
+			exit_code = 1;
+			break;
+		}
+	}
+	shutting_down = 1;
+	if (controller_stop(ctl, f.shutdown_timeout) != 0)
+		plumb_warn("shutdown deadline passed", "error", plumb_error_last());
+	/* Releases the Lease: a standby takes over at once. */
+	controller_leader_free(leader);
+	leader = NULL;
+	goto cleanup;
+fail:
+	plumb_errorlog("plumbd cannot start", "error", plumb_error_last());
+	exit_code = 1;
+cleanup:
+	controller_leader_free(leader);
+	server_free(metrics_srv);
+	server_free(health_srv);
+	controller_free(ctl);
+	kube_client_free(mgmt);
+	kube_config_free(cfg);
+	server_metrics_free(metrics);
+	plumb_info("plumbd stopped");
+	return exit_code;
+}

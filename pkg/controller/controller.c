@@ -1,0 +1,1975 @@
+/* pkg/controller: the reconcile loop. Watches GitSyncs, Clusters and Secrets
+ * in the management cluster, fetches each GitSync's revision once, and for
+ * every (GitSync, Cluster) pair renders, applies, prunes and reports.
+ *
+ * Work items (queue keys):
+ *   src|<ns>|<gitsync>                 fetch + validate the revision
+ *   sync|<ns>|<gitsync>|<ns>|<cluster>  render + apply to one cluster
+ *   probe|<ns>|<cluster>               /version of a target, Cluster status
+ *
+ * Threads: the watch hub (every watch stream of every cluster), the workers
+ * (only while leading), the events sender, and the caller's. c->lock guards
+ * the caches and the GitSync states; each target has its own lock for its
+ * live cache; status writes of one GitSync are serialised by its status_lock.
+ */
+#include "controller/internal.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "diff/diff.h"
+#include "manifest/manifest.h"
+
+#define REQUESTED_AT "plumb.dev/requested-at"
+#define MANAGED_SELECTOR APPLY_LABEL_MANAGED_BY "=" APPLY_FIELD_MANAGER
+#define MAX_DRIFT_LIST 50
+#define MAX_DRIFT_FIELDS 20
+#define PROBE_PERIOD 60.0
+
+/* ---- state ------------------------------------------------------------------- */
+
+typedef struct {
+	int refs;                 /* under c->lock */
+	char commit[41];
+	char *path;
+	source_files *files;
+	double first_seen;        /* wall clock the source stage first saw commit */
+} revision;
+
+typedef struct {
+	int refs;
+	char *key;                /* "ns/name" */
+	char *ns, *name;
+	char label[64];           /* plumb.dev/gitsync value */
+	cJSON *obj;               /* latest from the watch */
+	revision *rev;            /* last good revision */
+	char fetched[41];
+	char *stall_reason, *stall_msg;
+	char *handled_req;
+	long fetched_generation;
+	cmap clusters;            /* cluster name -> controller_cluster_status* */
+	pthread_mutex_t status_lock;
+	cJSON *last_written;      /* status we last wrote (under status_lock) */
+	int deleted;
+} gitsync_state;
+
+typedef struct controller controller;
+typedef struct target target;
+
+typedef struct {
+	controller *c;
+	target *t;
+	kube_resource res;
+	kube_watch *w;
+	int synced;               /* under t->lock */
+} target_watch;
+
+struct target {
+	int refs;                 /* under c->lock */
+	char *key;                /* Cluster "ns/name" */
+	char *name;
+	char *cred_id;            /* what the client was built from */
+	kube_client *client;
+	controller *c;
+	pthread_mutex_t lock;
+	cmap cache;               /* "group|resource|ns|name" -> cJSON* */
+	target_watch **watches;
+	size_t nwatches;
+	cmap engines;             /* gitsync key -> apply_engine* */
+	char version[64];
+	int up;
+};
+
+typedef struct {
+	server_family *lag, *duration, *reconciles, *applied, *pruned, *drifted, *corrections,
+		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader;
+} metrics_set;
+
+struct controller {
+	controller_opts o;
+	kube_resource gitsync_res, cluster_res, secret_res;
+	kube_watch_hub *hub;
+	pthread_t hub_thread;
+	int hub_started;
+	source_cache *sources;
+	controller_queue *queue;
+	controller_events *events;
+	metrics_set m;
+	unsigned long last_retries;
+
+	pthread_mutex_t lock;
+	cmap gitsyncs;            /* "ns/name" -> gitsync_state* */
+	cmap clusters;            /* "ns/name" -> cJSON* */
+	cmap secrets;             /* "ns/name" -> cJSON* */
+	cmap targets;             /* "ns/name" -> target* */
+	kube_watch *mgmt_watches[3];
+	int synced[3];
+
+	pthread_t *workers;
+	unsigned nworkers;
+	pthread_cond_t lead_cond;
+	atomic_int leading;
+	atomic_int stopping;
+	atomic_int in_flight;
+};
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static const cJSON *jget(const cJSON *o, const char *path)
+{
+	/* "a.b.c" lookup; no escaping needed for the fields used here. */
+	char key[128];
+	const char *p = path;
+	while (o && *p) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		if (n >= sizeof(key))
+			return NULL;
+		memcpy(key, p, n);
+		key[n] = '\0';
+		o = cJSON_GetObjectItemCaseSensitive(o, key);
+		p = dot ? dot + 1 : p + n;
+	}
+	return o;
+}
+
+static const char *jstr(const cJSON *o, const char *path)
+{
+	const cJSON *v = jget(o, path);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int jbool(const cJSON *o, const char *path, int dflt)
+{
+	const cJSON *v = jget(o, path);
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+static double jduration(const cJSON *o, const char *path, double dflt)
+{
+	const char *s = jstr(o, path);
+	double d;
+	if (!s || plumb_duration_parse(&d, s) != 0)
+		return dflt;
+	return d;
+}
+
+static const char *annotation(const cJSON *obj, const char *name)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.annotations"), name);
+	return cJSON_IsString(a) ? a->valuestring : NULL;
+}
+
+static char *obj_key(const cJSON *obj)
+{
+	const char *ns = jstr(obj, "metadata.namespace"), *name = jstr(obj, "metadata.name");
+	return plumb_asprintf("%s/%s", ns ? ns : "", name ? name : "");
+}
+
+static int streq(const char *a, const char *b)
+{
+	return (a ? a : "")[0] == (b ? b : "")[0] && strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static void set_str(char **dst, const char *src)
+{
+	char *n = plumb_strdup(src);
+	free(*dst);
+	*dst = n;
+}
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+static void metrics_init(controller *c)
+{
+	server_metrics *r = c->o.metrics;
+	const char *cl[] = { "cluster" }, *clres[] = { "cluster", "result" },
+		*gscl[] = { "gitsync", "cluster" }, *gs[] = { "gitsync" };
+	static const double lag_b[] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
+	static const double dur_b[] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+	if (!r)
+		return;
+	c->m.lag = server_histogram(r, "plumb_sync_lag_seconds",
+		"Seconds from a commit first seen to applied in a cluster.", 1, cl, 10, lag_b);
+	c->m.duration = server_histogram(r, "plumb_reconcile_duration_seconds",
+		"Duration of one (GitSync, Cluster) reconcile.", 1, cl, 11, dur_b);
+	c->m.reconciles = server_counter(r, "plumb_reconcile_total",
+		"Reconciles of (GitSync, Cluster) items by result.", 2, clres);
+	c->m.applied = server_counter(r, "plumb_objects_applied_total",
+		"Objects created or updated.", 1, cl);
+	c->m.pruned = server_counter(r, "plumb_objects_pruned_total", "Objects pruned.", 1, cl);
+	c->m.drifted = server_gauge(r, "plumb_drifted_objects",
+		"Objects drifted and not corrected.", 2, gscl);
+	c->m.corrections = server_counter(r, "plumb_drift_corrections_total",
+		"Drifted objects re-applied.", 1, cl);
+	c->m.depth = server_gauge(r, "plumb_workqueue_depth", "Items waiting in the work queue.", 0, NULL);
+	c->m.retries = server_counter(r, "plumb_workqueue_retries_total", "Items retried after a failure.", 0, NULL);
+	c->m.fetch_duration = server_histogram(r, "plumb_git_fetch_duration_seconds",
+		"Duration of git fetches.", 1, gs, 11, dur_b);
+	c->m.fetch_errors = server_counter(r, "plumb_git_fetch_errors_total", "Failed git fetches.", 1, gs);
+	c->m.cluster_up = server_gauge(r, "plumb_cluster_up", "1 when the cluster's API answers.", 1, cl);
+	c->m.leader = server_gauge(r, "plumb_leader", "1 while this replica leads.", 0, NULL);
+	server_gauge_set(c->m.leader, 0);
+}
+
+/* ---- GitSync states ------------------------------------------------------------ */
+
+static void revision_unref(revision *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	source_files_free(r->files);
+	free(r->path);
+	free(r);
+}
+
+static void cluster_status_free(controller_cluster_status *s)
+{
+	if (!s)
+		return;
+	free(s->name);
+	free(s->message);
+	cJSON_Delete(s->drifted_objects);
+	free(s);
+}
+
+static void gitsync_unref(gitsync_state *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&g->clusters, &i, &k, &v))
+		cluster_status_free(v);
+	cmap_free(&g->clusters);
+	revision_unref(g->rev);
+	cJSON_Delete(g->obj);
+	cJSON_Delete(g->last_written);
+	pthread_mutex_destroy(&g->status_lock);
+	free(g->key);
+	free(g->ns);
+	free(g->name);
+	free(g->stall_reason);
+	free(g->stall_msg);
+	free(g->handled_req);
+	free(g);
+}
+
+/* Seeds per-cluster entries from the status a previous leader wrote, so a
+ * restart that finds nothing to do writes nothing either. */
+static void seed_from_status(gitsync_state *g)
+{
+	const cJSON *e;
+	cJSON_ArrayForEach(e, jget(g->obj, "status.clusters")) {
+		const char *name = jstr(e, "name"), *state = jstr(e, "state"), *commit = jstr(e, "commit");
+		if (!name || cmap_get(&g->clusters, name))
+			continue;
+		controller_cluster_status *s = calloc(1, sizeof(*s));
+		if (!s)
+			continue;
+		s->name = plumb_strdup(name);
+		s->state = CONTROLLER_PENDING;
+		for (int st = CONTROLLER_PENDING; st <= CONTROLLER_UNREACHABLE; st++)
+			if (state && strcmp(state, controller_state_name(st)) == 0)
+				s->state = st;
+		snprintf(s->commit, sizeof(s->commit), "%s", commit ? commit : "");
+		const cJSON *n = jget(e, "objects");
+		s->objects = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+		n = jget(e, "drifted.count");
+		s->drifted_count = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+		const cJSON *d = jget(e, "drifted.objects");
+		s->drifted_objects = d ? cJSON_Duplicate(d, 1) : NULL;
+		const char *ts = jstr(e, "lastSyncTime");
+		if (ts)
+			plumb_time_parse(&s->last_sync_time, ts);
+		n = jget(e, "lagSeconds");
+		s->lag_seconds = cJSON_IsNumber(n) ? n->valuedouble : -1;
+		s->message = plumb_strdup(jstr(e, "message"));
+		cmap_put(&g->clusters, name, s, NULL);
+	}
+	const char *handled = jstr(g->obj, "status.lastHandledRequestedAt");
+	if (handled && !g->handled_req)
+		g->handled_req = plumb_strdup(handled);
+	const char *fetched = jstr(g->obj, "status.lastFetchedCommit");
+	if (fetched && !g->fetched[0])
+		snprintf(g->fetched, sizeof(g->fetched), "%s", fetched);
+}
+
+/* ---- queue keys ---------------------------------------------------------------- */
+
+static void trigger_src(controller *c, const char *gs_key, double debounce)
+{
+	char key[600];
+	snprintf(key, sizeof(key), "src|%s", gs_key);
+	for (char *p = key; *p; p++)
+		if (*p == '/')
+			*p = '|';
+	controller_queue_trigger(c->queue, key, debounce);
+}
+
+static void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce)
+{
+	char key[1200];
+	snprintf(key, sizeof(key), "sync|%s|%s", gs_key, cl_key);
+	for (char *p = key; *p; p++)
+		if (*p == '/')
+			*p = '|';
+	controller_queue_trigger(c->queue, key, debounce);
+}
+
+static void trigger_probe(controller *c, const char *cl_key)
+{
+	char key[600];
+	snprintf(key, sizeof(key), "probe|%s", cl_key);
+	for (char *p = key; *p; p++)
+		if (*p == '/')
+			*p = '|';
+	controller_queue_trigger(c->queue, key, 0);
+}
+
+/* ---- cluster selection ------------------------------------------------------------ */
+
+static int expr_matches(const cJSON *expr, const cJSON *labels)
+{
+	const char *key = jstr(expr, "key"), *op = jstr(expr, "operator");
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
+	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
+	int in = 0;
+	const cJSON *v;
+	if (!key || !op)
+		return 0;
+	cJSON_ArrayForEach(v, jget(expr, "values"))
+		if (val && cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
+			in = 1;
+	if (!strcmp(op, "In"))
+		return in;
+	if (!strcmp(op, "NotIn"))
+		return !in;
+	if (!strcmp(op, "Exists"))
+		return val != NULL;
+	if (!strcmp(op, "DoesNotExist"))
+		return val == NULL;
+	return 0;
+}
+
+/* 1 when GitSync gs targets Cluster cl: same namespace, and named in
+ * clusterNames or matched by clusterSelector. */
+static int selects(const cJSON *gs, const cJSON *cl)
+{
+	const char *gns = jstr(gs, "metadata.namespace"), *cns = jstr(cl, "metadata.namespace");
+	const char *name = jstr(cl, "metadata.name");
+	const cJSON *v;
+	if (!streq(gns, cns) || !name)
+		return 0;
+	cJSON_ArrayForEach(v, jget(gs, "spec.targets.clusterNames"))
+		if (cJSON_IsString(v) && strcmp(v->valuestring, name) == 0)
+			return 1;
+	const cJSON *sel = jget(gs, "spec.targets.clusterSelector");
+	if (!cJSON_IsObject(sel))
+		return 0;
+	const cJSON *labels = jget(cl, "metadata.labels");
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
+		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
+			return 0;
+	}
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
+		if (!expr_matches(v, labels))
+			return 0;
+	return 1;
+}
+
+/* Triggers the sync items of every GitSync that targets cluster cl_key.
+ * Called with c->lock held. */
+static void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override)
+{
+	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	if (!cl)
+		return;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (selects(g->obj, cl))
+			trigger_sync(c, g->key, cl_key, debounce_override >= 0 ? debounce_override :
+				jduration(g->obj, "spec.debounce", 1));
+	}
+}
+
+/* Triggers sync items of gitsync g for every cluster it targets, and for
+ * clusters it has a status entry for (so a deselected one leaves status).
+ * Called with c->lock held. */
+static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double debounce)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->clusters, &i, &k, &v))
+		if (selects(g->obj, v))
+			trigger_sync(c, g->key, k, debounce);
+	i = 0;
+	while (cmap_next(&g->clusters, &i, &k, &v)) {
+		char cl_key[600];
+		snprintf(cl_key, sizeof(cl_key), "%s/%s", g->ns, k);
+		if (!cmap_get(&c->clusters, cl_key))
+			trigger_sync(c, g->key, cl_key, debounce);
+	}
+}
+
+/* ---- management informers (hub thread) ------------------------------------------------ */
+
+static void gitsync_upsert_locked(controller *c, const cJSON *obj)
+{
+	char *key = obj_key(obj);
+	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	long gen = (long)(cJSON_IsNumber(jget(obj, "metadata.generation")) ?
+		jget(obj, "metadata.generation")->valuedouble : 0);
+	int is_new = 0, spec_changed = 0;
+	if (!g) {
+		g = calloc(1, sizeof(*g));
+		if (!g) {
+			free(key);
+			return;
+		}
+		g->refs = 1;
+		g->key = key;
+		key = NULL;
+		g->ns = plumb_strdup(jstr(obj, "metadata.namespace"));
+		g->name = plumb_strdup(jstr(obj, "metadata.name"));
+		apply_gitsync_label(g->label, sizeof(g->label), g->ns, g->name);
+		pthread_mutex_init(&g->status_lock, NULL);
+		g->fetched_generation = -1;
+		cmap_put(&c->gitsyncs, g->key, g, NULL);
+		is_new = 1;
+	} else {
+		const cJSON *old_gen = jget(g->obj, "metadata.generation");
+		spec_changed = !cJSON_IsNumber(old_gen) || (long)old_gen->valuedouble != gen;
+	}
+	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
+	char *old_req = plumb_strdup(old_labels_req);
+	cJSON_Delete(g->obj);
+	g->obj = cJSON_Duplicate(obj, 1);
+	free(key);
+	if (is_new)
+		seed_from_status(g);
+	const char *req = annotation(obj, REQUESTED_AT);
+	int requested = req && !streq(req, g->handled_req) && !streq(req, old_req);
+	free(old_req);
+	if (is_new || spec_changed || requested) {
+		trigger_src(c, g->key, 0);
+		trigger_gitsync_syncs_locked(c, g, 0);
+	}
+}
+
+static void gitsync_delete_locked(controller *c, const char *key)
+{
+	gitsync_state *g = cmap_del(&c->gitsyncs, key);
+	if (g) {
+		g->deleted = 1;
+		plumb_info("gitsync deleted; its objects stay in the clusters", "gitsync", key);
+		gitsync_unref(g);
+	}
+}
+
+static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	if (type == KUBE_WATCH_RESYNC) {
+		/* Replace everything: forget GitSyncs that are gone. */
+		cmap seen = { 0 };
+		const cJSON *it;
+		cJSON_ArrayForEach(it, jget(obj, "items")) {
+			char *k = obj_key(it);
+			cmap_put(&seen, k, (void *)1, NULL);
+			free(k);
+			gitsync_upsert_locked(c, it);
+		}
+		size_t i = 0;
+		const char *k;
+		void *v;
+		char **gone = NULL;
+		size_t ngone = 0;
+		while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+			if (!cmap_get(&seen, k)) {
+				char **p = realloc(gone, (ngone + 1) * sizeof(*p));
+				if (p) {
+					gone = p;
+					gone[ngone++] = plumb_strdup(k);
+				}
+			}
+		}
+		for (size_t j = 0; j < ngone; j++) {
+			gitsync_delete_locked(c, gone[j]);
+			free(gone[j]);
+		}
+		free(gone);
+		cmap_free(&seen);
+		c->synced[0] = 1;
+	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		gitsync_upsert_locked(c, obj);
+	} else if (type == KUBE_WATCH_DELETED) {
+		char *k = obj_key(obj);
+		gitsync_delete_locked(c, k);
+		free(k);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void cache_replace_locked(cmap *m, const cJSON *obj)
+{
+	char *k = obj_key(obj);
+	void *old = NULL;
+	if (cmap_put(m, k, cJSON_Duplicate(obj, 1), &old) == 0)
+		cJSON_Delete(old);
+	free(k);
+}
+
+static void cache_resync_locked(cmap *m, const cJSON *list)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(m, &i, &k, &v))
+		cJSON_Delete(v);
+	cmap_free(m);
+	const cJSON *it;
+	cJSON_ArrayForEach(it, jget(list, "items"))
+		cache_replace_locked(m, it);
+}
+
+static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	if (type == KUBE_WATCH_RESYNC) {
+		cache_resync_locked(&c->clusters, obj);
+		size_t i = 0;
+		const char *k;
+		void *v;
+		while (cmap_next(&c->clusters, &i, &k, &v)) {
+			trigger_probe(c, k);
+			trigger_cluster_syncs_locked(c, k, 0);
+		}
+		c->synced[1] = 1;
+	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		char *k = obj_key(obj);
+		const cJSON *old = cmap_get(&c->clusters, k);
+		/* Our own status writes need no reaction: only spec and labels matter. */
+		int changed = !old || !diff_json_equal(jget(old, "spec"), jget(obj, "spec")) ||
+			!diff_json_equal(jget(old, "metadata.labels"), jget(obj, "metadata.labels"));
+		cache_replace_locked(&c->clusters, obj);
+		if (changed) {
+			trigger_probe(c, k);
+			trigger_cluster_syncs_locked(c, k, 0);
+		}
+		free(k);
+	} else if (type == KUBE_WATCH_DELETED) {
+		char *k = obj_key(obj);
+		cJSON_Delete(cmap_del(&c->clusters, k));
+		/* GitSyncs drop the cluster's status entry on their next sync. */
+		size_t i = 0;
+		const char *gk;
+		void *v;
+		while (cmap_next(&c->gitsyncs, &i, &gk, &v))
+			if (cmap_get(&((gitsync_state *)v)->clusters, jstr(obj, "metadata.name") ? jstr(obj, "metadata.name") : ""))
+				trigger_sync(c, gk, k, 0);
+		free(k);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Triggers what depends on Secret ns/name. Called with c->lock held. */
+static void secret_changed_locked(controller *c, const char *ns, const char *name)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->clusters, &i, &k, &v)) {
+		if (streq(jstr(v, "metadata.namespace"), ns) &&
+		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
+			trigger_probe(c, k);
+			trigger_cluster_syncs_locked(c, k, 0);
+		}
+	}
+	i = 0;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (streq(g->ns, ns) && streq(jstr(g->obj, "spec.git.secretRef.name"), name))
+			trigger_src(c, g->key, 0);
+	}
+}
+
+static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	if (type == KUBE_WATCH_RESYNC) {
+		cache_resync_locked(&c->secrets, obj);
+		const cJSON *it;
+		cJSON_ArrayForEach(it, jget(obj, "items"))
+			secret_changed_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+		c->synced[2] = 1;
+	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
+		char *k = obj_key(obj);
+		if (type == KUBE_WATCH_DELETED)
+			cJSON_Delete(cmap_del(&c->secrets, k));
+		else
+			cache_replace_locked(&c->secrets, obj);
+		free(k);
+		secret_changed_locked(c, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- targets ---------------------------------------------------------------------- */
+
+static void target_unref(controller *c, target *t)
+{
+	pthread_mutex_lock(&c->lock);
+	int last = --t->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (!last)
+		return;
+	for (size_t i = 0; i < t->nwatches; i++) {
+		kube_watch_stop(t->watches[i]->w);
+		free(t->watches[i]);
+	}
+	free(t->watches);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&t->cache, &i, &k, &v))
+		cJSON_Delete(v);
+	cmap_free(&t->cache);
+	i = 0;
+	while (cmap_next(&t->engines, &i, &k, &v))
+		apply_engine_free(v);
+	cmap_free(&t->engines);
+	kube_client_free(t->client);
+	pthread_mutex_destroy(&t->lock);
+	free(t->key);
+	free(t->name);
+	free(t->cred_id);
+	free(t);
+}
+
+/* The target for Cluster cl_key, (re)built when its credentials changed.
+ * *out holds a reference: target_unref() it. */
+static int target_get(target **out, controller *c, const char *cl_key)
+{
+	char *cred_id = NULL, *kc = NULL, *context = NULL, *origin = NULL, *name = NULL;
+	size_t kclen = 0;
+	int rc = 0, in_cluster = 0;
+	kube_config *cfg = NULL;
+	target *t = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		return plumb_error_set(PLUMB_ENOTFOUND, "cluster %s not found", cl_key);
+	}
+	name = plumb_strdup(jstr(cl, "metadata.name"));
+	const char *ns = jstr(cl, "metadata.namespace");
+	const char *sname = jstr(cl, "spec.kubeConfigSecretRef.name");
+	const char *skey = jstr(cl, "spec.kubeConfigSecretRef.key");
+	context = plumb_strdup(jstr(cl, "spec.kubeConfigSecretRef.context"));
+	if (!sname) {
+		in_cluster = 1;
+		cred_id = plumb_strdup("management-cluster");
+	} else {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
+		const cJSON *sec = cmap_get(&c->secrets, sk);
+		const cJSON *val = cJSON_GetObjectItemCaseSensitive(jget(sec, "data"), skey ? skey : "kubeconfig");
+		if (!sec) {
+			rc = plumb_error_set(PLUMB_ENOTFOUND, "kubeconfig secret %s not found", sk);
+		} else if (!cJSON_IsString(val)) {
+			rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig secret %s has no key \"%s\"",
+				sk, skey ? skey : "kubeconfig");
+		} else {
+			cred_id = plumb_asprintf("%s|%s|%s|%s", sk, jstr(sec, "metadata.resourceVersion"),
+				skey ? skey : "kubeconfig", context ? context : "");
+			origin = plumb_asprintf("secret %s", sk);
+			rc = plumb_base64_decode(&kc, &kclen, val->valuestring, strlen(val->valuestring));
+			if (rc)
+				plumb_error_set(rc, "kubeconfig secret %s: data is not base64", sk);
+		}
+	}
+	if (!rc) {
+		t = cmap_get(&c->targets, cl_key);
+		if (t && streq(t->cred_id, cred_id)) {
+			t->refs++;
+			pthread_mutex_unlock(&c->lock);
+			*out = t;
+			goto cleanup;
+		}
+		t = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		goto cleanup;
+
+	if (in_cluster) {
+		cfg = c->o.mgmt_config;
+		kube_config_free(NULL);
+	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin))) {
+		goto cleanup;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	kube_client_opts ko = { .name = name, .timeout = 20, .on_request = c->o.on_request,
+		.hook_data = c->o.hook_data };
+	rc = kube_client_new(&t->client, cfg, &ko);
+	if (rc) {
+		free(t);
+		t = NULL;
+		goto cleanup;
+	}
+	t->refs = 2; /* the map's and the caller's */
+	t->key = plumb_strdup(cl_key);
+	t->name = plumb_strdup(name);
+	t->cred_id = cred_id;
+	cred_id = NULL;
+	t->c = c;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_lock(&c->lock);
+	target *old = NULL;
+	cmap_put(&c->targets, cl_key, t, (void **)&old);
+	pthread_mutex_unlock(&c->lock);
+	if (old) {
+		plumb_info("cluster credentials changed; reconnecting", "cluster", name);
+		target_unref(c, old);
+	}
+	*out = t;
+cleanup:
+	if (cfg && !in_cluster)
+		kube_config_free(cfg);
+	if (kc) {
+		OPENSSL_cleanse(kc, kclen);
+		free(kc);
+	}
+	free(cred_id);
+	free(context);
+	free(origin);
+	free(name);
+	return rc;
+}
+
+static void cache_key(char *out, size_t outlen, const kube_resource *res, const char *ns, const char *name)
+{
+	snprintf(out, outlen, "%s|%s|%s|%s", res->group, res->resource, ns ? ns : "", name ? name : "");
+}
+
+static target_watch *find_watch_locked(target *t, const kube_resource *res)
+{
+	for (size_t i = 0; i < t->nwatches; i++)
+		if (!strcmp(t->watches[i]->res.group, res->group) &&
+		    !strcmp(t->watches[i]->res.resource, res->resource))
+			return t->watches[i];
+	return NULL;
+}
+
+/* Live lookup for the apply engine, from the target's watch cache. */
+static int target_live(cJSON **out, void *data, const kube_resource *res, const char *ns, const char *name)
+{
+	target *t = data;
+	char key[1200];
+	int ret = -1;
+	cache_key(key, sizeof(key), res, res->namespaced ? ns : "", name);
+	pthread_mutex_lock(&t->lock);
+	target_watch *w = find_watch_locked(t, res);
+	if (w && w->synced) {
+		const cJSON *obj = cmap_get(&t->cache, key);
+		if (obj) {
+			*out = cJSON_Duplicate(obj, 1);
+			ret = *out ? 1 : -1;
+		} else {
+			ret = 0;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+/* Triggers sync items for the GitSync owning obj (by its label) on target t. */
+static void trigger_owner(controller *c, target *t, const cJSON *obj)
+{
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+	if (!cJSON_IsString(lv))
+		return;
+	pthread_mutex_lock(&c->lock);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (strcmp(g->label, lv->valuestring) == 0)
+			trigger_sync(c, g->key, t->key, jduration(g->obj, "spec.debounce", 1));
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
+{
+	target_watch *tw = data;
+	target *t = tw->t;
+	char key[1200];
+	switch (type) {
+	case KUBE_WATCH_RESYNC: {
+		char prefix[600];
+		snprintf(prefix, sizeof(prefix), "%s|%s|", tw->res.group, tw->res.resource);
+		pthread_mutex_lock(&t->lock);
+		size_t i = 0, plen = strlen(prefix);
+		const char *k;
+		void *v;
+		char **drop = NULL;
+		size_t ndrop = 0;
+		while (cmap_next(&t->cache, &i, &k, &v)) {
+			if (strncmp(k, prefix, plen) == 0) {
+				char **p = realloc(drop, (ndrop + 1) * sizeof(*p));
+				if (p) {
+					drop = p;
+					drop[ndrop++] = plumb_strdup(k);
+				}
+			}
+		}
+		for (size_t j = 0; j < ndrop; j++) {
+			cJSON_Delete(cmap_del(&t->cache, drop[j]));
+			free(drop[j]);
+		}
+		free(drop);
+		const cJSON *it;
+		cJSON_ArrayForEach(it, jget(obj, "items")) {
+			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+			void *old = NULL;
+			cmap_put(&t->cache, key, cJSON_Duplicate(it, 1), &old);
+			cJSON_Delete(old);
+		}
+		int was = tw->synced;
+		tw->synced = 1;
+		pthread_mutex_unlock(&t->lock);
+		/* After an outage or an expiry: look at everything again. */
+		if (was == 0) {
+			pthread_mutex_lock(&tw->c->lock);
+			trigger_cluster_syncs_locked(tw->c, t->key, 0);
+			pthread_mutex_unlock(&tw->c->lock);
+		} else {
+			cJSON_ArrayForEach(it, jget(obj, "items"))
+				trigger_owner(tw->c, t, it);
+		}
+		break;
+	}
+	case KUBE_WATCH_ADDED:
+	case KUBE_WATCH_MODIFIED:
+	case KUBE_WATCH_DELETED: {
+		cache_key(key, sizeof(key), &tw->res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+		pthread_mutex_lock(&t->lock);
+		void *old = NULL;
+		if (type == KUBE_WATCH_DELETED)
+			old = cmap_del(&t->cache, key);
+		else
+			cmap_put(&t->cache, key, cJSON_Duplicate(obj, 1), &old);
+		pthread_mutex_unlock(&t->lock);
+		cJSON_Delete(old);
+		trigger_owner(tw->c, t, obj);
+		break;
+	}
+	case KUBE_WATCH_ERROR:
+		/* Until the stream relists, the cache may be stale: the engine reads
+		 * from the cluster instead (and sees an outage as one). */
+		pthread_mutex_lock(&t->lock);
+		tw->synced = 0;
+		pthread_mutex_unlock(&t->lock);
+		plumb_debug("watch error", "cluster", t->name, "resource", tw->res.resource,
+			"message", jstr(obj, "message"));
+		break;
+	case KUBE_WATCH_BOOKMARK:
+		break;
+	}
+}
+
+/* Starts a labelled watch on res in target t unless one runs. */
+static void target_watch_kind(controller *c, target *t, const kube_resource *res)
+{
+	pthread_mutex_lock(&t->lock);
+	target_watch *w = find_watch_locked(t, res);
+	if (w || !(res->verbs & KUBE_VERB_WATCH)) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	target_watch **p = realloc(t->watches, (t->nwatches + 1) * sizeof(*p));
+	w = calloc(1, sizeof(*w));
+	if (!p || !w) {
+		if (p)
+			t->watches = p;
+		free(w);
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	t->watches = p;
+	w->c = c;
+	w->t = t;
+	w->res = *res;
+	t->watches[t->nwatches++] = w;
+	pthread_mutex_unlock(&t->lock);
+	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR };
+	if (kube_watch_start(&w->w, c->hub, t->client, res, &wo, on_target_event, w) != 0)
+		plumb_warn("cannot watch", "cluster", t->name, "resource", res->resource,
+			"error", plumb_error_last());
+}
+
+static apply_engine *target_engine(target *t, const gitsync_state *g)
+{
+	pthread_mutex_lock(&t->lock);
+	apply_engine *e = cmap_get(&t->engines, g->key);
+	if (!e && apply_engine_new(&e, t->client, g->ns, g->name) == 0)
+		cmap_put(&t->engines, g->key, e, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return e;
+}
+
+/* ---- status writing ---------------------------------------------------------------- */
+
+static cJSON *status_body(const char *api_version, const char *kind, const char *ns,
+	const char *name, cJSON *status)
+{
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "apiVersion", api_version);
+	cJSON_AddStringToObject(b, "kind", kind);
+	cJSON *m = cJSON_AddObjectToObject(b, "metadata");
+	cJSON_AddStringToObject(m, "name", name);
+	cJSON_AddStringToObject(m, "namespace", ns);
+	cJSON_AddItemToObject(b, "status", status);
+	return b;
+}
+
+/* Builds the GitSync's status and writes it when it differs from what is
+ * there. Only the leader's workers call this. */
+static void write_gitsync_status(controller *c, gitsync_state *g)
+{
+	cJSON *st = NULL, *prev = NULL;
+	pthread_mutex_lock(&g->status_lock);
+	pthread_mutex_lock(&c->lock);
+	if (g->deleted) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&g->status_lock);
+		return;
+	}
+	prev = g->last_written ? cJSON_Duplicate(g->last_written, 1) :
+		cJSON_Duplicate(jget(g->obj, "status"), 1);
+	size_t n = g->clusters.count, k = 0, i = 0;
+	controller_cluster_status *arr = calloc(n ? n : 1, sizeof(*arr));
+	const char *key;
+	void *v;
+	while (arr && cmap_next(&g->clusters, &i, &key, &v) && k < n)
+		arr[k++] = *(controller_cluster_status *)v;
+	const cJSON *gen = jget(g->obj, "metadata.generation");
+	controller_gitsync_summary sum = {
+		.generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0,
+		.fetched_commit = g->fetched,
+		.handled_requested_at = g->handled_req,
+		.stalled_reason = g->stall_reason,
+		.stalled_message = g->stall_msg,
+	};
+	int rc = arr ? controller_status_build(&st, &sum, arr, k, prev, plumb_time_real()) : PLUMB_ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	free(arr);
+	if (rc == 0 && !(prev && diff_json_equal(st, prev) && diff_json_equal(prev, st))) {
+		cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", g->ns, g->name, cJSON_Duplicate(st, 1));
+		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
+		if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, g->ns, body, &ao) == 0) {
+			cJSON_Delete(g->last_written);
+			g->last_written = st;
+			st = NULL;
+		} else {
+			plumb_warn("cannot write status", "gitsync", g->key, "error", plumb_error_last());
+		}
+		cJSON_Delete(body);
+	}
+	cJSON_Delete(st);
+	cJSON_Delete(prev);
+	pthread_mutex_unlock(&g->status_lock);
+}
+
+/* The GitSync with key, referenced (gitsync_unref under c->lock), or NULL. */
+static gitsync_state *gitsync_get(controller *c, const char *key)
+{
+	pthread_mutex_lock(&c->lock);
+	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	if (g)
+		g->refs++;
+	pthread_mutex_unlock(&c->lock);
+	return g;
+}
+
+static void gitsync_put(controller *c, gitsync_state *g)
+{
+	pthread_mutex_lock(&c->lock);
+	gitsync_unref(g);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Sets or clears (reason NULL) the GitSync's stall; posts an event when it
+ * starts or ends. */
+static void set_stall(controller *c, gitsync_state *g, const char *reason, const char *msg)
+{
+	pthread_mutex_lock(&c->lock);
+	int was = g->stall_reason != NULL;
+	int same = was && reason && streq(g->stall_reason, reason) && streq(g->stall_msg, msg);
+	set_str(&g->stall_reason, reason);
+	set_str(&g->stall_msg, reason ? msg : NULL);
+	const char *uid = jstr(g->obj, "metadata.uid");
+	char *uidc = plumb_strdup(uid);
+	pthread_mutex_unlock(&c->lock);
+	if (reason && !same) {
+		plumb_warn("gitsync stalled", "gitsync", g->key, "reason", reason, "error", msg);
+		controller_events_post(c->events, g->ns, g->name, uidc, "Warning", reason, "Stall", msg);
+	} else if (!reason && was) {
+		plumb_info("gitsync recovered", "gitsync", g->key);
+		controller_events_post(c->events, g->ns, g->name, uidc, "Normal", "Recovered", "Fetch",
+			"the revision is valid again");
+	}
+	free(uidc);
+}
+
+/* ---- source reconcile ------------------------------------------------------------------ */
+
+static source_ref_kind ref_kind(const cJSON *gs, const char **name)
+{
+	if ((*name = jstr(gs, "spec.git.ref.tag")))
+		return SOURCE_REF_TAG;
+	if ((*name = jstr(gs, "spec.git.ref.commit")))
+		return SOURCE_REF_COMMIT;
+	*name = jstr(gs, "spec.git.ref.branch");
+	return SOURCE_REF_BRANCH;
+}
+
+/* Joins the first errors into one message. */
+static char *join_errors(const manifest_errors *errs)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8192);
+	for (size_t i = 0; i < errs->count && i < 5; i++)
+		plumb_buf_printf(&b, "%s%s", i ? "; " : "", errs->msgs[i]);
+	if (errs->count + errs->dropped > 5)
+		plumb_buf_printf(&b, "; and %zu more", errs->count + errs->dropped - 5);
+	return plumb_buf_detach(&b);
+}
+
+static int reconcile_source(controller *c, const char *gs_key, double *next)
+{
+	gitsync_state *g = gitsync_get(c, gs_key);
+	char *url = NULL, *ref = NULL, *path = NULL, *secret_name = NULL, *req = NULL;
+	source_credentials *creds = NULL;
+	source_files *files = NULL;
+	source_commit commit = { 0 };
+	manifest_file *mf = NULL;
+	manifest_errors errs = { 0 };
+	char redacted[1024];
+	int rc = 0, commit_ok = 0;
+	long gen = 0;
+	double timeout;
+	source_ref_kind kind;
+	if (!g)
+		return 0;
+
+	pthread_mutex_lock(&c->lock);
+	const char *refname = NULL;
+	kind = ref_kind(g->obj, &refname);
+	url = plumb_strdup(jstr(g->obj, "spec.git.url"));
+	ref = plumb_strdup(refname);
+	path = plumb_strdup(jstr(g->obj, "spec.git.path") ? jstr(g->obj, "spec.git.path") : "");
+	secret_name = plumb_strdup(jstr(g->obj, "spec.git.secretRef.name"));
+	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
+	*next = jduration(g->obj, "spec.git.interval", 60);
+	timeout = jduration(g->obj, "spec.git.timeout", 60);
+	const cJSON *genj = jget(g->obj, "metadata.generation");
+	gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
+	int suspended = jbool(g->obj, "spec.suspend", 0);
+	if (secret_name && !suspended) {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
+		const cJSON *sec = cmap_get(&c->secrets, sk);
+		if (!sec)
+			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
+		else
+			rc = source_credentials_from_secret_data(&creds, jget(sec, "data"));
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (suspended || !url || !ref)
+		goto cleanup;
+	source_url_redact(redacted, sizeof(redacted), url);
+	if (rc) {
+		set_stall(c, g, "CredentialsInvalid", plumb_error_last());
+		goto done;
+	}
+
+	double t0 = plumb_time_mono();
+	rc = source_fetch(NULL, c->sources, url, creds, timeout);
+	server_histogram_observe(c->m.fetch_duration, plumb_time_mono() - t0, gs_key);
+	if (rc) {
+		server_counter_add(c->m.fetch_errors, 1, gs_key);
+		char *msg = plumb_asprintf("fetch %s: %s", redacted, plumb_error_last());
+		set_stall(c, g, rc == PLUMB_EAUTH ? "AuthenticationFailed" : "FetchFailed", msg);
+		free(msg);
+		goto done;
+	}
+	if ((rc = source_resolve(&commit, c->sources, url, kind, ref))) {
+		set_stall(c, g, "RefNotFound", plumb_error_last());
+		goto done;
+	}
+	commit_ok = 1;
+
+	pthread_mutex_lock(&c->lock);
+	revision *cur = g->rev;
+	int same = cur && !strcmp(cur->commit, commit.id) && streq(cur->path, path) &&
+		g->fetched_generation == gen;
+	int invalid_again = !cur && !strcmp(g->fetched, commit.id) && g->stall_reason &&
+		!strcmp(g->stall_reason, "InvalidRevision") && g->fetched_generation == gen;
+	char old_commit[41] = "";
+	if (cur)
+		snprintf(old_commit, sizeof(old_commit), "%s", cur->commit);
+	if (!same && cur && g->stall_reason && !strcmp(g->stall_reason, "InvalidRevision") &&
+	    !strcmp(g->fetched, commit.id) && g->fetched_generation == gen)
+		invalid_again = 1;
+	pthread_mutex_unlock(&c->lock);
+	if (same) {
+		set_stall(c, g, NULL, NULL);
+		goto done;
+	}
+	if (invalid_again)
+		goto done;
+
+	/* A commit that touches nothing under path costs no reconcile. */
+	if (old_commit[0] && g->fetched_generation == gen) {
+		int changed = 1;
+		if (source_changed(&changed, c->sources, url, old_commit, commit.id, path) == 0 && !changed) {
+			pthread_mutex_lock(&c->lock);
+			revision *r = g->rev;
+			if (r && r->refs == 1) {
+				/* Nobody else holds it: renaming the revision is safe. */
+				snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
+				snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+				size_t i = 0;
+				const char *k;
+				void *v;
+				while (cmap_next(&g->clusters, &i, &k, &v)) {
+					controller_cluster_status *s = v;
+					if (!strcmp(s->commit, old_commit))
+						snprintf(s->commit, sizeof(s->commit), "%s", commit.id);
+				}
+				pthread_mutex_unlock(&c->lock);
+				plumb_info("new commit changes nothing under path", "gitsync", gs_key,
+					"commit", commit.id);
+				set_stall(c, g, NULL, NULL);
+				goto done;
+			}
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+
+	if ((rc = source_read(&files, c->sources, url, commit.id, path, NULL))) {
+		set_stall(c, g, rc == PLUMB_ENOTFOUND ? "PathNotFound" : "InvalidRevision", plumb_error_last());
+		pthread_mutex_lock(&c->lock);
+		snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+		g->fetched_generation = gen;
+		pthread_mutex_unlock(&c->lock);
+		goto done;
+	}
+	mf = calloc(files->count ? files->count : 1, sizeof(*mf));
+	if (!mf) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < files->count; i++) {
+		mf[i].file = files->items[i].path;
+		mf[i].data = files->items[i].data;
+		mf[i].len = files->items[i].len;
+	}
+	if (manifest_vet(mf, files->count, &errs) != 0) {
+		/* The whole revision is refused; the last good one stays applied. */
+		char *msg = join_errors(&errs);
+		char *full = plumb_asprintf("commit %.12s: %s", commit.id, msg);
+		set_stall(c, g, "InvalidRevision", full);
+		free(msg);
+		free(full);
+		pthread_mutex_lock(&c->lock);
+		snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+		g->fetched_generation = gen;
+		pthread_mutex_unlock(&c->lock);
+		rc = 0;
+		goto done;
+	}
+
+	revision *r = calloc(1, sizeof(*r));
+	if (!r) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto done;
+	}
+	r->refs = 1;
+	snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
+	r->path = plumb_strdup(path);
+	r->files = files;
+	files = NULL;
+	r->first_seen = plumb_time_real();
+	pthread_mutex_lock(&c->lock);
+	revision_unref(g->rev);
+	g->rev = r;
+	snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+	g->fetched_generation = gen;
+	trigger_gitsync_syncs_locked(c, g, 0);
+	pthread_mutex_unlock(&c->lock);
+	plumb_info("new revision", "gitsync", gs_key, "commit", commit.id, "subject", commit.subject);
+	set_stall(c, g, NULL, NULL);
+
+done:
+	if (commit_ok || rc == 0) {
+		pthread_mutex_lock(&c->lock);
+		if (req && !streq(req, g->handled_req))
+			set_str(&g->handled_req, req);
+		pthread_mutex_unlock(&c->lock);
+	}
+	write_gitsync_status(c, g);
+cleanup:
+	free(mf);
+	manifest_errors_free(&errs);
+	source_files_free(files);
+	source_commit_clear(&commit);
+	source_credentials_free(creds);
+	free(url);
+	free(ref);
+	free(path);
+	free(secret_name);
+	free(req);
+	gitsync_put(c, g);
+	return rc;
+}
+
+/* ---- sync reconcile ---------------------------------------------------------------------- */
+
+static controller_cluster_status *entry_locked(gitsync_state *g, const char *name)
+{
+	controller_cluster_status *s = cmap_get(&g->clusters, name);
+	if (!s && (s = calloc(1, sizeof(*s)))) {
+		s->name = plumb_strdup(name);
+		s->lag_seconds = -1;
+		cmap_put(&g->clusters, name, s, NULL);
+	}
+	return s;
+}
+
+static void set_entry(controller *c, gitsync_state *g, const char *cluster,
+	controller_cluster_state state, const char *message)
+{
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *s = entry_locked(g, cluster);
+	if (s) {
+		if (s->state != state)
+			s->last_sync_time = plumb_time_real();
+		s->state = state;
+		set_str(&s->message, message);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int is_unreachable(int rc)
+{
+	return rc == PLUMB_EUNAVAILABLE || rc == PLUMB_ETIMEOUT || rc == PLUMB_EUNREACHABLE ||
+		rc == PLUMB_ETLS;
+}
+
+/* Renders the revision for one cluster into a cJSON array (caller frees).
+ * On a render error, *errmsg gets the joined file:line messages. */
+static int render_for(cJSON **out, char **errmsg, const revision *rev, const cJSON *gs,
+	const cJSON *cl, controller *c)
+{
+	manifest_file *mf = calloc(rev->files->count ? rev->files->count : 1, sizeof(*mf));
+	manifest_var *vars = NULL, *labels = NULL;
+	size_t nvars = 0, nlabels = 0;
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	const cJSON *v;
+	int rc = 0;
+	(void)c;
+	if (!mf)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	for (size_t i = 0; i < rev->files->count; i++) {
+		mf[i].file = rev->files->items[i].path;
+		mf[i].data = rev->files->items[i].data;
+		mf[i].len = rev->files->items[i].len;
+	}
+	const cJSON *sub = jget(gs, "spec.substitute"), *lab = jget(cl, "metadata.labels");
+	vars = calloc((size_t)cJSON_GetArraySize(sub) + 1, sizeof(*vars));
+	labels = calloc((size_t)cJSON_GetArraySize(lab) + 1, sizeof(*labels));
+	if (!vars || !labels) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(v, sub)
+		if (cJSON_IsString(v))
+			vars[nvars++] = (manifest_var){ v->string, v->valuestring };
+	cJSON_ArrayForEach(v, lab)
+		if (cJSON_IsString(v))
+			labels[nlabels++] = (manifest_var){ v->string, v->valuestring };
+	const char *tns = jstr(gs, "spec.targetNamespace");
+	manifest_render_opts ro = {
+		.vars = { .enabled = 1, .vars = vars, .nvars = nvars,
+			.cluster_name = jstr(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
+		.default_namespace = tns ? tns : jstr(gs, "metadata.namespace"),
+	};
+	rc = manifest_render(&set, mf, rev->files->count, &ro, &errs);
+	if (rc) {
+		*errmsg = join_errors(&errs);
+		goto cleanup;
+	}
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; i < set.count; i++) {
+		cJSON_AddItemToArray(arr, set.items[i].obj);
+		set.items[i].obj = NULL;
+	}
+	*out = arr;
+cleanup:
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+	free(vars);
+	free(labels);
+	free(mf);
+	return rc;
+}
+
+static cJSON *drift_entry(const apply_object_result *o)
+{
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "apiVersion", o->api_version);
+	cJSON_AddStringToObject(e, "kind", o->kind);
+	if (o->ns && o->ns[0])
+		cJSON_AddStringToObject(e, "namespace", o->ns);
+	cJSON_AddStringToObject(e, "name", o->name);
+	cJSON *f = cJSON_AddArrayToObject(e, "fields");
+	const char *manager = NULL;
+	for (size_t i = 0; i < o->nfields && i < MAX_DRIFT_FIELDS; i++) {
+		cJSON_AddItemToArray(f, cJSON_CreateString(o->fields[i].path));
+		if (!manager && o->fields[i].manager && o->fields[i].manager[0])
+			manager = o->fields[i].manager;
+	}
+	if (manager)
+		cJSON_AddStringToObject(e, "manager", manager);
+	return e;
+}
+
+/* One line per object for events: "ConfigMap team-a/cfg (data.X by kubectl-edit)". */
+static void describe(plumb_buf *b, const apply_result *r, apply_action action, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		const apply_object_result *o = &r->objects[i];
+		if (o->action != action)
+			continue;
+		if (n++ >= max) {
+			plumb_buf_printf(b, ", …");
+			break;
+		}
+		plumb_buf_printf(b, "%s%s %s%s%s", n > 1 ? ", " : "", o->kind,
+			o->ns && o->ns[0] ? o->ns : "", o->ns && o->ns[0] ? "/" : "", o->name);
+		if (o->nfields && (action == APPLY_CORRECTED || action == APPLY_DRIFTED)) {
+			plumb_buf_printf(b, " (%s", o->fields[0].path);
+			if (o->fields[0].manager && o->fields[0].manager[0])
+				plumb_buf_printf(b, " by %s", o->fields[0].manager);
+			plumb_buf_puts(b, ")");
+		}
+	}
+}
+
+static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next)
+{
+	gitsync_state *g = gitsync_get(c, gs_key);
+	target *t = NULL;
+	revision *rev = NULL;
+	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
+	char *errmsg = NULL, *cl_name = NULL;
+	apply_result res = { 0 };
+	int rc = 0;
+	double t0 = plumb_time_mono();
+	const char *slash = strchr(cl_key, '/');
+	cl_name = plumb_strdup(slash ? slash + 1 : cl_key);
+
+	if (!g) {
+		/* The GitSync is gone: drop its engine (objects stay). */
+		pthread_mutex_lock(&c->lock);
+		t = cmap_get(&c->targets, cl_key);
+		if (t)
+			t->refs++;
+		pthread_mutex_unlock(&c->lock);
+		if (t) {
+			pthread_mutex_lock(&t->lock);
+			apply_engine_free(cmap_del(&t->engines, gs_key));
+			pthread_mutex_unlock(&t->lock);
+			target_unref(c, t);
+		}
+		free(cl_name);
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	gs = cJSON_Duplicate(g->obj, 1);
+	const cJSON *clo = cmap_get(&c->clusters, cl_key);
+	cl = clo ? cJSON_Duplicate(clo, 1) : NULL;
+	int selected = cl && selects(gs, cl);
+	if (!selected) {
+		controller_cluster_status *s = cmap_del(&g->clusters, cl_name);
+		cluster_status_free(s);
+	}
+	rev = g->rev;
+	if (rev)
+		rev->refs++;
+	*next = jduration(gs, "spec.git.interval", 60);
+	pthread_mutex_unlock(&c->lock);
+	if (!selected) {
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	if (jbool(gs, "spec.suspend", 0) || jbool(cl, "spec.suspend", 0))
+		goto cleanup;
+	if (!rev) {
+		set_entry(c, g, cl_name, CONTROLLER_PENDING, "waiting for the first revision");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+
+	if ((rc = target_get(&t, c, cl_key))) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	if ((rc = render_for(&desired, &errmsg, rev, gs, cl, c))) {
+		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
+			errmsg ? errmsg : plumb_error_last());
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
+		controller_events_post(c->events, g->ns, g->name, jstr(gs, "metadata.uid"),
+			"Warning", "RenderFailed", "Render", msg);
+		free(msg);
+		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
+		write_gitsync_status(c, g);
+		rc = 0; /* a render error waits for a new commit, not a retry */
+		goto cleanup;
+	}
+
+	apply_engine *e = target_engine(t, g);
+	const char *policy = jstr(gs, "spec.driftPolicy");
+	apply_opts ao = {
+		.prune = jbool(gs, "spec.prune", 1),
+		.allow_empty = jbool(gs, "spec.allowEmpty", 0),
+		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
+		.adopt = jbool(gs, "spec.adopt", 0),
+		.live = target_live,
+		.live_data = t,
+	};
+	rc = e ? apply_engine_run(&res, e, desired, &ao) : PLUMB_ENOMEM;
+
+	/* Watch what we manage so drift is seen at once (and no LIST is needed). */
+	const cJSON *obj;
+	cJSON_ArrayForEach(obj, desired) {
+		kube_resource kr;
+		if (kube_resolve_object(&kr, t->client, obj) == 0)
+			target_watch_kind(c, t, &kr);
+	}
+
+	size_t failed = res.totals[APPLY_FAILED] + res.totals[APPLY_CONFLICT];
+	size_t changed = res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED] +
+		res.totals[APPLY_PRUNED] + res.totals[APPLY_CORRECTED];
+	controller_cluster_state state;
+	char *message = NULL;
+	if (rc) {
+		state = is_unreachable(rc) ? CONTROLLER_UNREACHABLE : CONTROLLER_FAILED;
+		message = plumb_strdup(plumb_error_last());
+	} else if (failed) {
+		state = CONTROLLER_FAILED;
+		plumb_buf b = PLUMB_BUF_INIT(8192);
+		for (size_t i = 0, n = 0; i < res.count && n < 3; i++) {
+			const apply_object_result *o = &res.objects[i];
+			if (o->action != APPLY_FAILED && o->action != APPLY_CONFLICT)
+				continue;
+			plumb_buf_printf(&b, "%s%s %s%s%s: %s", n++ ? "; " : "", o->kind,
+				o->ns[0] ? o->ns : "", o->ns[0] ? "/" : "", o->name, o->message);
+		}
+		if (failed > 3)
+			plumb_buf_printf(&b, "; and %zu more", failed - 3);
+		message = plumb_buf_detach(&b);
+		/* All objects unreachable looks like an outage, not a bad object. */
+		if (res.totals[APPLY_FAILED] == res.count && res.count > 0 && is_unreachable(plumb_error_last_code()))
+			state = CONTROLLER_UNREACHABLE;
+	} else if (res.totals[APPLY_DRIFTED]) {
+		state = CONTROLLER_DRIFTED;
+	} else {
+		state = CONTROLLER_SYNCED;
+	}
+	if (!message && res.message)
+		message = plumb_strdup(res.message);
+
+	double now = plumb_time_real();
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *s = entry_locked(g, cl_name);
+	int new_commit = 0;
+	if (s) {
+		if (s->state != state || changed)
+			s->last_sync_time = now;
+		if ((state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED) && strcmp(s->commit, rev->commit)) {
+			new_commit = 1;
+			snprintf(s->commit, sizeof(s->commit), "%s", rev->commit);
+			s->lag_seconds = now - rev->first_seen;
+			s->last_sync_time = now;
+		}
+		s->state = state;
+		s->objects = cJSON_GetArraySize(desired);
+		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
+		cJSON_Delete(s->drifted_objects);
+		s->drifted_objects = NULL;
+		if (res.totals[APPLY_DRIFTED]) {
+			s->drifted_objects = cJSON_CreateArray();
+			for (size_t i = 0, n = 0; i < res.count && n < MAX_DRIFT_LIST; i++)
+				if (res.objects[i].action == APPLY_DRIFTED) {
+					cJSON_AddItemToArray(s->drifted_objects, drift_entry(&res.objects[i]));
+					n++;
+				}
+		}
+		set_str(&s->message, message);
+	}
+	double lag = s ? s->lag_seconds : -1;
+	pthread_mutex_unlock(&c->lock);
+
+	/* Metrics, events, logs. */
+	server_counter_add(c->m.applied, (double)(res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]), cl_name);
+	server_counter_add(c->m.pruned, (double)res.totals[APPLY_PRUNED], cl_name);
+	server_counter_add(c->m.corrections, (double)res.totals[APPLY_CORRECTED], cl_name);
+	server_gauge_set(c->m.drifted, (double)res.totals[APPLY_DRIFTED], gs_key, cl_name);
+	if (new_commit && lag >= 0)
+		server_histogram_observe(c->m.lag, lag, cl_name);
+	const char *uid = jstr(gs, "metadata.uid");
+	char shortc[13];
+	snprintf(shortc, sizeof(shortc), "%.12s", rev->commit);
+	if (res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]) {
+		char note[512];
+		snprintf(note, sizeof(note), "cluster %s, commit %s: %zu created, %zu updated", cl_name,
+			shortc, res.totals[APPLY_CREATED], res.totals[APPLY_UPDATED]);
+		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "Applied", "Apply", note);
+		plumb_info("applied", "gitsync", gs_key, "cluster", cl_name, "commit", rev->commit, "detail", note);
+	}
+	if (res.totals[APPLY_PRUNED]) {
+		plumb_buf b = PLUMB_BUF_INIT(1024);
+		plumb_buf_printf(&b, "cluster %s: pruned ", cl_name);
+		describe(&b, &res, APPLY_PRUNED, 10);
+		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "Pruned", "Prune", b.ptr);
+		plumb_info("pruned", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
+		plumb_buf_free(&b);
+	}
+	if (res.totals[APPLY_CORRECTED]) {
+		plumb_buf b = PLUMB_BUF_INIT(1024);
+		plumb_buf_printf(&b, "cluster %s: corrected drift in ", cl_name);
+		describe(&b, &res, APPLY_CORRECTED, 10);
+		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "DriftCorrected", "Correct", b.ptr);
+		plumb_info("drift corrected", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
+		plumb_buf_free(&b);
+	}
+	if (res.totals[APPLY_DRIFTED]) {
+		plumb_buf b = PLUMB_BUF_INIT(1024);
+		plumb_buf_printf(&b, "cluster %s: drift in ", cl_name);
+		describe(&b, &res, APPLY_DRIFTED, 10);
+		plumb_info("drift detected", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
+		if (res.writes || changed || new_commit)
+			controller_events_post(c->events, g->ns, g->name, uid, "Warning", "DriftDetected", "Detect", b.ptr);
+		plumb_buf_free(&b);
+	}
+	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
+		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
+	free(message);
+	server_counter_add(c->m.reconciles, 1, cl_name,
+		state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED ? "success" : "failure");
+	server_histogram_observe(c->m.duration, plumb_time_mono() - t0, cl_name);
+	write_gitsync_status(c, g);
+	if (rc == 0 && failed)
+		rc = state == CONTROLLER_UNREACHABLE ? PLUMB_EUNAVAILABLE : PLUMB_ERROR;
+cleanup:
+	apply_result_free(&res);
+	cJSON_Delete(desired);
+	cJSON_Delete(gs);
+	cJSON_Delete(cl);
+	free(errmsg);
+	free(cl_name);
+	if (t)
+		target_unref(c, t);
+	if (rev) {
+		pthread_mutex_lock(&c->lock);
+		revision_unref(rev);
+		pthread_mutex_unlock(&c->lock);
+	}
+	gitsync_put(c, g);
+	return rc;
+}
+
+/* ---- cluster probe ---------------------------------------------------------------------- */
+
+static int reconcile_probe(controller *c, const char *cl_key, double *next)
+{
+	target *t = NULL;
+	char version[64] = "", *msg = NULL;
+	const char *slash = strchr(cl_key, '/');
+	char ns[300] = "", name[300] = "";
+	snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - cl_key) : 0, cl_key);
+	snprintf(name, sizeof(name), "%s", slash ? slash + 1 : cl_key);
+	*next = PROBE_PERIOD;
+
+	pthread_mutex_lock(&c->lock);
+	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	cJSON *prev = cl ? cJSON_Duplicate(jget(cl, "status"), 1) : NULL;
+	const cJSON *genj = jget(cl, "metadata.generation");
+	long gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
+	int exists = cl != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!exists)
+		return 0;
+
+	int rc = target_get(&t, c, cl_key);
+	if (rc == 0)
+		rc = kube_server_version(version, sizeof(version), t->client);
+	int up = rc == 0;
+	if (!up)
+		msg = plumb_strdup(plumb_error_last());
+	server_gauge_set(c->m.cluster_up, up ? 1 : 0, name);
+	int was_up = 0;
+	if (t) {
+		pthread_mutex_lock(&t->lock);
+		was_up = t->up;
+		t->up = up;
+		if (up)
+			snprintf(t->version, sizeof(t->version), "%s", version);
+		pthread_mutex_unlock(&t->lock);
+	}
+
+	cJSON *st = cJSON_CreateObject();
+	cJSON_AddNumberToObject(st, "observedGeneration", (double)gen);
+	const char *old_version = jstr(prev, "serverVersion");
+	if (up)
+		cJSON_AddStringToObject(st, "serverVersion", version);
+	else if (old_version)
+		cJSON_AddStringToObject(st, "serverVersion", old_version);
+	cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
+	controller_condition_add(conds, prev, "Ready", up, up ? "Connected" :
+		rc == PLUMB_EAUTH || rc == PLUMB_EFORBIDDEN ? "Unauthorized" :
+		rc == PLUMB_ENOTFOUND || rc == PLUMB_EINVALID ? "KubeconfigInvalid" : "Unreachable",
+		up ? "the API server answers" : msg, gen, plumb_time_real());
+	/* lastProbeTime moves with what the probe found, so a steady cluster
+	 * costs no status write. */
+	cJSON *cmp = cJSON_Duplicate(prev, 1);
+	if (cmp)
+		cJSON_DeleteItemFromObjectCaseSensitive(cmp, "lastProbeTime");
+	if (!cmp || !diff_json_equal(st, cmp) || !diff_json_equal(cmp, st)) {
+		char ts[48];
+		plumb_time_rfc3339(ts, sizeof(ts), plumb_time_real());
+		cJSON_AddStringToObject(st, "lastProbeTime", ts);
+		cJSON *body = status_body("plumb.dev/v1alpha1", "Cluster", ns, name, st);
+		st = NULL;
+		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
+		if (kube_apply_status(NULL, c->o.mgmt, &c->cluster_res, ns, body, &ao) != 0)
+			plumb_warn("cannot write cluster status", "cluster", cl_key, "error", plumb_error_last());
+		cJSON_Delete(body);
+		plumb_info(up ? "cluster ready" : "cluster not ready", "cluster", cl_key,
+			"version", up ? version : NULL, "error", msg);
+	}
+	cJSON_Delete(cmp);
+	cJSON_Delete(st);
+	cJSON_Delete(prev);
+	if (up && !was_up) {
+		/* Back (or new): everything targeting it gets a look at once. */
+		pthread_mutex_lock(&c->lock);
+		trigger_cluster_syncs_locked(c, cl_key, 0);
+		pthread_mutex_unlock(&c->lock);
+	}
+	free(msg);
+	if (t)
+		target_unref(c, t);
+	return up ? 0 : (rc ? rc : PLUMB_EUNAVAILABLE);
+}
+
+/* ---- workers ---------------------------------------------------------------------------- */
+
+static void update_queue_metrics(controller *c)
+{
+	server_gauge_set(c->m.depth, (double)controller_queue_depth(c->queue));
+	unsigned long r = controller_queue_retries(c->queue);
+	pthread_mutex_lock(&c->lock);
+	unsigned long delta = r - c->last_retries;
+	c->last_retries = r;
+	pthread_mutex_unlock(&c->lock);
+	if (delta)
+		server_counter_add(c->m.retries, (double)delta);
+}
+
+/* Splits "a|b|c|d" in place into parts; returns how many. */
+static int split(char *s, char **parts, int max)
+{
+	int n = 0;
+	while (s && n < max) {
+		parts[n++] = s;
+		s = strchr(s, '|');
+		if (s)
+			*s++ = '\0';
+	}
+	return n;
+}
+
+static void process(controller *c, const char *key)
+{
+	char *copy = plumb_strdup(key), *p[6];
+	int n = split(copy, p, 6), rc = 0;
+	double next = 0;
+	char a[600], b[600];
+	if (n == 3 && !strcmp(p[0], "src")) {
+		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
+		rc = reconcile_source(c, a, &next);
+	} else if (n == 5 && !strcmp(p[0], "sync")) {
+		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
+		snprintf(b, sizeof(b), "%s/%s", p[3], p[4]);
+		rc = reconcile_sync(c, a, b, &next);
+	} else if (n == 3 && !strcmp(p[0], "probe")) {
+		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
+		rc = reconcile_probe(c, a, &next);
+	}
+	if (rc) {
+		double d = controller_queue_backoff(c->queue, key, 0);
+		char ds[32];
+		snprintf(ds, sizeof(ds), "%.1fs", d);
+		plumb_debug("retrying", "item", key, "after", ds, "error", plumb_error_last());
+	} else {
+		controller_queue_forget(c->queue, key);
+		if (next > 0)
+			controller_queue_add_after(c->queue, key, next);
+	}
+	free(copy);
+}
+
+static void *worker(void *arg)
+{
+	controller *c = arg;
+	while (!c->stopping) {
+		if (!c->leading) {
+			plumb_sleep(0.2);
+			continue;
+		}
+		char *key = NULL;
+		int rc = controller_queue_get(c->queue, &key, 0.5);
+		if (rc == PLUMB_ECANCELED)
+			break;
+		if (rc)
+			continue;
+		if (!c->leading) {
+			/* Lost the lease while waiting: leave it for the next leader. */
+			controller_queue_done(c->queue, key);
+			controller_queue_add_after(c->queue, key, 0);
+			free(key);
+			continue;
+		}
+		c->in_flight++;
+		process(c, key);
+		c->in_flight--;
+		controller_queue_done(c->queue, key);
+		update_queue_metrics(c);
+		free(key);
+	}
+	return NULL;
+}
+
+static void *hub_main(void *arg)
+{
+	controller *c = arg;
+	kube_watch_hub_run(c->hub);
+	return NULL;
+}
+
+/* ---- public API ---------------------------------------------------------------------------- */
+
+int controller_new(controller **out, const controller_opts *opts)
+{
+	controller *c = calloc(1, sizeof(*c));
+	int rc;
+	if (!c)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	c->o = *opts;
+	if (!c->o.workers)
+		c->o.workers = 4;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->lead_cond, NULL);
+	metrics_init(c);
+	if ((rc = kube_resolve(&c->gitsync_res, opts->mgmt, "plumb.dev/v1alpha1", "GitSync")) ||
+	    (rc = kube_resolve(&c->cluster_res, opts->mgmt, "plumb.dev/v1alpha1", "Cluster"))) {
+		plumb_error_prefix(rc, "the plumb.dev CRDs are not installed (kubectl apply -f manifests/crds/)");
+		goto fail;
+	}
+	if ((rc = kube_resolve(&c->secret_res, opts->mgmt, "v1", "Secret")))
+		goto fail;
+	if ((rc = controller_queue_new(&c->queue, 1, 300)) ||
+	    (rc = kube_watch_hub_new(&c->hub)) ||
+	    (rc = source_cache_new(&c->sources, opts->cache_dir)) ||
+	    (rc = controller_events_new(&c->events, opts->mgmt, opts->identity)))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	controller_free(c);
+	return rc;
+}
+
+int controller_start(controller *c)
+{
+	kube_watch_opts wo = { .ns = c->o.ns };
+	int rc;
+	if ((rc = kube_watch_start(&c->mgmt_watches[0], c->hub, c->o.mgmt, &c->gitsync_res, &wo, on_gitsync, c)) ||
+	    (rc = kube_watch_start(&c->mgmt_watches[1], c->hub, c->o.mgmt, &c->cluster_res, &wo, on_cluster, c)) ||
+	    (rc = kube_watch_start(&c->mgmt_watches[2], c->hub, c->o.mgmt, &c->secret_res, &wo, on_secret, c)))
+		return rc;
+	if (pthread_create(&c->hub_thread, NULL, hub_main, c) != 0)
+		return plumb_error_set(PLUMB_EIO, "cannot start the watch thread");
+	c->hub_started = 1;
+	c->workers = calloc(c->o.workers, sizeof(pthread_t));
+	if (!c->workers)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	for (unsigned i = 0; i < c->o.workers; i++) {
+		if (pthread_create(&c->workers[i], NULL, worker, c) != 0)
+			return plumb_error_set(PLUMB_EIO, "cannot start worker threads");
+		c->nworkers++;
+	}
+	return 0;
+}
+
+void controller_set_leading(controller *c, int leading)
+{
+	c->leading = leading;
+	server_gauge_set(c->m.leader, leading ? 1 : 0);
+	if (!leading)
+		return;
+	/* A new leader looks at everything once. */
+	pthread_mutex_lock(&c->lock);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		trigger_src(c, k, 0);
+		trigger_gitsync_syncs_locked(c, v, 0);
+	}
+	i = 0;
+	while (cmap_next(&c->clusters, &i, &k, &v))
+		trigger_probe(c, k);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int controller_ready(controller *c, char *why, size_t whylen)
+{
+	static const char *const names[] = { "GitSyncs", "Clusters", "Secrets" };
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < 3; i++) {
+		if (!c->synced[i]) {
+			pthread_mutex_unlock(&c->lock);
+			snprintf(why, whylen, "%s not listed yet", names[i]);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 1;
+}
+
+void controller_webhook(controller *c, const char *ns, const char *name)
+{
+	char key[600];
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	pthread_mutex_lock(&c->lock);
+	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	double debounce = g ? jduration(g->obj, "spec.debounce", 1) : 0;
+	pthread_mutex_unlock(&c->lock);
+	if (g)
+		trigger_src(c, key, debounce);
+}
+
+int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name)
+{
+	char key[600];
+	int rc = PLUMB_ENOTFOUND;
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	pthread_mutex_lock(&c->lock);
+	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	const char *sname = g ? jstr(g->obj, "spec.webhook.secretRef.name") : NULL;
+	if (sname) {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", ns, sname);
+		const cJSON *tok = cJSON_GetObjectItemCaseSensitive(jget(cmap_get(&c->secrets, sk), "data"), "token");
+		if (cJSON_IsString(tok))
+			rc = plumb_base64_decode(out, outlen, tok->valuestring, strlen(tok->valuestring));
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int controller_stop(controller *c, double deadline)
+{
+	c->leading = 0;
+	double until = plumb_time_mono() + deadline;
+	while (c->in_flight > 0 && plumb_time_mono() < until)
+		plumb_sleep(0.05);
+	int drained = c->in_flight == 0;
+	c->stopping = 1;
+	controller_queue_shutdown(c->queue);
+	return drained ? 0 : plumb_error_set(PLUMB_ETIMEOUT,
+		"%d reconcile(s) still running after %.0fs", (int)c->in_flight, deadline);
+}
+
+void controller_free(controller *c)
+{
+	if (!c)
+		return;
+	c->stopping = 1;
+	if (c->queue)
+		controller_queue_shutdown(c->queue);
+	for (unsigned i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i], NULL);
+	free(c->workers);
+	if (c->hub_started) {
+		kube_watch_hub_stop(c->hub);
+		pthread_join(c->hub_thread, NULL);
+	}
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->targets, &i, &k, &v)) {
+		target *t = v;
+		t->refs = 1;
+		target_unref(c, t);
+	}
+	cmap_free(&c->targets);
+	kube_watch_hub_free(c->hub);
+	i = 0;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v))
+		gitsync_unref(v);
+	cmap_free(&c->gitsyncs);
+	i = 0;
+	while (cmap_next(&c->clusters, &i, &k, &v))
+		cJSON_Delete(v);
+	cmap_free(&c->clusters);
+	i = 0;
+	while (cmap_next(&c->secrets, &i, &k, &v))
+		cJSON_Delete(v);
+	cmap_free(&c->secrets);
+	controller_events_free(c->events);
+	source_cache_free(c->sources);
+	controller_queue_free(c->queue);
+	pthread_cond_destroy(&c->lead_cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
