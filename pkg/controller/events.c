@@ -77,14 +77,16 @@ void controller_events_post(controller_events *ev, const char *ns, const char *n
 {
 	if (!ev)
 		return;
-	char now[48], gen[300];
+	char now[48], evname[300], rnd[11];
 	plumb_time_micro(now, sizeof(now), plumb_time_real());
-	snprintf(gen, sizeof(gen), "%.200s.", name);
+	/* generateName would end in '.', which the API refuses: name it here. */
+	plumb_random_name(rnd, 10);
+	snprintf(evname, sizeof(evname), "%.200s.%s", name, rnd);
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "apiVersion", "events.k8s.io/v1");
 	cJSON_AddStringToObject(e, "kind", "Event");
 	cJSON *meta = cJSON_AddObjectToObject(e, "metadata");
-	cJSON_AddStringToObject(meta, "generateName", gen);
+	cJSON_AddStringToObject(meta, "name", evname);
 	cJSON_AddStringToObject(meta, "namespace", ns);
 	cJSON_AddStringToObject(e, "eventTime", now);
 	cJSON_AddStringToObject(e, "reportingController", "plumb.dev/plumbd");
