@@ -24,6 +24,65 @@ static int pad(plumb_buf *b, int n)
 	return rc;
 }
 
+/* Code points YAML will not take raw: C1 controls, the line breaks U+0085,
+ * U+2028 and U+2029, the BOM and the non-characters U+FFFE/U+FFFF. Returns the
+ * code point at p (length in *len) when it is one of those, else 0. */
+static unsigned special_char(const unsigned char *p, size_t *len)
+{
+	unsigned cp;
+	*len = 1;
+	if (p[0] < 0x80)
+		return 0;
+	if ((p[0] & 0xe0) == 0xc0 && (p[1] & 0xc0) == 0x80) {
+		*len = 2;
+		cp = ((p[0] & 0x1fu) << 6) | (p[1] & 0x3fu);
+	} else if ((p[0] & 0xf0) == 0xe0 && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
+		*len = 3;
+		cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+	} else {
+		return 0;
+	}
+	if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff
+			|| cp == 0xfffe || cp == 0xffff)
+		return cp;
+	return 0;
+}
+
+static int has_special_char(const char *s)
+{
+	size_t len;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p += len)
+		if (special_char(p, &len))
+			return 1;
+	return 0;
+}
+
+/* A YAML double-quoted scalar; escapes what YAML cannot hold raw. */
+static int emit_dq(plumb_buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len;
+	int rc = plumb_buf_puts(b, "\"");
+	for (; *p && !rc; p += len) {
+		unsigned cp = special_char(p, &len);
+		if (cp)
+			rc = plumb_buf_printf(b, "\\u%04x", cp);
+		else if (*p == '"' || *p == '\\')
+			rc = plumb_buf_printf(b, "\\%c", *p);
+		else if (*p == '\n')
+			rc = plumb_buf_puts(b, "\\n");
+		else if (*p == '\t')
+			rc = plumb_buf_puts(b, "\\t");
+		else if (*p == '\r')
+			rc = plumb_buf_puts(b, "\\r");
+		else if (*p < 0x20 || *p == 0x7f)
+			rc = plumb_buf_printf(b, "\\u%04x", *p);
+		else
+			rc = plumb_buf_append(b, p, len);
+	}
+	return rc ? rc : plumb_buf_puts(b, "\"");
+}
+
 static int needs_quotes(const char *s)
 {
 	size_t n = strlen(s);
@@ -42,13 +101,13 @@ static int needs_quotes(const char *s)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			return 1;
-	return 0;
+	return has_special_char(s);
 }
 
 /* Multi-line text that a literal block shows faithfully. */
 static int block_ok(const char *s)
 {
-	if (!strchr(s, '\n') || s[0] == ' ' || s[0] == '\n' || s[0] == '\t')
+	if (!strchr(s, '\n') || s[0] == ' ' || s[0] == '\n' || s[0] == '\t' || has_special_char(s))
 		return 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if ((*p < 0x20 && *p != '\n') || *p == 0x7f)
@@ -89,7 +148,7 @@ static int emit_string(plumb_buf *b, const char *s, int indent)
 		return 0;
 	}
 	if (needs_quotes(s))
-		rc = plumb_buf_json_string(b, s);
+		rc = emit_dq(b, s);
 	else
 		rc = plumb_buf_puts(b, s);
 	return rc ? rc : plumb_buf_puts(b, "\n");
@@ -138,7 +197,7 @@ static int emit_scalar(plumb_buf *b, const cJSON *v, int indent)
 
 static int emit_key(plumb_buf *b, const char *k)
 {
-	int rc = needs_quotes(k) || strchr(k, '\n') ? plumb_buf_json_string(b, k) : plumb_buf_puts(b, k);
+	int rc = needs_quotes(k) ? emit_dq(b, k) : plumb_buf_puts(b, k);
 	return rc ? rc : plumb_buf_puts(b, ":");
 }
 

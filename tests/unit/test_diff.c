@@ -135,7 +135,7 @@ START_TEST(test_diff__yaml_roundtrip)
 		" k: 'on', l: '0x10', m: ' lead', n: 'trail ', o: \"multi\\nline\\n\", p: \"no\\nnewline\","
 		" q: \"keep\\n\\n\", r: \"tab\\there\", s: '@x', t: '*a', u: '&a', v: '!t', w: '[x]', x: '{y}',"
 		" y: '%p', z: \"``\", aa: '<<', ab: ':x', ac: 'x:', ad: '-', ae: '---', af: '...', ag: \"\\u00e9\","
-		" ah: \"  \\n  \", ai: \"a\\n  indented\\nb\", aj: \"\\nleading newline\"}",
+		" ah: \"  \\n  \", ai: \"a\\n  indented\\nb\", aj: \"\\nleading newline\", ak: \"\\x91c1 \\u2028 \\ufeff\", al: \"caf\\u00e9\", am: \"\\x85\\nx\"}",
 		"{n: [0, -1, 1.5, 1e+20, 3.3333333333333335, 9007199254740993, -9223372036854775808], b: [true, false, null]}",
 		"{\"weird key\": 1, \"a.b/c\": 2, \"yes\": 3, \"1\": 4, \"\": 5, \"- x\": 6, \"k: v\": 7}",
 		"{list: [[1, 2], [], {}, [[x]], {a: [b, {c: d}]}], empty: {}, none: []}",
