@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
-#define MANIFEST_MAX_FILE   (8u * 1024 * 1024)
+#define MANIFEST_MAX_FILE   (16u * 1024 * 1024)
 #define MANIFEST_MAX_NODES  (1u * 1000 * 1000)
 #define MANIFEST_MAX_DEPTH  200
 #define MANIFEST_MAX_ERRORS 1000
