@@ -1,7 +1,24 @@
 /* plumbctl's command table. A command gets argv starting at its own name
- * and returns the process exit code (0 ok, 1 failure, 2 usage). */
+ * and returns the process exit code (see PLUMBCTL_EXIT_*). */
 #ifndef PLUMBCTL_H
 #define PLUMBCTL_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "kube/kube.h"
+
+#ifndef PLUMB_VERSION
+#define PLUMB_VERSION "0.1.0-dev"
+#endif
+
+/* Exit codes, the same for every command (documented in `plumbctl --help`). */
+#define PLUMBCTL_EXIT_OK 0       /* done; diff: no differences */
+#define PLUMBCTL_EXIT_FAIL 1     /* diff: differences; sync: handled but not Ready; vet/render: invalid */
+#define PLUMBCTL_EXIT_USAGE 2    /* bad flags or arguments */
+#define PLUMBCTL_EXIT_API 3      /* the cluster could not be reached or refused (auth, RBAC, not found, no CRDs) */
+#define PLUMBCTL_EXIT_TIMEOUT 4  /* sync --wait ran out of time */
+#define PLUMBCTL_EXIT_INVALID 5  /* diff: the revision does not render, or an object would fail to apply */
 
 typedef struct {
 	const char *name;
@@ -11,5 +28,56 @@ typedef struct {
 
 int plumbctl_vet(int argc, char **argv);
 int plumbctl_render(int argc, char **argv);
+int plumbctl_status(int argc, char **argv);
+int plumbctl_diff(int argc, char **argv);
+int plumbctl_sync(int argc, char **argv);
+int plumbctl_version(int argc, char **argv);
+
+/* ---- shared by the online commands (online.c) ----------------------------- */
+
+/* The management-cluster connection every online command takes:
+ * --kubeconfig PATH (default $KUBECONFIG, then ~/.kube/config),
+ * --context NAME, -n/--namespace NS (default: the context's namespace). */
+typedef struct {
+	const char *kubeconfig;
+	const char *context;
+	const char *ns;
+	kube_config *cfg;
+	kube_client *client;
+} plumbctl_conn;
+
+#define PLUMBCTL_CONN_FLAGS \
+	"  --kubeconfig PATH   management cluster kubeconfig (default: $KUBECONFIG, then ~/.kube/config)\n" \
+	"  --context NAME      kubeconfig context (default: current-context)\n" \
+	"  -n, --namespace NS  namespace of the GitSyncs and Clusters (default: the context's)\n"
+
+/* When argv[*i] is flag `name` ("--x VALUE" or "--x=VALUE"; also `alias`
+ * when not NULL), stores its value in *out, advances *i past it and returns
+ * 1; returns 0 when argv[*i] is another argument; -1 (after printing) when
+ * the flag lacks its value. */
+int plumbctl_flag(const char **out, const char *name, const char *alias,
+	int argc, char **argv, int *i);
+/* Takes one of the connection flags at argv[*i]: 1 taken, 0 not, -1 error. */
+int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i);
+/* Loads the kubeconfig and makes the client. Prints what went wrong and
+ * what to do on failure; returns 0 or an exit code. */
+int plumbctl_connect(plumbctl_conn *c);
+void plumbctl_disconnect(plumbctl_conn *c);
+
+/* Prints "plumbctl: <what>: <last error>" and a hint that fits the error
+ * code (is the cluster up, are the CRDs installed, RBAC...). Returns
+ * PLUMBCTL_EXIT_API. */
+int plumbctl_api_error(int rc, const char *what);
+
+/* Resolves GitSync or Cluster (plumb.dev/v1alpha1); on failure prints a hint
+ * about installing the CRDs and returns an exit code. */
+int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind);
+
+/* obj at a dotted path ("status.conditions"); NULL when absent. */
+const cJSON *plumbctl_jget(const cJSON *obj, const char *path);
+/* The string at path, or NULL. */
+const char *plumbctl_jstr(const cJSON *obj, const char *path);
+/* The condition of type t in obj's status.conditions, or NULL. */
+const cJSON *plumbctl_condition(const cJSON *obj, const char *t);
 
 #endif

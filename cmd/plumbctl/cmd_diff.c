@@ -1,0 +1,506 @@
+/* plumbctl diff: what a sync would change in one cluster, computed by the
+ * apply engine itself with dryRun=All (nothing is written), printed as the
+ * engine's report with a unified diff per object. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apply/apply.h"
+#include "base/base.h"
+#include "manifest/manifest.h"
+#include "plumbctl.h"
+#include "source/source.h"
+
+#define MAX_VARS 256
+#define MAX_KUBECONFIG (4u * 1024 * 1024)
+
+static const char diff_usage[] =
+	"usage: plumbctl diff DIR [--cluster-kubeconfig PATH] [--cluster-name N] [--cluster-label k=v …]\n"
+	"                         [--set VAR=value …] [--owner NS/GITSYNC] [--target-namespace NS]\n"
+	"       plumbctl diff [DIR] --gitsync NAME --cluster NAME [-n NS] [--kubeconfig PATH] [--context NAME]\n"
+	"\n"
+	"Shows what a sync would change in one cluster: every object that would be\n"
+	"created, updated, corrected (drifted), pruned, or that conflicts with an owner\n"
+	"other than plumb, each with a unified diff live -> desired. It runs plumb's apply\n"
+	"engine with server-side dry runs (dryRun=All): nothing in the cluster changes.\n"
+	"\n"
+	"With --gitsync and --cluster, everything comes from the management cluster the\n"
+	"way plumbd sees it: the GitSync's repository (fetched into --cache-dir), ref,\n"
+	"path, substitute map, targetNamespace, prune/driftPolicy/adopt, and the Cluster's\n"
+	"name, labels and kubeconfig Secret. Give DIR as well to diff a local checkout\n"
+	"(uncommitted work) instead of what is in Git.\n"
+	"\n"
+	"Without --gitsync, DIR is rendered with --cluster-name/--cluster-label/--set and\n"
+	"compared with the cluster of --cluster-kubeconfig (default: --kubeconfig).\n"
+	"\n"
+	"  --gitsync NAME          the GitSync (in -n NS)\n"
+	"  --cluster NAME          the Cluster (in -n NS)\n"
+	"  --cluster-kubeconfig P  the target's kubeconfig (overrides the Cluster's Secret)\n"
+	"  --cluster-context C     context in --cluster-kubeconfig\n"
+	"  --cluster-name N        ${CLUSTER_NAME} (default: the Cluster's name, else the context's name)\n"
+	"  --cluster-label k=v     a cluster label for selectors and ${CLUSTER_LABEL_k} (repeatable)\n"
+	"  --set VAR=value         a substitution variable (repeatable; overrides spec.substitute)\n"
+	"  --owner NS/GITSYNC      whose objects these are (default: the GitSync, else default/plumbctl)\n"
+	"  --target-namespace NS   namespace for objects that name none (default: from the GitSync, else default)\n"
+	"  --cache-dir DIR         Git mirrors (default: ~/.cache/plumb/plumbctl-git)\n"
+	PLUMBCTL_CONN_FLAGS
+	"\n"
+	"Exit codes (like kubectl diff): 0 no differences, 1 differences, 2 usage,\n"
+	"3 a cluster or Git could not be reached or refused, 5 the revision does not\n"
+	"render or an object would fail to apply (the report says which).\n";
+
+typedef struct {
+	const char *dir, *gitsync, *cluster, *cluster_kubeconfig, *cluster_context;
+	const char *cluster_name, *owner, *target_ns, *cache_dir;
+	manifest_var labels[MAX_VARS], vars[MAX_VARS];
+	size_t nlabels, nvars;
+} diff_flags;
+
+/* Splits "k=v" in place. */
+static int kv(manifest_var *out, char *s, const char *flag)
+{
+	char *eq = strchr(s, '=');
+	if (!eq || eq == s) {
+		fprintf(stderr, "plumbctl diff: %s wants KEY=VALUE, got \"%s\"\n", flag, s);
+		return -1;
+	}
+	*eq = '\0';
+	out->name = s;
+	out->value = eq + 1;
+	return 0;
+}
+
+/* Adds or replaces name in a var list. */
+static int put_var(manifest_var *list, size_t *n, const char *name, const char *value)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(list[i].name, name)) {
+			list[i].value = value;
+			return 0;
+		}
+	if (*n == MAX_VARS)
+		return plumb_error_set(PLUMB_ETOOBIG, "more than %d variables or labels", MAX_VARS);
+	list[(*n)++] = (manifest_var){ name, value };
+	return 0;
+}
+
+static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *v = NULL;
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(diff_usage, stdout);
+			return -1;
+		}
+		if ((r = plumbctl_conn_flag(conn, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->gitsync, "--gitsync", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->cluster, "--cluster", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->cluster_kubeconfig, "--cluster-kubeconfig", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->cluster_context, "--cluster-context", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->cluster_name, "--cluster-name", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->owner, "--owner", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->target_ns, "--target-namespace", NULL, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&f->cache_dir, "--cache-dir", NULL, argc, argv, &i))) {
+			if (r < 0)
+				return PLUMBCTL_EXIT_USAGE;
+			continue;
+		}
+		if ((r = plumbctl_flag(&v, "--cluster-label", NULL, argc, argv, &i))) {
+			manifest_var x;
+			if (r < 0 || kv(&x, (char *)v, "--cluster-label") ||
+			    put_var(f->labels, &f->nlabels, x.name, x.value))
+				return PLUMBCTL_EXIT_USAGE;
+			continue;
+		}
+		if ((r = plumbctl_flag(&v, "--set", NULL, argc, argv, &i))) {
+			manifest_var x;
+			if (r < 0 || kv(&x, (char *)v, "--set") || put_var(f->vars, &f->nvars, x.name, x.value))
+				return PLUMBCTL_EXIT_USAGE;
+			continue;
+		}
+		if (argv[i][0] != '-' && !f->dir) {
+			f->dir = argv[i];
+			continue;
+		}
+		fprintf(stderr, "plumbctl diff: unexpected argument \"%s\"\n%s", argv[i], diff_usage);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (!f->gitsync != !f->cluster) {
+		fprintf(stderr, "plumbctl diff: --gitsync and --cluster go together (which GitSync, to which Cluster)\n");
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (!f->gitsync && !f->dir) {
+		fprintf(stderr, "plumbctl diff: give a DIR to render, or --gitsync NAME --cluster NAME\n%s", diff_usage);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (f->owner && (!strchr(f->owner, '/') || f->owner[0] == '/' || strchr(f->owner, '/')[1] == '\0')) {
+		fprintf(stderr, "plumbctl diff: --owner wants NAMESPACE/GITSYNC, got \"%s\"\n", f->owner);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* The Cluster's kubeconfig from its Secret; *out NULL when the Cluster names
+ * none (the target is the management cluster). Prints on failure. */
+static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *cl)
+{
+	const char *sname = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.name");
+	const char *key = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.key");
+	const char *ctx = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.context");
+	kube_resource sr;
+	cJSON *sec = NULL;
+	char *data = NULL, *origin = NULL;
+	size_t len = 0;
+	int rc, code = PLUMBCTL_EXIT_API;
+	*out = NULL;
+	if (!sname)
+		return 0;
+	if (!key)
+		key = "kubeconfig";
+	if ((rc = kube_resolve(&sr, conn->client, "v1", "Secret")) ||
+	    (rc = kube_get(&sec, conn->client, &sr, conn->ns, sname))) {
+		char what[400];
+		snprintf(what, sizeof(what), "read the Cluster's kubeconfig Secret %s/%s", conn->ns, sname);
+		return plumbctl_api_error(rc, what);
+	}
+	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(plumbctl_jget(sec, "data"), key);
+	if (!cJSON_IsString(dv)) {
+		fprintf(stderr, "plumbctl: Secret %s/%s has no key \"%s\": put the target's kubeconfig there "
+			"(kubectl create secret generic %s --from-file=%s=PATH)\n", conn->ns, sname, key, sname, key);
+		goto cleanup;
+	}
+	if ((rc = plumb_base64_decode(&data, &len, dv->valuestring, strlen(dv->valuestring))) ||
+	    len > MAX_KUBECONFIG) {
+		fprintf(stderr, "plumbctl: Secret %s/%s key \"%s\" is not a usable kubeconfig\n", conn->ns, sname, key);
+		goto cleanup;
+	}
+	origin = plumb_asprintf("secret %s/%s", conn->ns, sname);
+	if ((rc = kube_config_load_memory(out, data, len, ctx, origin))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	code = 0;
+cleanup:
+	if (data)
+		memset(data, 0, len);
+	free(data);
+	free(origin);
+	cJSON_Delete(sec);
+	return code;
+}
+
+static char *default_cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	if (xdg && *xdg)
+		return plumb_asprintf("%s/plumb/plumbctl-git", xdg);
+	if (home && *home)
+		return plumb_asprintf("%s/.cache/plumb/plumbctl-git", home);
+	return plumb_strdup("/tmp/plumbctl-git");
+}
+
+/* mkdir -p for the cache's parents (source_cache_new makes the last one). */
+static void make_parents(const char *dir)
+{
+	char *p = plumb_strdup(dir);
+	for (char *s = p ? p + 1 : NULL; s && *s; s++)
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, 0700);
+			*s = '/';
+		}
+	free(p);
+}
+
+/* Fetches the GitSync's repository and reads its files at the ref, as
+ * plumbd would. Prints on failure. */
+static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, const cJSON *gs,
+	const char *cache_dir)
+{
+	const char *url = plumbctl_jstr(gs, "spec.git.url"), *path = plumbctl_jstr(gs, "spec.git.path");
+	const char *secret = plumbctl_jstr(gs, "spec.git.secretRef.name"), *to = plumbctl_jstr(gs, "spec.git.timeout");
+	const char *ref;
+	source_ref_kind kind;
+	source_cache *cache = NULL;
+	source_credentials *creds = NULL;
+	source_commit commit = { 0 };
+	cJSON *sec = NULL;
+	char *dir = cache_dir ? plumb_strdup(cache_dir) : default_cache_dir(), redacted[2048];
+	double timeout = 60;
+	int rc, code = PLUMBCTL_EXIT_API;
+
+	if ((ref = plumbctl_jstr(gs, "spec.git.ref.branch")))
+		kind = SOURCE_REF_BRANCH;
+	else if ((ref = plumbctl_jstr(gs, "spec.git.ref.tag")))
+		kind = SOURCE_REF_TAG;
+	else if ((ref = plumbctl_jstr(gs, "spec.git.ref.commit")))
+		kind = SOURCE_REF_COMMIT;
+	if (!url || !ref) {
+		fprintf(stderr, "plumbctl: the GitSync has no spec.git.url or spec.git.ref\n");
+		code = PLUMBCTL_EXIT_INVALID;
+		goto cleanup;
+	}
+	source_url_redact(redacted, sizeof(redacted), url);
+	if (to)
+		plumb_duration_parse(&timeout, to);
+	if (secret) {
+		kube_resource sr;
+		if ((rc = kube_resolve(&sr, conn->client, "v1", "Secret")) ||
+		    (rc = kube_get(&sec, conn->client, &sr, conn->ns, secret))) {
+			char what[400];
+			snprintf(what, sizeof(what), "read the Git Secret %s/%s", conn->ns, secret);
+			plumbctl_api_error(rc, what);
+			goto cleanup;
+		}
+		if ((rc = source_credentials_from_secret_data(&creds, plumbctl_jget(sec, "data")))) {
+			fprintf(stderr, "plumbctl: Git Secret %s/%s: %s\n", conn->ns, secret, plumb_error_last());
+			goto cleanup;
+		}
+	}
+	make_parents(dir);
+	if ((rc = source_cache_new(&cache, dir))) {
+		fprintf(stderr, "plumbctl: Git cache %s: %s (choose another with --cache-dir)\n", dir, plumb_error_last());
+		goto cleanup;
+	}
+	if ((rc = source_fetch(NULL, cache, url, creds, timeout))) {
+		fprintf(stderr, "plumbctl: fetch %s: %s\n  plumbctl fetches from this machine: the URL must be "
+			"reachable from here too (or give a local checkout as DIR)\n", redacted, plumb_error_last());
+		goto cleanup;
+	}
+	if ((rc = source_resolve(&commit, cache, url, kind, ref))) {
+		fprintf(stderr, "plumbctl: %s in %s: %s\n", ref, redacted, plumb_error_last());
+		goto cleanup;
+	}
+	if ((rc = source_read(out, cache, url, commit.id, path ? path : "", NULL))) {
+		fprintf(stderr, "plumbctl: %s at %.12s: %s\n", redacted, commit.id, plumb_error_last());
+		code = PLUMBCTL_EXIT_INVALID;
+		goto cleanup;
+	}
+	memcpy(commit_out, commit.id, 41);
+	code = 0;
+cleanup:
+	source_commit_clear(&commit);
+	source_credentials_free(creds);
+	source_cache_free(cache);
+	cJSON_Delete(sec);
+	free(dir);
+	return code;
+}
+
+static int get_named(cJSON **out, plumbctl_conn *conn, const char *kind, const char *name)
+{
+	kube_resource r;
+	int rc = plumbctl_resolve(&r, conn, kind);
+	if (rc)
+		return rc;
+	rc = kube_get(out, conn->client, &r, conn->ns, name);
+	if (rc == PLUMB_ENOTFOUND) {
+		fprintf(stderr, "plumbctl: %s \"%s\" not found in namespace \"%s\" (kubectl get %ss.plumb.dev -n %s)\n",
+			kind, name, conn->ns, kind[0] == 'G' ? "gitsync" : "cluster", conn->ns);
+		return PLUMBCTL_EXIT_API;
+	}
+	if (rc) {
+		char what[300];
+		snprintf(what, sizeof(what), "get %s %s", kind, name);
+		return plumbctl_api_error(rc, what);
+	}
+	return 0;
+}
+
+static int jbool(const cJSON *o, const char *path, int dflt)
+{
+	const cJSON *v = plumbctl_jget(o, path);
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+int plumbctl_diff(int argc, char **argv)
+{
+	diff_flags f = { 0 };
+	plumbctl_conn conn = { 0 };
+	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
+	kube_config *tcfg = NULL;
+	kube_client *target = NULL;
+	apply_engine *engine = NULL;
+	apply_result res = { 0 };
+	source_files *sfiles = NULL;
+	manifest_file *files = NULL, *borrowed = NULL;
+	size_t nfiles = 0;
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	char commit[41] = "", *report = NULL, *owner = NULL;
+	const cJSON *v;
+	int rc, code;
+
+	if ((code = parse(&f, &conn, argc, argv)))
+		return code < 0 ? 0 : code;
+	code = PLUMBCTL_EXIT_API;
+
+	if (f.gitsync) {
+		if ((rc = plumbctl_connect(&conn)) || (rc = get_named(&gs, &conn, "GitSync", f.gitsync)) ||
+		    (rc = get_named(&cl, &conn, "Cluster", f.cluster))) {
+			code = rc;
+			goto cleanup;
+		}
+		/* Flags given on the command line win over the GitSync and Cluster. */
+		cJSON_ArrayForEach(v, plumbctl_jget(gs, "spec.substitute"))
+			if (cJSON_IsString(v) && f.nvars < MAX_VARS) {
+				int given = 0;
+				for (size_t i = 0; i < f.nvars; i++)
+					given |= !strcmp(f.vars[i].name, v->string);
+				if (!given)
+					f.vars[f.nvars++] = (manifest_var){ v->string, v->valuestring };
+			}
+		cJSON_ArrayForEach(v, plumbctl_jget(cl, "metadata.labels"))
+			if (cJSON_IsString(v) && f.nlabels < MAX_VARS) {
+				int given = 0;
+				for (size_t i = 0; i < f.nlabels; i++)
+					given |= !strcmp(f.labels[i].name, v->string);
+				if (!given)
+					f.labels[f.nlabels++] = (manifest_var){ v->string, v->valuestring };
+			}
+		if (!f.cluster_name)
+			f.cluster_name = f.cluster;
+		if (!f.target_ns)
+			f.target_ns = plumbctl_jstr(gs, "spec.targetNamespace");
+		if (!f.target_ns)
+			f.target_ns = conn.ns;
+		if (!f.owner)
+			owner = plumb_asprintf("%s/%s", conn.ns, f.gitsync);
+		if (!f.cluster_kubeconfig && (rc = cluster_config(&tcfg, &conn, cl))) {
+			code = rc;
+			goto cleanup;
+		}
+		if (!f.cluster_kubeconfig && !tcfg) {
+			/* No Secret: the target is the management cluster itself. */
+			tcfg = conn.cfg;
+			conn.cfg = NULL;
+		}
+	}
+	if (f.cluster_kubeconfig || !tcfg) {
+		const char *p = f.cluster_kubeconfig;
+		if (!p) {
+			if ((rc = plumbctl_connect(&conn))) {
+				fprintf(stderr, "  (or name the target with --cluster-kubeconfig PATH)\n");
+				code = rc;
+				goto cleanup;
+			}
+			tcfg = conn.cfg;
+			conn.cfg = NULL;
+		} else if ((rc = kube_config_load_file(&tcfg, p, f.cluster_context))) {
+			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+			code = PLUMBCTL_EXIT_USAGE;
+			goto cleanup;
+		}
+	}
+	if (!f.cluster_name)
+		f.cluster_name = *kube_config_context(tcfg) ? kube_config_context(tcfg) : "default";
+	if (!owner)
+		owner = plumb_strdup(f.owner ? f.owner : "default/plumbctl");
+	if (!f.target_ns)
+		f.target_ns = "default";
+
+	/* The revision: a local folder, or Git at the GitSync's ref. */
+	if (f.dir) {
+		struct stat st;
+		if (stat(f.dir, &st) || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "plumbctl diff: %s is not a folder\n", f.dir);
+			code = PLUMBCTL_EXIT_USAGE;
+			goto cleanup;
+		}
+		if ((rc = manifest_files_read_dir(&files, &nfiles, f.dir))) {
+			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+			code = PLUMBCTL_EXIT_INVALID;
+			goto cleanup;
+		}
+	} else {
+		if ((rc = fetch(&sfiles, commit, &conn, gs, f.cache_dir))) {
+			code = rc;
+			goto cleanup;
+		}
+		nfiles = sfiles->count;
+		borrowed = calloc(nfiles ? nfiles : 1, sizeof(*borrowed));
+		if (!borrowed)
+			goto cleanup;
+		for (size_t i = 0; i < nfiles; i++)
+			borrowed[i] = (manifest_file){ sfiles->items[i].path, sfiles->items[i].data, sfiles->items[i].len };
+	}
+	manifest_render_opts ro = {
+		.vars = { 1, f.vars, f.nvars, f.cluster_name, f.labels, f.nlabels },
+		.default_namespace = f.target_ns,
+	};
+	if (manifest_render(&set, files ? files : borrowed, nfiles, &ro, &errs)) {
+		for (size_t i = 0; i < errs.count; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		if (!errs.count)
+			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		fprintf(stderr, "plumbctl: the revision does not render for cluster %s: nothing was compared\n",
+			f.cluster_name);
+		code = PLUMBCTL_EXIT_INVALID;
+		goto cleanup;
+	}
+	desired = cJSON_CreateArray();
+	for (size_t i = 0; i < set.count; i++) {
+		cJSON_AddItemToArray(desired, set.items[i].obj);
+		set.items[i].obj = NULL;
+	}
+
+	kube_client_opts ko = { .name = f.cluster_name, .timeout = 20, .max_retries = 1,
+		.user_agent = "plumbctl/" PLUMB_VERSION };
+	if ((rc = kube_client_new(&target, tcfg, &ko))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	char *slash = strchr(owner, '/');
+	*slash = '\0';
+	if ((rc = apply_engine_new(&engine, target, owner, slash + 1))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	const char *policy = gs ? plumbctl_jstr(gs, "spec.driftPolicy") : NULL;
+	apply_opts ao = {
+		.prune = gs ? jbool(gs, "spec.prune", 1) : 1,
+		.allow_empty = gs ? jbool(gs, "spec.allowEmpty", 0) : 0,
+		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
+		.adopt = gs ? jbool(gs, "spec.adopt", 0) : 0,
+		.dry_run = 1,
+	};
+	rc = apply_engine_run(&res, engine, desired, &ao);
+	if (rc) {
+		char what[300];
+		snprintf(what, sizeof(what), "dry run against cluster %s (%s)", f.cluster_name, kube_config_server(tcfg));
+		code = plumbctl_api_error(rc, what);
+		goto cleanup;
+	}
+	if ((rc = apply_result_report(&report, &res))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	if (commit[0])
+		printf("# gitsync %s/%s at %.12s -> cluster %s\n", conn.ns, f.gitsync, commit, f.cluster_name);
+	fputs(report, stdout);
+	size_t changes = res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED] + res.totals[APPLY_DRIFTED] +
+		res.totals[APPLY_CORRECTED] + res.totals[APPLY_PRUNED] + res.totals[APPLY_CONFLICT];
+	if (res.totals[APPLY_FAILED])
+		code = PLUMBCTL_EXIT_INVALID;
+	else
+		code = changes ? PLUMBCTL_EXIT_FAIL : PLUMBCTL_EXIT_OK;
+cleanup:
+	free(report);
+	apply_result_free(&res);
+	apply_engine_free(engine);
+	kube_client_free(target);
+	kube_config_free(tcfg);
+	cJSON_Delete(desired);
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+	manifest_files_free(files, files ? nfiles : 0);
+	free(borrowed);
+	source_files_free(sfiles);
+	cJSON_Delete(gs);
+	cJSON_Delete(cl);
+	free(owner);
+	plumbctl_disconnect(&conn);
+	return code;
+}

@@ -1,0 +1,248 @@
+/* plumbctl status: GitSyncs × clusters as a table, or as JSON/YAML. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "diff/diff.h"
+#include "plumbctl.h"
+
+#define MAX_MESSAGE_COLUMN 72
+
+static const char status_usage[] =
+	"usage: plumbctl status [NAME] [-n NS | -A] [-o table|json|yaml] [--kubeconfig PATH] [--context NAME]\n"
+	"\n"
+	"Shows every GitSync (or the one named) with one row per target cluster: its\n"
+	"state (Synced, Drifted, Failed, Unreachable, Pending), the commit applied there,\n"
+	"the objects plumb manages there, how many drifted, the sync lag (commit first\n"
+	"seen -> applied) and the last message. A GitSync that is not Ready gets a line\n"
+	"under the table saying why (a stalled revision names file and line).\n"
+	"\n"
+	"  -A, --all-namespaces  every namespace\n"
+	"  -o, --output FORMAT   table (default), json or yaml (full messages, drifted fields)\n"
+	PLUMBCTL_CONN_FLAGS
+	"\n"
+	"Exit codes: 0 shown, 2 usage, 3 cluster unreachable / not found / no CRDs.\n";
+
+static void fmt_lag(char *out, size_t len, const cJSON *v)
+{
+	if (!cJSON_IsNumber(v)) {
+		snprintf(out, len, "-");
+		return;
+	}
+	double s = v->valuedouble;
+	if (s < 60)
+		snprintf(out, len, "%.1fs", s);
+	else if (s < 3600)
+		snprintf(out, len, "%dm%02ds", (int)s / 60, (int)s % 60);
+	else
+		snprintf(out, len, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+/* One line of text: newlines become spaces, long text is cut with "…". */
+static void one_line(char *out, size_t len, const char *s, size_t max)
+{
+	size_t n = 0, chars = 0;
+	if (!s)
+		s = "";
+	for (; *s && n + 4 < len; s++) {
+		if (chars >= max) {
+			memcpy(out + n, "…", 3);
+			n += 3;
+			break;
+		}
+		/* Count UTF-8 lead bytes only. */
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			chars++;
+		out[n++] = (*s == '\n' || *s == '\t') ? ' ' : *s;
+	}
+	out[n] = '\0';
+}
+
+/* The plumbctl view of one GitSync, for -o json|yaml. */
+static cJSON *view(const cJSON *gs)
+{
+	cJSON *v = cJSON_CreateObject();
+	const cJSON *gen = plumbctl_jget(gs, "metadata.generation");
+	const cJSON *ogen = plumbctl_jget(gs, "status.observedGeneration");
+	const char *s;
+	cJSON_AddStringToObject(v, "namespace", plumbctl_jstr(gs, "metadata.namespace"));
+	cJSON_AddStringToObject(v, "name", plumbctl_jstr(gs, "metadata.name"));
+	if (cJSON_IsNumber(gen))
+		cJSON_AddNumberToObject(v, "generation", gen->valuedouble);
+	if (cJSON_IsNumber(ogen))
+		cJSON_AddNumberToObject(v, "observedGeneration", ogen->valuedouble);
+	if ((s = plumbctl_jstr(gs, "spec.git.url")))
+		cJSON_AddStringToObject(v, "url", s);
+	if ((s = plumbctl_jstr(gs, "status.lastFetchedCommit")))
+		cJSON_AddStringToObject(v, "fetchedCommit", s);
+	const char *types[] = { "Ready", "Stalled", "Reconciling", "Drifted" };
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		const cJSON *c = plumbctl_condition(gs, types[i]);
+		if (!c)
+			continue;
+		char key[32];
+		snprintf(key, sizeof(key), "%c%s", types[i][0] + ('a' - 'A'), types[i] + 1);
+		cJSON *o = cJSON_AddObjectToObject(v, key);
+		cJSON_AddStringToObject(o, "status", plumbctl_jstr(c, "status") ? plumbctl_jstr(c, "status") : "Unknown");
+		if ((s = plumbctl_jstr(c, "reason")))
+			cJSON_AddStringToObject(o, "reason", s);
+		if ((s = plumbctl_jstr(c, "message")) && *s)
+			cJSON_AddStringToObject(o, "message", s);
+	}
+	const cJSON *cl = plumbctl_jget(gs, "status.clusters");
+	cJSON_AddItemToObject(v, "clusters", cl ? cJSON_Duplicate(cl, 1) : cJSON_CreateArray());
+	return v;
+}
+
+static void print_table(const cJSON *items, int show_ns)
+{
+	const cJSON *gs, *cl;
+	plumb_buf notes = PLUMB_BUF_INIT(1024 * 1024);
+	printf("%s%-20s %-14s %-11s %-12s %7s %7s %7s  %s\n", show_ns ? "NAMESPACE        " : "",
+		"GITSYNC", "CLUSTER", "STATE", "COMMIT", "OBJECTS", "DRIFTED", "LAG", "MESSAGE");
+	cJSON_ArrayForEach(gs, items) {
+		const char *ns = plumbctl_jstr(gs, "metadata.namespace");
+		const char *name = plumbctl_jstr(gs, "metadata.name");
+		const cJSON *clusters = plumbctl_jget(gs, "status.clusters");
+		const cJSON *ready = plumbctl_condition(gs, "Ready");
+		const char *rs = ready ? plumbctl_jstr(ready, "status") : NULL;
+		int rows = 0;
+		cJSON_ArrayForEach(cl, clusters) {
+			char lag[32], msg[512], commit[13];
+			const cJSON *objs = plumbctl_jget(cl, "objects");
+			const cJSON *drifted = plumbctl_jget(cl, "drifted.count");
+			snprintf(commit, sizeof(commit), "%.12s", plumbctl_jstr(cl, "commit") ? plumbctl_jstr(cl, "commit") : "-");
+			fmt_lag(lag, sizeof(lag), plumbctl_jget(cl, "lagSeconds"));
+			one_line(msg, sizeof(msg), plumbctl_jstr(cl, "message"), MAX_MESSAGE_COLUMN);
+			if (show_ns)
+				printf("%-16s ", ns ? ns : "");
+			printf("%-20s %-14s %-11s %-12s %7ld %7ld %7s  %s\n", name ? name : "",
+				plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "",
+				plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?", commit,
+				cJSON_IsNumber(objs) ? (long)objs->valuedouble : 0L,
+				cJSON_IsNumber(drifted) ? (long)drifted->valuedouble : 0L, lag, msg);
+			rows++;
+		}
+		if (!rows) {
+			if (show_ns)
+				printf("%-16s ", ns ? ns : "");
+			printf("%-20s %-14s %-11s %-12s %7s %7s %7s  %s\n", name ? name : "", "-",
+				ready ? "-" : "Pending", "-", "-", "-", "-",
+				ready ? "" : "not reconciled yet: is plumbd running and watching this namespace?");
+		}
+		if (ready && (!rs || strcmp(rs, "True"))) {
+			const char *reason = plumbctl_jstr(ready, "reason");
+			const char *m = plumbctl_jstr(ready, "message");
+			plumb_buf_printf(&notes, "%s%s%s: Ready=%s (%s): %s\n", show_ns && ns ? ns : "",
+				show_ns ? "/" : "", name ? name : "", rs ? rs : "Unknown",
+				reason ? reason : "", m ? m : "");
+		}
+	}
+	if (notes.len)
+		printf("\n%s", notes.ptr);
+	plumb_buf_free(&notes);
+}
+
+int plumbctl_status(int argc, char **argv)
+{
+	plumbctl_conn conn = { 0 };
+	const char *name = NULL, *output = "table";
+	int all = 0, rc, code = PLUMBCTL_EXIT_API;
+	kube_resource res;
+	cJSON *list = NULL, *one = NULL, *out = NULL;
+	plumb_buf buf = PLUMB_BUF_INIT(64u * 1024 * 1024);
+
+	for (int i = 1; i < argc; i++) {
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(status_usage, stdout);
+			return 0;
+		}
+		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&output, "--output", "-o", argc, argv, &i))) {
+			if (r < 0)
+				return PLUMBCTL_EXIT_USAGE;
+			continue;
+		}
+		if (!strcmp(argv[i], "-A") || !strcmp(argv[i], "--all-namespaces")) {
+			all = 1;
+		} else if (argv[i][0] != '-' && !name) {
+			name = argv[i];
+		} else {
+			fprintf(stderr, "plumbctl status: unexpected argument \"%s\"\n%s", argv[i], status_usage);
+			return PLUMBCTL_EXIT_USAGE;
+		}
+	}
+	if (strcmp(output, "table") && strcmp(output, "json") && strcmp(output, "yaml")) {
+		fprintf(stderr, "plumbctl status: -o wants table, json or yaml, got \"%s\"\n", output);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (all && name) {
+		fprintf(stderr, "plumbctl status: a NAME needs one namespace: use -n NS instead of -A\n");
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if ((rc = plumbctl_connect(&conn)))
+		return rc;
+	if ((rc = plumbctl_resolve(&res, &conn, "GitSync"))) {
+		code = rc;
+		goto cleanup;
+	}
+	if (name) {
+		rc = kube_get(&one, conn.client, &res, conn.ns, name);
+		if (rc == PLUMB_ENOTFOUND) {
+			fprintf(stderr, "plumbctl: GitSync \"%s\" not found in namespace \"%s\"; "
+				"list them with `plumbctl status -A`\n", name, conn.ns);
+			goto cleanup;
+		}
+		if (rc) {
+			plumbctl_api_error(rc, "get GitSync");
+			goto cleanup;
+		}
+		list = cJSON_CreateArray();
+		cJSON_AddItemToArray(list, one);
+		one = NULL;
+	} else {
+		cJSON *l = NULL;
+		if ((rc = kube_list(&l, conn.client, &res, all ? NULL : conn.ns, NULL))) {
+			plumbctl_api_error(rc, "list GitSyncs");
+			goto cleanup;
+		}
+		list = cJSON_DetachItemFromObjectCaseSensitive(l, "items");
+		cJSON_Delete(l);
+		if (!list)
+			list = cJSON_CreateArray();
+	}
+	if (!strcmp(output, "table")) {
+		if (cJSON_GetArraySize(list) == 0)
+			fprintf(stderr, "no GitSyncs in %s%s%s\n", all ? "any namespace" : "namespace \"",
+				all ? "" : conn.ns, all ? "" : "\"");
+		else
+			print_table(list, all);
+		code = 0;
+		goto cleanup;
+	}
+	out = cJSON_CreateArray();
+	const cJSON *gs;
+	cJSON_ArrayForEach(gs, list)
+		cJSON_AddItemToArray(out, view(gs));
+	if (!strcmp(output, "json")) {
+		char *s = cJSON_Print(name ? cJSON_GetArrayItem(out, 0) : out);
+		if (s)
+			printf("%s\n", s);
+		free(s);
+	} else if (diff_to_yaml(&buf, name ? cJSON_GetArrayItem(out, 0) : out) == 0) {
+		fwrite(buf.ptr, 1, buf.len, stdout);
+	} else {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	code = 0;
+cleanup:
+	plumb_buf_free(&buf);
+	cJSON_Delete(out);
+	cJSON_Delete(list);
+	cJSON_Delete(one);
+	plumbctl_disconnect(&conn);
+	return code;
+}

@@ -1,0 +1,223 @@
+/* plumbctl sync: asks plumbd for an immediate sync of a GitSync through the
+ * plumb.dev/requested-at annotation and, with --wait, follows it to the end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "plumbctl.h"
+
+#define REQUESTED_AT "plumb.dev/requested-at"
+#define POLL_SECONDS 0.5
+
+static const char sync_usage[] =
+	"usage: plumbctl sync NAME [--wait] [--timeout DURATION] [-n NS] [--kubeconfig PATH] [--context NAME]\n"
+	"\n"
+	"Sets the annotation plumb.dev/requested-at on GitSync NAME to a fresh value:\n"
+	"plumbd fetches Git at once and syncs every target cluster. With --wait, waits\n"
+	"until plumbd has handled that request for the GitSync's current generation and\n"
+	"every cluster has finished (printing each change on the way), then prints the\n"
+	"result per cluster.\n"
+	"\n"
+	"  --wait              wait for the outcome\n"
+	"  --timeout D         how long --wait waits (Go duration, default 2m)\n"
+	PLUMBCTL_CONN_FLAGS
+	"\n"
+	"Exit codes: 0 requested (with --wait: handled and Ready), 1 handled but not Ready\n"
+	"(stalled, failed or drifted: the message says why), 2 usage, 3 cluster\n"
+	"unreachable / GitSync not found, 4 --wait timed out (is plumbd running?).\n";
+
+static long number(const cJSON *obj, const char *path, long dflt)
+{
+	const cJSON *v = plumbctl_jget(obj, path);
+	return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
+}
+
+/* Right after a fetch plumbd may briefly report NoClusters before its
+ * per-cluster items have run; only believe it after this long. */
+#define NO_CLUSTERS_GRACE 5.0
+
+/* 1 when the request was handled for the current generation and every
+ * cluster is done with the fetched commit (or failed). *no_clusters_since
+ * remembers when a handled NoClusters was first seen (0 = not seen). */
+static int finished(const cJSON *gs, const char *token, double *no_clusters_since)
+{
+	const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+	const cJSON *ready = plumbctl_condition(gs, "Ready");
+	const cJSON *stalled = plumbctl_condition(gs, "Stalled");
+	const char *fetched = plumbctl_jstr(gs, "status.lastFetchedCommit");
+	const cJSON *cl;
+	if (!handled || strcmp(handled, token) || !ready)
+		return 0;
+	if (number(ready, "observedGeneration", -1) != number(gs, "metadata.generation", 0))
+		return 0;
+	const char *ss = stalled ? plumbctl_jstr(stalled, "status") : NULL;
+	if (ss && !strcmp(ss, "True"))
+		return 1;
+	const char *reason = plumbctl_jstr(ready, "reason");
+	if (reason && !strcmp(reason, "NoClusters")) {
+		if (*no_clusters_since == 0)
+			*no_clusters_since = plumb_time_mono();
+		return plumb_time_mono() - *no_clusters_since >= NO_CLUSTERS_GRACE;
+	}
+	*no_clusters_since = 0;
+	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
+		const char *state = plumbctl_jstr(cl, "state"), *commit = plumbctl_jstr(cl, "commit");
+		if (!state || !strcmp(state, "Pending"))
+			return 0;
+		if (!strcmp(state, "Failed") || !strcmp(state, "Unreachable"))
+			continue;
+		if (fetched && (!commit || strcmp(commit, fetched)))
+			return 0;
+	}
+	return 1;
+}
+
+/* One line describing where things stand; printed when it changes. */
+static void progress(plumb_buf *b, const cJSON *gs, const char *token)
+{
+	const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+	const cJSON *ready = plumbctl_condition(gs, "Ready"), *cl;
+	const char *fetched = plumbctl_jstr(gs, "status.lastFetchedCommit");
+	plumb_buf_reset(b);
+	plumb_buf_printf(b, "%s", handled && !strcmp(handled, token) ? "fetched" : "waiting for plumbd");
+	if (fetched)
+		plumb_buf_printf(b, " %.12s", fetched);
+	if (ready)
+		plumb_buf_printf(b, "; Ready=%s (%s)", plumbctl_jstr(ready, "status") ? plumbctl_jstr(ready, "status") : "?",
+			plumbctl_jstr(ready, "reason") ? plumbctl_jstr(ready, "reason") : "");
+	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
+		const char *c = plumbctl_jstr(cl, "commit");
+		plumb_buf_printf(b, "; %s %s%s%.12s", plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "?",
+			plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?", c ? " " : "", c ? c : "");
+	}
+}
+
+int plumbctl_sync(int argc, char **argv)
+{
+	plumbctl_conn conn = { 0 };
+	const char *name = NULL, *timeout_s = "2m";
+	int wait = 0, rc, code = PLUMBCTL_EXIT_API;
+	double timeout = 0;
+	kube_resource res;
+	cJSON *patch = NULL, *gs = NULL;
+	char token[64];
+	plumb_buf line = PLUMB_BUF_INIT(64 * 1024), last = PLUMB_BUF_INIT(64 * 1024);
+
+	for (int i = 1; i < argc; i++) {
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(sync_usage, stdout);
+			return 0;
+		}
+		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
+		    (r = plumbctl_flag(&timeout_s, "--timeout", NULL, argc, argv, &i))) {
+			if (r < 0)
+				return PLUMBCTL_EXIT_USAGE;
+			continue;
+		}
+		if (!strcmp(argv[i], "--wait")) {
+			wait = 1;
+		} else if (argv[i][0] != '-' && !name) {
+			name = argv[i];
+		} else {
+			fprintf(stderr, "plumbctl sync: unexpected argument \"%s\"\n%s", argv[i], sync_usage);
+			return PLUMBCTL_EXIT_USAGE;
+		}
+	}
+	if (!name) {
+		fprintf(stderr, "plumbctl sync: which GitSync? (`plumbctl status` lists them)\n%s", sync_usage);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (plumb_duration_parse(&timeout, timeout_s) || timeout <= 0) {
+		fprintf(stderr, "plumbctl sync: --timeout wants a duration like 90s or 5m, got \"%s\"\n", timeout_s);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if ((rc = plumbctl_connect(&conn)))
+		return rc;
+	if ((rc = plumbctl_resolve(&res, &conn, "GitSync"))) {
+		code = rc;
+		goto cleanup;
+	}
+
+	/* A fresh value each time, so two syncs in the same second differ. */
+	char rnd[7];
+	plumb_time_micro(token, sizeof(token), plumb_time_real());
+	plumb_random_name(rnd, 6);
+	size_t tl = strlen(token);
+	snprintf(token + tl, sizeof(token) - tl, "-%s", rnd);
+	patch = cJSON_CreateObject();
+	cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
+	cJSON_AddStringToObject(ann, REQUESTED_AT, token);
+	rc = kube_merge_patch(NULL, conn.client, &res, conn.ns, name, patch);
+	if (rc == PLUMB_ENOTFOUND) {
+		fprintf(stderr, "plumbctl: GitSync \"%s\" not found in namespace \"%s\"; "
+			"list them with `plumbctl status -A`\n", name, conn.ns);
+		goto cleanup;
+	}
+	if (rc) {
+		plumbctl_api_error(rc, "annotate GitSync");
+		goto cleanup;
+	}
+	printf("gitsync %s/%s: sync requested (%s=%s)\n", conn.ns, name, REQUESTED_AT, token);
+	if (!wait) {
+		code = 0;
+		goto cleanup;
+	}
+
+	double deadline = plumb_time_mono() + timeout, no_clusters_since = 0;
+	for (;;) {
+		cJSON_Delete(gs);
+		gs = NULL;
+		rc = kube_get(&gs, conn.client, &res, conn.ns, name);
+		if (rc == PLUMB_ENOTFOUND) {
+			fprintf(stderr, "plumbctl: GitSync %s/%s was deleted while waiting\n", conn.ns, name);
+			goto cleanup;
+		}
+		if (rc && plumb_time_mono() > deadline) {
+			plumbctl_api_error(rc, "get GitSync");
+			goto cleanup;
+		}
+		if (!rc) {
+			progress(&line, gs, token);
+			if (!last.ptr || strcmp(line.ptr, last.ptr)) {
+				printf("  %s\n", line.ptr);
+				fflush(stdout);
+				plumb_buf_reset(&last);
+				plumb_buf_puts(&last, line.ptr);
+			}
+			if (finished(gs, token, &no_clusters_since))
+				break;
+		}
+		if (plumb_time_mono() > deadline) {
+			const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+			fprintf(stderr, "plumbctl: timed out after %s waiting for GitSync %s/%s: %s\n", timeout_s,
+				conn.ns, name, handled && !strcmp(handled, token)
+					? "plumbd handled the request but some clusters have not finished (see `plumbctl status`)"
+					: "plumbd has not handled the request: is plumbd running, leading, and watching this namespace?");
+			code = PLUMBCTL_EXIT_TIMEOUT;
+			goto cleanup;
+		}
+		plumb_sleep(POLL_SECONDS);
+	}
+
+	const cJSON *ready = plumbctl_condition(gs, "Ready"), *cl;
+	const char *rs = plumbctl_jstr(ready, "status");
+	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
+		const char *m = plumbctl_jstr(cl, "message");
+		printf("  %-14s %-11s %.12s%s%s\n", plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "?",
+			plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?",
+			plumbctl_jstr(cl, "commit") ? plumbctl_jstr(cl, "commit") : "-", m && *m ? "  " : "", m ? m : "");
+	}
+	printf("gitsync %s/%s: Ready=%s (%s) %s\n", conn.ns, name, rs ? rs : "Unknown",
+		plumbctl_jstr(ready, "reason") ? plumbctl_jstr(ready, "reason") : "",
+		plumbctl_jstr(ready, "message") ? plumbctl_jstr(ready, "message") : "");
+	code = rs && !strcmp(rs, "True") ? PLUMBCTL_EXIT_OK : PLUMBCTL_EXIT_FAIL;
+cleanup:
+	plumb_buf_free(&line);
+	plumb_buf_free(&last);
+	cJSON_Delete(patch);
+	cJSON_Delete(gs);
+	plumbctl_disconnect(&conn);
+	return code;
+}

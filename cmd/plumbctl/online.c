@@ -1,0 +1,184 @@
+/* What plumbctl's online commands share: flags for the management cluster,
+ * the client, error messages that say what to do, small JSON helpers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "plumbctl.h"
+
+int plumbctl_flag(const char **out, const char *name, const char *alias,
+	int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	const char *names[2] = { name, alias };
+	for (int k = 0; k < 2; k++) {
+		const char *n = names[k];
+		size_t len;
+		if (!n)
+			continue;
+		len = strlen(n);
+		if (strncmp(a, n, len))
+			continue;
+		if (a[len] == '=') {
+			*out = a + len + 1;
+			return 1;
+		}
+		if (a[len] != '\0')
+			continue;
+		if (*i + 1 >= argc) {
+			fprintf(stderr, "plumbctl: %s wants a value\n", n);
+			return -1;
+		}
+		*out = argv[++*i];
+		return 1;
+	}
+	return 0;
+}
+
+int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i)
+{
+	int r;
+	if ((r = plumbctl_flag(&c->kubeconfig, "--kubeconfig", NULL, argc, argv, i)))
+		return r;
+	if ((r = plumbctl_flag(&c->context, "--context", NULL, argc, argv, i)))
+		return r;
+	return plumbctl_flag(&c->ns, "--namespace", "-n", argc, argv, i);
+}
+
+/* $KUBECONFIG may be a list: the first file that exists, as kubectl's
+ * default merge would mostly give for a single-file setup. */
+static char *kubeconfig_path(const plumbctl_conn *c)
+{
+	const char *env = getenv("KUBECONFIG");
+	if (c->kubeconfig && *c->kubeconfig)
+		return plumb_strdup(c->kubeconfig);
+	if (env && *env) {
+		char *list = plumb_strdup(env), *save = NULL, *found = NULL;
+		for (char *p = list ? strtok_r(list, ":", &save) : NULL; p; p = strtok_r(NULL, ":", &save))
+			if (!access(p, R_OK)) {
+				found = plumb_strdup(p);
+				break;
+			}
+		free(list);
+		if (found)
+			return found;
+	}
+	const char *home = getenv("HOME");
+	if (home && *home) {
+		char *p = plumb_asprintf("%s/.kube/config", home);
+		if (p && !access(p, R_OK))
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
+int plumbctl_connect(plumbctl_conn *c)
+{
+	char *path = kubeconfig_path(c);
+	int rc;
+	if (!path) {
+		fprintf(stderr, "plumbctl: no kubeconfig: pass --kubeconfig PATH or set KUBECONFIG "
+			"to the management cluster's kubeconfig\n");
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if ((rc = kube_config_load_file(&c->cfg, path, c->context))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		if (c->context)
+			fprintf(stderr, "  check that context \"%s\" exists: kubectl --kubeconfig %s config get-contexts\n",
+				c->context, path);
+		free(path);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	free(path);
+	kube_client_opts o = { .name = "management", .timeout = 15, .max_retries = 1,
+		.user_agent = "plumbctl/" PLUMB_VERSION };
+	if ((rc = kube_client_new(&c->client, c->cfg, &o))) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		return PLUMBCTL_EXIT_API;
+	}
+	if (!c->ns || !*c->ns)
+		c->ns = kube_config_namespace(c->cfg);
+	return 0;
+}
+
+void plumbctl_disconnect(plumbctl_conn *c)
+{
+	kube_client_free(c->client);
+	kube_config_free(c->cfg);
+	c->client = NULL;
+	c->cfg = NULL;
+}
+
+int plumbctl_api_error(int rc, const char *what)
+{
+	fprintf(stderr, "plumbctl: %s: %s\n", what, plumb_error_last());
+	switch (rc) {
+	case PLUMB_EUNAVAILABLE:
+	case PLUMB_EUNREACHABLE:
+	case PLUMB_ETIMEOUT:
+		fprintf(stderr, "  the API server did not answer: is the cluster up, and do --kubeconfig/--context point at it?\n");
+		break;
+	case PLUMB_ETLS:
+		fprintf(stderr, "  the server certificate is not trusted: check certificate-authority in the kubeconfig\n");
+		break;
+	case PLUMB_EAUTH:
+		fprintf(stderr, "  the credentials were rejected: refresh the kubeconfig's user\n");
+		break;
+	case PLUMB_EFORBIDDEN:
+		fprintf(stderr, "  your user lacks RBAC for this; see `kubectl auth can-i --list`\n");
+		break;
+	default:
+		break;
+	}
+	return PLUMBCTL_EXIT_API;
+}
+
+int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind)
+{
+	int rc = kube_resolve(out, c->client, "plumb.dev/v1alpha1", kind);
+	if (rc == PLUMB_ENOTFOUND) {
+		fprintf(stderr, "plumbctl: the cluster at %s does not serve plumb.dev/v1alpha1 %s: "
+			"install the CRDs first (kubectl apply -f manifests/crds/) or point --kubeconfig at the "
+			"management cluster\n", kube_config_server(c->cfg), kind);
+		return PLUMBCTL_EXIT_API;
+	}
+	if (rc)
+		return plumbctl_api_error(rc, "discovery");
+	return 0;
+}
+
+const cJSON *plumbctl_jget(const cJSON *obj, const char *path)
+{
+	char key[256];
+	while (obj && *path) {
+		const char *dot = strchr(path, '.');
+		size_t n = dot ? (size_t)(dot - path) : strlen(path);
+		if (n >= sizeof(key))
+			return NULL;
+		memcpy(key, path, n);
+		key[n] = '\0';
+		obj = cJSON_GetObjectItemCaseSensitive(obj, key);
+		path += n + (dot ? 1 : 0);
+	}
+	return obj;
+}
+
+const char *plumbctl_jstr(const cJSON *obj, const char *path)
+{
+	const cJSON *v = plumbctl_jget(obj, path);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const cJSON *plumbctl_condition(const cJSON *obj, const char *t)
+{
+	const cJSON *c;
+	cJSON_ArrayForEach(c, plumbctl_jget(obj, "status.conditions")) {
+		const char *type = plumbctl_jstr(c, "type");
+		if (type && !strcmp(type, t))
+			return c;
+	}
+	return NULL;
+}
