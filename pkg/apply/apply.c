@@ -880,7 +880,9 @@ static void process_item(run *R, size_t i)
 			goto cleanup;
 		}
 		proj = apply_project(result, it->obj);
-		apply_unified_diff(&r->diff, NULL, proj);
+		/* the whole object as "+" lines: worth it in a plan, not after the fact */
+		if (R->o.dry_run)
+			apply_unified_diff(&r->diff, NULL, proj);
 		r->action = APPLY_CREATED;
 		if (!R->o.dry_run) {
 			cache_put(R, it->key, it->hash, proj);
@@ -1019,7 +1021,8 @@ static void skip_dependents(run *R, size_t from_cls)
 			item *p = &R->items[j];
 			apply_object_result *pr = res_of(R, p->ri);
 			char msg[700];
-			if (pr->action != APPLY_FAILED && pr->action != APPLY_CONFLICT && pr->action != APPLY_SKIPPED)
+			/* a conflict means the CRD or Namespace exists: dependents can go in */
+			if (pr->action != APPLY_FAILED && pr->action != APPLY_SKIPPED)
 				continue;
 			if (p->cls == 0) {
 				const cJSON *spec = cJSON_GetObjectItemCaseSensitive(p->obj, "spec");
@@ -1320,18 +1323,21 @@ static void compact_results(run *R)
 {
 	apply_result *res = R->res;
 	size_t w = 0;
+	unsigned char *hidden = calloc(res->count + 1, 1);
+	if (!hidden)
+		return;   /* keep them all: reported, not lost */
+	for (size_t c = 0; c < R->ncands; c++)
+		if (R->cands[c].hidden && R->cands[c].ri < res->count)
+			hidden[R->cands[c].ri] = 1;
 	for (size_t i = 0; i < res->count; i++) {
-		int hide = 0;
-		for (size_t c = 0; c < R->ncands; c++)
-			if (R->cands[c].ri == i && R->cands[c].hidden)
-				hide = 1;
-		if (hide) {
+		if (hidden[i]) {
 			object_result_clear(&res->objects[i]);
 			continue;
 		}
 		res->objects[w++] = res->objects[i];
 	}
 	res->count = w;
+	free(hidden);
 }
 
 int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
