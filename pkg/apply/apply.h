@@ -29,7 +29,8 @@
  * projection; otherwise one dryRun=All apply computes it. Either way, once P
  * is known a steady-state pass sends zero write requests. The field manager
  * named for a drifted path is the managedFields entry that owns it; for a
- * removed field (owned by nobody) the most recent non-plumb manager.
+ * removed field (owned by nobody) the most recent non-plumb manager still
+ * listed, or "" (unknown): a removal by an Update leaves no entry behind.
  *
  * Inventory. Stored in the target cluster, in namespace
  * opts.inventory_namespace (default "plumb-system", created when missing):
