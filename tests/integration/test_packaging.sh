@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# The Dockerfile, checked without a Docker engine:
+#  - its build stage's recipe (make on only the COPYed paths) builds plumbd
+#    and plumbctl, and .dockerignore lets those paths through;
+#  - every shared library they load comes from a Debian package that the
+#    runtime stage's RUNTIME_PACKAGES pull in (dpkg -S, Depends closure);
+#  - they run with only those packages' files: a root made of exactly them,
+#    mounted read-only, tmpfs at /tmp and the cache dir, as UID 65532, all
+#    symbols bound at start (LD_BIND_NOW). There plumbd serves /healthz,
+#    /readyz and /metrics against the real test apiserver and exits 0 on
+#    SIGTERM; plumbctl vets a folder.
+# Prints the runtime closure and the image size estimate docs/install.md quotes.
+#
+# Needs root (chroot, mount namespace), PLUMB_TESTBED and PLUMB_K8S_BIN.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/tests/lib.sh"
+kc="$PLUMB_TESTBED/clusters/c1/kubeconfig"
+k() { "$PLUMB_K8S_BIN/kubectl" --kubeconfig "$kc" "$@"; }
+dockerfile="$root/Dockerfile"
+tmp=$(mktemp -d)
+ns=pkg-$RANDOM$RANDOM
+pid=
+cleanup() {
+	[[ -n $pid ]] && kill "$pid" 2>/dev/null
+	k delete namespace "$ns" --wait=false >/dev/null 2>&1
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# --- the build stage ------------------------------------------------------------
+# COPY sources of the build stage, in order.
+copies=$(awk '/^FROM .* AS build/ {b = 1; next} /^FROM / {b = 0} b && $1 == "COPY" {print $2}' "$dockerfile" | tr '\n' ' ')
+t_eq "build stage copies" "Makefile pkg/ cmd/ " "$copies"
+for src in $copies; do
+	t_ok ".dockerignore lets $src through" grep -qx "!${src}" "$root/.dockerignore"
+done
+t_ok ".dockerignore starts by excluding everything" grep -qx '\*' "$root/.dockerignore"
+mkdir -p "$tmp/ctx"
+for src in $copies; do cp -r "$root/$src" "$tmp/ctx/"; done
+make_line=$(grep -oE 'make BUILD=/out [^&\\]*' "$dockerfile")
+t_eq "build stage make command" 'make BUILD=/out -j"$(nproc)" /out/plumbd /out/plumbctl ' "$make_line"
+t_ok "build stage recipe builds on the copied paths only" \
+	make -C "$tmp/ctx" BUILD="$tmp/out" -j2 "$tmp/out/plumbd" "$tmp/out/plumbctl"
+t_ok "strip" strip "$tmp/out/plumbd" "$tmp/out/plumbctl"
+bins=("$tmp/out/plumbd" "$tmp/out/plumbctl")
+[[ -x ${bins[0]} && -x ${bins[1]} ]] || { echo "FAIL: no binaries to check"; t_done; exit 1; }
+
+# --- the runtime stage's packages --------------------------------------------
+read -r -a runtime_pkgs <<<"$(sed -nE 's/^ARG RUNTIME_PACKAGES="([^"]*)"/\1/p' "$dockerfile")"
+t_ok "runtime stage installs RUNTIME_PACKAGES" grep -q 'apt-get install -y --no-install-recommends \$RUNTIME_PACKAGES' "$dockerfile"
+t_ok "runtime stage has CA certificates" grep -qw ca-certificates <<<"${runtime_pkgs[*]}"
+t_ok "runtime stage runs as 65532" grep -qx 'USER 65532:65532' "$dockerfile"
+
+# closure PKG…: the packages apt would install for PKG… (Depends and
+# Pre-Depends, recursively; of alternatives the first one installed here,
+# which runs the same Debian release as the image).
+closure() {
+	declare -A seen=()
+	local queue=("$@") p deps alt name
+	while [[ ${#queue[@]} -gt 0 ]]; do
+		p=${queue[0]}
+		queue=("${queue[@]:1}")
+		[[ -n ${seen[$p]:-} ]] && continue
+		seen[$p]=1
+		deps=$(dpkg-query -W -f='${Depends}, ${Pre-Depends}' "$p" 2>/dev/null) || { echo "closure: $p is not installed here" >&2; return 1; }
+		while IFS= read -r alt; do
+			[[ -z ${alt// /} ]] && continue
+			for name in $(sed -E 's/\([^)]*\)//g; s/:[a-z0-9]+//g; s/\|/ /g' <<<"$alt"); do
+				if dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed'; then
+					queue+=("$name")
+					break
+				fi
+			done
+		done < <(tr ',' '\n' <<<"$deps")
+	done
+	printf '%s\n' "${!seen[@]}" | sort
+}
+closure "${runtime_pkgs[@]}" >"$tmp/closure" || { echo "FAIL: runtime packages are not all installed on this machine"; t_done; exit 1; }
+echo "runtime closure ($(wc -l <"$tmp/closure") packages): $(tr '\n' ' ' <"$tmp/closure")"
+
+# Every library ldd resolves, with the package it comes from.
+ldd "${bins[@]}" >"$tmp/ldd" 2>&1
+t_ok "ldd finds every library" bash -c "! grep -q 'not found' '$tmp/ldd'"
+awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/.*ld-linux/ {print $1}' "$tmp/ldd" | sort -u >"$tmp/libs"
+t_ok "ldd listed libraries" test -s "$tmp/libs"
+owner() {
+	local f=$1 o
+	for cand in "$f" "$(readlink -f "$f")" "/usr$f" "${f#/usr}"; do
+		o=$(dpkg -S "$cand" 2>/dev/null | head -1) && { echo "${o%%:*}"; return 0; }
+	done
+	return 1
+}
+while read -r lib; do
+	if ! pkg=$(owner "$lib"); then
+		t_ok "$lib belongs to a Debian package" false
+		continue
+	fi
+	t_ok "$(basename "$lib") from $pkg, in the runtime closure" grep -qx "$pkg" "$tmp/closure"
+done <"$tmp/libs"
+
+# --- run with only those packages ---------------------------------------------
+# A root file system of exactly the closure's files (merged /usr like Debian 12),
+# the binaries, the CA bundle ca-certificates' postinst would build, and the
+# passwd/group lines the Dockerfile adds.
+rootfs="$tmp/rootfs"
+mkdir -p "$rootfs"/{usr/lib,usr/lib64,usr/bin,usr/sbin,usr/local/bin,etc/ssl/certs,tmp,var/cache/plumb,cfg}
+for d in lib lib64 bin sbin; do ln -s "usr/$d" "$rootfs/$d"; done
+while read -r p; do
+	dpkg -L "$p"
+done <"$tmp/closure" | sort -u >"$tmp/files"
+while read -r f; do
+	[[ -d $f && ! -L $f ]] && continue
+	[[ -e $f || -L $f ]] || continue
+	case $f in
+	/lib/* | /lib64/* | /bin/* | /sbin/*) dst="$rootfs/usr$f" ;;
+	*) dst="$rootfs$f" ;;
+	esac
+	mkdir -p "$(dirname "$dst")"
+	cp -a "$f" "$dst"
+done <"$tmp/files"
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
+echo 'plumb:x:65532:65532:plumb:/nonexistent:/usr/sbin/nologin' >"$rootfs/etc/passwd"
+echo 'plumb:x:65532:' >"$rootfs/etc/group"
+cp "${bins[@]}" "$rootfs/usr/local/bin/"
+cp "$kc" "$rootfs/kubeconfig"
+chmod 0755 "$tmp" "$rootfs"
+chmod 0644 "$rootfs/kubeconfig"
+cat >"$rootfs/cfg/cm.yaml" <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team-a}
+data: {LOG_LEVEL: info}
+EOF
+t_ok "no shell in the root (only the closure)" test ! -e "$rootfs/usr/bin/sh"
+echo "runtime root: $(du -sh --apparent-size "$rootfs" | cut -f1) in $(find "$rootfs" -type f | wc -l) files"
+
+# A Git repository inside the root, for plumbd to mirror through libgit2.
+git init -q --bare -b main "$rootfs/git/config.git"
+git clone -q "$rootfs/git/config.git" "$tmp/work" 2>/dev/null
+cp "$rootfs/cfg/cm.yaml" "$tmp/work/"
+git -C "$tmp/work" add cm.yaml
+git -C "$tmp/work" -c user.name=t -c user.email=t@example.com commit -qm "a ConfigMap"
+git -C "$tmp/work" push -q origin main
+head=$(git -C "$tmp/work" rev-parse HEAD)
+# Owned by plumbd's UID: libgit2 refuses repositories of other owners
+# (safe.directory), which is what a pod would see too.
+chown -R 65532:65532 "$rootfs/git"
+
+# pod CMD…: CMD inside that root as the pod runs it: read-only root, tmpfs
+# emptyDirs at /tmp and the cache dir, UID/GID 65532, no environment but
+# LD_BIND_NOW (every symbol resolved at start) and HOME. Every step execs
+# the next, so a background pod's $! is the command's own pid.
+pod=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LD_BIND_NOW=1 HOME=/nonexistent
+	unshare -m sh -c '
+	r=$1; shift
+	mount --bind "$r" "$r" && mount -o remount,bind,ro "$r" &&
+	mount -t tmpfs -o mode=1777 tmpfs "$r/tmp" &&
+	mount -t tmpfs -o uid=65532,gid=65532,mode=0700 tmpfs "$r/var/cache/plumb" &&
+	exec chroot --userspec=65532:65532 "$r" "$@"' sh "$rootfs")
+t_ok "plumbd --version" "${pod[@]}" /usr/local/bin/plumbd --version
+t_ok "plumbctl vet" "${pod[@]}" /usr/local/bin/plumbctl vet /cfg
+
+t_ok "crds" k apply -f "$root/manifests/crds/"
+k create namespace "$ns" >/dev/null
+cat >"$tmp/gitsync.yaml" <<EOF
+apiVersion: plumb.dev/v1alpha1
+kind: GitSync
+metadata: {name: image, namespace: $ns}
+spec:
+  git: {url: "file:///git/config.git", ref: {branch: main}}
+  targets: {clusterNames: [nowhere]}
+EOF
+t_ok "gitsync on the repository in the root" k apply -f "$tmp/gitsync.yaml"
+freeport() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# start_plumbd CACHE_DIR LOG: plumbd in the pod root against cluster c1, in the background.
+start_plumbd() {
+	mport=$(freeport)
+	hport=$(freeport)
+	"${pod[@]}" /usr/local/bin/plumbd --kubeconfig=/kubeconfig --namespace="$ns" \
+		--metrics-addr="127.0.0.1:$mport" --health-addr="127.0.0.1:$hport" \
+		--cache-dir="$1" --shutdown-timeout=5s >"$2" 2>&1 &
+	pid=$!
+}
+# wait_for CMD…: up to 30 s, while plumbd runs.
+wait_for() {
+	for _ in $(seq 1 60); do
+		"$@" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
+stop_plumbd() {
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid"
+	rc=$?
+	pid=
+}
+
+start_plumbd /var/cache/plumb "$tmp/plumbd.log"
+t_ok "plumbd ready in the runtime root" wait_for curl -fsS "http://127.0.0.1:$hport/readyz"
+t_ok "plumbd /healthz" curl -fsS "http://127.0.0.1:$hport/healthz"
+t_ok "plumbd /metrics" bash -c "curl -fsS 'http://127.0.0.1:$mport/metrics' | grep -q '^plumb_'"
+t_eq "plumbd runs as 65532" "65532 65532" "$(awk '/^Uid:/ {print $2, $3}' "/proc/$pid/status" 2>/dev/null)"
+t_ok "plumbd mirrors the repository into the cache emptyDir (libgit2)" \
+	wait_for grep -q "\"new revision\".*$head" "$tmp/plumbd.log"
+stop_plumbd
+t_eq "plumbd exits 0 on SIGTERM" 0 "$rc"
+[[ $t_failed -gt 0 ]] && tail -20 "$tmp/plumbd.log"
+
+# The same with the cache on the root file system: it is read-only.
+start_plumbd /cfg/cache "$tmp/plumbd-ro.log"
+t_ok "cache on the root fails: read-only" wait_for grep -qi "read-only file system" "$tmp/plumbd-ro.log"
+stop_plumbd
+[[ $t_failed -gt 0 ]] && tail -5 "$tmp/plumbd-ro.log"
+
+# --- size estimate --------------------------------------------------------------
+# What the runtime stage adds to debian:12-slim: the closure minus the
+# packages a minimal Debian base already has (Essential or Priority required).
+closure $(dpkg-query -W -f='${Package}\t${Essential}\t${Priority}\t${db:Status-Status}\n' |
+	awk -F'\t' '$4 == "installed" && ($2 == "yes" || $3 == "required") {print $1}') >"$tmp/base"
+added_kb=0
+added=()
+while read -r p; do
+	grep -qx "$p" "$tmp/base" && continue
+	added_kb=$((added_kb + $(dpkg-query -W -f='${Installed-Size}' "$p")))
+	added+=("$p")
+done <"$tmp/closure"
+bin_kb=$(stat -c %s "${bins[@]}" | awk '{s += $1} END {print int((s + 1023) / 1024)}')
+echo "runtime stage adds ${#added[@]} packages, $((added_kb / 1024)) MiB installed: ${added[*]}"
+echo "binaries (stripped): ${bin_kb} KiB"
+echo "estimated image: debian:12-slim + $(( (added_kb + bin_kb) / 1024 )) MiB"
+t_ok "runtime stage adds under 24 MiB" test "$((added_kb + bin_kb))" -lt $((24 * 1024))
+
+t_done
