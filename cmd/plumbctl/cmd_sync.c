@@ -37,10 +37,76 @@ static long number(const cJSON *obj, const char *path, long dflt)
  * per-cluster items have run; only believe it after this long. */
 #define NO_CLUSTERS_GRACE 5.0
 
+/* The controller's target rule: a Cluster of the GitSync's namespace named
+ * in targets.clusterNames or matched by targets.clusterSelector. */
+static int expr_matches(const cJSON *expr, const cJSON *labels)
+{
+	const char *key = plumbctl_jstr(expr, "key"), *op = plumbctl_jstr(expr, "operator");
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
+	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
+	const cJSON *v;
+	int in = 0;
+	if (!key || !op)
+		return 0;
+	cJSON_ArrayForEach(v, plumbctl_jget(expr, "values"))
+		in |= val && cJSON_IsString(v) && !strcmp(v->valuestring, val);
+	if (!strcmp(op, "In"))
+		return in;
+	if (!strcmp(op, "NotIn"))
+		return !in;
+	if (!strcmp(op, "Exists"))
+		return val != NULL;
+	return !strcmp(op, "DoesNotExist") && val == NULL;
+}
+
+static int targets(const cJSON *gs, const cJSON *cl)
+{
+	const char *name = plumbctl_jstr(cl, "metadata.name");
+	const cJSON *v, *sel = plumbctl_jget(gs, "spec.targets.clusterSelector");
+	const cJSON *labels = plumbctl_jget(cl, "metadata.labels");
+	if (!name)
+		return 0;
+	cJSON_ArrayForEach(v, plumbctl_jget(gs, "spec.targets.clusterNames"))
+		if (cJSON_IsString(v) && !strcmp(v->valuestring, name))
+			return 1;
+	if (!cJSON_IsObject(sel))
+		return 0;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
+		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
+			return 0;
+	}
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
+		if (!expr_matches(v, labels))
+			return 0;
+	return 1;
+}
+
+/* 1 when every non-suspended Cluster the GitSync targets has a status entry
+ * (a Cluster registered a moment ago has none until plumbd gets to it). */
+static int entries_complete(const cJSON *gs, const cJSON *clusters)
+{
+	const cJSON *cl, *e;
+	cJSON_ArrayForEach(cl, clusters) {
+		const cJSON *susp = plumbctl_jget(cl, "spec.suspend");
+		const char *name = plumbctl_jstr(cl, "metadata.name");
+		int found = 0;
+		if (cJSON_IsTrue(susp) || !targets(gs, cl))
+			continue;
+		cJSON_ArrayForEach(e, plumbctl_jget(gs, "status.clusters")) {
+			const char *en = plumbctl_jstr(e, "name");
+			found |= en && name && !strcmp(en, name);
+		}
+		if (!found)
+			return 0;
+	}
+	return 1;
+}
+
 /* 1 when the request was handled for the current generation and every
  * cluster is done with the fetched commit (or failed). *no_clusters_since
  * remembers when a handled NoClusters was first seen (0 = not seen). */
-static int finished(const cJSON *gs, const char *token, double *no_clusters_since)
+static int finished(const cJSON *gs, const cJSON *clusters, const char *token, double *no_clusters_since)
 {
 	const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
 	const cJSON *ready = plumbctl_condition(gs, "Ready");
@@ -61,6 +127,8 @@ static int finished(const cJSON *gs, const char *token, double *no_clusters_sinc
 		return plumb_time_mono() - *no_clusters_since >= NO_CLUSTERS_GRACE;
 	}
 	*no_clusters_since = 0;
+	if (!entries_complete(gs, clusters))
+		return 0;
 	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
 		const char *state = plumbctl_jstr(cl, "state"), *commit = plumbctl_jstr(cl, "commit");
 		if (!state || !strcmp(state, "Pending"))
@@ -99,8 +167,8 @@ int plumbctl_sync(int argc, char **argv)
 	const char *name = NULL, *timeout_s = "2m";
 	int wait = 0, rc, code = PLUMBCTL_EXIT_API;
 	double timeout = 0;
-	kube_resource res;
-	cJSON *patch = NULL, *gs = NULL;
+	kube_resource res, cres;
+	cJSON *patch = NULL, *gs = NULL, *clusters = NULL;
 	char token[64];
 	plumb_buf line = PLUMB_BUF_INIT(64 * 1024), last = PLUMB_BUF_INIT(64 * 1024);
 
@@ -135,7 +203,7 @@ int plumbctl_sync(int argc, char **argv)
 	}
 	if ((rc = plumbctl_connect(&conn)))
 		return rc;
-	if ((rc = plumbctl_resolve(&res, &conn, "GitSync"))) {
+	if ((rc = plumbctl_resolve(&res, &conn, "GitSync")) || (rc = plumbctl_resolve(&cres, &conn, "Cluster"))) {
 		code = rc;
 		goto cleanup;
 	}
@@ -179,6 +247,12 @@ int plumbctl_sync(int argc, char **argv)
 			goto cleanup;
 		}
 		if (!rc) {
+			cJSON *l = NULL;
+			cJSON_Delete(clusters);
+			clusters = NULL;
+			if (kube_list(&l, conn.client, &cres, conn.ns, NULL) == 0)
+				clusters = cJSON_DetachItemFromObjectCaseSensitive(l, "items");
+			cJSON_Delete(l);
 			progress(&line, gs, token);
 			if (!last.ptr || strcmp(line.ptr, last.ptr)) {
 				printf("  %s\n", line.ptr);
@@ -186,7 +260,7 @@ int plumbctl_sync(int argc, char **argv)
 				plumb_buf_reset(&last);
 				plumb_buf_puts(&last, line.ptr);
 			}
-			if (finished(gs, token, &no_clusters_since))
+			if (finished(gs, clusters, token, &no_clusters_since))
 				break;
 		}
 		if (plumb_time_mono() > deadline) {
@@ -218,6 +292,7 @@ cleanup:
 	plumb_buf_free(&last);
 	cJSON_Delete(patch);
 	cJSON_Delete(gs);
+	cJSON_Delete(clusters);
 	plumbctl_disconnect(&conn);
 	return code;
 }
