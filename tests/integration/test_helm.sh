@@ -24,6 +24,7 @@ sa="system:serviceaccount:$ns:$rel"
 tmp=$(mktemp -d)
 cleanup() {
 	h uninstall "$rel" -n "$ns" >/dev/null 2>&1
+	h uninstall "$rel-d" -n "$ns" >/dev/null 2>&1
 	k delete namespace "$ns" "$wns" "$other" --wait=false >/dev/null 2>&1
 	rm -rf "$tmp"
 }
@@ -125,19 +126,36 @@ t_eq "managementTarget off by default" "" "$(kinds "$tmp/default.yaml" | grep -E
 
 # --- helm install into the real cluster ------------------------------------------
 # No kubelet or controller-manager in the test bed: the pods never run, so no --wait.
+exists() { # kind name ns
+	if [[ -n $3 ]]; then k get "$1" "$2" -n "$3" -o name; else k get "$1" "$2" -o name; fi
+}
+# objects RELEASE OUT: "kind name namespace" of every object the release holds.
+objects() {
+	h get manifest "$1" -n "$ns" | python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d: print(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))' >"$2"
+}
+
+# First with the default values, as a user would.
+t_ok "helm install (defaults)" h install "$rel-d" "$chart" -n "$ns"
+objects "$rel-d" "$tmp/objects-d"
+t_eq "installed object count (defaults)" 8 "$(wc -l <"$tmp/objects-d")"
+while read -r kind name namespace; do
+	t_ok "installed (defaults): $kind $name" exists "$kind" "$name" "$namespace"
+done <"$tmp/objects-d"
+t_ok "helm uninstall (defaults)" h uninstall "$rel-d" -n "$ns"
+while read -r kind name namespace; do
+	t_fails "removed (defaults): $kind $name" "NotFound|not found" exists "$kind" "$name" "$namespace"
+done <"$tmp/objects-d"
+
+# Then with every optional object.
 t_ok "helm install" h install "$rel" "$chart" -n "$ns" --set watchNamespace="$wns" \
 	--set managementTarget.enabled=true --set managementTarget.inventoryNamespace="$ns" \
 	--set 'managementTarget.rules[0].apiGroups[0]=' --set 'managementTarget.rules[0].resources[0]=configmaps' \
 	--set 'managementTarget.rules[0].verbs={get,list,watch,patch,delete}'
-h get manifest "$rel" -n "$ns" >"$tmp/installed.yaml"
-python3 -c '
-import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d: print(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))' "$tmp/installed.yaml" >"$tmp/objects"
+objects "$rel" "$tmp/objects"
 t_eq "installed object count" 12 "$(wc -l <"$tmp/objects")"
-exists() { # kind name ns
-	if [[ -n $3 ]]; then k get "$1" "$2" -n "$3" -o name; else k get "$1" "$2" -o name; fi
-}
 while read -r kind name namespace; do
 	t_ok "installed: $kind $name" exists "$kind" "$name" "$namespace"
 done <"$tmp/objects"
