@@ -21,6 +21,8 @@ wns=helm-watch-$id   # a watched namespace
 other=helm-other-$id # a namespace plumbd must not read
 rel=plumb-t$id       # release name; contains "plumb", so it is also the full name
 sa="system:serviceaccount:$ns:$rel"
+plumbd=${BUILD:-build}/plumbd
+[[ $plumbd == /* ]] || plumbd=$root/$plumbd
 tmp=$(mktemp -d)
 cleanup() {
 	h uninstall "$rel" -n "$ns" >/dev/null 2>&1
@@ -137,6 +139,49 @@ for d in yaml.safe_load_all(sys.stdin):
     if d: print(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))' >"$2"
 }
 
+# plumbd_as RELEASE GITSYNC_NS [plumbd flags…]: plumbd (the tests' build) with
+# nothing but the release's ServiceAccount token, like the pod; a GitSync with
+# an unreachable repository in GITSYNC_NS must get a Lease, a Stalled status
+# and a FetchFailed Event from it: the chart's RBAC is enough, not just small.
+plumbd_as() {
+	local release=$1 gns=$2 kcfg="$tmp/$1.kubeconfig" log="$tmp/$1.plumbd.log" server token mport hport pid gs=stalled-$1
+	shift 2
+	server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+	token=$(k create token "$release" -n "$ns" --duration=10m)
+	k config --kubeconfig="$kcfg" set-cluster c1 --server="$server" \
+		--certificate-authority="$PLUMB_TESTBED/clusters/c1/ca.crt" --embed-certs >/dev/null
+	k config --kubeconfig="$kcfg" set-credentials sa --token="$token" >/dev/null
+	k config --kubeconfig="$kcfg" set-context sa --cluster=c1 --user=sa --namespace="$ns" >/dev/null
+	k config --kubeconfig="$kcfg" use-context sa >/dev/null
+	k apply -f - >/dev/null <<-EOF
+	apiVersion: plumb.dev/v1alpha1
+	kind: GitSync
+	metadata: {name: $gs, namespace: $gns}
+	spec:
+	  git: {url: "file:///nonexistent/repo.git", ref: {branch: main}}
+	  targets: {clusterNames: [nowhere]}
+	EOF
+	mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	hport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	"$plumbd" --kubeconfig="$kcfg" --leader-elect --lease-name="$release" --lease-namespace="$ns" \
+		--metrics-addr="127.0.0.1:$mport" --health-addr="127.0.0.1:$hport" --cache-dir="$tmp/cache-$release" \
+		--shutdown-timeout=5s "$@" >"$log" 2>&1 &
+	pid=$!
+	until_ok() { for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.5; done; return 1; }
+	t_ok "$release: plumbd as the ServiceAccount is ready" until_ok curl -fsS "http://127.0.0.1:$hport/readyz"
+	lease_ok() { [[ -n $(k get lease "$release" -n "$ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) ]]; }
+	stalled() { [[ $(k get gitsync "$gs" -n "$gns" -o jsonpath='{.status.conditions[?(@.type=="Stalled")].status}') == True ]]; }
+	evented() { k get events.events.k8s.io -n "$gns" -o json | jq -e --arg n "$gs" '[.items[] | select(.regarding.name == $n and .reason == "FetchFailed")] | length > 0'; }
+	t_ok "$release: holds its Lease" until_ok lease_ok
+	t_ok "$release: writes GitSync status" until_ok stalled
+	t_ok "$release: posts Events" until_ok evented
+	t_ok "$release: no permission errors" bash -c "! grep -iE 'forbidden|\\b403\\b' '$log'"
+	kill -TERM "$pid"
+	wait "$pid"
+	t_eq "$release: plumbd stops cleanly" 0 "$?"
+	k delete gitsync "$gs" -n "$gns" --wait=false >/dev/null
+}
+
 # First with the default values, as a user would.
 t_ok "helm install (defaults)" h install "$rel-d" "$chart" -n "$ns"
 objects "$rel-d" "$tmp/objects-d"
@@ -144,6 +189,7 @@ t_eq "installed object count (defaults)" 8 "$(wc -l <"$tmp/objects-d")"
 while read -r kind name namespace; do
 	t_ok "installed (defaults): $kind $name" exists "$kind" "$name" "$namespace"
 done <"$tmp/objects-d"
+plumbd_as "$rel-d" "$wns"
 t_ok "helm uninstall (defaults)" h uninstall "$rel-d" -n "$ns"
 while read -r kind name namespace; do
 	t_fails "removed (defaults): $kind $name" "NotFound|not found" exists "$kind" "$name" "$namespace"
@@ -184,6 +230,8 @@ t_ok "rbac: management target rules" can patch configmaps -n "$other"
 t_ok "rbac: management target narrowed" cannot create deployments.apps -n "$other"
 t_ok "rbac: inventory configmaps" can create configmaps -n "$ns"
 t_ok "rbac: inventory namespace" can create namespaces
+
+plumbd_as "$rel" "$wns" --namespace="$wns"
 
 t_ok "helm uninstall" h uninstall "$rel" -n "$ns"
 while read -r kind name namespace; do
