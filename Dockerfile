@@ -9,10 +9,11 @@
 # tests/integration/test_packaging.sh checks this file without a Docker engine.
 
 FROM debian:12 AS build
+# The compiler, make, pkg-config and the -dev package of every library the
+# Makefile's LIBS names.
+ARG BUILD_PACKAGES="gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev libcjson-dev libyaml-dev libgit2-dev libmicrohttpd-dev"
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      gcc libc6-dev make pkg-config \
-      libcurl4-openssl-dev libssl-dev libcjson-dev libyaml-dev libgit2-dev libmicrohttpd-dev \
+ && apt-get install -y --no-install-recommends $BUILD_PACKAGES \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./

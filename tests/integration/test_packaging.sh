@@ -28,30 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- the build stage ------------------------------------------------------------
-# COPY sources of the build stage, in order.
-copies=$(awk '/^FROM .* AS build/ {b = 1; next} /^FROM / {b = 0} b && $1 == "COPY" {print $2}' "$dockerfile" | tr '\n' ' ')
-t_eq "build stage copies" "Makefile pkg/ cmd/ " "$copies"
-for src in $copies; do
-	t_ok ".dockerignore lets $src through" grep -qx "!${src}" "$root/.dockerignore"
-done
-t_ok ".dockerignore starts by excluding everything" grep -qx '\*' "$root/.dockerignore"
-mkdir -p "$tmp/ctx"
-for src in $copies; do cp -r "$root/$src" "$tmp/ctx/"; done
-make_line=$(grep -oE 'make BUILD=/out [^&\\]*' "$dockerfile")
-t_eq "build stage make command" 'make BUILD=/out -j"$(nproc)" /out/plumbd /out/plumbctl ' "$make_line"
-t_ok "build stage recipe builds on the copied paths only" \
-	make -C "$tmp/ctx" BUILD="$tmp/out" -j2 "$tmp/out/plumbd" "$tmp/out/plumbctl"
-t_ok "strip" strip "$tmp/out/plumbd" "$tmp/out/plumbctl"
-bins=("$tmp/out/plumbd" "$tmp/out/plumbctl")
-[[ -x ${bins[0]} && -x ${bins[1]} ]] || { echo "FAIL: no binaries to check"; t_done; exit 1; }
-
-# --- the runtime stage's packages --------------------------------------------
-read -r -a runtime_pkgs <<<"$(sed -nE 's/^ARG RUNTIME_PACKAGES="([^"]*)"/\1/p' "$dockerfile")"
-t_ok "runtime stage installs RUNTIME_PACKAGES" grep -q 'apt-get install -y --no-install-recommends \$RUNTIME_PACKAGES' "$dockerfile"
-t_ok "runtime stage has CA certificates" grep -qw ca-certificates <<<"${runtime_pkgs[*]}"
-t_ok "runtime stage runs as 65532" grep -qx 'USER 65532:65532' "$dockerfile"
-
 # closure PKG…: the packages apt would install for PKG… (Depends and
 # Pre-Depends, recursively; of alternatives the first one installed here,
 # which runs the same Debian release as the image).
@@ -76,6 +52,63 @@ closure() {
 	done
 	printf '%s\n' "${!seen[@]}" | sort
 }
+# owner FILE: the Debian package that installed FILE (merged /usr aware).
+owner() {
+	local f=$1 o
+	for cand in "$f" "$(readlink -f "$f")" "/usr$f" "${f#/usr}"; do
+		o=$(dpkg -S "$cand" 2>/dev/null | head -1) && { echo "${o%%:*}"; return 0; }
+	done
+	return 1
+}
+
+# --- the build stage ------------------------------------------------------------
+# COPY sources of the build stage, in order.
+copies=$(awk '/^FROM .* AS build/ {b = 1; next} /^FROM / {b = 0} b && $1 == "COPY" {print $2}' "$dockerfile" | tr '\n' ' ')
+t_eq "build stage copies" "Makefile pkg/ cmd/ " "$copies"
+for src in $copies; do
+	t_ok ".dockerignore lets $src through" grep -qx "!${src}" "$root/.dockerignore"
+done
+t_ok ".dockerignore starts by excluding everything" grep -qx '\*' "$root/.dockerignore"
+mkdir -p "$tmp/ctx"
+for src in $copies; do cp -r "$root/$src" "$tmp/ctx/"; done
+make_line=$(grep -oE 'make BUILD=/out [^&\\]*' "$dockerfile")
+t_eq "build stage make command" 'make BUILD=/out -j"$(nproc)" /out/plumbd /out/plumbctl ' "$make_line"
+t_ok "build stage recipe builds on the copied paths only" \
+	make -C "$tmp/ctx" BUILD="$tmp/out" -j2 "$tmp/out/plumbd" "$tmp/out/plumbctl"
+t_ok "strip" strip "$tmp/out/plumbd" "$tmp/out/plumbctl"
+bins=("$tmp/out/plumbd" "$tmp/out/plumbctl")
+[[ -x ${bins[0]} && -x ${bins[1]} ]] || { echo "FAIL: no binaries to check"; t_done; exit 1; }
+
+# The build stage's packages provide the tools and every pkg-config module
+# the Makefile asks for (with the modules those require).
+read -r -a build_pkgs <<<"$(sed -nE 's/^ARG BUILD_PACKAGES="([^"]*)"/\1/p' "$dockerfile")"
+t_ok "build stage installs BUILD_PACKAGES" grep -q 'apt-get install -y --no-install-recommends \$BUILD_PACKAGES' "$dockerfile"
+closure "${build_pkgs[@]}" >"$tmp/build-closure" || { echo "FAIL: build packages are not all installed on this machine"; t_done; exit 1; }
+for tool in gcc make pkg-config ar strip; do
+	f=$(readlink -f "$(command -v "$tool")")
+	t_ok "build stage has $tool" grep -qx "$(owner "$f")" "$tmp/build-closure"
+done
+modules=$(sed -nE 's/^LIBS +:= *//p' "$root/Makefile")
+t_ok "Makefile names its pkg-config modules" test -n "$modules"
+declare -A seen_mod=()
+while [[ -n ${modules// /} ]]; do
+	next=
+	for m in $modules; do
+		[[ -n ${seen_mod[$m]:-} ]] && continue
+		seen_mod[$m]=1
+		pc=$(pkg-config --path "$m") && pkg=$(owner "$pc") || { t_ok "pkg-config module $m belongs to a package" false; continue; }
+		t_ok "pkg-config $m from $pkg, in the build stage" grep -qx "$pkg" "$tmp/build-closure"
+		next+=" $(pkg-config --print-requires --print-requires-private "$m" | awk '{print $1}' | tr '\n' ' ')"
+	done
+	modules=$next
+done
+
+# --- the runtime stage's packages --------------------------------------------
+read -r -a runtime_pkgs <<<"$(sed -nE 's/^ARG RUNTIME_PACKAGES="([^"]*)"/\1/p' "$dockerfile")"
+t_ok "runtime stage installs RUNTIME_PACKAGES" grep -q 'apt-get install -y --no-install-recommends \$RUNTIME_PACKAGES' "$dockerfile"
+t_ok "runtime stage has CA certificates" grep -qw ca-certificates <<<"${runtime_pkgs[*]}"
+t_ok "runtime stage runs as 65532" grep -qx 'USER 65532:65532' "$dockerfile"
+
 closure "${runtime_pkgs[@]}" >"$tmp/closure" || { echo "FAIL: runtime packages are not all installed on this machine"; t_done; exit 1; }
 echo "runtime closure ($(wc -l <"$tmp/closure") packages): $(tr '\n' ' ' <"$tmp/closure")"
 
@@ -84,13 +117,6 @@ ldd "${bins[@]}" >"$tmp/ldd" 2>&1
 t_ok "ldd finds every library" bash -c "! grep -q 'not found' '$tmp/ldd'"
 awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/.*ld-linux/ {print $1}' "$tmp/ldd" | sort -u >"$tmp/libs"
 t_ok "ldd listed libraries" test -s "$tmp/libs"
-owner() {
-	local f=$1 o
-	for cand in "$f" "$(readlink -f "$f")" "/usr$f" "${f#/usr}"; do
-		o=$(dpkg -S "$cand" 2>/dev/null | head -1) && { echo "${o%%:*}"; return 0; }
-	done
-	return 1
-}
 while read -r lib; do
 	if ! pkg=$(owner "$lib"); then
 		t_ok "$lib belongs to a Debian package" false
