@@ -29,7 +29,8 @@ CMDS      := $(patsubst cmd/%/,$(BUILD)/%,$(sort $(dir $(wildcard cmd/*/*.c))))
 HELPERS   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
 FUZZERS   := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps test test-unit test-asan fuzz bench bench-quick clean cluster-up cluster-down
+.PHONY: all deps test test-unit test-asan fuzz bench bench-quick clean cluster-up cluster-down \
+	demo demo-down helm manifests
 all: $(CMDS) $(UNIT) $(ITEST) $(HELPERS)
 
 deps:
@@ -92,6 +93,18 @@ bench: deps all
 
 bench-quick: deps all
 	@bash bench/run.sh --quick
+
+demo: deps all
+	@bash hack/demo.sh up
+
+demo-down:
+	@bash hack/demo.sh down
+
+helm:
+	@bash hack/build-helm.sh
+
+manifests:
+	@bash hack/gen-manifests.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -214,6 +214,9 @@ int main(int argc, char **argv)
 	const char *api_labels[] = { "cluster", "verb", "code" };
 	api_requests = server_counter(metrics, "plumb_api_requests_total",
 		"Kubernetes API requests by cluster, verb and HTTP code (0: no answer).", 3, api_labels);
+	const char *build_labels[] = { "version" };
+	server_gauge_set(server_gauge(metrics, "plumb_build_info", "plumbd's version; always 1.",
+		1, build_labels), 1, PLUMB_VERSION);
 	kube_client_opts ko = { .name = "management", .on_request = count_request };
 	if ((rc = kube_client_new(&mgmt, cfg, &ko)))
 		goto fail;

@@ -1491,7 +1491,10 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 				from_crd = R.items[j].cls == 0 && cJSON_IsString(g) && cJSON_IsString(k) &&
 					   !strcmp(g->valuestring, it->group) && !strcmp(k->valuestring, it->kind);
 			}
-			if (from_crd) {
+			/* Only a kind not served yet is "created with its CRD"; a kind
+			 * the cluster already serves is planned like any other. */
+			kube_resource served;
+			if (from_crd && kube_resolve_object(&served, e->c, it->obj) != 0) {
 				set_outcome(res_of(&R, it->ri), APPLY_CREATED,
 					"its CustomResourceDefinition is applied first");
 				continue;

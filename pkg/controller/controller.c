@@ -86,7 +86,8 @@ struct target {
 
 typedef struct {
 	server_family *lag, *duration, *reconciles, *applied, *pruned, *drifted, *corrections,
-		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader;
+		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader,
+		*gs_ready, *gs_stalled;
 } metrics_set;
 
 struct controller {
@@ -213,6 +214,10 @@ static void metrics_init(controller *c)
 	c->m.fetch_errors = server_counter(r, "plumb_git_fetch_errors_total", "Failed git fetches.", 1, gs);
 	c->m.cluster_up = server_gauge(r, "plumb_cluster_up", "1 when the cluster's API answers.", 1, cl);
 	c->m.leader = server_gauge(r, "plumb_leader", "1 while this replica leads.", 0, NULL);
+	c->m.gs_ready = server_gauge(r, "plumb_gitsync_ready",
+		"1 when the GitSync's Ready condition is True (as last written by the leader).", 1, gs);
+	c->m.gs_stalled = server_gauge(r, "plumb_gitsync_stalled",
+		"1 while the GitSync is Stalled (fetch, credentials or an invalid revision).", 1, gs);
 	server_gauge_set(c->m.leader, 0);
 }
 
@@ -402,6 +407,8 @@ static void trigger_cluster_syncs_locked(controller *c, const char *cl_key, doub
 	}
 }
 
+static controller_cluster_status *entry_locked(gitsync_state *g, const char *name);
+
 /* Triggers sync items of gitsync g for every cluster it targets, and for
  * clusters it has a status entry for (so a deselected one leaves status).
  * Called with c->lock held. */
@@ -410,9 +417,15 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->clusters, &i, &k, &v))
-		if (selects(g->obj, v))
+	while (cmap_next(&c->clusters, &i, &k, &v)) {
+		if (selects(g->obj, v)) {
+			/* Listed as Pending until its first sync says more. */
+			const char *name = jstr(v, "metadata.name");
+			if (name)
+				entry_locked(g, name);
 			trigger_sync(c, g->key, k, debounce);
+		}
+	}
 	i = 0;
 	while (cmap_next(&g->clusters, &i, &k, &v)) {
 		char cl_key[600];
@@ -984,6 +997,17 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 	};
 	int rc = arr ? controller_status_build(&st, &sum, arr, k, prev, plumb_time_real()) : PLUMB_ENOMEM;
 	pthread_mutex_unlock(&c->lock);
+	if (rc == 0) {
+		const cJSON *cd;
+		cJSON_ArrayForEach(cd, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+			const char *type = jstr(cd, "type");
+			int yes = streq(jstr(cd, "status"), "True");
+			if (streq(type, "Ready"))
+				server_gauge_set(c->m.gs_ready, yes, g->key);
+			else if (streq(type, "Stalled"))
+				server_gauge_set(c->m.gs_stalled, yes, g->key);
+		}
+	}
 	free(arr);
 	if (rc == 0 && !(prev && diff_json_equal(st, prev) && diff_json_equal(prev, st))) {
 		cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", g->ns, g->name, cJSON_Duplicate(st, 1));
@@ -1591,6 +1615,8 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	}
 	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
 		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
+	if (state == CONTROLLER_UNREACHABLE)
+		trigger_probe(c, cl_key); /* so the Cluster's Ready condition says so too */
 	free(message);
 	server_counter_add(c->m.reconciles, 1, cl_name,
 		state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED ? "success" : "failure");
@@ -1894,8 +1920,24 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 	gitsync_state *g = cmap_get(&c->gitsyncs, key);
 	double debounce = g ? jduration(g->obj, "spec.debounce", 1) : 0;
 	pthread_mutex_unlock(&c->lock);
-	if (g)
+	if (!g)
+		return;
+	if (c->leading) {
 		trigger_src(c, key, debounce);
+		return;
+	}
+	/* The Service may route a delivery to a standby: pass it on to the
+	 * leader the way a user would, with the requested-at annotation. */
+	char now[48];
+	plumb_time_micro(now, sizeof(now), plumb_time_real());
+	cJSON *patch = cJSON_CreateObject();
+	cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
+	cJSON_AddStringToObject(ann, REQUESTED_AT, now);
+	if (kube_merge_patch(NULL, c->o.mgmt, &c->gitsync_res, ns, name, patch) != 0)
+		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());
+	else
+		plumb_info("webhook passed on to the leader", "gitsync", key);
+	cJSON_Delete(patch);
 }
 
 int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name)

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +16,7 @@
 #define RETRY_AFTER_MAX 30.0
 
 struct kube_client {
+	atomic_int refs;          /* the owner's, plus one per live watch stream */
 	kube_config *cfg;
 	char *name;
 	char *user_agent;
@@ -284,6 +286,8 @@ int kube_client_new(kube_client **out, kube_config *cfg, const kube_client_opts 
 		d = *opts;
 	pthread_once(&curl_once, curl_init_once);
 	c = calloc(1, sizeof(*c));
+	if (c)
+		atomic_init(&c->refs, 1);
 	if (!c)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	c->cfg = kube_config_ref(cfg);
@@ -315,9 +319,16 @@ int kube_client_new(kube_client **out, kube_config *cfg, const kube_client_opts 
 	return 0;
 }
 
+void kube_client_ref(kube_client *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
 void kube_client_free(kube_client *c)
 {
-	if (!c)
+	/* A watch stream stopped a moment ago may still be winding down on the
+	 * hub thread (or its LIST thread): the last reference frees. */
+	if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
 		return;
 	for (int i = 0; i < c->npool; i++)
 		curl_easy_cleanup(c->pool[i]);

@@ -94,7 +94,9 @@ typedef struct {
  * = defaults. Thread-safe: any function below may be called from several
  * threads at once on one client. *out: caller frees with kube_client_free(). */
 int kube_client_new(kube_client **out, kube_config *cfg, const kube_client_opts *opts);
-/* NULL-safe. All watches on this client must be stopped before. */
+/* NULL-safe. Watch streams keep their own reference to the client, so it
+ * may be freed right after kube_watch_stop(): the memory goes when the last
+ * stream has wound down on the hub thread. */
 void kube_client_free(kube_client *c);
 const char *kube_client_name(const kube_client *c);
 const kube_config *kube_client_config(const kube_client *c);

@@ -18,6 +18,9 @@
 #define KUBE_EXEC_OUTPUT_MAX (1024u * 1024)   /* exec plugin stdout */
 #define KUBE_ERRBODY_MAX (1024u * 1024)       /* body kept for error messages */
 
+/* Takes another reference on c: kube_client_free() drops one. */
+void kube_client_ref(kube_client *c);
+
 /* ---- config.c ---- */
 struct kube_config {
 	atomic_int refs;

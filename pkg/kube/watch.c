@@ -233,6 +233,7 @@ static void watch_free(kube_watch *w)
 		pthread_join(w->thr, NULL);
 	stream_close(w);
 	cJSON_Delete(w->list_result);
+	kube_client_free(w->c);
 	free(w->ns);
 	free(w->selector);
 	free(w);
@@ -276,6 +277,7 @@ int kube_watch_start(kube_watch **out, kube_watch_hub *hub, kube_client *c,
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	w->hub = hub;
 	w->c = c;
+	kube_client_ref(c);
 	w->res = *res;
 	w->ns = o.ns && *o.ns && res->namespaced ? plumb_strdup(o.ns) : NULL;
 	w->selector = o.label_selector && *o.label_selector ? plumb_strdup(o.label_selector) : NULL;

@@ -223,7 +223,7 @@ static int is_cluster_scoped(const manifest_render_opts *opts, const char *av, c
 
 /* ---- validation ---------------------------------------------------------- */
 
-static int validate_object(const manifest_object *o, manifest_errors *errs)
+static int validate_object(const manifest_object *o, manifest_errors *errs, int vet)
 {
 	const cJSON *obj = o->obj;
 	const char *av = str_field(obj, "apiVersion"), *kind = str_field(obj, "kind");
@@ -252,7 +252,10 @@ static int validate_object(const manifest_object *o, manifest_errors *errs)
 		api_group(group, sizeof(group), av);
 		int label = !*group && (!strcmp(kind, "Namespace") || !strcmp(kind, "Service"));
 		int segment = !strcmp(group, "rbac.authorization.k8s.io");
-		if (label ? !dns_label(name) : segment ? !path_segment(name) : !dns_subdomain(name)) {
+		/* vet sees the text before substitution: a name made by a variable
+		 * is checked once render has substituted it. */
+		if (!(vet && strstr(name, "${")) &&
+		    (label ? !dns_label(name) : segment ? !path_segment(name) : !dns_subdomain(name))) {
 			manifest_errors_addf(errs, o->file, o->line, o->col,
 					"metadata.name \"%.300s\" of %s is not a valid %s", name, kind,
 					label ? "DNS-1123 label (lowercase letters, digits and '-', at most 63)"
@@ -263,7 +266,7 @@ static int validate_object(const manifest_object *o, manifest_errors *errs)
 	}
 	if (nsv && !cJSON_IsNull(nsv)) {
 		ns = cJSON_IsString(nsv) ? nsv->valuestring : NULL;
-		if (!ns || (*ns && !dns_label(ns))) {
+		if (!ns || (*ns && !(vet && strstr(ns, "${")) && !dns_label(ns))) {
 			manifest_errors_addf(errs, o->file, o->line, o->col,
 					"metadata.namespace \"%.300s\" is not a valid DNS-1123 label", ns ? ns : "");
 			bad++;
@@ -355,7 +358,7 @@ static int validate_set(const manifest_set *set, manifest_errors *errs, int skip
 {
 	int bad = 0, rc;
 	for (size_t i = 0; i < set->count; i++)
-		bad += validate_object(&set->items[i], errs);
+		bad += validate_object(&set->items[i], errs, skip_selected);
 	if ((rc = check_duplicates(set, errs, skip_selected)) < 0)
 		return rc;
 	bad += rc;
@@ -458,7 +461,7 @@ int manifest_render(manifest_set *out, const manifest_file *files, size_t nfiles
 	if (rc == PLUMB_ENOMEM)
 		goto cleanup;
 	for (size_t i = 0; i < set.count; i++)
-		bad += validate_object(&set.items[i], errs);
+		bad += validate_object(&set.items[i], errs, 0);
 	if (rc || bad)
 		goto invalid;
 

@@ -1,0 +1,149 @@
+# Shared helpers for plumb's end-to-end tests: real clusters from the test bed
+# (c1 = management, c2 and c3 = targets), a real Git server over HTTPS with
+# basic auth (hack/git-servers.sh), and plumbd run as a process.
+#
+# Source it after tests/lib.sh. It sets up, per test script:
+#   NS        a fresh namespace in c1 holding the Clusters, Secrets and GitSyncs
+#   WORK      a scratch dir (git servers, clones, plumbd logs), removed on exit
+#   REPO      a bare repository served at $REPO_URL, WORKTREE a clone to commit in
+# and cleans everything up (plumbd processes, git servers) on exit.
+
+e2e_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-build}
+[[ $BUILD = /* ]] || BUILD="$e2e_root/$BUILD"
+: "${PLUMB_TESTBED:?PLUMB_TESTBED must point at a running test bed (hack/cluster.sh up 3)}"
+: "${PLUMB_K8S_BIN:?PLUMB_K8S_BIN must hold kubectl}"
+
+kc() {
+	local c=$1
+	shift
+	"$PLUMB_K8S_BIN/kubectl" --kubeconfig "$PLUMB_TESTBED/clusters/$c/kubeconfig" "$@"
+}
+
+# wait_for SECONDS CMD…: polls CMD every 0.2 s until it succeeds.
+wait_for() {
+	local timeout=$1 end
+	shift
+	end=$(($(date +%s%N) / 1000000 + timeout * 1000))
+	while (($(date +%s%N) / 1000000 < end)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "timed out after ${timeout}s: $*" >&2
+	return 1
+}
+
+e2e_pids=()
+e2e_cleanup() {
+	for p in "${e2e_pids[@]}"; do
+		kill -9 "$p" 2>/dev/null || true
+	done
+	[[ -n ${WORK:-} && -d ${WORK:-} ]] && bash "$e2e_root/hack/git-servers.sh" down "$WORK/git" >/dev/null 2>&1
+	[[ -n ${NS:-} ]] && kc c1 delete namespace "$NS" --wait=false >/dev/null 2>&1
+	[[ -n ${WORK:-} ]] && rm -rf "$WORK"
+	return 0
+}
+trap e2e_cleanup EXIT
+
+WORK=$(mktemp -d /tmp/plumb-e2e.XXXXXX)
+NS=e2e-$(tr -dc a-z0-9 </dev/urandom | head -c 8)
+
+bash "$e2e_root/hack/git-servers.sh" up "$WORK/git" >/dev/null 2>"$WORK/git-servers.log" || {
+	cat "$WORK/git-servers.log"
+	exit 1
+}
+# shellcheck disable=SC1091
+source "$WORK/git/env"
+
+kc c1 apply -f "$e2e_root/manifests/crds/" >/dev/null
+kc c1 wait --for=condition=Established --timeout=60s crd/gitsyncs.plumb.dev crd/clusters.plumb.dev >/dev/null
+kc c1 create namespace "$NS" >/dev/null
+
+# register_cluster NAME LABELS…: a kubeconfig Secret and a Cluster in $NS.
+register_cluster() {
+	local name=$1
+	shift
+	kc c1 -n "$NS" create secret generic "$name" \
+		--from-file=kubeconfig="$PLUMB_TESTBED/clusters/$name/kubeconfig" >/dev/null
+	kc c1 -n "$NS" apply -f - >/dev/null <<-EOF
+		apiVersion: plumb.dev/v1alpha1
+		kind: Cluster
+		metadata:
+		  name: $name
+		  labels: {$(IFS=,; echo "$*")}
+		spec: {kubeConfigSecretRef: {name: $name}}
+	EOF
+}
+
+# new_repo NAME: a bare repo served over HTTPS, and a clone to commit in.
+new_repo() {
+	REPO="$GIT_REPOS/$1.git"
+	REPO_URL="$HTTPS_BASIC_URL/$1.git"
+	WORKTREE="$WORK/clone-$1"
+	git init -q --bare -b main "$REPO"
+	git init -q -b main "$WORKTREE"
+	git -C "$WORKTREE" config user.email e2e@plumb.dev
+	git -C "$WORKTREE" config user.name "plumb e2e"
+	git -C "$WORKTREE" remote add origin "$REPO"
+	kc c1 -n "$NS" create secret generic git-auth --from-literal=username="$BASIC_USER" \
+		--from-literal=password="$BASIC_PASSWORD" --from-file=caFile="$CA_FILE" \
+		--dry-run=client -o yaml | kc c1 apply -f - >/dev/null
+}
+
+# commit MESSAGE: commits everything in $WORKTREE and pushes; prints the id.
+commit() {
+	git -C "$WORKTREE" add -A
+	git -C "$WORKTREE" commit -q -m "$1"
+	git -C "$WORKTREE" push -q origin main 2>/dev/null
+	git -C "$WORKTREE" rev-parse HEAD
+}
+
+# start_plumbd NAME ARGS…: runs plumbd for $NS; sets PLUMBD_PID and
+# METRICS_PORT, HEALTH_PORT (read from its start-up log line).
+start_plumbd() {
+	local name=$1 log="$WORK/plumbd-$1.log"
+	shift
+	"$BUILD/plumbd" --kubeconfig "$PLUMB_TESTBED/clusters/c1/kubeconfig" --namespace "$NS" \
+		--metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 --cache-dir "$WORK/cache-$name" \
+		--log-level debug "$@" >"$log" 2>&1 &
+	PLUMBD_PID=$!
+	e2e_pids+=("$PLUMBD_PID")
+	wait_for 10 grep -q '"plumbd started"' "$log" || { tail -20 "$log"; return 1; }
+	METRICS_PORT=$(grep '"plumbd started"' "$log" | jq -r .metrics_port)
+	HEALTH_PORT=$(grep '"plumbd started"' "$log" | jq -r .health_port)
+}
+
+metric() { # PORT SERIES-PREFIX: the value of the first matching series (0 if none)
+	curl -s "http://127.0.0.1:$1/metrics" | awk -v p="$2" 'index($0, p) == 1 { print $NF; found = 1; exit } END { if (!found) print 0 }'
+}
+
+gs_jq() { # GITSYNC JQ-EXPR
+	kc c1 -n "$NS" get gitsync "$1" -o json | jq -r "$2"
+}
+
+cluster_state() { # GITSYNC CLUSTER
+	gs_jq "$1" ".status.clusters[]? | select(.name == \"$2\") | .state"
+}
+
+cluster_commit() { # GITSYNC CLUSTER
+	gs_jq "$1" ".status.clusters[]? | select(.name == \"$2\") | .commit"
+}
+
+# Succeeds when both targets report commit ID as applied and Synced.
+synced_at() { # GITSYNC ID
+	[[ $(cluster_commit "$1" c2) == "$2" && $(cluster_commit "$1" c3) == "$2" &&
+		$(cluster_state "$1" c2) == Synced && $(cluster_state "$1" c3) == Synced ]]
+}
+
+# Write requests (create, update, patch, delete) plumbd sent to cluster C
+# since TIMESTAMP (RFC 3339), from the apiserver's audit log.
+writes_since() { # CLUSTER TIMESTAMP
+	jq -r --arg since "$2" 'select(.userAgent != null and (.userAgent | startswith("plumb/")))
+		| select(.stageTimestamp >= $since)
+		| select(.verb == "create" or .verb == "update" or .verb == "patch" or .verb == "delete")
+		| "\(.verb) \(.requestURI)"' "$PLUMB_TESTBED/clusters/$1/audit.log"
+}
+
+hmac_sha256() { # SECRET BODY
+	printf '%s' "$2" | openssl dgst -sha256 -hmac "$1" | awk '{print $NF}'
+}
