@@ -66,15 +66,18 @@ $(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(wildcard pkg/*/*.h)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
 fuzz: deps
-	@$(MAKE) --no-print-directory BUILD=build-fuzz $(patsubst $(BUILD)/%,build-fuzz/%,$(FUZZERS))
+	@$(MAKE) --no-print-directory BUILD=build-fuzz $(FUZZ_BINS)
 	@bash hack/run-fuzz.sh build-fuzz/fuzz
 
 test-unit: deps all
 	@bash hack/run-tests.sh --build $(BUILD) --unit-only
 
+FUZZ_BINS := $(patsubst fuzz/%.c,build-fuzz/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+
 test: deps
 	@$(MAKE) --no-print-directory all
-	@bash hack/run-tests.sh --build $(BUILD)
+	@$(MAKE) --no-print-directory BUILD=build-fuzz $(FUZZ_BINS)
+	@bash hack/run-tests.sh --build $(BUILD) --fuzz build-fuzz/fuzz
 
 test-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang OPT=-O1 \

@@ -3,7 +3,7 @@
 # against a fresh local test bed of three real clusters (hack/cluster.sh), which
 # is stopped again whatever happens.
 #
-#   hack/run-tests.sh [--build DIR] [--unit-only] [--asan] [--only PATTERN]
+#   hack/run-tests.sh [--build DIR] [--unit-only] [--asan] [--only PATTERN] [--fuzz DIR]
 #
 # Prints one line per test program and ends with "N passed, N failed" where N
 # counts individual checks (Check's own counts, or 1 per script without any).
@@ -15,12 +15,14 @@ build=build
 unit_only=0
 asan=0
 only=""
+fuzz_dir=""
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--build) build=$2; shift 2 ;;
 	--unit-only) unit_only=1; shift ;;
 	--asan) asan=1; shift ;;
 	--only) only=$2; shift 2 ;;
+	--fuzz) fuzz_dir=$2; shift 2 ;;
 	*) echo "run-tests: unknown flag $1" >&2; exit 2 ;;
 	esac
 done
@@ -78,6 +80,11 @@ for t in "$build"/tests/unit/test_*; do
 	name="unit/$(basename "$t")"
 	selected "$name" && run_one "$(basename "$t")" "$t"
 done
+
+# Every parser of outside input, fuzzed briefly (FUZZ_SECONDS each).
+if [[ -n $fuzz_dir ]] && selected fuzz; then
+	FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_one fuzz bash "$here/run-fuzz.sh" "$fuzz_dir"
+fi
 
 if [[ $unit_only -eq 0 ]]; then
 	export PLUMB_K8S_BIN
