@@ -307,34 +307,30 @@ static void seed_from_status(gitsync_state *g)
 
 /* ---- queue keys ---------------------------------------------------------------- */
 
-static void trigger_src(controller *c, const char *gs_key, double debounce)
+/* Queues "<kind>|<a>|<b>" with every '/' of the object keys made '|'. */
+static void enqueue(controller *c, const char *kind, const char *a, const char *b, double debounce)
 {
-	char key[600];
-	snprintf(key, sizeof(key), "src|%s", gs_key);
+	char key[1300];
+	snprintf(key, sizeof(key), "%s|%s%s%s", kind, a, b ? "|" : "", b ? b : "");
 	for (char *p = key; *p; p++)
 		if (*p == '/')
 			*p = '|';
 	controller_queue_trigger(c->queue, key, debounce);
+}
+
+static void trigger_src(controller *c, const char *gs_key, double debounce)
+{
+	enqueue(c, "src", gs_key, NULL, debounce);
 }
 
 static void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce)
 {
-	char key[1200];
-	snprintf(key, sizeof(key), "sync|%s|%s", gs_key, cl_key);
-	for (char *p = key; *p; p++)
-		if (*p == '/')
-			*p = '|';
-	controller_queue_trigger(c->queue, key, debounce);
+	enqueue(c, "sync", gs_key, cl_key, debounce);
 }
 
 static void trigger_probe(controller *c, const char *cl_key)
 {
-	char key[600];
-	snprintf(key, sizeof(key), "probe|%s", cl_key);
-	for (char *p = key; *p; p++)
-		if (*p == '/')
-			*p = '|';
-	controller_queue_trigger(c->queue, key, 0);
+	enqueue(c, "probe", cl_key, NULL, 0);
 }
 
 /* ---- cluster selection ------------------------------------------------------------ */
@@ -1414,6 +1410,22 @@ static void describe(plumb_buf *b, const apply_result *r, apply_action action, s
 	}
 }
 
+/* Logs (and posts as an Event when post) the objects of r with action. */
+static void report(controller *c, gitsync_state *g, const char *uid, const char *cluster,
+	const apply_result *r, apply_action action, const char *what, const char *type,
+	const char *reason, const char *event_action, int post)
+{
+	if (!r->totals[action])
+		return;
+	plumb_buf b = PLUMB_BUF_INIT(1024);
+	plumb_buf_printf(&b, "cluster %s: %s ", cluster, what);
+	describe(&b, r, action, 10);
+	plumb_info(what, "gitsync", g->key, "cluster", cluster, "detail", b.ptr);
+	if (post)
+		controller_events_post(c->events, g->ns, g->name, uid, type, reason, event_action, b.ptr);
+	plumb_buf_free(&b);
+}
+
 static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next)
 {
 	gitsync_state *g = gitsync_get(c, gs_key);
@@ -1588,31 +1600,12 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "Applied", "Apply", note);
 		plumb_info("applied", "gitsync", gs_key, "cluster", cl_name, "commit", rev->commit, "detail", note);
 	}
-	if (res.totals[APPLY_PRUNED]) {
-		plumb_buf b = PLUMB_BUF_INIT(1024);
-		plumb_buf_printf(&b, "cluster %s: pruned ", cl_name);
-		describe(&b, &res, APPLY_PRUNED, 10);
-		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "Pruned", "Prune", b.ptr);
-		plumb_info("pruned", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
-		plumb_buf_free(&b);
-	}
-	if (res.totals[APPLY_CORRECTED]) {
-		plumb_buf b = PLUMB_BUF_INIT(1024);
-		plumb_buf_printf(&b, "cluster %s: corrected drift in ", cl_name);
-		describe(&b, &res, APPLY_CORRECTED, 10);
-		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "DriftCorrected", "Correct", b.ptr);
-		plumb_info("drift corrected", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
-		plumb_buf_free(&b);
-	}
-	if (res.totals[APPLY_DRIFTED]) {
-		plumb_buf b = PLUMB_BUF_INIT(1024);
-		plumb_buf_printf(&b, "cluster %s: drift in ", cl_name);
-		describe(&b, &res, APPLY_DRIFTED, 10);
-		plumb_info("drift detected", "gitsync", gs_key, "cluster", cl_name, "detail", b.ptr);
-		if (res.writes || changed || new_commit)
-			controller_events_post(c->events, g->ns, g->name, uid, "Warning", "DriftDetected", "Detect", b.ptr);
-		plumb_buf_free(&b);
-	}
+	report(c, g, uid, cl_name, &res, APPLY_PRUNED, "pruned", "Normal", "Pruned", "Prune", 1);
+	report(c, g, uid, cl_name, &res, APPLY_CORRECTED, "corrected drift in", "Normal",
+		"DriftCorrected", "Correct", 1);
+	/* Reported drift is an event when it is news, not on every look. */
+	report(c, g, uid, cl_name, &res, APPLY_DRIFTED, "drift in", "Warning", "DriftDetected",
+		"Detect", res.writes || changed || new_commit);
 	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
 		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
 	if (state == CONTROLLER_UNREACHABLE)
