@@ -59,14 +59,24 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libplumb.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libplumb.a $(LDLIBS)
 
-# libFuzzer targets: clang, with ASan + UBSan, linked against the sources directly.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ipkg -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(LIBS))
-$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(wildcard pkg/*/*.h)
+# libFuzzer targets: clang, with ASan + UBSan. The library is compiled once
+# for them (fuzzer-no-link), each target links against it.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ipkg $(shell pkg-config --cflags $(LIBS))
+FUZZ_OBJS   := $(LIB_SRCS:%.c=build-fuzz/obj/%.o)
+build-fuzz/obj/%.o: %.c $(wildcard pkg/*/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+build-fuzz/libplumb-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build-fuzz/fuzz/%: fuzz/%.c build-fuzz/libplumb-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libplumb-fuzz.a $(LDLIBS)
 
 fuzz: deps
-	@$(MAKE) --no-print-directory BUILD=build-fuzz $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 	@bash hack/run-fuzz.sh build-fuzz/fuzz
 
 test-unit: deps all
@@ -75,8 +85,8 @@ test-unit: deps all
 FUZZ_BINS := $(patsubst fuzz/%.c,build-fuzz/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory BUILD=build-fuzz $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory -j2 all
+	@$(MAKE) --no-print-directory -j2 $(FUZZ_BINS)
 	@bash hack/run-tests.sh --build $(BUILD) --fuzz build-fuzz/fuzz
 
 test-asan: deps
