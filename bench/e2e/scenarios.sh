@@ -1,0 +1,265 @@
+# The scenarios of plumb's end-to-end benchmark (issue 8). Sourced by
+# bench/run.sh after bench/e2e/lib.sh. Each appends its measurements to $RAW.
+#
+# Target namespaces are per run and per mode (nothing is deleted between runs:
+# the test bed has no namespace controller, and deleting 10,000s of objects
+# would cost more than the measurement); every mode sees the same growth.
+
+THREADS=${THREADS:-8}   # bench_ceiling threads per cluster (plumb's apply engine uses 8)
+
+targets_of() { # T: the first T target clusters (c2…)
+	local i
+	for ((i = 2; i < $1 + 2; i++)); do printf 'c%d ' "$i"; done
+}
+
+# ceiling_run NS FILE CLUSTER…: bench_ceiling against all clusters at once;
+# prints the wall time.
+ceiling_run() {
+	local ns=$1 file=$2 c t0 t1 pids=() rc=0
+	shift 2
+	target_ns "$ns" "$@"
+	t0=$(now)
+	for c in "$@"; do
+		"$BUILD/tools/bench_ceiling" "$(cdir "$c")/kubeconfig" "$ns" "$THREADS" "$file" >"$WORK/ceiling-$ns-$c.out" &
+		pids+=("$!")
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	t1=$(now)
+	((rc == 0)) || { say "bench_ceiling failed: $(cat "$WORK"/ceiling-"$ns"-*.out)"; return 1; }
+	fsub "$t1" "$t0"
+}
+
+# kubectl_run NS DIR CLUSTER…: `kubectl apply --server-side -f DIR` into each
+# cluster, all at once (a CI job per cluster); prints the wall time.
+kubectl_run() {
+	local ns=$1 dir=$2 c t0 t1 pids=() rc=0
+	shift 2
+	target_ns "$ns" "$@"
+	t0=$(now)
+	for c in "$@"; do
+		kc "$c" -n "$ns" apply --server-side -f "$dir" >"$WORK/kubectl-$ns-$c.out" 2>&1 &
+		pids+=("$!")
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	t1=$(now)
+	((rc == 0)) || { say "kubectl failed: $(tail -3 "$WORK"/kubectl-"$ns"-*.out)"; return 1; }
+	fsub "$t1" "$t0"
+}
+
+# plumb_run NS COMMIT N TIMEOUT CLUSTER…: a fresh plumbd, then one GitSync
+# targeting the clusters; measures GitSync creation → every cluster Synced at
+# COMMIT (status polled every 0.25 s). Sets RUN_S, RUN_CPU, RUN_HWM_KB and
+# leaves plumbd running (PLUMBD_PID).
+plumb_run() {
+	local ns=$1 commit=$2 n=$3 timeout=$4 t0 t1 c0
+	shift 4
+	mgmt_ns "$ns" "$@"
+	target_ns "$ns" "$@"
+	start_plumbd "$ns"
+	c0=$(proc_cpu "$PLUMBD_PID")
+	t0=$(now)
+	gitsync "$ns" bench "$ns" "$@"
+	wait_synced "$ns" bench "$commit" "$#" "$timeout" || return 1
+	t1=$(now)
+	RUN_S=$(fsub "$t1" "$t0")
+	RUN_CPU=$(fsub "$(proc_cpu "$PLUMBD_PID")" "$c0")
+	RUN_HWM_KB=$(proc_hwm "$PLUMBD_PID")
+}
+
+# s1 N T REPEATS [KEEP [RESERVE]]: initial sync of N ConfigMaps to T clusters;
+# ceiling, kubectl and plumb back to back in each repeat. A repeat after the
+# first that took 90 s or more only starts when it should end before
+# S1_DEADLINE minus RESERVE times the first repeat's duration (time kept for
+# the cases still to come); the report shows how many repeats ran. With KEEP
+# (non-empty), plumbd of the last repeat keeps running for the steady-state
+# scenario (S2_PID, S2_NS, S2_CLUSTERS, S2_N, S2_COMMIT).
+s1() {
+	local n=$1 t=$2 reps=$3 keep=${4:-} reserve=${5:-0} r ns s commit case timeout
+	local prev_pid="" prev_ns="" d_prev=0 d_first=0 rstart
+	case="N=$n T=$t"
+	# shellcheck disable=SC2046
+	set -- $(targets_of "$t")
+	[[ -d $WORK/clone-s1-$n ]] || new_repo "s1-$n" "$n"
+	REPO_URL="$HTTPS_BASIC_URL/s1-$n.git"
+	WT="$WORK/clone-s1-$n"
+	commit=$(git -C "$WT" rev-parse HEAD)
+	timeout=$((120 + n * t / 10))
+	for ((r = 1; r <= reps; r++)); do
+		if ((r > 1 && d_prev >= 90 && SECONDS + d_prev > S1_DEADLINE - reserve * d_first)); then
+			say "S1 $case: time budget spent, $((r - 1)) repeat(s)"
+			break
+		fi
+		rstart=$SECONDS
+		if [[ -n $prev_pid ]]; then
+			stop_plumbd "$prev_pid"
+			purge_plumb "$prev_ns" "$@"
+			prev_pid=""
+		fi
+		say "S1 initial sync $case repeat $r/$reps (load $(cut -d' ' -f1 /proc/loadavg))"
+		ns=s1-ceil-$n-$t-$r-$RUN_ID
+		s=$(ceiling_run "$ns" "$WORK/s1-$n.jsonl" "$@") || return 1
+		record S1 "$case" ceiling_s "$s"
+		record S1 "$case" ceiling_objps "$(fdiv $((n * t)) "$s")"
+		local sc=$s
+		ns=s1-kctl-$n-$t-$r-$RUN_ID
+		s=$(kubectl_run "$ns" "$WT/cm" "$@") || return 1
+		record S1 "$case" kubectl_s "$s"
+		record S1 "$case" kubectl_objps "$(fdiv $((n * t)) "$s")"
+		ns=s1-plumb-$n-$t-$r-$RUN_ID
+		plumb_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+		record S1 "$case" plumb_s "$RUN_S"
+		record S1 "$case" plumb_objps "$(fdiv $((n * t)) "$RUN_S")"
+		record S1 "$case" plumb_cpu_s "$RUN_CPU"
+		record S1 "$case" plumb_rss_mb "$(fdiv "$RUN_HWM_KB" 1024)"
+		say "  ceiling $(fdiv $((n * t)) "$sc") obj/s, kubectl $(fdiv $((n * t)) "$s") obj/s," \
+			"plumb $(fdiv $((n * t)) "$RUN_S") obj/s (${RUN_S} s, cpu ${RUN_CPU} s, peak RSS $(fdiv "$RUN_HWM_KB" 1024) MiB)"
+		if [[ -n $keep ]]; then
+			prev_pid=$PLUMBD_PID prev_ns=$ns
+		else
+			stop_plumbd "$PLUMBD_PID"
+			purge_plumb "$ns" "$@"
+		fi
+		d_prev=$((SECONDS - rstart))
+		((r == 1)) && d_first=$d_prev
+	done
+	if [[ -n $keep ]]; then
+		S2_PID=$prev_pid S2_NS=$prev_ns S2_CLUSTERS="c1 $*" S2_N=$n S2_COMMIT=$commit
+	fi
+}
+
+# s2 SECONDS: steady state of the plumbd kept by s1: API requests by verb
+# (audit logs of the management cluster and the targets, user agent plumb/…),
+# writes, CPU and RSS.
+s2() {
+	local dur=$1 since c cpu0 cpu1 verbs writes case="N=$S2_N T=$(($(wc -w <<<"$S2_CLUSTERS") - 1))"
+	declare -A off
+	say "S2 steady state $case for $dur s"
+	sleep 5   # let the watch-triggered no-op reconciles after the initial sync settle
+	since=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+	for c in $S2_CLUSTERS; do off[$c]=$(stat -c %s "$(cdir "$c")/audit.log"); done
+	cpu0=$(proc_cpu "$S2_PID")
+	sleep "$dur"
+	cpu1=$(proc_cpu "$S2_PID")
+	kill -0 "$S2_PID" || { say "plumbd died during the steady state"; return 1; }
+	synced "$S2_NS" bench "$S2_COMMIT" $(($(wc -w <<<"$S2_CLUSTERS") - 1)) || { say "not Synced after the steady state"; return 1; }
+	for c in $S2_CLUSTERS; do
+		tail -c +"$((off[$c] + 1))" "$(cdir "$c")/audit.log" |
+			jq -r --arg since "$since" 'select(.userAgent != null and (.userAgent | startswith("plumb/")))
+				| select(.stageTimestamp >= $since) | .verb'
+	done | sort | uniq -c >"$WORK/s2-verbs.txt"
+	record S2 "$case" seconds "$dur"
+	while read -r count verb; do
+		record S2 "$case" "requests_per_min_$verb" "$(awk -v c="$count" -v d="$dur" 'BEGIN { printf "%.1f", c * 60 / d }')"
+	done <"$WORK/s2-verbs.txt"
+	writes=$(awk '$2 ~ /^(create|update|patch|delete|deletecollection)$/ { s += $1 } END { print s + 0 }' "$WORK/s2-verbs.txt")
+	record S2 "$case" writes "$writes"
+	record S2 "$case" cpu_s "$(fsub "$cpu1" "$cpu0")"
+	record S2 "$case" cpu_pct_of_core "$(awk -v a="$cpu0" -v b="$cpu1" -v d="$dur" 'BEGIN { printf "%.2f", (b - a) * 100 / d }')"
+	record S2 "$case" rss_mb "$(fdiv "$(proc_rss "$S2_PID")" 1024)"
+	record S2 "$case" peak_rss_mb "$(fdiv "$(proc_hwm "$S2_PID")" 1024)"
+	say "  requests by verb: $(tr '\n' ' ' <"$WORK/s2-verbs.txt"| tr -s ' '); writes $writes; cpu $(fsub "$cpu1" "$cpu0") s"
+	stop_plumbd "$S2_PID"
+	# shellcheck disable=SC2086
+	purge_plumb "$S2_NS" ${S2_CLUSTERS#c1 }
+}
+
+# s3_s4 COMMITS EDITS: 100 objects in 3 targets. S3: COMMITS commits each
+# changing one ConfigMap, each followed by a webhook; latency from the webhook
+# until the new value is in all three targets (seen on watches). S4: EDITS
+# out-of-band edits (merge patch by another field manager), rotating over the
+# targets; latency from the edit's watch event to the correction's.
+s3_s4() {
+	local commits=$1 edits=$2 ns=s3-$RUN_ID k idx c m t0 lat line ta tb end
+	local -a tg=(c2 c3 c4) desired
+	declare -A seen
+	new_repo lat 100
+	for ((idx = 0; idx < 100; idx++)); do desired[idx]=init-$idx; done
+	plumb_run "$ns" "$(git -C "$WT" rev-parse HEAD)" 100 120 "${tg[@]}" || return 1
+	for c in "${tg[@]}"; do watch_start "$c" "$ns" "$WORK/watch-$c"; done
+	sleep 2   # the watches are open and the after-sync reconciles are done
+	say "S3 commit → applied: $commits commits, webhook-triggered, 3 targets"
+	for ((k = 1; k <= commits; k++)); do
+		idx=$(((k * 37) % 100))
+		m=commit-$k-$RANDOM
+		sed -i "s/^  rev: .*/  rev: $m/" "$WT/cm/$(printf 'cm-%05d' "$idx").yaml"
+		git_commit "change cm-$idx" >/dev/null
+		t0=$(now)
+		curl -sf -o /dev/null -X POST "http://127.0.0.1:$METRICS_PORT/hooks/$ns/bench" -H "X-Gitlab-Token: $HOOK_TOKEN" -d '{}' ||
+			{ say "webhook refused"; return 1; }
+		end=$((SECONDS + 30))
+		lat=""
+		while ((SECONDS < end)); do
+			local all=1 maxt=0
+			for c in "${tg[@]}"; do
+				seen[$c]=$(first_after "$WORK/watch-$c" 0 "\"rev\":\"$m\"" | cut -d' ' -f2)
+				[[ -n ${seen[$c]} ]] || { all=0; break; }
+				maxt=$(awk -v a="$maxt" -v b="${seen[$c]}" 'BEGIN { print (b > a) ? b : a }')
+			done
+			if ((all)); then lat=$(fsub "$maxt" "$t0"); break; fi
+			sleep 0.02
+		done
+		[[ -n $lat ]] || { say "commit $k not applied in 30 s"; return 1; }
+		desired[idx]=$m
+		record S3 "100 objects, 3 targets" latency_s "$lat"
+		# keep triggers more than spec.debounce (1 s) apart: a quiet item runs at once
+		sleep "$(awk -v l="$lat" 'BEGIN { d = 1.3 - l; print (d > 0) ? d : 0 }')"
+	done
+	say "S4 drift correction: $edits out-of-band edits"
+	local before
+	before=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^plumb_drift_corrections_total/ { s += $NF } END { print s + 0 }')
+	for ((k = 1; k <= edits; k++)); do
+		c=${tg[k % 3]}
+		idx=$(((k * 53 + 7) % 100))
+		m=drift-$k-$RANDOM
+		line=$(wc -l <"$WORK/watch-$c")
+		api "$c" PATCH "/api/v1/namespaces/$ns/configmaps/$(printf 'cm-%05d' "$idx")?fieldManager=bench-editor" \
+			-H 'Content-Type: application/merge-patch+json' -d "{\"data\":{\"rev\":\"$m\"}}" -o /dev/null || return 1
+		end=$((SECONDS + 30))
+		lat=""
+		while ((SECONDS < end)); do
+			read -r ta_line ta < <(first_after "$WORK/watch-$c" "$line" "\"rev\":\"$m\"") || true
+			if [[ -n ${ta:-} ]]; then
+				read -r _ tb < <(first_after "$WORK/watch-$c" "$ta_line" "\"rev\":\"${desired[idx]}\"") || true
+				if [[ -n ${tb:-} ]]; then lat=$(fsub "$tb" "$ta"); break; fi
+			fi
+			sleep 0.02
+		done
+		unset ta tb ta_line
+		[[ -n $lat ]] || { say "edit $k not corrected in 30 s"; return 1; }
+		record S4 "100 objects, 3 targets" latency_s "$lat"
+		sleep "$(awk -v l="$lat" 'BEGIN { d = 1.3 - l; print (d > 0) ? d : 0 }')"
+	done
+	sleep 1
+	record S4 "100 objects, 3 targets" corrections_counted "$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+		awk -v b="$before" '/^plumb_drift_corrections_total/ { s += $NF } END { print s - b }')"
+	record S3 "100 objects, 3 targets" peak_rss_mb "$(fdiv "$(proc_hwm "$PLUMBD_PID")" 1024)"
+	stop_plumbd "$PLUMBD_PID"
+	purge_plumb "$ns" "${tg[@]}"
+}
+
+# s5 REPEATS COUNTS…: one GitSync of 100 objects to each count of clusters;
+# plumb (fresh plumbd) vs kubectl into every cluster at once.
+s5() {
+	local reps=$1 r t ns s commit
+	shift
+	REPO_URL="$HTTPS_BASIC_URL/lat.git"
+	WT="$WORK/clone-lat"
+	commit=$(git -C "$WT" rev-parse HEAD)
+	for ((r = 1; r <= reps; r++)); do
+		for t in "$@"; do
+			say "S5 100 objects to $t clusters, repeat $r/$reps"
+			# shellcheck disable=SC2046
+			s=$(kubectl_run "s5-kctl-$t-$r-$RUN_ID" "$WT/cm" $(targets_of "$t")) || return 1
+			record S5 "T=$t" kubectl_s "$s"
+			ns=s5-plumb-$t-$r-$RUN_ID
+			# shellcheck disable=SC2046
+			plumb_run "$ns" "$commit" 100 120 $(targets_of "$t") || return 1
+			stop_plumbd "$PLUMBD_PID"
+			# shellcheck disable=SC2046
+			purge_plumb "$ns" $(targets_of "$t")
+			record S5 "T=$t" plumb_s "$RUN_S"
+			record S5 "T=$t" plumb_cpu_s "$RUN_CPU"
+			record S5 "T=$t" plumb_rss_mb "$(fdiv "$RUN_HWM_KB" 1024)"
+		done
+	done
+}

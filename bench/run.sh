@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# plumb's end-to-end benchmark (issue 8): real local clusters (hack/cluster.sh),
+# a real HTTPS Git server (hack/git-servers.sh), plumbd as a process, and the
+# baselines (kubectl apply --server-side; the apiserver's write ceiling from
+# tests/tools/bench_ceiling) measured side by side in the same run.
+#
+#   bash bench/run.sh            full suite (make bench), < 30 min on 2 cores;
+#                                writes bench/results.md and bench/*.png
+#   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 5 min;
+#                                writes into --out (default /tmp/plumb-bench-quick)
+#   bash bench/run.sh --smoke    the quick suite's smallest case only (make test
+#                                runs it through e2e/test_bench_quick.sh)
+#   options: --out DIR           where results.md, raw.tsv and the charts go
+#   env: BUILD (build), PLUMB_K8S_BIN, PLUMB_TESTBED (smoke: reuse a running
+#        test bed with c1 and c2; otherwise a fresh one is made and removed),
+#        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults.
+set -euo pipefail
+
+# Everything runs inside main(), parsed in full before it starts, so that
+# editing this file during a run cannot break the run.
+main() {
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mode=full
+out=""
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--quick) mode=quick; shift ;;
+	--smoke) mode=smoke; shift ;;
+	--out) out=$2; shift 2 ;;
+	*) echo "bench/run.sh: unknown flag $1" >&2; exit 2 ;;
+	esac
+done
+
+case $mode in
+full)   # budget: 29 min; after the initial-sync cases: steady state + ~6 min
+	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
+	commits=50 edits=50 s5_counts=(1 3 6) clusters=7 out=${out:-$ROOT/bench}
+	budget=1740 after_s1=$((steady + 330)) ;;
+quick)  # budget: 4 min 50 s
+	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
+	commits=15 edits=15 s5_counts=(1 3 6) clusters=7 out=${out:-/tmp/plumb-bench-quick}
+	budget=290 after_s1=$((steady + 110)) ;;
+smoke)
+	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() clusters=2
+	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0 ;;
+esac
+
+BUILD=${BUILD:-build}
+[[ $BUILD = /* ]] || BUILD="$ROOT/$BUILD"
+for b in plumbd tools/bench_ceiling; do
+	[[ -x $BUILD/$b ]] || { echo "bench/run.sh: $BUILD/$b missing (make BUILD=${BUILD#"$ROOT"/} -j2 all)" >&2; exit 1; }
+done
+PLUMB_K8S_BIN=${PLUMB_K8S_BIN:-$(bash "$ROOT/hack/build-k8s.sh")}
+export PLUMB_K8S_BIN
+
+WORK=$(mktemp -d /tmp/plumb-bench-work.XXXXXX)
+RUN_ID=$(printf %04x%04x "$RANDOM" "$RANDOM")
+HOOK_TOKEN=bench-$RANDOM$RANDOM$RANDOM
+MGMT_NAMESPACES=()
+own_testbed=0
+mkdir -p "$out"
+RAW=$out/raw.tsv
+: >"$RAW"
+
+# shellcheck source=bench/e2e/lib.sh
+source "$ROOT/bench/e2e/lib.sh"
+# shellcheck source=bench/e2e/scenarios.sh
+source "$ROOT/bench/e2e/scenarios.sh"
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +eu
+	bench_stop_all
+	git_down
+	if ((own_testbed)); then
+		bash "$ROOT/hack/cluster.sh" down >/dev/null 2>&1 || true
+	elif [[ -d ${PLUMB_TESTBED:-}/clusters/c1 ]]; then
+		for ns in "${MGMT_NAMESPACES[@]}"; do kc c1 delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start=$SECONDS
+say "work dir $WORK"
+if [[ $mode == smoke && -n ${PLUMB_TESTBED:-} && -d ${PLUMB_TESTBED}/clusters/c2 ]]; then
+	say "using the running test bed $PLUMB_TESTBED"
+else
+	export PLUMB_TESTBED
+	PLUMB_TESTBED=$(mktemp -d /tmp/plumb-bench-tb.XXXXXX)
+	rmdir "$PLUMB_TESTBED"
+	own_testbed=1
+	say "starting $clusters clusters in $PLUMB_TESTBED"
+	bash "$ROOT/hack/cluster.sh" up "$clusters" 2>&1 | tail -1 >&2
+fi
+git_up
+crds_up
+
+k8s_version=$(api c1 GET /version | jq -r .gitVersion)
+{
+	printf 'meta\t-\tmode\t%s\n' "$mode"
+	printf 'meta\t-\tdate\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'meta\t-\tkubernetes\t%s\n' "$k8s_version"
+	printf 'meta\t-\tcores\t%s\n' "$(nproc)"
+	printf 'meta\t-\tcpu\t%s\n' "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	printf 'meta\t-\tplumbd\t%s\n' "$("$BUILD/plumbd" --version 2>&1 | head -1)"
+	printf 'meta\t-\tcommit\t%s\n' "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	printf 'meta\t-\tload_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >>"$RAW"
+
+# Long initial-sync cases repeat only while the time budget allows (see s1).
+S1_DEADLINE=$((start + budget - after_s1))
+last=${sizes[-1]}
+for n in "${sizes[@]}"; do
+	reserve=0
+	[[ $n == "$last" && $mode != smoke ]] && reserve=2   # room for the T=3 case of this size
+	s1 "$n" 1 "$repeats" "" "$reserve"
+	if [[ $mode != smoke ]]; then
+		keep=""
+		[[ $n == "$last" && $steady -gt 0 ]] && keep=keep
+		s1 "$n" 3 "$repeats" "$keep" 0
+	fi
+done
+[[ $steady -gt 0 ]] && s2 "$steady"
+((commits > 0)) && s3_s4 "$commits" "$edits"
+((${#s5_counts[@]} > 0)) && s5 "$repeats" "${s5_counts[@]}"
+
+printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
+printf 'meta\t-\twall_s\t%s\n' "$((SECONDS - start))" >>"$RAW"
+printf 'meta\t-\tcommand\t%s\n' "$(case $mode in full) echo "make bench" ;; quick) echo "make bench-quick" ;; smoke) echo "bash bench/run.sh --smoke" ;; esac)" >>"$RAW"
+bash "$ROOT/bench/e2e/report.sh" "$RAW" "$out"
+say "done in $((SECONDS - start)) s: $out/results.md"
+}
+
+main "$@"
