@@ -118,16 +118,18 @@ static int smap_put(smap *m, const char *key, void *val, void **old)
 
 /* ---- engine --------------------------------------------------------------- */
 
+/* Projections are kept as compact JSON text: a parsed tree takes several
+ * times the memory, and one is only needed while an object is compared. */
 typedef struct {
 	char hash[65];
-	cJSON *proj;
+	char *proj;
 } proj_entry;
 
 static void proj_entry_free(void *p)
 {
 	proj_entry *e = p;
 	if (e)
-		cJSON_Delete(e->proj);
+		free(e->proj);
 	free(e);
 }
 
@@ -776,7 +778,12 @@ static void cache_put(run *R, const char *key, const char *hash, cJSON *proj)
 		return;
 	}
 	snprintf(pe->hash, sizeof(pe->hash), "%s", hash);
-	pe->proj = proj;
+	pe->proj = cJSON_PrintUnformatted(proj);
+	cJSON_Delete(proj);
+	if (!pe->proj) {
+		free(pe);
+		return;
+	}
 	pthread_mutex_lock(&R->e->lock);
 	if (smap_put(&R->e->proj, key, pe, (void **)&old))
 		proj_entry_free(pe);
@@ -787,12 +794,14 @@ static void cache_put(run *R, const char *key, const char *hash, cJSON *proj)
 /* A copy of the cached projection when it is for hash. */
 static cJSON *cache_get(run *R, const char *key, const char *hash)
 {
-	cJSON *out = NULL;
+	char *text = NULL;
 	pthread_mutex_lock(&R->e->lock);
 	proj_entry *pe = smap_get(&R->e->proj, key);
 	if (pe && !strcmp(pe->hash, hash))
-		out = cJSON_Duplicate(pe->proj, 1);
+		text = strdup(pe->proj);
 	pthread_mutex_unlock(&R->e->lock);
+	cJSON *out = text ? cJSON_Parse(text) : NULL;
+	free(text);
 	return out;
 }
 

@@ -14,6 +14,7 @@
  */
 #include "controller/internal.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,8 @@ struct target {
 	kube_client *client;
 	controller *c;
 	pthread_mutex_t lock;
-	cmap cache;               /* "group|resource|ns|name" -> cJSON* */
+	cmap cache;               /* "group|resource|ns|name" -> compact JSON text (a
+	                             parsed tree costs several times the memory) */
 	target_watch **watches;
 	size_t nwatches;
 	cmap engines;             /* gitsync key -> apply_engine* */
@@ -655,7 +657,7 @@ static void target_unref(controller *c, target *t)
 	const char *k;
 	void *v;
 	while (cmap_next(&t->cache, &i, &k, &v))
-		cJSON_Delete(v);
+		free(v);
 	cmap_free(&t->cache);
 	i = 0;
 	while (cmap_next(&t->engines, &i, &k, &v))
@@ -798,16 +800,19 @@ static int target_live(cJSON **out, void *data, const kube_resource *res, const 
 	cache_key(key, sizeof(key), res, res->namespaced ? ns : "", name);
 	pthread_mutex_lock(&t->lock);
 	target_watch *w = find_watch_locked(t, res);
+	char *text = NULL;
 	if (w && w->synced) {
-		const cJSON *obj = cmap_get(&t->cache, key);
-		if (obj) {
-			*out = cJSON_Duplicate(obj, 1);
-			ret = *out ? 1 : -1;
-		} else {
-			ret = 0;
-		}
+		const char *cached = cmap_get(&t->cache, key);
+		text = cached ? strdup(cached) : NULL;
+		ret = cached ? 1 : 0;
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (ret == 1) {
+		*out = text ? cJSON_Parse(text) : NULL;
+		if (!*out)
+			ret = -1;
+	}
+	free(text);
 	return ret;
 }
 
@@ -854,7 +859,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			}
 		}
 		for (size_t j = 0; j < ndrop; j++) {
-			cJSON_Delete(cmap_del(&t->cache, drop[j]));
+			free(cmap_del(&t->cache, drop[j]));
 			free(drop[j]);
 		}
 		free(drop);
@@ -862,8 +867,10 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		cJSON_ArrayForEach(it, jget(obj, "items")) {
 			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
 			void *old = NULL;
-			cmap_put(&t->cache, key, cJSON_Duplicate(it, 1), &old);
-			cJSON_Delete(old);
+			char *text = cJSON_PrintUnformatted(it);
+			if (text && cmap_put(&t->cache, key, text, &old) != 0)
+				free(text);
+			free(old);
 		}
 		int was = tw->synced;
 		tw->synced = 1;
@@ -883,14 +890,15 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	case KUBE_WATCH_MODIFIED:
 	case KUBE_WATCH_DELETED: {
 		cache_key(key, sizeof(key), &tw->res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
-		pthread_mutex_lock(&t->lock);
 		void *old = NULL;
+		char *text = type == KUBE_WATCH_DELETED ? NULL : cJSON_PrintUnformatted(obj);
+		pthread_mutex_lock(&t->lock);
 		if (type == KUBE_WATCH_DELETED)
 			old = cmap_del(&t->cache, key);
-		else
-			cmap_put(&t->cache, key, cJSON_Duplicate(obj, 1), &old);
+		else if (text && cmap_put(&t->cache, key, text, &old) != 0)
+			free(text);
 		pthread_mutex_unlock(&t->lock);
-		cJSON_Delete(old);
+		free(old);
 		trigger_owner(tw->c, t, obj);
 		break;
 	}
@@ -1800,6 +1808,9 @@ static void *worker(void *arg)
 		c->in_flight++;
 		process(c, key);
 		c->in_flight--;
+		/* A reconcile parses and drops whole revisions: hand the freed
+		 * memory back instead of keeping the peak for good. */
+		malloc_trim(0);
 		controller_queue_done(c->queue, key);
 		update_queue_metrics(c);
 		free(key);
