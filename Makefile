@@ -93,6 +93,7 @@ test-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang OPT=-O1 \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/hack/lsan.supp \
 		bash hack/run-tests.sh --build build-asan --asan
 
 cluster-up:

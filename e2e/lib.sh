@@ -38,6 +38,11 @@ e2e_cleanup() {
 	for p in "${e2e_pids[@]}"; do
 		kill -9 "$p" 2>/dev/null || true
 	done
+	# A crash or a sanitizer report in plumbd must show in the test log.
+	if [[ -n ${WORK:-} ]] && grep -l -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|Segmentation fault" "$WORK"/plumbd-*.log >/dev/null 2>&1; then
+		echo "FAIL plumbd crashed or a sanitizer reported:"
+		grep -h -A40 -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:" "$WORK"/plumbd-*.log | head -120
+	fi
 	[[ -n ${WORK:-} && -d ${WORK:-} ]] && bash "$e2e_root/hack/git-servers.sh" down "$WORK/git" >/dev/null 2>&1
 	[[ -n ${NS:-} ]] && kc c1 delete namespace "$NS" --wait=false >/dev/null 2>&1
 	[[ -n ${WORK:-} ]] && rm -rf "$WORK"

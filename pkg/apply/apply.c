@@ -226,7 +226,8 @@ static int sort_keys(cJSON *v, int depth)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	for (c = v->child, i = 0; c; c = c->next)
 		arr[i++] = c;
-	qsort(arr, n, sizeof(*arr), key_cmp);
+	if (n > 1)
+		qsort(arr, n, sizeof(*arr), key_cmp);
 	for (i = 0; i < n; i++) {
 		arr[i]->prev = i ? arr[i - 1] : arr[n - 1];
 		arr[i]->next = i + 1 < n ? arr[i + 1] : NULL;

@@ -100,7 +100,8 @@ void apply_inventory_normalize(apply_inventory *inv)
 		tmp[i].e = inv->items[i];
 		tmp[i].idx = i;
 	}
-	qsort(tmp, inv->count, sizeof(*tmp), indexed_cmp);
+	if (inv->count > 1)
+		qsort(tmp, inv->count, sizeof(*tmp), indexed_cmp);
 	for (size_t i = 0; i < inv->count; i++) {
 		if (i + 1 < inv->count && entry_cmp_identity(&tmp[i].e, &tmp[i + 1].e) == 0) {
 			free(tmp[i].e.group);

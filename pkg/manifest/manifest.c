@@ -332,7 +332,8 @@ static int check_duplicates(const manifest_set *set, manifest_errors *errs, int 
 		}
 		ids[n++].index = i;
 	}
-	qsort(ids, n, sizeof(*ids), id_cmp);
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), id_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(ids[i].key, ids[i - 1].key))
 			continue;
@@ -508,7 +509,8 @@ int manifest_render(manifest_set *out, const manifest_file *files, size_t nfiles
 		ord[i].cls = order_class(&kept.items[i], opts);
 		ord[i].index = i;
 	}
-	qsort(ord, kept.count, sizeof(*ord), ordered_cmp);
+	if (kept.count > 1)
+		qsort(ord, kept.count, sizeof(*ord), ordered_cmp);
 	/* The result owns copies of the file names it points to. */
 	for (size_t i = 0; i < kept.count; i++) {
 		const char *f = manifest_set_intern_file(out, ord[i].o.file);
@@ -590,7 +592,8 @@ static int walk(file_list *fl, const char *root, const char *rel, int depth)
 		names = p;
 		nn++;
 	}
-	qsort(names, nn, sizeof(*names), name_cmp);
+	if (nn > 1)
+		qsort(names, nn, sizeof(*names), name_cmp);
 	for (size_t i = 0; i < nn && !rc; i++) {
 		char *r = *rel ? plumb_asprintf("%s/%s", rel, names[i]) : plumb_strdup(names[i]);
 		char *full = plumb_asprintf("%s/%s", root, r ? r : "");

@@ -342,7 +342,8 @@ static void render_family(plumb_buf *b, server_family *f)
 {
 	static const char *const types[] = { "counter", "gauge", "histogram" };
 	plumb_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, types[f->type]);
-	qsort(f->series, f->nseries, sizeof(series), series_cmp);
+	if (f->nseries > 1)
+		qsort(f->series, f->nseries, sizeof(series), series_cmp);
 	for (size_t i = 0; i < f->nseries; i++) {
 		series *s = &f->series[i];
 		if (f->type != FAMILY_HISTOGRAM) {

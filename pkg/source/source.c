@@ -1654,7 +1654,8 @@ int source_read(source_files **out, source_cache *cache, const char *url,
 	}
 	if (error < 0)
 		goto cleanup;
-	qsort(rc.items, rc.count, sizeof(*rc.items), file_cmp);
+	if (rc.count > 1)
+		qsort(rc.items, rc.count, sizeof(*rc.items), file_cmp);
 	if (!(files = calloc(1, sizeof(*files)))) {
 		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
 		goto cleanup;
