@@ -23,14 +23,16 @@ die() { log "$*"; exit 1; }
 
 port_in_use() {
 	local p=$1
-	ss -Htln "sport = :$p" 2>/dev/null | grep -q . && return 0
+	ss -Htan "sport = :$p" 2>/dev/null | grep -q . && return 0
 	grep -qx "$p" "$testbed/.ports" 2>/dev/null
 }
 
+# Ports come from 20000-32699: below the kernel's ephemeral range (32768+),
+# so an outgoing connection can never be holding one when a server binds it.
 free_port() {
 	local p
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12700))
 		if ! port_in_use "$p"; then
 			echo "$p" >>"$testbed/.ports"
 			echo "$p"
@@ -163,6 +165,54 @@ stop_pid() {
 	rm -f "$pidfile"
 }
 
+# assign_ports DIR NAME [keep-etcd]: (re)writes DIR/env with free ports.
+assign_ports() {
+	local d=$1 name=$2 etcd_port etcd_peer_port
+	if [[ ${3:-} == keep-etcd ]]; then
+		# shellcheck disable=SC1091
+		source "$d/env"
+		etcd_port=$ETCD_PORT etcd_peer_port=$ETCD_PEER_PORT
+	else
+		etcd_port=$(free_port) etcd_peer_port=$(free_port)
+	fi
+	local api_port
+	api_port=$(free_port)
+	cat >"$d/env" <<-EOF
+		NAME=$name
+		ETCD_PORT=$etcd_port
+		ETCD_PEER_PORT=$etcd_peer_port
+		APISERVER_PORT=$api_port
+		APISERVER_URL=https://127.0.0.1:$api_port
+		KUBECONFIG=$d/kubeconfig
+		AUDIT_LOG=$d/audit.log
+	EOF
+}
+
+# start_etcd DIR NAME BIN: etcd on free ports, healthy, retried on a port race.
+start_etcd() {
+	local d=$1 name=$2 bin=$3
+	for _ in 1 2 3; do
+		assign_ports "$d" "$name"
+		write_scripts "$d" "$name" "$bin"
+		write_kubeconfig "$d" admin "$d/kubeconfig"
+		start_bg "$d/etcd.pid" "$d/run-etcd.sh"
+		# shellcheck disable=SC1091
+		source "$d/env"
+		for _ in $(seq 1 100); do
+			if curl -sf --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1; then
+				return 0
+			fi
+			kill -0 "$(cat "$d/etcd.pid")" 2>/dev/null || break
+			sleep 0.1
+		done
+		log "$name: etcd did not start on ports $ETCD_PORT/$ETCD_PEER_PORT; retrying"
+		stop_pid "$d/etcd.pid"
+		rm -rf "$d/etcd"
+	done
+	tail -20 "$d/etcd.log" >&2
+	die "$name: etcd did not start"
+}
+
 wait_ready() {
 	local d=$1 deadline=$((SECONDS + ${2:-90}))
 	# shellcheck disable=SC1091
@@ -173,13 +223,13 @@ wait_ready() {
 			return 0
 		fi
 		if [[ -s $d/apiserver.pid ]] && ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then
-			tail -20 "$d/apiserver.log" >&2
-			die "$(basename "$d"): kube-apiserver exited"
+			log "$(basename "$d"): kube-apiserver exited"
+			return 1
 		fi
 		sleep 0.3
 	done
-	tail -20 "$d/apiserver.log" >&2
-	die "$(basename "$d"): not ready after ${2:-90}s"
+	log "$(basename "$d"): not ready after ${2:-90}s"
+	return 1
 }
 
 cmd_up() {
@@ -190,35 +240,33 @@ cmd_up() {
 	ln -sfn "$bin" "$testbed/bin"
 	local start=$SECONDS
 	for i in $(seq 1 "$n"); do
-		local name="c$i" d="$testbed/clusters/c$i"
+		local d="$testbed/clusters/c$i"
 		mkdir -p "$d/certs"
-		{
-			echo "NAME=$name"
-			echo "ETCD_PORT=$(free_port)"
-			echo "ETCD_PEER_PORT=$(free_port)"
-			echo "APISERVER_PORT=$(free_port)"
-		} >"$d/env"
-		# shellcheck disable=SC1091
-		source "$d/env"
-		{
-			echo "APISERVER_URL=https://127.0.0.1:$APISERVER_PORT"
-			echo "KUBECONFIG=$d/kubeconfig"
-			echo "AUDIT_LOG=$d/audit.log"
-		} >>"$d/env"
-		make_certs "$d" "$name" &
+		make_certs "$d" "c$i" &
 	done
 	wait
 	for i in $(seq 1 "$n"); do
-		local d="$testbed/clusters/c$i"
-		write_scripts "$d" "c$i" "$bin"
-		write_kubeconfig "$d" admin "$d/kubeconfig"
-		start_bg "$d/etcd.pid" "$d/run-etcd.sh"
+		start_etcd "$testbed/clusters/c$i" "c$i" "$bin"
 	done
 	for i in $(seq 1 "$n"); do
 		start_bg "$testbed/clusters/c$i/apiserver.pid" "$testbed/clusters/c$i/run-apiserver.sh"
 	done
 	for i in $(seq 1 "$n"); do
-		wait_ready "$testbed/clusters/c$i" 120
+		local d="$testbed/clusters/c$i" tries=0
+		# Another process may take the port between our check and the bind:
+		# then the cluster moves to new ports (etcd keeps its data).
+		until wait_ready "$d" 120; do
+			tries=$((tries + 1))
+			if ((tries >= 3)) || ! grep -q "address already in use" "$d/apiserver.log"; then
+				tail -20 "$d/apiserver.log" >&2
+				die "c$i: kube-apiserver did not become ready"
+			fi
+			log "c$i: apiserver port taken; moving"
+			assign_ports "$d" "c$i" keep-etcd
+			write_scripts "$d" "c$i" "$bin"
+			write_kubeconfig "$d" admin "$d/kubeconfig"
+			start_bg "$d/apiserver.pid" "$d/run-apiserver.sh"
+		done
 	done
 	log "$n cluster(s) ready in $((SECONDS - start))s in $testbed ($("$bin/kubectl" --kubeconfig "$testbed/clusters/c1/kubeconfig" version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"
 }
@@ -257,7 +305,7 @@ start-apiserver)
 	d="$testbed/clusters/$2"
 	[[ -x $d/run-apiserver.sh ]] || die "no cluster $2 in $testbed"
 	start_bg "$d/apiserver.pid" "$d/run-apiserver.sh"
-	wait_ready "$d" 120 ;;
+	wait_ready "$d" 120 || { tail -20 "$d/apiserver.log" >&2; die "$2: kube-apiserver did not become ready"; } ;;
 sign-client)
 	# internal: sign-client DIR CN GROUP OUTBASE
 	sign_client "$2" "$3" "$4" "$5" ;;

@@ -35,7 +35,9 @@ port_in_use() {
 free_port() {
 	local p i
 	for i in $(seq 1 200); do
-		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+		# below the kernel's ephemeral range (32768+): no outgoing
+		# connection can be holding it
+		p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12700 ))
 		if ! port_in_use "$p"; then
 			echo "$p"
 			return 0
