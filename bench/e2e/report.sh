@@ -149,7 +149,7 @@ gnuplot <<-EOF
 	set style data histogram
 	set style histogram errorbars gap 2 lw 1
 	set style fill solid 0.8 border -1
-	set key top left
+	set key outside bottom center horizontal
 	set yrange [0:*]
 	set grid ytics
 	plot "$dat" using 2:3:4:xtic(1) title "apiserver ceiling", '' using 5:6:7 title "kubectl apply --server-side", '' using 8:9:10 title "plumb"
