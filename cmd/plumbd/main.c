@@ -30,6 +30,8 @@ typedef struct {
 	const char *log_level;
 	const char *cache_dir;
 	double shutdown_timeout;
+	double kube_qps;
+	int kube_burst;
 } flags;
 
 static atomic_int lost_lease;
@@ -55,6 +57,9 @@ static void usage(FILE *f)
 		"  --log-level LEVEL       debug, info, warn or error (default: info)\n"
 		"  --cache-dir DIR         Git mirror cache (default: /tmp/plumb-cache)\n"
 		"  --shutdown-timeout D    on SIGTERM, wait this long for running applies (default: 30s)\n"
+		"  --kube-qps N            client-side request rate limit per target cluster (default: 0 = none;\n"
+		"                          the API server's priority and fairness applies, 429 Retry-After is honoured)\n"
+		"  --kube-burst N          burst for --kube-qps (default: 2 x qps)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -65,7 +70,7 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -79,6 +84,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
 		{ "shutdown-timeout", required_argument, NULL, SHUTDOWN },
+		{ "kube-qps", required_argument, NULL, QPS },
+		{ "kube-burst", required_argument, NULL, BURST },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -117,6 +124,22 @@ static int parse_flags(flags *f, int argc, char **argv)
 				return 2;
 			}
 			break;
+		case QPS:
+			f->kube_qps = strtod(optarg, &end);
+			if (*end || f->kube_qps < 0) {
+				fprintf(stderr, "plumbd: --kube-qps %s: want a number >= 0\n", optarg);
+				return 2;
+			}
+			break;
+		case BURST: {
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 100000) {
+				fprintf(stderr, "plumbd: --kube-burst %s: want a number from 1 to 100000\n", optarg);
+				return 2;
+			}
+			f->kube_burst = (int)n;
+			break;
+		}
 		case VERSION:
 			printf("plumbd %s\n", PLUMB_VERSION);
 			exit(0);
@@ -226,7 +249,8 @@ int main(int argc, char **argv)
 		goto fail;
 	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
-		.on_request = count_request };
+		.on_request = count_request, .kube_qps = f.kube_qps,
+		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
 	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .secret = webhook_secret,

@@ -30,6 +30,7 @@
 #define MAX_DRIFT_LIST 50
 #define MAX_DRIFT_FIELDS 20
 #define PROBE_PERIOD 60.0
+#define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -740,7 +741,8 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		goto cleanup;
 	}
 	kube_client_opts ko = { .name = name, .timeout = 20, .on_request = c->o.on_request,
-		.hook_data = c->o.hook_data };
+		.hook_data = c->o.hook_data, .qps = c->o.kube_qps > 0 ? c->o.kube_qps : -1,
+		.burst = c->o.kube_burst };
 	rc = kube_client_new(&t->client, cfg, &ko);
 	if (rc) {
 		free(t);
@@ -828,8 +830,13 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 	void *v;
 	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
-		if (strcmp(g->label, lv->valuestring) == 0)
-			trigger_sync(c, g->key, t->key, jduration(g->obj, "spec.debounce", 1));
+		if (strcmp(g->label, lv->valuestring) == 0) {
+			/* A change in a target is acted on fast: a short window still
+			 * gathers a burst of events (and the echo of our own writes)
+			 * into one run, but an edit never waits out a whole debounce. */
+			double d = jduration(g->obj, "spec.debounce", 1);
+			trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 }

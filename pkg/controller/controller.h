@@ -112,6 +112,9 @@ typedef struct {
 	server_metrics *metrics;    /* registry for plumb_* metrics; may be NULL */
 	const char *identity;       /* this replica, for Events */
 	kube_request_hook on_request; /* installed on every target client; may be NULL */
+	double kube_qps;            /* client-side limit per target; <= 0 = none (server-side
+	                               priority and fairness, 429 + Retry-After honoured) */
+	int kube_burst;
 	void *hook_data;
 } controller_opts;
 
