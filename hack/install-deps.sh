@@ -13,6 +13,8 @@ packages=(
 	lighttpd lighttpd-mod-openssl openssh-server openssh-client
 	# benchmarks and charts
 	gnuplot-nox hyperfine
+	# test scripts use python3 (and PyYAML) for small JSON/YAML checks
+	python3 python3-yaml
 )
 
 missing=()
