@@ -1794,8 +1794,12 @@ static void process(controller *c, const char *key)
 static void *worker(void *arg)
 {
 	controller *c = arg;
+	char why[128];
 	while (!c->stopping) {
-		if (!c->leading) {
+		/* Only the leader works, and only once GitSyncs, Clusters and
+		 * Secrets are all listed: a Cluster looked at before its Secret is
+		 * known would be reported broken for nothing. */
+		if (!c->leading || !controller_ready(c, why, sizeof(why))) {
 			plumb_sleep(0.2);
 			continue;
 		}
