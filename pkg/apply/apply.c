@@ -624,20 +624,12 @@ static void fill_type(cJSON *obj, const kube_resource *res)
 		cJSON_AddStringToObject(obj, "kind", res->kind);
 }
 
-/* One labelled LIST of res over all namespaces into R->live. */
-static int list_labelled(run *R, const kube_resource *res)
+/* Keeps a LIST answer for the run and indexes its items into m by
+ * (group, kind, namespace, name). Takes list over. */
+static int keep_list(run *R, cJSON *list, const kube_resource *res, smap *m)
 {
-	char gk[512];
-	kube_list_opts lo = { .label_selector = R->e->selector };
-	cJSON *list = NULL;
 	const cJSON *item;
 	int err;
-
-	snprintf(gk, sizeof(gk), "%s/%s", res->group, res->kind);
-	if (smap_has(&R->listed, gk))
-		return 0;
-	if ((err = kube_list(&list, R->e->c, res, NULL, &lo)))
-		return plumb_error_prefix(err, "listing %s", res->resource);
 	if (R->nlists == R->alists) {
 		size_t na = R->alists ? R->alists * 2 : 16;
 		cJSON **l = realloc(R->lists, na * sizeof(*l));
@@ -657,11 +649,29 @@ static int list_labelled(run *R, const kube_resource *res)
 			continue;
 		if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		err = smap_put(&R->live, key, (void *)item, NULL);
+		err = smap_put(m, key, (void *)item, NULL);
 		free(key);
 		if (err)
 			return err;
 	}
+	return 0;
+}
+
+/* One labelled LIST of res over all namespaces into R->live. */
+static int list_labelled(run *R, const kube_resource *res)
+{
+	char gk[512];
+	kube_list_opts lo = { .label_selector = R->e->selector };
+	cJSON *list = NULL;
+	int err;
+
+	snprintf(gk, sizeof(gk), "%s/%s", res->group, res->kind);
+	if (smap_has(&R->listed, gk))
+		return 0;
+	if ((err = kube_list(&list, R->e->c, res, NULL, &lo)))
+		return plumb_error_prefix(err, "listing %s", res->resource);
+	if ((err = keep_list(R, list, res, &R->live)))
+		return err;
 	return smap_put(&R->listed, gk, (void *)1, NULL);
 }
 
@@ -670,7 +680,6 @@ static int list_existing(run *R, const kube_resource *res, const char *ns)
 {
 	char k[800];
 	cJSON *list = NULL;
-	const cJSON *item;
 	int err;
 
 	snprintf(k, sizeof(k), "%s/%s/%s", res->group, res->kind, ns);
@@ -678,30 +687,8 @@ static int list_existing(run *R, const kube_resource *res, const char *ns)
 		return 0;
 	if ((err = kube_list(&list, R->e->c, res, res->namespaced ? ns : NULL, NULL)))
 		return err;
-	if (R->nlists == R->alists) {
-		size_t na = R->alists ? R->alists * 2 : 16;
-		cJSON **l = realloc(R->lists, na * sizeof(*l));
-		if (!l) {
-			cJSON_Delete(list);
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		}
-		R->lists = l;
-		R->alists = na;
-	}
-	R->lists[R->nlists++] = list;
-	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-		const char *ins = meta_get(item, "namespace"), *name = meta_get(item, "name");
-		fill_type((cJSON *)item, res);
-		char *key;
-		if (!name)
-			continue;
-		if (!(key = make_key(res->group, res->kind, res->namespaced && ins ? ins : "", name)))
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		err = smap_put(&R->unowned, key, (void *)item, NULL);
-		free(key);
-		if (err)
-			return err;
-	}
+	if ((err = keep_list(R, list, res, &R->unowned)))
+		return err;
 	return smap_put(&R->exist_listed, k, (void *)1, NULL);
 }
 

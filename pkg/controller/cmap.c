@@ -132,3 +132,11 @@ void cmap_free(cmap *m)
 	free(m->vals);
 	memset(m, 0, sizeof(*m));
 }
+
+void cmap_free_all(cmap *m, void (*free_value)(void *))
+{
+	for (size_t i = 0; free_value && i < m->cap; i++)
+		if (m->keys[i] && m->keys[i] != tombstone)
+			free_value(m->vals[i]);
+	cmap_free(m);
+}

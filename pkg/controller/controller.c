@@ -268,6 +268,8 @@ static void gitsync_unref(gitsync_state *g)
 	free(g);
 }
 
+static void free_gitsync(void *g) { gitsync_unref(g); }
+
 /* Seeds per-cluster entries from the status a previous leader wrote, so a
  * restart that finds nothing to do writes nothing either. */
 static void seed_from_status(gitsync_state *g)
@@ -642,6 +644,9 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 
 /* ---- targets ---------------------------------------------------------------------- */
 
+static void free_engine(void *e) { apply_engine_free(e); }
+static void free_json(void *j) { cJSON_Delete(j); }
+
 static void target_unref(controller *c, target *t)
 {
 	pthread_mutex_lock(&c->lock);
@@ -654,16 +659,8 @@ static void target_unref(controller *c, target *t)
 		free(t->watches[i]);
 	}
 	free(t->watches);
-	size_t i = 0;
-	const char *k;
-	void *v;
-	while (cmap_next(&t->cache, &i, &k, &v))
-		free(v);
-	cmap_free(&t->cache);
-	i = 0;
-	while (cmap_next(&t->engines, &i, &k, &v))
-		apply_engine_free(v);
-	cmap_free(&t->engines);
+	cmap_free_all(&t->cache, free);
+	cmap_free_all(&t->engines, free_engine);
 	kube_client_free(t->client);
 	pthread_mutex_destroy(&t->lock);
 	free(t->key);
@@ -2011,18 +2008,9 @@ void controller_free(controller *c)
 	}
 	cmap_free(&c->targets);
 	kube_watch_hub_free(c->hub);
-	i = 0;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v))
-		gitsync_unref(v);
-	cmap_free(&c->gitsyncs);
-	i = 0;
-	while (cmap_next(&c->clusters, &i, &k, &v))
-		cJSON_Delete(v);
-	cmap_free(&c->clusters);
-	i = 0;
-	while (cmap_next(&c->secrets, &i, &k, &v))
-		cJSON_Delete(v);
-	cmap_free(&c->secrets);
+	cmap_free_all(&c->gitsyncs, free_gitsync);
+	cmap_free_all(&c->clusters, free_json);
+	cmap_free_all(&c->secrets, free_json);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	controller_queue_free(c->queue);

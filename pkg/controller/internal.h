@@ -26,6 +26,8 @@ void *cmap_del(cmap *m, const char *key);
 /* Iterates: returns the next index >= *i holding an entry, or 0 at the end. */
 int cmap_next(const cmap *m, size_t *i, const char **key, void **val);
 void cmap_free(cmap *m);
+/* Frees every value with free_value (NULL: values are not freed), then the map. */
+void cmap_free_all(cmap *m, void (*free_value)(void *));
 
 /* ---- events ------------------------------------------------------------------- */
 typedef struct controller_events controller_events;
