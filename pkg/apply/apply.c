@@ -116,10 +116,62 @@ static int smap_put(smap *m, const char *key, void *val, void **old)
 	return 0;
 }
 
+/* Keeps the entries with a value keep() accepts, freeing the others (keys,
+ * and values with free_val). The map is rebuilt, keys moved, not copied. */
+static int smap_retain(smap *m, int (*keep)(const char *key, void *data), void *data,
+	void (*free_val)(void *))
+{
+	smap out = { 0 };
+	size_t kept = 0, idx;
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->keys[i] && m->vals[i] && keep(m->keys[i], data))
+			kept++;
+	out.cap = 64;
+	while ((kept + 1) * 2 > out.cap)
+		out.cap *= 2;
+	out.keys = calloc(out.cap, sizeof(char *));
+	out.vals = calloc(out.cap, sizeof(void *));
+	if (!out.keys || !out.vals) {
+		free(out.keys);
+		free(out.vals);
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->keys[i])
+			continue;
+		if (m->vals[i] && keep(m->keys[i], data)) {
+			smap_slot(&out, m->keys[i], &idx);
+			out.keys[idx] = m->keys[i];
+			out.vals[idx] = m->vals[i];
+			out.n++;
+			continue;
+		}
+		free(m->keys[i]);
+		if (free_val && m->vals[i])
+			free_val(m->vals[i]);
+	}
+	free(m->keys);
+	free(m->vals);
+	*m = out;
+	return 0;
+}
+
 /* ---- engine --------------------------------------------------------------- */
 
-/* Projections are kept as compact JSON text: a parsed tree takes several
- * times the memory, and one is only needed while an object is compared. */
+/* What the engine remembers of an object it applied or verified: hashes, not
+ * objects, so that 10,000s of objects cost little memory. */
+typedef struct {
+	unsigned char dhash[16];  /* the desired hash (first 128 bits) it holds for */
+	unsigned char phash[16];  /* hash of the projection P */
+	char rv[24];              /* applied or verified at this resourceVersion;
+	                             "" = read it again next time */
+	unsigned char p_desired;  /* P is the desired object itself (the server
+	                             changed nothing plumb sets: ConfigMaps, most
+	                             objects); otherwise P's text is in e->proj */
+} obj_state;
+
+/* P of an object the server normalised (defaults inside lists, quantities),
+ * as compact JSON text. */
 typedef struct {
 	char hash[65];
 	char *proj;
@@ -142,8 +194,10 @@ struct apply_engine {
 	char head_name[64];
 	char *selector;
 	pthread_mutex_t run_lock;   /* one run at a time */
-	pthread_mutex_t lock;       /* guards proj */
-	smap proj;                  /* key -> proj_entry */
+	pthread_mutex_t lock;       /* guards state, proj and proj_bytes */
+	smap state;                 /* key -> obj_state */
+	smap proj;                  /* key -> proj_entry, for objects without p_desired */
+	size_t proj_bytes;          /* text held in proj, at most APPLY_MAX_PROJ_BYTES */
 	apply_inv_state inv;
 };
 
@@ -324,15 +378,53 @@ void apply_engine_forget(apply_engine *e)
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->lock);
+	smap_free(&e->state, free);
 	smap_free(&e->proj, proj_entry_free);
+	e->proj_bytes = 0;
 	apply_inv_state_clear(&e->inv);
 	pthread_mutex_unlock(&e->lock);
+}
+
+static char *make_key(const char *group, const char *kind, const char *ns, const char *name);
+
+int apply_engine_verified(apply_engine *e, const kube_resource *res, const char *ns,
+	const char *name, const char *rv)
+{
+	char *key;
+	int yes = 0;
+	if (!e || !res || !name || !rv || !*rv)
+		return 0;
+	if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	obj_state *st = smap_get(&e->state, key);
+	yes = st && st->rv[0] && !strcmp(st->rv, rv);
+	pthread_mutex_unlock(&e->lock);
+	free(key);
+	return yes;
+}
+
+int apply_engine_tracks(apply_engine *e, const kube_resource *res, const char *ns,
+	const char *name)
+{
+	char *key;
+	int yes;
+	if (!e || !res || !name)
+		return 0;
+	if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	yes = smap_has(&e->state, key);
+	pthread_mutex_unlock(&e->lock);
+	free(key);
+	return yes;
 }
 
 void apply_engine_free(apply_engine *e)
 {
 	if (!e)
 		return;
+	smap_free(&e->state, free);
 	smap_free(&e->proj, proj_entry_free);
 	apply_inv_state_clear(&e->inv);
 	if (e->gitsync_id) {
@@ -455,9 +547,15 @@ typedef struct {
 	kube_resource res;
 	int resolved;
 	int cls;
-	const cJSON *live;     /* borrowed (a list) or owned_live */
+	const cJSON *live;     /* borrowed (a list page) or owned_live */
 	cJSON *owned_live;
-	int live_state;        /* 0 unknown, 1 found, 2 not among labelled objects */
+	int live_state;        /* 0 unknown, 1 found, 2 not among labelled objects,
+	                          3 labelled per the cache, not read yet */
+	int done;              /* processed (or found unchanged without a read) */
+	int fast;              /* unchanged: still at the version verified before */
+	int established;       /* a CRD seen Established when it was read */
+	int has_odigest;
+	unsigned char odigest[16]; /* proj_digest() of obj, once needed */
 	int attempted;         /* a real apply was sent */
 	int in_old;            /* in the inventory before this run */
 	size_t ri;             /* index into result objects */
@@ -482,6 +580,7 @@ typedef struct {
 	size_t n;
 	cand *cands;
 	size_t ncands;
+	smap want;             /* key -> item* of every desired object */
 	smap live;             /* key -> const cJSON* (borrowed from lists) */
 	smap unowned;          /* key -> const cJSON* from existence lists */
 	smap listed;           /* "group/kind" -> 1: labelled LIST done */
@@ -697,52 +796,136 @@ static apply_object_result *res_of(run *R, size_t ri)
 	return &R->res->objects[ri];
 }
 
-/* Fills live/live_state for items of one class that are resolved. */
-static void fetch_live(run *R, size_t cls)
+static void process_item(run *R, size_t i);
+static int state_fast(run *R, const item *it, const char *rv);
+
+typedef struct {
+	run *R;
+	const kube_resource *res;
+	size_t *idx;
+} page_ctx;
+
+/* One page of a labelled LIST: the desired objects in it are processed while
+ * the page is in memory, so a LIST of 10,000 objects never is at once. */
+static int process_page(const cJSON *page, void *data)
 {
-	/* callback first, then one labelled LIST per kind it does not cover */
+	page_ctx *P = data;
+	run *R = P->R;
+	cJSON *o;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(page, "items")) {
+		const char *ns = meta_get(o, "namespace"), *name = meta_get(o, "name");
+		char *key;
+		item *it;
+		if (!name || !(key = make_key(P->res->group, P->res->kind,
+			P->res->namespaced && ns ? ns : "", name)))
+			continue;
+		it = smap_get(&R->want, key);
+		free(key);
+		if (!it || it->done || it->live || !it->resolved ||
+		    res_of(R, it->ri)->action != APPLY_UNCHANGED)
+			continue;
+		fill_type(o, P->res);   /* the page is ours until we return */
+		it->live = o;
+		it->live_state = 1;
+		P->idx[n++] = (size_t)(it - R->items);
+	}
+	run_parallel(R, process_item, P->idx, n);
+	for (size_t k = 0; k < n; k++)
+		R->items[P->idx[k]].live = NULL;
+	return 0;
+}
+
+static int needs_read(const run *R, const item *it, size_t cls)
+{
+	return (size_t)it->cls == cls && it->resolved && !it->done && !it->live &&
+	       (it->live_state == 0 || it->live_state == 3) &&
+	       R->res->objects[it->ri].action == APPLY_UNCHANGED;
+}
+
+/* Finds out what is live for the items of one class: from the controller's
+ * cache when it has one (no read at all for an object still at the version
+ * plumb applied or verified), then, for a kind with many objects to read,
+ * one labelled LIST processed page by page; the rest are read one by one. */
+static void fetch_live(run *R, size_t cls, size_t *idx)
+{
 	for (size_t i = 0; i < R->n; i++) {
 		item *it = &R->items[i];
-		apply_object_result *r = res_of(R, it->ri);
-		if ((size_t)it->cls != cls || !it->resolved || r->action != APPLY_UNCHANGED || it->live_state)
+		apply_live_info info;
+		int got;
+		if (!needs_read(R, it, cls) || it->live_state || !R->o.live)
 			continue;
-		if (R->o.live) {
-			cJSON *obj = NULL;
-			int got = R->o.live(&obj, R->o.live_data, &it->res, it->ns, it->name);
-			if (got == 1 && obj) {
-				fill_type(obj, &it->res);
-				it->owned_live = obj;
-				it->live = obj;
-				it->live_state = 1;
-				continue;
-			}
-			cJSON_Delete(obj);
-			if (got == 0) {
-				it->live_state = 2;
-				continue;
-			}
+		memset(&info, 0, sizeof(info));
+		got = R->o.live(&info, R->o.live_data, &it->res, it->ns, it->name);
+		if (got == 1 && !strcmp(info.label, R->e->label) && !strcmp(info.hash, it->hash) &&
+		    state_fast(R, it, info.rv)) {
+			/* still at the version plumb applied or verified */
+			cJSON_Delete(info.obj);
+			it->live_state = 1;
+			it->fast = 1;
+			it->done = 1;
+		} else if (got == 1 && info.obj) {
+			fill_type(info.obj, &it->res);
+			it->owned_live = info.obj;
+			it->live = info.obj;
+			it->live_state = 1;
+		} else if (got == 1) {
+			it->live_state = 3;
+		} else if (got == 0) {
+			it->live_state = 2;
 		}
-		int err = list_labelled(R, &it->res);
-		if (err) {
-			set_outcome(r, APPLY_FAILED, plumb_error_last());
+	}
+	/* many to read of one kind: one labelled LIST, page by page */
+	for (size_t i = 0; i < R->n; i++)
+		if ((size_t)R->items[i].cls == cls && R->items[i].resolved)
+			smap_put(&R->want, R->items[i].key, &R->items[i], NULL);
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		size_t same = 0;
+		char gk[512];
+		if (!needs_read(R, it, cls))
+			continue;
+		snprintf(gk, sizeof(gk), "paged:%s/%s", it->res.group, it->res.kind);
+		if (smap_has(&R->listed, gk))
+			continue;
+		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++)
+			if (needs_read(R, &R->items[j], cls) && !strcmp(R->items[j].res.group, it->res.group) &&
+			    !strcmp(R->items[j].res.kind, it->res.kind))
+				same++;
+		if (same < EXISTENCE_LIST_MIN)
+			continue;
+		page_ctx P = { R, &it->res, idx };
+		kube_list_opts lo = { .label_selector = R->e->selector };
+		kube_resource res = it->res;
+		P.res = &res;
+		if (smap_put(&R->listed, gk, (void *)1, NULL))
+			continue;
+		if (kube_list_pages(R->e->c, &res, NULL, &lo, process_page, &P, NULL, NULL)) {
+			plumb_warn("labelled list failed; reading objects one by one", "resource",
+				res.resource, "error", plumb_error_last());
 			continue;
 		}
-		it->live = smap_get(&R->live, it->key);
-		it->live_state = it->live ? 1 : 2;
+		/* what the LIST did not have is not labelled for this GitSync */
+		for (size_t j = 0; j < R->n; j++) {
+			item *o = &R->items[j];
+			if (needs_read(R, o, cls) && !strcmp(o->res.group, res.group) && !strcmp(o->res.kind, res.kind))
+				o->live_state = 2;
+		}
 	}
 	/* many missing objects in one (kind, ns): one LIST instead of GETs */
 	for (size_t i = 0; i < R->n; i++) {
 		item *it = &R->items[i];
 		size_t same = 0;
 		char k[800];
-		if ((size_t)it->cls != cls || it->live_state != 2)
+		if ((size_t)it->cls != cls || it->done || it->live_state != 2)
 			continue;
 		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
 		if (smap_has(&R->exist_listed, k))
 			continue;
 		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++) {
 			item *o = &R->items[j];
-			if (o->live_state == 2 && o->resolved && !strcmp(o->res.group, it->res.group) &&
+			if (o->live_state == 2 && !o->done && o->resolved && !strcmp(o->res.group, it->res.group) &&
 			    !strcmp(o->res.kind, it->res.kind) && !strcmp(o->ns, it->ns))
 				same++;
 		}
@@ -758,36 +941,155 @@ static void fail_item(apply_object_result *r, int err)
 	set_outcome(r, APPLY_FAILED, plumb_error_last());
 }
 
-static void cache_put(run *R, const char *key, const char *hash, cJSON *proj)
+static void hex_bytes(unsigned char *out, size_t n, const char *hex)
 {
-	proj_entry *pe = calloc(1, sizeof(*pe)), *old = NULL;
-	if (!pe) {
-		cJSON_Delete(proj);
-		return;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v = 0;
+		for (int k = 0; k < 2; k++) {
+			char ch = hex && *hex ? *hex++ : '0';
+			v = v * 16 + (unsigned)(ch >= 'a' ? ch - 'a' + 10 : ch >= 'A' ? ch - 'A' + 10 : ch - '0');
+		}
+		out[i] = (unsigned char)v;
 	}
-	snprintf(pe->hash, sizeof(pe->hash), "%s", hash);
-	pe->proj = cJSON_PrintUnformatted(proj);
-	cJSON_Delete(proj);
-	if (!pe->proj) {
-		free(pe);
-		return;
-	}
-	pthread_mutex_lock(&R->e->lock);
-	if (smap_put(&R->e->proj, key, pe, (void **)&old))
-		proj_entry_free(pe);
-	pthread_mutex_unlock(&R->e->lock);
-	proj_entry_free(old);
 }
 
-/* A copy of the cached projection when it is for hash. */
-static cJSON *cache_get(run *R, const char *key, const char *hash)
+/* 128 bits of sha256 over proj with keys sorted: equal for equal JSON. */
+static int proj_digest(unsigned char out[16], const cJSON *proj)
 {
-	char *text = NULL;
+	cJSON *copy = cJSON_Duplicate(proj, 1);
+	char *text = NULL, sum[65];
+	int err;
+	if (!copy)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	if (!(err = sort_keys(copy, 0))) {
+		if ((text = cJSON_PrintUnformatted(copy))) {
+			plumb_sha256_hex(sum, text, strlen(text));
+			hex_bytes(out, 16, sum);
+		} else {
+			err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+	}
+	cJSON_free(text);
+	cJSON_Delete(copy);
+	return err;
+}
+
+/* Remembers for it->key: P (proj) for the item's desired hash, ph the hash
+ * of the projection accepted as not drifted (NULL: P's), seen at
+ * resourceVersion rv ("" = read it again next time). */
+static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *proj, const char *rv)
+{
+	obj_state *st, *old = NULL;
+	proj_entry *pe = NULL, *oldp = NULL;
+	unsigned char d[16];
+	if (R->o.dry_run || !proj || proj_digest(d, proj))
+		return;
+	if (!it->has_odigest) {
+		if (proj_digest(it->odigest, it->obj))
+			return;
+		it->has_odigest = 1;
+	}
+	if (!(st = calloc(1, sizeof(*st))))
+		return;
+	hex_bytes(st->dhash, 16, it->hash);
+	memcpy(st->phash, ph ? ph : d, 16);
+	if (rv && strlen(rv) < sizeof(st->rv))
+		memcpy(st->rv, rv, strlen(rv) + 1);
+	st->p_desired = !memcmp(d, it->odigest, 16);
+	if (!st->p_desired && (pe = calloc(1, sizeof(*pe)))) {
+		snprintf(pe->hash, sizeof(pe->hash), "%s", it->hash);
+		if (!(pe->proj = cJSON_PrintUnformatted(proj))) {
+			free(pe);
+			pe = NULL;
+		}
+	}
 	pthread_mutex_lock(&R->e->lock);
-	proj_entry *pe = smap_get(&R->e->proj, key);
-	if (pe && !strcmp(pe->hash, hash))
-		text = strdup(pe->proj);
+	if (smap_put(&R->e->state, it->key, st, (void **)&old))
+		old = st;
+	{
+		proj_entry *cur = smap_get(&R->e->proj, it->key), *dropped = NULL;
+		if (cur)
+			R->e->proj_bytes -= strlen(cur->proj);
+		if (pe && R->e->proj_bytes + strlen(pe->proj) > APPLY_MAX_PROJ_BYTES) {
+			dropped = pe;   /* over budget: a dry run computes P when needed */
+			pe = NULL;
+		}
+		/* a dropped entry keeps its slot, with no value, until the run's end */
+		if ((pe || cur) && smap_put(&R->e->proj, it->key, pe, (void **)&oldp)) {
+			dropped = pe;   /* cur stays, unaccounted: counted again at the run's end */
+			pe = NULL;
+			oldp = NULL;
+		}
+		if (pe)
+			R->e->proj_bytes += strlen(pe->proj);
+		proj_entry_free(dropped);
+	}
 	pthread_mutex_unlock(&R->e->lock);
+	free(old);
+	proj_entry_free(oldp);
+}
+
+/* Moves the version the object was verified at, keeping the rest. */
+static void state_set_rv(run *R, const item *it, const char *rv)
+{
+	if (R->o.dry_run)
+		return;
+	pthread_mutex_lock(&R->e->lock);
+	obj_state *st = smap_get(&R->e->state, it->key);
+	if (st)
+		snprintf(st->rv, sizeof(st->rv), "%s", rv && strlen(rv) < sizeof(st->rv) ? rv : "");
+	pthread_mutex_unlock(&R->e->lock);
+}
+
+/* -1: nothing remembered for the item's desired hash; 0: remembered, and
+ * ph differs; 1: the same projection. */
+static int state_check(run *R, const item *it, const unsigned char ph[16])
+{
+	unsigned char d[16];
+	int ret = -1;
+	hex_bytes(d, 16, it->hash);
+	pthread_mutex_lock(&R->e->lock);
+	obj_state *st = smap_get(&R->e->state, it->key);
+	if (st && !memcmp(st->dhash, d, 16))
+		ret = !memcmp(st->phash, ph, 16);
+	pthread_mutex_unlock(&R->e->lock);
+	return ret;
+}
+
+/* 1 when the item was applied or verified at resourceVersion rv for its
+ * current desired hash. */
+static int state_fast(run *R, const item *it, const char *rv)
+{
+	unsigned char d[16];
+	int yes;
+	if (!rv || !*rv)
+		return 0;
+	hex_bytes(d, 16, it->hash);
+	pthread_mutex_lock(&R->e->lock);
+	obj_state *st = smap_get(&R->e->state, it->key);
+	yes = st && st->rv[0] && !memcmp(st->dhash, d, 16) && !strcmp(st->rv, rv);
+	pthread_mutex_unlock(&R->e->lock);
+	return yes;
+}
+
+/* P as remembered for the item's desired hash (a new tree), or NULL. */
+static cJSON *state_proj(run *R, const item *it)
+{
+	unsigned char d[16];
+	char *text = NULL;
+	int desired = 0;
+	hex_bytes(d, 16, it->hash);
+	pthread_mutex_lock(&R->e->lock);
+	obj_state *st = smap_get(&R->e->state, it->key);
+	if (st && !memcmp(st->dhash, d, 16)) {
+		proj_entry *pe = smap_get(&R->e->proj, it->key);
+		desired = st->p_desired;
+		if (!desired && pe && !strcmp(pe->hash, it->hash))
+			text = plumb_strdup(pe->proj);
+	}
+	pthread_mutex_unlock(&R->e->lock);
+	if (desired)
+		return cJSON_Duplicate(it->obj, 1);
 	cJSON *out = text ? cJSON_Parse(text) : NULL;
 	free(text);
 	return out;
@@ -826,21 +1128,31 @@ static char *owner_of(const cJSON *live)
 	return plumb_buf_detach(&b);
 }
 
+static int crd_established(const cJSON *crd);
+
+/* The object after a real apply: remember its projection and version. */
+static void remember_applied(run *R, item *it, const cJSON *proj, const cJSON *result)
+{
+	state_set(R, it, NULL, proj, meta_get(result, "resourceVersion"));
+}
+
 static void process_item(run *R, size_t i)
 {
 	item *it = &R->items[i];
 	apply_object_result *r = res_of(R, it->ri);
 	const cJSON *live = it->live;
-	cJSON *got = NULL, *result = NULL, *proj = NULL;
+	cJSON *got = NULL, *result = NULL, *proj = NULL, *q = NULL;
 	apply_fields fields = { 0 };
+	unsigned char qh[16];
 	int adopting = 0, err, nd;
 
-	if (r->action != APPLY_UNCHANGED || !it->resolved)
+	if (r->action != APPLY_UNCHANGED || !it->resolved || it->done)
 		return;
-	if (it->live_state == 2) {
+	it->done = 1;
+	if (!live) {
 		char k[800];
 		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
-		if (smap_has(&R->exist_listed, k)) {
+		if (it->live_state == 2 && smap_has(&R->exist_listed, k)) {
 			live = smap_get(&R->unowned, it->key);
 		} else {
 			err = kube_get(&got, R->e->c, &it->res, *it->ns ? it->ns : NULL, it->name);
@@ -848,9 +1160,13 @@ static void process_item(run *R, size_t i)
 				fail_item(r, err);
 				goto cleanup;
 			}
+			if (got)
+				fill_type(got, &it->res);
 			live = got;
 		}
 	}
+	if (live && it->cls == 0)
+		it->established = crd_established(live);
 	if (live && !owned(R, live)) {
 		if (!R->o.adopt) {
 			char *who = owner_of(live);
@@ -881,19 +1197,30 @@ static void process_item(run *R, size_t i)
 		if (R->o.dry_run)
 			apply_unified_diff(&r->diff, NULL, proj);
 		r->action = APPLY_CREATED;
-		if (!R->o.dry_run) {
-			cache_put(R, it->key, it->hash, proj);
-			proj = NULL;
-		}
+		remember_applied(R, it, proj, result);
 		goto cleanup;
 	}
 	if (!adopting) {
 		const char *lh = map_get(live, "annotations", APPLY_ANNOTATION_HASH);
-		proj = cache_get(R, it->key, it->hash);
-		if (!proj && lh && !strcmp(lh, it->hash)) {
-			if (apply_only_plumb_wrote(live) && apply_has_paths(live, it->obj)) {
-				proj = apply_project(live, it->obj);
-			} else {
+		if (lh && !strcmp(lh, it->hash)) {
+			/* same desired object: drift check */
+			int known;
+			if (!(q = apply_project(live, it->obj)) || (err = proj_digest(qh, q))) {
+				fail_item(r, plumb_error_set(PLUMB_ENOMEM, "out of memory"));
+				goto cleanup;
+			}
+			known = state_check(R, it, qh);
+			if (known == 1) {
+				state_set_rv(R, it, meta_get(live, "resourceVersion"));
+				goto cleanup;  /* unchanged since plumb applied or verified it */
+			}
+			if (known < 0 && apply_only_plumb_wrote(live) && apply_has_paths(live, it->obj)) {
+				/* nobody but plumb wrote it: what is there is P */
+				state_set(R, it, qh, q, meta_get(live, "resourceVersion"));
+				goto cleanup;
+			}
+			/* compare with P: remembered, or computed by a dry run */
+			if (!(proj = known == 0 ? state_proj(R, it) : NULL)) {
 				if ((err = do_apply(R, it, &result, 1))) {
 					fail_item(r, err);
 					goto cleanup;
@@ -902,31 +1229,34 @@ static void process_item(run *R, size_t i)
 				cJSON_Delete(result);
 				result = NULL;
 			}
-			if (proj)
-				cache_put(R, it->key, it->hash, cJSON_Duplicate(proj, 1));
-		}
-	}
-	if (proj) {
-		/* same desired object: drift check */
-		if ((nd = apply_compare(&fields, proj, live, 1)) < 0) {
-			fail_item(r, nd);
-			goto cleanup;
-		}
-		if (nd == 0)
-			goto cleanup;  /* unchanged */
-		apply_unified_diff(&r->diff, live, proj);
-		take_fields(r, &fields);
-		if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
-			if ((err = do_apply(R, it, &result, 0))) {
-				fail_item(r, err);
+			if (!proj || (nd = apply_compare(&fields, proj, live, 1)) < 0) {
+				fail_item(r, plumb_error_set(PLUMB_ENOMEM, "out of memory"));
 				goto cleanup;
 			}
-			r->action = APPLY_CORRECTED;
-			cache_put(R, it->key, it->hash, apply_project(result, it->obj));
-		} else {
-			r->action = APPLY_DRIFTED;
+			if (nd == 0) {
+				/* changed only where plumb does not look */
+				state_set(R, it, qh, proj, meta_get(live, "resourceVersion"));
+				goto cleanup;
+			}
+			apply_unified_diff(&r->diff, live, proj);
+			take_fields(r, &fields);
+			if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
+				cJSON_Delete(proj);
+				proj = NULL;
+				if ((err = do_apply(R, it, &result, 0))) {
+					fail_item(r, err);
+					goto cleanup;
+				}
+				r->action = APPLY_CORRECTED;
+				proj = apply_project(result, it->obj);
+				remember_applied(R, it, proj, result);
+			} else {
+				/* left drifted: read it again next time */
+				r->action = APPLY_DRIFTED;
+				state_set(R, it, NULL, proj, "");
+			}
+			goto cleanup;
 		}
-		goto cleanup;
 	}
 	/* desired changed (or adopting) */
 	if ((err = do_apply(R, it, &result, R->o.dry_run))) {
@@ -952,15 +1282,13 @@ static void process_item(run *R, size_t i)
 	r->action = APPLY_UPDATED;
 	if (adopting)
 		set_message(r, "adopted");
-	if (!R->o.dry_run) {
-		cache_put(R, it->key, it->hash, proj);
-		proj = NULL;
-	}
+	remember_applied(R, it, proj, result);
 cleanup:
 	apply_fields_free(&fields);
 	cJSON_Delete(got);
 	cJSON_Delete(result);
 	cJSON_Delete(proj);
+	cJSON_Delete(q);
 }
 
 static int crd_established(const cJSON *crd)
@@ -985,7 +1313,7 @@ static void wait_crd(run *R, size_t i)
 
 	if (r->action == APPLY_FAILED || r->action == APPLY_CONFLICT || r->action == APPLY_SKIPPED)
 		return;
-	if (r->action == APPLY_UNCHANGED && it->live && crd_established(it->live))
+	if (r->action == APPLY_UNCHANGED && (it->fast || it->established))
 		return;
 	for (;;) {
 		cJSON *crd = NULL;
@@ -1088,7 +1416,7 @@ static void resolve_item(run *R, item *it, smap *neg)
 static void process_class(run *R, size_t cls, size_t *idx)
 {
 	size_t n = 0;
-	fetch_live(R, cls);
+	fetch_live(R, cls, idx);
 	for (size_t i = 0; i < R->n; i++)
 		if ((size_t)R->items[i].cls == cls && R->items[i].resolved)
 			idx[n++] = i;
@@ -1154,6 +1482,41 @@ cleanup:
 	cJSON_Delete(got);
 }
 
+void apply_live_info_of(apply_live_info *info, const cJSON *obj)
+{
+	const char *rv = meta_get(obj, "resourceVersion");
+	const char *lb = map_get(obj, "labels", APPLY_LABEL_GITSYNC);
+	const char *h = map_get(obj, "annotations", APPLY_ANNOTATION_HASH);
+	const char *pa = map_get(obj, "annotations", APPLY_ANNOTATION_PRUNE);
+	memset(info, 0, sizeof(*info));
+	snprintf(info->rv, sizeof(info->rv), "%s", rv && strlen(rv) < sizeof(info->rv) ? rv : "");
+	snprintf(info->label, sizeof(info->label), "%s", lb && strlen(lb) < sizeof(info->label) ? lb : "");
+	snprintf(info->hash, sizeof(info->hash), "%s", h && strlen(h) < sizeof(info->hash) ? h : "");
+	info->prune_disabled = pa && !strcmp(pa, "disabled");
+	info->deleting = meta_get(obj, "deletionTimestamp") != NULL;
+}
+
+/* What prune_one() looks at, from what the cache knows: ownership labels,
+ * the prune annotation and whether deletion started. */
+static cJSON *skeleton_of(const apply_live_info *info)
+{
+	cJSON *o = cJSON_CreateObject(), *m, *l, *a;
+	if (!o || !(m = cJSON_AddObjectToObject(o, "metadata")) ||
+	    !(l = cJSON_AddObjectToObject(m, "labels")) ||
+	    !(a = cJSON_AddObjectToObject(m, "annotations"))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	cJSON_AddStringToObject(l, APPLY_LABEL_MANAGED_BY, APPLY_FIELD_MANAGER);
+	if (info->label[0])
+		cJSON_AddStringToObject(l, APPLY_LABEL_GITSYNC, info->label);
+	if (info->prune_disabled)
+		cJSON_AddStringToObject(a, APPLY_ANNOTATION_PRUNE, "disabled");
+	if (info->deleting)
+		cJSON_AddStringToObject(m, "deletionTimestamp", "set");
+	return o;
+}
+
 static void prune(run *R, size_t *idx)
 {
 	for (size_t i = 0; i < R->ncands; i++) {
@@ -1177,31 +1540,34 @@ static void prune(run *R, size_t *idx)
 		c->cls = apply_prune_class(c->res.group, c->res.kind, c->res.namespaced);
 		int got = -1;
 		cJSON *obj = NULL;
-		if (R->o.live)
-			got = R->o.live(&obj, R->o.live_data, &c->res, c->e.ns, c->e.name);
+		if (R->o.live) {
+			apply_live_info info;
+			memset(&info, 0, sizeof(info));
+			got = R->o.live(&info, R->o.live_data, &c->res, c->e.ns, c->e.name);
+			obj = got == 1 ? (info.obj ? info.obj : skeleton_of(&info)) : NULL;
+			if (got == 1 && !obj)
+				got = -1;
+		}
 		if (got < 0 && (err = list_labelled(R, &c->res))) {
-			cJSON_Delete(obj);
 			fail_item(r, err);
 			c->keep = 1;
 			c->resolved = 0;
-		} else if (got >= 0) {
-			if (got == 1 && obj) {
-				smap_put(&R->live, c->key, obj, NULL);
-				/* keep it alive with the lists */
-				if (R->nlists == R->alists) {
-					size_t na = R->alists ? R->alists * 2 : 16;
-					cJSON **l = realloc(R->lists, na * sizeof(*l));
-					if (l) {
-						R->lists = l;
-						R->alists = na;
-					}
+		} else if (got == 1) {
+			/* kept alive with the lists */
+			if (R->nlists == R->alists) {
+				size_t na = R->alists ? R->alists * 2 : 16;
+				cJSON **l = realloc(R->lists, na * sizeof(*l));
+				if (l) {
+					R->lists = l;
+					R->alists = na;
 				}
-				if (R->nlists < R->alists)
-					R->lists[R->nlists++] = obj;
-			} else {
-				cJSON_Delete(obj);
+			}
+			if (R->nlists < R->alists && !smap_put(&R->live, c->key, obj, NULL)) {
+				R->lists[R->nlists++] = obj;
+				obj = NULL;
 			}
 		}
+		cJSON_Delete(obj);
 	}
 	for (int cls = 0; cls < 4; cls++) {
 		size_t n = 0;
@@ -1310,10 +1676,16 @@ static void run_free(run *R)
 	for (size_t i = 0; i < R->nlists; i++)
 		cJSON_Delete(R->lists[i]);
 	free(R->lists);
+	smap_free(&R->want, NULL);
 	smap_free(&R->live, NULL);
 	smap_free(&R->unowned, NULL);
 	smap_free(&R->listed, NULL);
 	smap_free(&R->exist_listed, NULL);
+}
+
+static int wanted(const char *key, void *data)
+{
+	return smap_has(&((run *)data)->want, key);
 }
 
 static void compact_results(run *R)
@@ -1343,7 +1715,7 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 	run R;
 	apply_result *res = out;
 	apply_inventory next = { 0 };
-	smap desired_keys = { 0 }, neg = { 0 };
+	smap neg = { 0 };
 	size_t *idx = NULL;
 	int err = 0, prune_ok;
 
@@ -1372,7 +1744,7 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 
 	/* what is desired, and what of the inventory is not */
 	for (size_t i = 0; i < R.n; i++)
-		if ((err = smap_put(&desired_keys, R.items[i].key, &R.items[i], NULL)))
+		if ((err = smap_put(&R.want, R.items[i].key, &R.items[i], NULL)))
 			goto cleanup;
 	R.cands = calloc(e->inv.inv.count ? e->inv.inv.count : 1, sizeof(*R.cands));
 	if (!R.cands) {
@@ -1387,7 +1759,7 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 			err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
 			goto cleanup;
 		}
-		if ((it = smap_get(&desired_keys, key))) {
+		if ((it = smap_get(&R.want, key))) {
 			it->in_old = 1;
 			free(key);
 			continue;
@@ -1525,6 +1897,18 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 			goto cleanup;
 	}
 
+	/* forget objects no longer desired (pruned, or left) */
+	if (!R.o.dry_run) {
+		pthread_mutex_lock(&e->lock);
+		smap_retain(&e->state, wanted, &R, free);
+		smap_retain(&e->proj, wanted, &R, proj_entry_free);
+		e->proj_bytes = 0;
+		for (size_t i = 0; i < e->proj.cap; i++)
+			if (e->proj.keys[i] && e->proj.vals[i])
+				e->proj_bytes += strlen(((proj_entry *)e->proj.vals[i])->proj);
+		pthread_mutex_unlock(&e->lock);
+	}
+
 	/* narrow the inventory to what is owned now */
 	if ((err = inventory_of_items(&R, &next, 1)))
 		goto cleanup;
@@ -1549,7 +1933,6 @@ cleanup:
 	res->writes = atomic_load(&R.writes);
 	run_free(&R);
 	apply_inventory_free(&next);
-	smap_free(&desired_keys, NULL);
 	smap_free(&neg, free);
 	free(idx);
 	pthread_mutex_unlock(&e->run_lock);

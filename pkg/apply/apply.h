@@ -22,12 +22,21 @@
  * Drift (DESIGN.md §3a). The projection P of an object is the object the
  * server returned for the last apply, restricted to the paths the rendered
  * object sets (maps recursively, lists whole). Drift = the live object,
- * restricted to P's paths, differs from P. P is kept in memory keyed by the
- * desired hash. With no P in memory (new engine, restart): if the live object
+ * restricted to P's paths, differs from P. What the engine remembers of P is
+ * keyed by the desired hash. With nothing remembered (new engine, restart): if the live object
  * was written by nobody but "plumb" (managers that own only status ignored)
  * and holds every path of the rendered object, P is the live object's
  * projection; otherwise one dryRun=All apply computes it. Either way, once P
- * is known a steady-state pass sends zero write requests. The field manager
+ * is known a steady-state pass sends zero write requests.
+ *
+ * Memory. Per object the engine keeps a 128-bit hash of the projection it
+ * accepts as not drifted and the resourceVersion at which it last applied or
+ * verified the object. An object still at that version is unchanged without
+ * being read at all; one that moved is read and its projection hashed: the
+ * same hash is no drift. A different hash is compared with P, which is not
+ * stored when it equals the rendered object (the server changed nothing
+ * plumb sets: ConfigMaps, Secrets, most objects) and otherwise kept as text
+ * (up to APPLY_MAX_PROJ_BYTES an engine; past that a dry run computes it). The field manager
  * named for a drifted path is the managedFields entry that owns it; for a
  * removed field (owned by nobody) the most recent non-plumb manager still
  * listed, or "" (unknown): a removal by an Update leaves no entry behind.
@@ -74,6 +83,7 @@
 /* Bytes of entry text per inventory ConfigMap (the API caps one at 1 MiB). */
 #define APPLY_INVENTORY_SHARD (512u * 1024)
 #define APPLY_MAX_DIFF_TEXT (256u * 1024)   /* per object in a report */
+#define APPLY_MAX_PROJ_BYTES (16u << 20)     /* P text kept per engine */
 
 typedef enum {
 	APPLY_DRIFT_CORRECT = 0, /* re-apply drifted objects */
@@ -140,12 +150,27 @@ int apply_result_report(char **out, const apply_result *r);
 
 /* ---- engine --------------------------------------------------------------- */
 
-/* Live-object lookup the controller can pass from its watch cache (objects
- * labelled for this GitSync). Returns 1 with *out a new object (caller
- * frees) when cached, 0 when the cache covers res and holds no such object
- * (absent, or not labelled for this GitSync), -1 when the cache does not
- * cover res (the engine then LISTs the kind with the label selector). */
-typedef int (*apply_live_fn)(cJSON **out, void *data, const kube_resource *res,
+/* What a watch cache can tell about a live object without keeping it whole. */
+typedef struct {
+	char rv[64];          /* metadata.resourceVersion ("" = unknown) */
+	char label[64];       /* its plumb.dev/gitsync label ("" = none) */
+	char hash[65];        /* its plumb.dev/desired-hash annotation ("" = none) */
+	int prune_disabled;   /* annotated plumb.dev/prune: disabled */
+	int deleting;         /* metadata.deletionTimestamp is set */
+	cJSON *obj;           /* the whole object when the cache still holds it
+	                         (the receiver frees it), else NULL */
+} apply_live_info;
+
+/* Fills info from a whole object (info->obj stays NULL). */
+void apply_live_info_of(apply_live_info *info, const cJSON *obj);
+
+/* Live-object lookup the controller can pass from its watch cache of objects
+ * labelled managed-by=plumb. Returns 1 with *info filled when cached, 0 when
+ * the cache covers res and holds no such object, -1 when the cache does not
+ * cover res (the engine then reads the cluster). Without info->obj the engine
+ * skips an object it verified at that resourceVersion, and reads it (one GET,
+ * or a labelled LIST page by page when many) otherwise. */
+typedef int (*apply_live_fn)(apply_live_info *info, void *data, const kube_resource *res,
 	const char *ns, const char *name);
 
 typedef struct {
@@ -178,8 +203,17 @@ void apply_engine_free(apply_engine *e);
 int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 	const apply_opts *opts);
 
-/* Drops the in-memory projections (what a restart does). */
+/* Drops what the engine remembers of the objects (what a restart does). */
 void apply_engine_forget(apply_engine *e);
+
+/* 1 when the engine applied or verified object (res, ns, name) exactly at
+ * resourceVersion rv: a watch event carrying that version is the echo of its
+ * own work and needs no reconcile. */
+int apply_engine_verified(apply_engine *e, const kube_resource *res, const char *ns,
+	const char *name, const char *rv);
+/* 1 when the object is one the engine's last run wanted in the cluster. */
+int apply_engine_tracks(apply_engine *e, const kube_resource *res, const char *ns,
+	const char *name);
 
 /* ---- pure helpers (exposed for tests and plumbctl) ------------------------ */
 

@@ -31,6 +31,7 @@
 #define MAX_DRIFT_FIELDS 20
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
+#define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -62,6 +63,20 @@ typedef struct {
 typedef struct controller controller;
 typedef struct target target;
 
+/* What a target's cache keeps of a live object plumb manages: what decides
+ * whether it needs a look, not the object. A changed object (a watch event
+ * that is not the echo of plumb's own write) is kept whole until the next
+ * reconcile takes it, up to PENDING_MAX bytes a target; past that, or after
+ * a relist, the engine reads what it needs. */
+typedef struct {
+	char *body;               /* compact JSON, or NULL */
+	size_t body_len;
+	const char *label;        /* interned in target.labels, or NULL */
+	unsigned char hash[32];   /* plumb.dev/desired-hash */
+	unsigned has_hash : 1, prune_disabled : 1, deleting : 1;
+	char rv[24];
+} live_entry;
+
 typedef struct {
 	controller *c;
 	target *t;
@@ -78,8 +93,9 @@ struct target {
 	kube_client *client;
 	controller *c;
 	pthread_mutex_t lock;
-	cmap cache;               /* "group|resource|ns|name" -> compact JSON text (a
-	                             parsed tree costs several times the memory) */
+	cmap cache;               /* "group|resource|ns|name" -> live_entry* */
+	cmap labels;              /* interned plumb.dev/gitsync values */
+	size_t pending;           /* bytes of live_entry bodies held */
 	target_watch **watches;
 	size_t nwatches;
 	cmap engines;             /* gitsync key -> apply_engine* */
@@ -647,6 +663,14 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 static void free_engine(void *e) { apply_engine_free(e); }
 static void free_json(void *j) { cJSON_Delete(j); }
 
+static void free_live_entry(void *p)
+{
+	live_entry *e = p;
+	if (e)
+		free(e->body);
+	free(e);
+}
+
 static void target_unref(controller *c, target *t)
 {
 	pthread_mutex_lock(&c->lock);
@@ -659,7 +683,8 @@ static void target_unref(controller *c, target *t)
 		free(t->watches[i]);
 	}
 	free(t->watches);
-	cmap_free_all(&t->cache, free);
+	cmap_free_all(&t->cache, free_live_entry);
+	cmap_free_all(&t->labels, free);
 	cmap_free_all(&t->engines, free_engine);
 	kube_client_free(t->client);
 	pthread_mutex_destroy(&t->lock);
@@ -790,29 +815,177 @@ static target_watch *find_watch_locked(target *t, const kube_resource *res)
 	return NULL;
 }
 
-/* Live lookup for the apply engine, from the target's watch cache. */
-static int target_live(cJSON **out, void *data, const kube_resource *res, const char *ns, const char *name)
+static const char hexd[] = "0123456789abcdef";
+
+/* Live lookup for the apply engine, from the target's watch cache. A whole
+ * object held there is handed over (and no longer held). */
+static int target_live(apply_live_info *info, void *data, const kube_resource *res,
+	const char *ns, const char *name)
 {
 	target *t = data;
-	char key[1200];
+	char key[1200], *body = NULL;
 	int ret = -1;
 	cache_key(key, sizeof(key), res, res->namespaced ? ns : "", name);
 	pthread_mutex_lock(&t->lock);
 	target_watch *w = find_watch_locked(t, res);
-	char *text = NULL;
 	if (w && w->synced) {
-		const char *cached = cmap_get(&t->cache, key);
-		text = cached ? strdup(cached) : NULL;
-		ret = cached ? 1 : 0;
+		live_entry *e = cmap_get(&t->cache, key);
+		ret = e ? 1 : 0;
+		if (e) {
+			snprintf(info->rv, sizeof(info->rv), "%s", e->rv);
+			snprintf(info->label, sizeof(info->label), "%s", e->label ? e->label : "");
+			for (size_t i = 0; e->has_hash && i < 32; i++) {
+				info->hash[2 * i] = hexd[e->hash[i] >> 4];
+				info->hash[2 * i + 1] = hexd[e->hash[i] & 15];
+			}
+			info->hash[e->has_hash ? 64 : 0] = '\0';
+			info->prune_disabled = e->prune_disabled;
+			info->deleting = e->deleting;
+			body = e->body;
+			t->pending -= body ? e->body_len : 0;
+			e->body = NULL;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (ret == 1) {
-		*out = text ? cJSON_Parse(text) : NULL;
-		if (!*out)
-			ret = -1;
+	if (body) {
+		info->obj = cJSON_Parse(body);
+		free(body);
 	}
-	free(text);
 	return ret;
+}
+
+/* What the target watches keep of each listed object (runs on the list's
+ * helper thread): the fields live_entry holds. */
+static cJSON *reduce_live(const cJSON *obj, void *data)
+{
+	(void)data;
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
+	static const char *const fields[] = { "namespace", "name", "resourceVersion", "deletionTimestamp" };
+	cJSON *o = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(o, "metadata");
+	cJSON *l = cJSON_AddObjectToObject(m, "labels"), *a = cJSON_AddObjectToObject(m, "annotations");
+	if (!o || !m || !l || !a) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, fields[i]);
+		if (cJSON_IsString(v))
+			cJSON_AddStringToObject(m, fields[i], v->valuestring);
+	}
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, APPLY_LABEL_GITSYNC);
+	if (cJSON_IsString(v))
+		cJSON_AddStringToObject(l, APPLY_LABEL_GITSYNC, v->valuestring);
+	v = cJSON_GetObjectItemCaseSensitive(ann, APPLY_ANNOTATION_HASH);
+	if (cJSON_IsString(v))
+		cJSON_AddStringToObject(a, APPLY_ANNOTATION_HASH, v->valuestring);
+	v = cJSON_GetObjectItemCaseSensitive(ann, APPLY_ANNOTATION_PRUNE);
+	if (cJSON_IsString(v))
+		cJSON_AddStringToObject(a, APPLY_ANNOTATION_PRUNE, v->valuestring);
+	return o;
+}
+
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Puts what obj says into the cache (t->lock held); body (taken, may be
+ * NULL) is kept when the pending budget allows. */
+static void cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
+{
+	apply_live_info info;
+	live_entry *e = calloc(1, sizeof(*e)), *old = NULL;
+	if (!e) {
+		free(body);
+		return;
+	}
+	apply_live_info_of(&info, obj);
+	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
+	if (strlen(info.hash) == 64) {
+		e->has_hash = 1;
+		for (size_t i = 0; i < 32; i++) {
+			int hi = hexval(info.hash[2 * i]), lo = hexval(info.hash[2 * i + 1]);
+			if (hi < 0 || lo < 0)
+				e->has_hash = 0;
+			e->hash[i] = (unsigned char)((hi & 15) << 4 | (lo & 15));
+		}
+	}
+	if (info.label[0]) {
+		e->label = cmap_get(&t->labels, info.label);
+		if (!e->label) {
+			char *l = plumb_strdup(info.label);
+			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0)
+				e->label = l;
+			else
+				free(l);
+		}
+	}
+	e->prune_disabled = (unsigned)info.prune_disabled;
+	e->deleting = (unsigned)info.deleting;
+	if (body) {
+		size_t len = strlen(body) + 1;
+		if (t->pending + len <= PENDING_MAX) {
+			e->body = body;
+			e->body_len = len;
+			t->pending += len;
+		} else {
+			free(body);
+		}
+	}
+	if (cmap_put(&t->cache, key, e, (void **)&old) != 0) {
+		free_live_entry(e);
+		e = NULL;
+	}
+	if (old && old->body)
+		t->pending -= old->body_len;
+	free_live_entry(old);
+}
+
+static void cache_drop_locked(target *t, const char *key)
+{
+	live_entry *old = cmap_del(&t->cache, key);
+	if (old && old->body)
+		t->pending -= old->body_len;
+	free_live_entry(old);
+}
+
+/* The key of the GitSync labelled lv, or NULL (malloc'd). */
+static char *gitsync_of_label(controller *c, const char *lv)
+{
+	char *out = NULL;
+	size_t i = 0;
+	const char *k;
+	void *v;
+	pthread_mutex_lock(&c->lock);
+	while (!out && cmap_next(&c->gitsyncs, &i, &k, &v))
+		if (strcmp(((gitsync_state *)v)->label, lv) == 0)
+			out = plumb_strdup(((gitsync_state *)v)->key);
+	pthread_mutex_unlock(&c->lock);
+	return out;
+}
+
+/* Whether a watch event about obj calls for a reconcile: not when it is the
+ * echo of what the GitSync's engine applied or verified (the same
+ * resourceVersion), nor the deletion of an object the engine no longer wants. */
+static int event_needs_sync(target *t, kube_watch_event type, const kube_resource *res, const cJSON *obj)
+{
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+	char *gk;
+	int needs = 1;
+	if (!cJSON_IsString(lv) || !(gk = gitsync_of_label(t->c, lv->valuestring)))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	apply_engine *e = cmap_get(&t->engines, gk);
+	if (e && type == KUBE_WATCH_DELETED)
+		needs = apply_engine_tracks(e, res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+	else if (e)
+		needs = !apply_engine_verified(e, res, jstr(obj, "metadata.namespace"),
+			jstr(obj, "metadata.name"), jstr(obj, "metadata.resourceVersion"));
+	pthread_mutex_unlock(&t->lock);
+	free(gk);
+	return needs;
 }
 
 /* Triggers sync items for the GitSync owning obj (by its label) on target t. */
@@ -829,8 +1002,8 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 		gitsync_state *g = v;
 		if (strcmp(g->label, lv->valuestring) == 0) {
 			/* A change in a target is acted on fast: a short window still
-			 * gathers a burst of events (and the echo of our own writes)
-			 * into one run, but an edit never waits out a whole debounce. */
+			 * gathers a burst of events into one run, but an edit never
+			 * waits out a whole debounce. */
 			double d = jduration(g->obj, "spec.debounce", 1);
 			trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
 		}
@@ -845,6 +1018,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	char key[1200];
 	switch (type) {
 	case KUBE_WATCH_RESYNC: {
+		/* items went through reduce_live: metadata only */
 		char prefix[600];
 		snprintf(prefix, sizeof(prefix), "%s|%s|", tw->res.group, tw->res.resource);
 		pthread_mutex_lock(&t->lock);
@@ -863,18 +1037,15 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			}
 		}
 		for (size_t j = 0; j < ndrop; j++) {
-			free(cmap_del(&t->cache, drop[j]));
+			if (drop[j])
+				cache_drop_locked(t, drop[j]);
 			free(drop[j]);
 		}
 		free(drop);
 		const cJSON *it;
 		cJSON_ArrayForEach(it, jget(obj, "items")) {
 			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
-			void *old = NULL;
-			char *text = cJSON_PrintUnformatted(it);
-			if (text && cmap_put(&t->cache, key, text, &old) != 0)
-				free(text);
-			free(old);
+			cache_store_locked(t, key, it, NULL);
 		}
 		int was = tw->synced;
 		tw->synced = 1;
@@ -886,24 +1057,25 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			pthread_mutex_unlock(&tw->c->lock);
 		} else {
 			cJSON_ArrayForEach(it, jget(obj, "items"))
-				trigger_owner(tw->c, t, it);
+				if (event_needs_sync(t, KUBE_WATCH_MODIFIED, &tw->res, it))
+					trigger_owner(tw->c, t, it);
 		}
 		break;
 	}
 	case KUBE_WATCH_ADDED:
 	case KUBE_WATCH_MODIFIED:
 	case KUBE_WATCH_DELETED: {
+		int needs = event_needs_sync(t, type, &tw->res, obj);
 		cache_key(key, sizeof(key), &tw->res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
-		void *old = NULL;
-		char *text = type == KUBE_WATCH_DELETED ? NULL : cJSON_PrintUnformatted(obj);
+		char *body = type != KUBE_WATCH_DELETED && needs ? cJSON_PrintUnformatted(obj) : NULL;
 		pthread_mutex_lock(&t->lock);
 		if (type == KUBE_WATCH_DELETED)
-			old = cmap_del(&t->cache, key);
-		else if (text && cmap_put(&t->cache, key, text, &old) != 0)
-			free(text);
+			cache_drop_locked(t, key);
+		else
+			cache_store_locked(t, key, obj, body);
 		pthread_mutex_unlock(&t->lock);
-		free(old);
-		trigger_owner(tw->c, t, obj);
+		if (needs)
+			trigger_owner(tw->c, t, obj);
 		break;
 	}
 	case KUBE_WATCH_ERROR:
@@ -944,7 +1116,7 @@ static void target_watch_kind(controller *c, target *t, const kube_resource *res
 	w->res = *res;
 	t->watches[t->nwatches++] = w;
 	pthread_mutex_unlock(&t->lock);
-	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR };
+	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live };
 	if (kube_watch_start(&w->w, c->hub, t->client, res, &wo, on_target_event, w) != 0)
 		plumb_warn("cannot watch", "cluster", t->name, "resource", res->resource,
 			"error", plumb_error_last());

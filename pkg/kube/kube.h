@@ -262,6 +262,11 @@ typedef enum {
 
 /* Runs on the hub thread. obj is borrowed for the call only. */
 typedef void (*kube_watch_cb)(kube_watch_event type, const cJSON *obj, void *data);
+/* Optional: shrinks each item of a (re)list before it is kept. Runs on the
+ * list's helper thread, page by page, so a relist never holds more than one
+ * page of whole objects. Returns a new object (what the RESYNC List will
+ * hold) or NULL to leave the item out. data is the stream's callback data. */
+typedef cJSON *(*kube_watch_reduce_fn)(const cJSON *item, void *data);
 
 typedef struct kube_watch_hub kube_watch_hub;
 typedef struct kube_watch kube_watch;
@@ -273,6 +278,7 @@ typedef struct {
 	                                 LIST / RESYNC); NULL = list first */
 	unsigned timeout_seconds;     /* per watch request; 0 = random [300, 600] */
 	unsigned list_limit;          /* page size of (re)lists; 0 = 500 */
+	kube_watch_reduce_fn reduce;  /* NULL = RESYNC holds whole objects */
 } kube_watch_opts;
 
 /* *out: caller frees with kube_watch_hub_free() after the run returned. */

@@ -144,6 +144,7 @@ struct kube_watch {
 	char *selector;
 	unsigned timeout_seconds;
 	unsigned list_limit;
+	kube_watch_reduce_fn reduce;
 	kube_watch_cb cb;
 	void *data;
 
@@ -283,6 +284,7 @@ int kube_watch_start(kube_watch **out, kube_watch_hub *hub, kube_client *c,
 	w->selector = o.label_selector && *o.label_selector ? plumb_strdup(o.label_selector) : NULL;
 	w->timeout_seconds = o.timeout_seconds;
 	w->list_limit = o.list_limit ? o.list_limit : 500;
+	w->reduce = o.reduce;
 	w->cb = cb;
 	w->data = data;
 	w->state = W_IDLE;
@@ -360,14 +362,61 @@ static void set_rv(kube_watch *w, const char *rv)
 	pthread_mutex_unlock(&w->hub->lock);
 }
 
+typedef struct {
+	kube_watch *w;
+	cJSON *items;
+} reduce_ctx;
+
+/* Page callback of a reduced relist: keeps what reduce makes of each item. */
+static int reduce_page(const cJSON *page, void *data)
+{
+	reduce_ctx *r = data;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(page, "items")) {
+		cJSON *small = r->w->reduce(it, r->w->data);
+		if (small)
+			cJSON_AddItemToArray(r->items, small);
+	}
+	return 0;
+}
+
+/* A relist whose items went through w->reduce page by page: the same List
+ * shape kube_list() gives. */
+static int list_reduced(cJSON **out, kube_watch *w, const kube_list_opts *lo)
+{
+	char *rv = NULL, kind[160], av[320];
+	cJSON *items = cJSON_CreateArray(), *list = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+	reduce_ctx ctx = { w, items };
+	int rc = PLUMB_ENOMEM;
+	if (items && list && meta)
+		rc = kube_list_pages(w->c, &w->res, w->ns, lo, reduce_page, &ctx, &rv, NULL);
+	if (rc < 0) {
+		cJSON_Delete(items);
+		cJSON_Delete(list);
+		cJSON_Delete(meta);
+		free(rv);
+		return rc == PLUMB_ENOMEM ? plumb_error_set(rc, "out of memory") : rc;
+	}
+	kube_resource_api_version(av, sizeof(av), &w->res);
+	snprintf(kind, sizeof(kind), "%sList", w->res.kind);
+	cJSON_AddStringToObject(list, "apiVersion", av);
+	cJSON_AddStringToObject(list, "kind", kind);
+	cJSON_AddStringToObject(meta, "resourceVersion", rv ? rv : "");
+	cJSON_AddItemToObject(list, "metadata", meta);
+	cJSON_AddItemToObject(list, "items", items);
+	free(rv);
+	*out = list;
+	return 0;
+}
+
 static void *list_thread(void *arg)
 {
 	kube_watch *w = arg;
 	kube_list_opts lo = { w->selector, NULL, w->list_limit, NULL };
 	cJSON *list = NULL;
-	int rc = kube_list(&list, w->c, &w->res, w->ns, &lo);
+	int rc = w->reduce ? list_reduced(&list, w, &lo) : kube_list(&list, w->c, &w->res, w->ns, &lo);
 	if (rc == PLUMB_EEXPIRED)  /* the continue token expired: one more go */
-		rc = kube_list(&list, w->c, &w->res, w->ns, &lo);
+		rc = w->reduce ? list_reduced(&list, w, &lo) : kube_list(&list, w->c, &w->res, w->ns, &lo);
 	pthread_mutex_lock(&w->hub->lock);
 	w->list_result = rc == 0 ? list : NULL;
 	w->list_rc = rc;
