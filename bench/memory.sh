@@ -18,7 +18,7 @@
 #   restart    plumbd stopped and started again over the synced targets:
 #              peak until it reported the commit again, RSS SETTLE s later
 # RSS is from /proc/PID/status (VmRSS; VmHWM for peaks), in MiB.
-set -euo pipefail
+set -Eeuo pipefail
 
 main() {
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +60,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 export PLUMB_TESTBED
 PLUMB_TESTBED=$(mktemp -d /tmp/plumb-memory-tb.XXXXXX)
@@ -131,6 +132,7 @@ for b in "${builds[@]}"; do
 	sleep "$SETTLE"
 	R[$tag,restart_steady]=$(mib "$(proc_rss "$pid")")
 	stop_plumbd "$pid"
+	purge_plumb "$ns" "$@"   # the next build starts with targets holding nothing of plumb's
 	say "$tag: idle ${R[$tag,idle]}, sync peak ${R[$tag,sync_peak]}, steady ${R[$tag,steady]}," \
 		"commit peak ${R[$tag,commit_peak]}, steady ${R[$tag,commit_steady]}, after drift ${R[$tag,drift]}," \
 		"restart peak ${R[$tag,restart_peak]}, steady ${R[$tag,restart_steady]} MiB"

@@ -226,6 +226,11 @@ int main(int argc, char **argv)
 	/* A few malloc arenas are plenty for a handful of threads, and keep
 	 * the memory a burst of work leaves behind from multiplying per thread. */
 	mallopt(M_ARENA_MAX, 2);
+	/* Buffers of 64 KiB and more (API answers, LIST pages, arrays of a
+	 * revision's objects) get pages of their own, returned when freed,
+	 * instead of growing the heap; a fixed threshold also stops glibc from
+	 * raising it after the first large free. */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	gethostname(host, sizeof(host) - 1);
 	plumb_random_name(rnd, 8);
 	snprintf(identity, sizeof(identity), "%s_%s", host, rnd);

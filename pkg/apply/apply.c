@@ -19,7 +19,16 @@ typedef struct {
 	void **vals;
 	size_t cap;
 	size_t n;
+	int keep;      /* keys are long-lived records (plumb_keep_strdup) */
 } smap;
+
+static void key_free(const smap *m, char *key)
+{
+	if (m->keep)
+		plumb_keep_free(key);
+	else
+		free(key);
+}
 
 static uint64_t hash_str(const char *s)
 {
@@ -34,13 +43,15 @@ static void smap_free(smap *m, void (*free_val)(void *))
 	for (size_t i = 0; i < m->cap; i++) {
 		if (!m->keys[i])
 			continue;
-		free(m->keys[i]);
+		key_free(m, m->keys[i]);
 		if (free_val)
 			free_val(m->vals[i]);
 	}
 	free(m->keys);
 	free(m->vals);
+	int keep = m->keep;
 	memset(m, 0, sizeof(*m));
+	m->keep = keep;
 }
 
 static void **smap_slot(const smap *m, const char *key, size_t *idx)
@@ -81,7 +92,7 @@ static int smap_put(smap *m, const char *key, void *val, void **old)
 	if (old)
 		*old = NULL;
 	if ((m->n + 1) * 2 > m->cap) {
-		smap bigger = { 0 };
+		smap bigger = { .keep = m->keep };
 		bigger.cap = m->cap ? m->cap * 2 : 64;
 		bigger.keys = calloc(bigger.cap, sizeof(char *));
 		bigger.vals = calloc(bigger.cap, sizeof(void *));
@@ -109,7 +120,7 @@ static int smap_put(smap *m, const char *key, void *val, void **old)
 		*v = val;
 		return 0;
 	}
-	if (!(m->keys[idx] = plumb_strdup(key)))
+	if (!(m->keys[idx] = m->keep ? plumb_keep_strdup(key) : plumb_strdup(key)))
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	m->vals[idx] = val;
 	m->n++;
@@ -121,7 +132,7 @@ static int smap_put(smap *m, const char *key, void *val, void **old)
 static int smap_retain(smap *m, int (*keep)(const char *key, void *data), void *data,
 	void (*free_val)(void *))
 {
-	smap out = { 0 };
+	smap out = { .keep = m->keep };
 	size_t kept = 0, idx;
 	for (size_t i = 0; i < m->cap; i++)
 		if (m->keys[i] && m->vals[i] && keep(m->keys[i], data))
@@ -146,7 +157,7 @@ static int smap_retain(smap *m, int (*keep)(const char *key, void *data), void *
 			out.n++;
 			continue;
 		}
-		free(m->keys[i]);
+		key_free(m, m->keys[i]);
 		if (free_val && m->vals[i])
 			free_val(m->vals[i]);
 	}
@@ -181,8 +192,8 @@ static void proj_entry_free(void *p)
 {
 	proj_entry *e = p;
 	if (e)
-		free(e->proj);
-	free(e);
+		plumb_keep_free(e->proj);
+	plumb_keep_free(e);
 }
 
 struct apply_engine {
@@ -369,6 +380,8 @@ int apply_engine_new(apply_engine **out, kube_client *c, const char *gs_ns,
 	snprintf(e->head_name, sizeof(e->head_name), "plumb-inventory-%.16s", sum);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->run_lock, NULL);
+	e->state.keep = 1;
+	e->proj.keep = 1;
 	*out = e;
 	return 0;
 }
@@ -378,7 +391,7 @@ void apply_engine_forget(apply_engine *e)
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->lock);
-	smap_free(&e->state, free);
+	smap_free(&e->state, plumb_keep_free);
 	smap_free(&e->proj, proj_entry_free);
 	e->proj_bytes = 0;
 	apply_inv_state_clear(&e->inv);
@@ -424,7 +437,7 @@ void apply_engine_free(apply_engine *e)
 {
 	if (!e)
 		return;
-	smap_free(&e->state, free);
+	smap_free(&e->state, plumb_keep_free);
 	smap_free(&e->proj, proj_entry_free);
 	apply_inv_state_clear(&e->inv);
 	if (e->gitsync_id) {
@@ -979,9 +992,10 @@ static int proj_digest(unsigned char out[16], const cJSON *proj)
  * resourceVersion rv ("" = read it again next time). */
 static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *proj, const char *rv)
 {
-	obj_state *st, *old = NULL;
+	obj_state *st, fresh;
 	proj_entry *pe = NULL, *oldp = NULL;
 	unsigned char d[16];
+	char *text = NULL;
 	if (R->o.dry_run || !proj || proj_digest(d, proj))
 		return;
 	if (!it->has_odigest) {
@@ -989,23 +1003,32 @@ static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *pr
 			return;
 		it->has_odigest = 1;
 	}
-	if (!(st = calloc(1, sizeof(*st))))
-		return;
-	hex_bytes(st->dhash, 16, it->hash);
-	memcpy(st->phash, ph ? ph : d, 16);
-	if (rv && strlen(rv) < sizeof(st->rv))
-		memcpy(st->rv, rv, strlen(rv) + 1);
-	st->p_desired = !memcmp(d, it->odigest, 16);
-	if (!st->p_desired && (pe = calloc(1, sizeof(*pe)))) {
-		snprintf(pe->hash, sizeof(pe->hash), "%s", it->hash);
-		if (!(pe->proj = cJSON_PrintUnformatted(proj))) {
-			free(pe);
+	memset(&fresh, 0, sizeof(fresh));
+	hex_bytes(fresh.dhash, 16, it->hash);
+	memcpy(fresh.phash, ph ? ph : d, 16);
+	if (rv && strlen(rv) < sizeof(fresh.rv))
+		memcpy(fresh.rv, rv, strlen(rv) + 1);
+	fresh.p_desired = !memcmp(d, it->odigest, 16);
+	if (!fresh.p_desired && (text = cJSON_PrintUnformatted(proj))) {
+		if ((pe = plumb_keep_alloc(sizeof(*pe)))) {
+			snprintf(pe->hash, sizeof(pe->hash), "%s", it->hash);
+			pe->proj = plumb_keep_strdup(text);
+		}
+		if (pe && !pe->proj) {
+			plumb_keep_free(pe);
 			pe = NULL;
 		}
+		cJSON_free(text);
 	}
 	pthread_mutex_lock(&R->e->lock);
-	if (smap_put(&R->e->state, it->key, st, (void **)&old))
-		old = st;
+	/* updated in place: no churn of long-lived records */
+	if ((st = smap_get(&R->e->state, it->key))) {
+		*st = fresh;
+	} else if ((st = plumb_keep_alloc(sizeof(*st)))) {
+		*st = fresh;
+		if (smap_put(&R->e->state, it->key, st, NULL))
+			plumb_keep_free(st);
+	}
 	{
 		proj_entry *cur = smap_get(&R->e->proj, it->key), *dropped = NULL;
 		if (cur)
@@ -1025,7 +1048,6 @@ static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *pr
 		proj_entry_free(dropped);
 	}
 	pthread_mutex_unlock(&R->e->lock);
-	free(old);
 	proj_entry_free(oldp);
 }
 
@@ -1238,7 +1260,8 @@ static void process_item(run *R, size_t i)
 				state_set(R, it, qh, proj, meta_get(live, "resourceVersion"));
 				goto cleanup;
 			}
-			apply_unified_diff(&r->diff, live, proj);
+			if (!R->o.no_diffs)
+				apply_unified_diff(&r->diff, live, proj);
 			take_fields(r, &fields);
 			if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
 				cJSON_Delete(proj);
@@ -1278,7 +1301,8 @@ static void process_item(run *R, size_t i)
 		fields.count = w;
 		take_fields(r, &fields);
 	}
-	apply_unified_diff(&r->diff, live, proj);
+	if (!R->o.no_diffs)
+		apply_unified_diff(&r->diff, live, proj);
 	r->action = APPLY_UPDATED;
 	if (adopting)
 		set_message(r, "adopted");
@@ -1594,9 +1618,9 @@ static int result_init(apply_object_result *r, const char *av, const char *kind,
 	return 0;
 }
 
-static int build_items(run *R, const cJSON *desired)
+static int build_items(run *R, cJSON *desired, int take)
 {
-	const cJSON *src;
+	cJSON *src, *next;
 	size_t i = 0;
 	int err;
 
@@ -1604,15 +1628,16 @@ static int build_items(run *R, const cJSON *desired)
 	R->items = calloc(R->n ? R->n : 1, sizeof(*R->items));
 	if (!R->items)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	cJSON_ArrayForEach(src, desired) {
+	for (src = desired->child; src; src = next) {
 		item *it = &R->items[i];
+		next = src->next;
 		const cJSON *av = cJSON_GetObjectItemCaseSensitive(src, "apiVersion");
 		const cJSON *kind = cJSON_GetObjectItemCaseSensitive(src, "kind");
 		const char *name = meta_get(src, "name"), *ns = meta_get(src, "namespace");
 
 		if (!cJSON_IsString(av) || !cJSON_IsString(kind) || !name || !*name)
 			return plumb_error_set(PLUMB_EINVALID, "apply: desired object %zu lacks apiVersion, kind or metadata.name", i);
-		if (!(it->obj = cJSON_Duplicate(src, 1)))
+		if (!(it->obj = take ? cJSON_DetachItemViaPointer(desired, src) : cJSON_Duplicate(src, 1)))
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 		cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(it->obj, "metadata"),
 			"managedFields");
@@ -1709,7 +1734,25 @@ static void compact_results(run *R)
 	free(hidden);
 }
 
+static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int take,
+	const apply_opts *opts);
+
 int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
+	const apply_opts *opts)
+{
+	/* not taken: build_items() only reads it */
+	return engine_run(out, e, (cJSON *)desired, 0, opts);
+}
+
+int apply_engine_run_take(apply_result *out, apply_engine *e, cJSON *desired,
+	const apply_opts *opts)
+{
+	int err = engine_run(out, e, desired, 1, opts);
+	cJSON_Delete(desired);
+	return err;
+}
+
+static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int take,
 	const apply_opts *opts)
 {
 	run R;
@@ -1737,7 +1780,7 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 	atomic_init(&R.writes, 0);
 
 	pthread_mutex_lock(&e->run_lock);
-	if ((err = build_items(&R, desired)))
+	if ((err = build_items(&R, desired, take)))
 		goto cleanup;
 	if ((err = apply_inv_load(&e->inv, e->c, R.o.inventory_namespace, e->head_name, e->gitsync_id)))
 		goto cleanup;
@@ -1900,7 +1943,7 @@ int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
 	/* forget objects no longer desired (pruned, or left) */
 	if (!R.o.dry_run) {
 		pthread_mutex_lock(&e->lock);
-		smap_retain(&e->state, wanted, &R, free);
+		smap_retain(&e->state, wanted, &R, plumb_keep_free);
 		smap_retain(&e->proj, wanted, &R, proj_entry_free);
 		e->proj_bytes = 0;
 		for (size_t i = 0; i < e->proj.cap; i++)

@@ -181,6 +181,8 @@ typedef struct {
 	int dry_run;                 /* plan only: dryRun=All applies, no writes */
 	double crd_wait;             /* seconds to wait for Established; 0 = 60 */
 	unsigned parallel;           /* concurrent requests; 0 = 8 */
+	int no_diffs;                /* leave apply_object_result.diff NULL (a
+	                                controller that shows only field paths) */
 	const char *inventory_namespace; /* NULL = APPLY_INVENTORY_NAMESPACE */
 	apply_live_fn live;          /* optional */
 	void *live_data;
@@ -201,6 +203,11 @@ void apply_engine_free(apply_engine *e);
  * when the run itself could not proceed (inventory unreadable, bad
  * arguments); *out then holds what was done before. */
 int apply_engine_run(apply_result *out, apply_engine *e, const cJSON *desired,
+	const apply_opts *opts);
+
+/* The same, taking desired over: its objects are used in place rather than
+ * copied (half the memory of a large revision), and it is freed. */
+int apply_engine_run_take(apply_result *out, apply_engine *e, cJSON *desired,
 	const apply_opts *opts);
 
 /* Drops what the engine remembers of the objects (what a restart does). */

@@ -16,11 +16,11 @@ void apply_inventory_free(apply_inventory *inv)
 		return;
 	for (size_t i = 0; i < inv->count; i++) {
 		apply_inventory_entry *e = &inv->items[i];
-		free(e->group);
-		free(e->version);
-		free(e->kind);
-		free(e->ns);
-		free(e->name);
+		plumb_keep_free(e->group);
+		plumb_keep_free(e->version);
+		plumb_keep_free(e->kind);
+		plumb_keep_free(e->ns);
+		plumb_keep_free(e->name);
 	}
 	free(inv->items);
 	memset(inv, 0, sizeof(*inv));
@@ -40,17 +40,17 @@ int apply_inventory_add(apply_inventory *inv, const char *group,
 		inv->alloc = n;
 	}
 	e = &inv->items[inv->count];
-	e->group = plumb_strdup(group ? group : "");
-	e->version = plumb_strdup(version ? version : "");
-	e->kind = plumb_strdup(kind ? kind : "");
-	e->ns = plumb_strdup(ns ? ns : "");
-	e->name = plumb_strdup(name ? name : "");
+	e->group = plumb_keep_strdup(group ? group : "");
+	e->version = plumb_keep_strdup(version ? version : "");
+	e->kind = plumb_keep_strdup(kind ? kind : "");
+	e->ns = plumb_keep_strdup(ns ? ns : "");
+	e->name = plumb_keep_strdup(name ? name : "");
 	if (!e->group || !e->version || !e->kind || !e->ns || !e->name) {
-		free(e->group);
-		free(e->version);
-		free(e->kind);
-		free(e->ns);
-		free(e->name);
+		plumb_keep_free(e->group);
+		plumb_keep_free(e->version);
+		plumb_keep_free(e->kind);
+		plumb_keep_free(e->ns);
+		plumb_keep_free(e->name);
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	}
 	inv->count++;
@@ -104,11 +104,11 @@ void apply_inventory_normalize(apply_inventory *inv)
 		qsort(tmp, inv->count, sizeof(*tmp), indexed_cmp);
 	for (size_t i = 0; i < inv->count; i++) {
 		if (i + 1 < inv->count && entry_cmp_identity(&tmp[i].e, &tmp[i + 1].e) == 0) {
-			free(tmp[i].e.group);
-			free(tmp[i].e.version);
-			free(tmp[i].e.kind);
-			free(tmp[i].e.ns);
-			free(tmp[i].e.name);
+			plumb_keep_free(tmp[i].e.group);
+			plumb_keep_free(tmp[i].e.version);
+			plumb_keep_free(tmp[i].e.kind);
+			plumb_keep_free(tmp[i].e.ns);
+			plumb_keep_free(tmp[i].e.name);
 			continue;
 		}
 		inv->items[n++] = tmp[i].e;

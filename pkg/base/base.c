@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -643,4 +645,102 @@ void plumb_sha256_hex(char out[65], const void *data, size_t len)
 	SHA256(data, len, md);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* ---- long-lived records ------------------------------------------------------ */
+
+#define KEEP_CHUNK (256u * 1024)
+#define KEEP_CLASS 16u
+#define KEEP_MAX 1024u
+#define KEEP_CLASSES (KEEP_MAX / KEEP_CLASS)
+#define KEEP_MALLOC 0xffffu
+
+/* Every record has an 8-byte header (records are 8-byte aligned): its class,
+ * or KEEP_MALLOC when it came from malloc. */
+typedef struct keep_free_node {
+	struct keep_free_node *next;
+} keep_free_node;
+
+static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
+static keep_free_node *keep_free_lists[KEEP_CLASSES + 1];
+static unsigned char *keep_cur;    /* bump pointer in the current chunk */
+static size_t keep_left;
+static size_t keep_mapped_bytes;
+
+void *plumb_keep_alloc(size_t n)
+{
+	size_t cls = (n + KEEP_CLASS - 1) / KEEP_CLASS, size;
+	unsigned char *p;
+	if (cls == 0)
+		cls = 1;
+	if (cls > KEEP_CLASSES) {
+		if (n > SIZE_MAX - 8 || !(p = calloc(1, n + 8)))
+			return NULL;
+		*(uint16_t *)p = KEEP_MALLOC;
+		return p + 8;
+	}
+	size = cls * KEEP_CLASS + 8;
+	pthread_mutex_lock(&keep_lock);
+	if (keep_free_lists[cls]) {
+		p = (unsigned char *)keep_free_lists[cls] - 8;
+		keep_free_lists[cls] = keep_free_lists[cls]->next;
+	} else {
+		if (keep_left < size) {
+			void *chunk = mmap(NULL, KEEP_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (chunk == MAP_FAILED) {
+				pthread_mutex_unlock(&keep_lock);
+				return NULL;
+			}
+			/* the tail of the old chunk is left unused */
+			keep_cur = chunk;
+			keep_left = KEEP_CHUNK;
+			keep_mapped_bytes += KEEP_CHUNK;
+		}
+		p = keep_cur;
+		keep_cur += size;
+		keep_left -= size;
+	}
+	pthread_mutex_unlock(&keep_lock);
+	memset(p, 0, size);
+	*(uint16_t *)p = (uint16_t)cls;
+	return p + 8;
+}
+
+char *plumb_keep_strdup(const char *s)
+{
+	size_t n;
+	char *out;
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	if ((out = plumb_keep_alloc(n)))
+		memcpy(out, s, n);
+	return out;
+}
+
+void plumb_keep_free(void *ptr)
+{
+	unsigned char *p;
+	uint16_t cls;
+	if (!ptr)
+		return;
+	p = (unsigned char *)ptr - 8;
+	cls = *(uint16_t *)p;
+	if (cls == KEEP_MALLOC) {
+		free(p);
+		return;
+	}
+	pthread_mutex_lock(&keep_lock);
+	((keep_free_node *)ptr)->next = keep_free_lists[cls];
+	keep_free_lists[cls] = ptr;
+	pthread_mutex_unlock(&keep_lock);
+}
+
+size_t plumb_keep_mapped(void)
+{
+	size_t n;
+	pthread_mutex_lock(&keep_lock);
+	n = keep_mapped_bytes;
+	pthread_mutex_unlock(&keep_lock);
+	return n;
 }

@@ -168,4 +168,19 @@ int plumb_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* Lowercase hex SHA-256 of data into out (65 bytes). */
 void plumb_sha256_hex(char out[65], const void *data, size_t len);
 
+/* ---- long-lived records ------------------------------------------------------
+ * What plumbd remembers per managed object (hashes, versions, cache
+ * entries, their keys) lives for hours, while a reconcile allocates and frees
+ * megabytes around it. Mixed in one heap, a few long-lived records pin every
+ * page the reconcile used, and the resident size stays at its peak. These
+ * records come from chunks of their own (mmap'd, 256 KiB), in 16-byte size
+ * classes up to 1 KiB with a free list each; larger ones fall back to
+ * malloc. Thread-safe. plumb_keep_free() takes only what plumb_keep_alloc()
+ * or plumb_keep_strdup() returned (NULL-safe). */
+void *plumb_keep_alloc(size_t n);           /* zeroed; NULL on ENOMEM */
+char *plumb_keep_strdup(const char *s);     /* NULL-safe */
+void plumb_keep_free(void *p);
+/* Bytes of chunks mapped so far (for tests and metrics). */
+size_t plumb_keep_mapped(void);
+
 #endif

@@ -17,6 +17,14 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
+static void key_free(const cmap *m, char *key)
+{
+	if (m->keep)
+		plumb_keep_free(key);
+	else
+		free(key);
+}
+
 static size_t slot_of(const cmap *m, const char *key)
 {
 	size_t mask = m->cap - 1, i = (size_t)hash_str(key) & mask;
@@ -41,7 +49,7 @@ static int grow(cmap *m)
 	size_t cap = m->cap ? m->cap * 2 : 64;
 	while (m->count * 2 >= cap)
 		cap *= 2;
-	cmap n = { calloc(cap, sizeof(char *)), calloc(cap, sizeof(void *)), cap, 0, 0 };
+	cmap n = { calloc(cap, sizeof(char *)), calloc(cap, sizeof(void *)), cap, 0, 0, m->keep };
 	if (!n.keys || !n.vals) {
 		free(n.keys);
 		free(n.vals);
@@ -80,7 +88,7 @@ int cmap_put(cmap *m, const char *key, void *val, void **old)
 		m->vals[i] = val;
 		return 0;
 	}
-	char *k = strdup(key);
+	char *k = m->keep ? plumb_keep_strdup(key) : strdup(key);
 	if (!k)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	size_t mask = m->cap - 1;
@@ -103,7 +111,7 @@ void *cmap_del(cmap *m, const char *key)
 	if (i == SIZE_MAX)
 		return NULL;
 	void *v = m->vals[i];
-	free(m->keys[i]);
+	key_free(m, m->keys[i]);
 	m->keys[i] = tombstone;
 	m->vals[i] = NULL;
 	m->count--;
@@ -126,11 +134,13 @@ int cmap_next(const cmap *m, size_t *i, const char **key, void **val)
 void cmap_free(cmap *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
-		if (m->keys[i] != tombstone)
-			free(m->keys[i]);
+		if (m->keys[i] && m->keys[i] != tombstone)
+			key_free(m, m->keys[i]);
 	free(m->keys);
 	free(m->vals);
+	int keep = m->keep;
 	memset(m, 0, sizeof(*m));
+	m->keep = keep;
 }
 
 void cmap_free_all(cmap *m, void (*free_value)(void *))

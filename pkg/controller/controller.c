@@ -35,11 +35,14 @@
 
 /* ---- state ------------------------------------------------------------------- */
 
+/* A validated revision. Its files are not kept: each render reads them again
+ * from the local mirror (no network), which costs milliseconds and saves
+ * holding every manifest of every GitSync in memory between syncs. */
 typedef struct {
 	int refs;                 /* under c->lock */
 	char commit[41];
+	char *url;
 	char *path;
-	source_files *files;
 	double first_seen;        /* wall clock the source stage first saw commit */
 } revision;
 
@@ -246,7 +249,7 @@ static void revision_unref(revision *r)
 {
 	if (!r || --r->refs > 0)
 		return;
-	source_files_free(r->files);
+	free(r->url);
 	free(r->path);
 	free(r);
 }
@@ -668,7 +671,7 @@ static void free_live_entry(void *p)
 	live_entry *e = p;
 	if (e)
 		free(e->body);
-	free(e);
+	plumb_keep_free(e);
 }
 
 static void target_unref(controller *c, target *t)
@@ -684,7 +687,7 @@ static void target_unref(controller *c, target *t)
 	}
 	free(t->watches);
 	cmap_free_all(&t->cache, free_live_entry);
-	cmap_free_all(&t->labels, free);
+	cmap_free_all(&t->labels, plumb_keep_free);
 	cmap_free_all(&t->engines, free_engine);
 	kube_client_free(t->client);
 	pthread_mutex_destroy(&t->lock);
@@ -778,6 +781,8 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	cred_id = NULL;
 	t->c = c;
 	pthread_mutex_init(&t->lock, NULL);
+	t->cache.keep = 1;
+	t->labels.keep = 1;
 	pthread_mutex_lock(&c->lock);
 	target *old = NULL;
 	cmap_put(&c->targets, cl_key, t, (void **)&old);
@@ -896,11 +901,18 @@ static int hexval(char ch)
 static void cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
 {
 	apply_live_info info;
-	live_entry *e = calloc(1, sizeof(*e)), *old = NULL;
-	if (!e) {
+	live_entry *e = cmap_get(&t->cache, key);
+	int fresh = e == NULL;
+	if (fresh && !(e = plumb_keep_alloc(sizeof(*e)))) {
 		free(body);
 		return;
 	}
+	/* updated in place: no churn of long-lived records */
+	if (e->body) {
+		t->pending -= e->body_len;
+		free(e->body);
+	}
+	memset(e, 0, sizeof(*e));
 	apply_live_info_of(&info, obj);
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
 	if (strlen(info.hash) == 64) {
@@ -915,11 +927,11 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 	if (info.label[0]) {
 		e->label = cmap_get(&t->labels, info.label);
 		if (!e->label) {
-			char *l = plumb_strdup(info.label);
+			char *l = plumb_keep_strdup(info.label);
 			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0)
 				e->label = l;
 			else
-				free(l);
+				plumb_keep_free(l);
 		}
 	}
 	e->prune_disabled = (unsigned)info.prune_disabled;
@@ -934,13 +946,11 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 			free(body);
 		}
 	}
-	if (cmap_put(&t->cache, key, e, (void **)&old) != 0) {
+	if (fresh && cmap_put(&t->cache, key, e, NULL) != 0) {
+		if (e->body)
+			t->pending -= e->body_len;
 		free_live_entry(e);
-		e = NULL;
 	}
-	if (old && old->body)
-		t->pending -= old->body_len;
-	free_live_entry(old);
 }
 
 static void cache_drop_locked(target *t, const char *key)
@@ -1423,8 +1433,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	r->refs = 1;
 	snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
 	r->path = plumb_strdup(path);
-	r->files = files;
-	files = NULL;
+	r->url = plumb_strdup(url);
 	r->first_seen = plumb_time_real();
 	pthread_mutex_lock(&c->lock);
 	revision_unref(g->rev);
@@ -1497,20 +1506,24 @@ static int is_unreachable(int rc)
 static int render_for(cJSON **out, char **errmsg, const revision *rev, const cJSON *gs,
 	const cJSON *cl, controller *c)
 {
-	manifest_file *mf = calloc(rev->files->count ? rev->files->count : 1, sizeof(*mf));
+	source_files *files = NULL;
+	manifest_file *mf = NULL;
 	manifest_var *vars = NULL, *labels = NULL;
 	size_t nvars = 0, nlabels = 0;
 	manifest_set set = { 0 };
 	manifest_errors errs = { 0 };
 	const cJSON *v;
-	int rc = 0;
-	(void)c;
-	if (!mf)
+	int rc;
+	if ((rc = source_read(&files, c->sources, rev->url, rev->commit, rev->path, NULL)))
+		return plumb_error_prefix(rc, "reading commit %.12s from the mirror", rev->commit);
+	if (!(mf = calloc(files->count ? files->count : 1, sizeof(*mf)))) {
+		source_files_free(files);
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	for (size_t i = 0; i < rev->files->count; i++) {
-		mf[i].file = rev->files->items[i].path;
-		mf[i].data = rev->files->items[i].data;
-		mf[i].len = rev->files->items[i].len;
+	}
+	for (size_t i = 0; i < files->count; i++) {
+		mf[i].file = files->items[i].path;
+		mf[i].data = files->items[i].data;
+		mf[i].len = files->items[i].len;
 	}
 	const cJSON *sub = jget(gs, "spec.substitute"), *lab = jget(cl, "metadata.labels");
 	vars = calloc((size_t)cJSON_GetArraySize(sub) + 1, sizeof(*vars));
@@ -1531,7 +1544,7 @@ static int render_for(cJSON **out, char **errmsg, const revision *rev, const cJS
 			.cluster_name = jstr(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
 		.default_namespace = tns ? tns : jstr(gs, "metadata.namespace"),
 	};
-	rc = manifest_render(&set, mf, rev->files->count, &ro, &errs);
+	rc = manifest_render(&set, mf, files->count, &ro, &errs);
 	if (rc) {
 		*errmsg = join_errors(&errs);
 		goto cleanup;
@@ -1548,6 +1561,7 @@ cleanup:
 	free(vars);
 	free(labels);
 	free(mf);
+	source_files_free(files);
 	return rc;
 }
 
@@ -1671,7 +1685,14 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		write_gitsync_status(c, g);
 		goto cleanup;
 	}
-	if ((rc = render_for(&desired, &errmsg, rev, gs, cl, c))) {
+	if ((rc = render_for(&desired, &errmsg, rev, gs, cl, c)) && !errmsg) {
+		/* not the revision's fault (the mirror could not be read): retried */
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	if (rc) {
 		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
 			errmsg ? errmsg : plumb_error_last());
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
@@ -1693,16 +1714,34 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		.adopt = jbool(gs, "spec.adopt", 0),
 		.live = target_live,
 		.live_data = t,
+		.no_diffs = 1,   /* status and events name fields; plumbctl diff shows diffs */
 	};
-	rc = e ? apply_engine_run(&res, e, desired, &ao) : PLUMB_ENOMEM;
+	/* the kinds to watch, before the engine takes the objects over */
+	cJSON *kinds = cJSON_CreateObject();
+	const cJSON *obj;
+	long nobjects = cJSON_GetArraySize(desired);
+	cJSON_ArrayForEach(obj, desired) {
+		char gvk[600];
+		snprintf(gvk, sizeof(gvk), "%s|%s", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "",
+			jstr(obj, "kind") ? jstr(obj, "kind") : "");
+		if (kinds && !cJSON_GetObjectItemCaseSensitive(kinds, gvk)) {
+			cJSON *k = cJSON_AddObjectToObject(kinds, gvk);
+			cJSON_AddStringToObject(k, "apiVersion", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "");
+			cJSON_AddStringToObject(k, "kind", jstr(obj, "kind") ? jstr(obj, "kind") : "");
+		}
+	}
+	rc = e ? apply_engine_run_take(&res, e, desired, &ao) : PLUMB_ENOMEM;
+	if (!e)
+		cJSON_Delete(desired);
+	desired = NULL;
 
 	/* Watch what we manage so drift is seen at once (and no LIST is needed). */
-	const cJSON *obj;
-	cJSON_ArrayForEach(obj, desired) {
+	cJSON_ArrayForEach(obj, kinds) {
 		kube_resource kr;
 		if (kube_resolve_object(&kr, t->client, obj) == 0)
 			target_watch_kind(c, t, &kr);
 	}
+	cJSON_Delete(kinds);
 
 	size_t failed = res.totals[APPLY_FAILED] + res.totals[APPLY_CONFLICT];
 	size_t changed = res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED] +
@@ -1750,7 +1789,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 			s->last_sync_time = now;
 		}
 		s->state = state;
-		s->objects = cJSON_GetArraySize(desired);
+		s->objects = nobjects;
 		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
 		cJSON_Delete(s->drifted_objects);
 		s->drifted_objects = NULL;

@@ -16,6 +16,8 @@ typedef struct {
 	char **keys;
 	void **vals;
 	size_t cap, count, used; /* used counts tombstones too */
+	int keep;                /* keys are long-lived records (plumb_keep_strdup):
+	                            set before the first put, for per-object maps */
 } cmap;
 
 void *cmap_get(const cmap *m, const char *key);

@@ -740,6 +740,159 @@ START_TEST(test_apply__noop_sends_zero_writes)
 }
 END_TEST
 
+/* A stand-in for the controller's watch cache: what a LIST says of each
+ * object, metadata only (the engine gets no whole object from it). */
+static cJSON *snapshot;
+static int snapshot_live(apply_live_info *info, void *data, const kube_resource *res,
+	const char *ns, const char *name)
+{
+	const cJSON *it;
+	(void)data;
+	if (strcmp(res->kind, "ConfigMap") && strcmp(res->kind, "ResourceQuota"))
+		return -1;
+	cJSON_ArrayForEach(it, snapshot) {
+		const cJSON *m = cJSON_GetObjectItem(it, "metadata");
+		if (!strcmp(cJSON_GetObjectItem(it, "kind")->valuestring, res->kind) &&
+		    !strcmp(cJSON_GetObjectItem(m, "name")->valuestring, name) &&
+		    !strcmp(cJSON_GetObjectItem(m, "namespace")->valuestring, ns)) {
+			apply_live_info_of(info, it);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void take_snapshot(kube_client *c, const char *ns)
+{
+	static const kube_resource rq_res = { .group = "", .version = "v1", .kind = "ResourceQuota",
+		.resource = "resourcequotas", .namespaced = 1 };
+	const kube_resource *kinds[] = { &cm_res, &rq_res };
+	cJSON_Delete(snapshot);
+	snapshot = cJSON_CreateArray();
+	for (size_t k = 0; k < 2; k++) {
+		cJSON *list = NULL, *it;
+		ck_assert_int_eq(kube_list(&list, c, kinds[k], ns, NULL), 0);
+		cJSON_ArrayForEach(it, cJSON_GetObjectItem(list, "items")) {
+			cJSON *o = cJSON_Duplicate(it, 1);
+			cJSON_AddStringToObject(o, "kind", kinds[k]->kind);
+			cJSON_AddItemToArray(snapshot, o);
+		}
+		cJSON_Delete(list);
+	}
+}
+
+static const char *snapshot_rv(const char *name)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, snapshot) {
+		const cJSON *m = cJSON_GetObjectItem(it, "metadata");
+		if (!strcmp(cJSON_GetObjectItem(m, "name")->valuestring, name))
+			return cJSON_GetObjectItem(m, "resourceVersion")->valuestring;
+	}
+	return "";
+}
+
+/* The engine remembers versions and hashes, not objects: an object still at
+ * the version it applied is not read at all; one that moved is read (one
+ * GET) and compared; and P, when the server changed what plumb sent (a
+ * quantity written "1000m" is stored as "1"), is kept so that a drift is
+ * reported without a dry run and without a false drift on that field. */
+START_TEST(test_apply__remembers_versions_not_objects)
+{
+	kube_client *counted;
+	char ns[64], gs[64], name[32], path[600];
+	apply_engine *e;
+	apply_result r;
+	apply_opts o = { .prune = 1, .drift = APPLY_DRIFT_REPORT, .live = snapshot_live };
+	cJSON *d = cJSON_CreateArray();
+	apply_object_result *res;
+	kube_config *cfg = NULL;
+	kube_client_opts co = { .user_agent = ua, .qps = -1, .on_request = count_hook };
+
+	snprintf(path, sizeof(path), "%s/kubeconfig", cdir);
+	ck_assert_int_eq(kube_config_load_file(&cfg, path, NULL), 0);
+	ck_assert_int_eq(kube_client_new(&counted, cfg, &co), 0);
+	kube_config_free(cfg);
+	snprintf(ns, sizeof(ns), "apply-mem-%s", uid);
+	snprintf(gs, sizeof(gs), "mem-%s", uid);
+	ck_assert_int_eq(sh("%s create namespace %s >/dev/null", kubectl(), ns), 0);
+	e = engine(counted, gs);
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "cm-%02d", i);
+		add(d, cm_obj(ns, name, "k", name));
+	}
+	add(d, parse("{\"apiVersion\":\"v1\",\"kind\":\"ResourceQuota\",\"metadata\":{\"name\":\"rq\","
+		"\"namespace\":\"%s\",\"labels\":{\"team\":\"a\"}},\"spec\":{\"hard\":{\"cpu\":\"1000m\"}}}", ns));
+	take_snapshot(counted, ns);
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_CREATED], 21);
+	apply_result_free(&r);
+	take_snapshot(counted, ns);
+	ck_assert_int_eq(apply_engine_verified(e, &cm_res, ns, "cm-03", snapshot_rv("cm-03")), 1);
+	ck_assert_int_eq(apply_engine_verified(e, &cm_res, ns, "cm-03", "1"), 0);
+	ck_assert_int_eq(apply_engine_tracks(e, &cm_res, ns, "cm-03"), 1);
+	ck_assert_int_eq(apply_engine_tracks(e, &cm_res, ns, "cm-99"), 0);
+
+	/* nothing moved: the inventory head is the only read, nothing written */
+	reads = writes_seen = 0;
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 21);
+	apply_result_free(&r);
+	ck_assert_int_eq(reads, 1);
+	ck_assert_int_eq(writes_seen, 0);
+
+	/* another manager edits one ConfigMap and the quota's label */
+	ck_assert_int_eq(sh("%s -n %s patch configmap cm-03 --type merge -p '{\"data\":{\"k\":\"edited\"}}' "
+		">/dev/null && %s -n %s label resourcequota rq team=b --overwrite >/dev/null",
+		kubectl(), ns, kubectl(), ns), 0);
+	take_snapshot(counted, ns);
+	reads = writes_seen = 0;
+	run(&r, e, d, &o);
+	res = find(&r, "ConfigMap", "cm-03");
+	ck_assert_int_eq(res->action, APPLY_DRIFTED);
+	ck_assert_uint_eq(res->nfields, 1);
+	ck_assert_str_eq(res->fields[0].path, "data.k");
+	res = find(&r, "ResourceQuota", "rq");
+	ck_assert_int_eq(res->action, APPLY_DRIFTED);
+	ck_assert_uint_eq(res->nfields, 1);   /* the label; not spec.hard.cpu */
+	ck_assert_str_eq(res->fields[0].path, "metadata.labels.team");
+	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 19);
+	ck_assert_uint_eq(r.writes, 0);
+	apply_result_free(&r);
+	ck_assert_int_eq(writes_seen, 0);     /* no dry run: P was remembered */
+	ck_assert_int_eq(reads, 3);           /* the head and the two that moved */
+	/* a drifted object is not "verified": its events still count */
+	ck_assert_int_eq(apply_engine_verified(e, &cm_res, ns, "cm-03", snapshot_rv("cm-03")), 0);
+
+	/* corrected: the versions after the applies are verified again */
+	o.drift = APPLY_DRIFT_CORRECT;
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_CORRECTED], 2);
+	apply_result_free(&r);
+	take_snapshot(counted, ns);
+	ck_assert_int_eq(apply_engine_verified(e, &cm_res, ns, "cm-03", snapshot_rv("cm-03")), 1);
+	reads = writes_seen = 0;
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 21);
+	apply_result_free(&r);
+	ck_assert_int_eq(reads, 1);
+	ck_assert_int_eq(writes_seen, 0);
+
+	/* dropped from the desired set: pruned and forgotten */
+	cJSON_DeleteItemFromArray(d, 0);
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "cm-00"), APPLY_PRUNED);
+	apply_result_free(&r);
+	ck_assert_int_eq(apply_engine_tracks(e, &cm_res, ns, "cm-00"), 0);
+
+	cJSON_Delete(snapshot);
+	snapshot = NULL;
+	cJSON_Delete(d);
+	apply_engine_free(e);
+	kube_client_free(counted);
+}
+END_TEST
+
 START_TEST(test_apply__dry_run_plans_without_writing)
 {
 	kube_client *c = client();
@@ -806,6 +959,7 @@ int main(void)
 	tcase_add_test(tc, test_apply__empty_desired_prunes_nothing_without_allow_empty);
 	tcase_add_test(tc, test_apply__noop_sends_zero_writes);
 	tcase_add_test(tc, test_apply__dry_run_plans_without_writing);
+	tcase_add_test(tc, test_apply__remembers_versions_not_objects);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -729,6 +729,90 @@ START_TEST(test_kube__watch_events_and_bookmarks)
 }
 END_TEST
 
+/* A reduced relist: every item goes through reduce (page by page, on the
+ * list thread), the RESYNC holds only what reduce returned, and later events
+ * still carry whole objects. */
+typedef struct {
+	wcount w;
+	int reduced;            /* reduce calls */
+	int resync_whole;       /* RESYNC items with data (should be 0) */
+	int event_whole;        /* ADDED events with data */
+} rcount;
+
+static cJSON *reduce_name(const cJSON *item, void *data)
+{
+	rcount *rc = data;
+	const cJSON *name = cJSON_GetObjectItem(cJSON_GetObjectItem(item, "metadata"), "name");
+	__atomic_add_fetch(&rc->reduced, 1, __ATOMIC_SEQ_CST);
+	if (!cJSON_IsString(name) || name->valuestring[strlen(name->valuestring) - 1] == '7')
+		return NULL;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "metadata"), "name", name->valuestring);
+	return o;
+}
+
+static void on_reduced_event(kube_watch_event t, const cJSON *obj, void *data)
+{
+	rcount *rc = data;
+	const cJSON *it;
+	pthread_mutex_lock(&rc->w.lock);
+	if (t == KUBE_WATCH_RESYNC)
+		cJSON_ArrayForEach(it, cJSON_GetObjectItem(obj, "items"))
+			rc->resync_whole += cJSON_GetObjectItem(it, "data") != NULL;
+	if (t == KUBE_WATCH_ADDED)
+		rc->event_whole += cJSON_GetObjectItem(obj, "data") != NULL;
+	pthread_mutex_unlock(&rc->w.lock);
+	on_event(t, obj, &rc->w);
+}
+
+START_TEST(test_kube__watch_reduced_relist)
+{
+	kube_client *c = admin_client(NULL);
+	kube_watch_hub *hub = NULL;
+	kube_watch *wt = NULL;
+	pthread_t th;
+	rcount rc = { .w = { .lock = PTHREAD_MUTEX_INITIALIZER } };
+	char ns[32], name[32];
+	make_ns(c, ns, sizeof(ns));
+	kube_resource r = resolve(c, "v1", "ConfigMap");
+	for (int i = 0; i < 250; i++) {
+		snprintf(name, sizeof(name), "cm-%03d", i);
+		cJSON *cm = configmap(ns, name, "payload", "0123456789abcdef");
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItem(cm, "metadata"), "labels"), "kt", "r");
+		ck_assert_msg(kube_create(NULL, c, &r, NULL, cm) == 0, "%s", plumb_error_last());
+		cJSON_Delete(cm);
+	}
+	ck_assert_int_eq(kube_watch_hub_new(&hub), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, hub_thread, hub), 0);
+	kube_watch_opts wo = { .ns = ns, .label_selector = "kt=r", .timeout_seconds = 30,
+		.list_limit = 100, .reduce = reduce_name };
+	ck_assert_int_eq(kube_watch_start(&wt, hub, c, &r, &wo, on_reduced_event, &rc), 0);
+	ck_assert(wait_for(&rc.w, &rc.w.resyncs, 1, 20));
+	pthread_mutex_lock(&rc.w.lock);
+	ck_assert_int_eq(__atomic_load_n(&rc.reduced, __ATOMIC_SEQ_CST), 250);
+	ck_assert_int_eq(rc.w.resync_items, 250 - 25);   /* names ending in 7 left out */
+	ck_assert_int_eq(rc.resync_whole, 0);
+	pthread_mutex_unlock(&rc.w.lock);
+
+	cJSON *cm = configmap(ns, "late", "payload", "x");
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItem(cm, "metadata"), "labels"), "kt", "r");
+	ck_assert_int_eq(kube_create(NULL, c, &r, NULL, cm), 0);
+	cJSON_Delete(cm);
+	ck_assert(wait_for(&rc.w, &rc.w.added, 1, 10));
+	pthread_mutex_lock(&rc.w.lock);
+	ck_assert_int_eq(rc.event_whole, 1);
+	ck_assert_msg(rc.w.errors == 0, "%s", rc.w.last_error);
+	pthread_mutex_unlock(&rc.w.lock);
+
+	kube_watch_stop(wt);
+	kube_watch_hub_stop(hub);
+	pthread_join(th, NULL);
+	kube_watch_hub_free(hub);
+	drop_ns(c, ns);
+	kube_client_free(c);
+}
+END_TEST
+
 static int etcd_port(void)
 {
 	char p[600], *env = NULL, *s;
@@ -828,6 +912,7 @@ int main(void)
 	tcase_add_test(tc, test_kube__crd_discovery_and_custom_resource);
 	tcase_add_test(tc, test_kube__server_side_apply);
 	tcase_add_test(tc, test_kube__pagination_500);
+	tcase_add_test(tc, test_kube__watch_reduced_relist);
 	tcase_add_test(tc, test_kube__watch_events_and_bookmarks);
 	tcase_add_test(tc, test_kube__watch_compacted_relists);
 	tcase_add_test(tc, test_kube__stopped_apiserver_is_retryable);
