@@ -177,7 +177,7 @@ start_plumbd() {
 	PLUMBD_LOG="$WORK/plumbd-$1.log"
 	"$BUILD/plumbd" --kubeconfig "$(cdir c1)/kubeconfig" --namespace "$1" \
 		--metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 --cache-dir "$WORK/cache-$1" \
-		--log-level info >"$PLUMBD_LOG" 2>&1 &
+		--log-level "${PLUMBD_LOG_LEVEL:-info}" >"$PLUMBD_LOG" 2>&1 &
 	PLUMBD_PID=$!
 	bench_pids+=("$PLUMBD_PID")
 	local end=$((SECONDS + 20))

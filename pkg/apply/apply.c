@@ -382,6 +382,7 @@ int apply_engine_new(apply_engine **out, kube_client *c, const char *gs_ns,
 	pthread_mutex_init(&e->run_lock, NULL);
 	e->state.keep = 1;
 	e->proj.keep = 1;
+	e->inv.inv.keep = 1;
 	*out = e;
 	return 0;
 }
@@ -551,13 +552,13 @@ int apply_result_report(char **out, const apply_result *r)
 typedef struct {
 	cJSON *obj;            /* the copy plumb applies (labels + hash) */
 	char hash[65];
-	char group[256];
-	char version[64];
+	char *group;           /* from apiVersion */
+	char *version;
 	const char *kind;      /* borrowed from obj */
 	const char *name;
 	char *ns;              /* "" cluster-scoped */
 	char *key;             /* group/kind/ns/name */
-	kube_resource res;
+	const kube_resource *res;  /* once resolved: R->kinds owns it */
 	int resolved;
 	int cls;
 	const cJSON *live;     /* borrowed (a list page) or owned_live */
@@ -577,7 +578,7 @@ typedef struct {
 typedef struct {
 	apply_inventory_entry e;
 	char *key;
-	kube_resource res;
+	const kube_resource *res;  /* once resolved: R->kinds owns it */
 	int resolved;
 	int cls;
 	int keep;              /* stays in the inventory */
@@ -594,6 +595,7 @@ typedef struct {
 	cand *cands;
 	size_t ncands;
 	smap want;             /* key -> item* of every desired object */
+	smap kinds;            /* "apiVersion/kind" -> kube_resource* (resolved) */
 	smap live;             /* key -> const cJSON* (borrowed from lists) */
 	smap unowned;          /* key -> const cJSON* from existence lists */
 	smap listed;           /* "group/kind" -> 1: labelled LIST done */
@@ -629,18 +631,6 @@ static int owned(const run *R, const cJSON *live)
 static char *make_key(const char *group, const char *kind, const char *ns, const char *name)
 {
 	return plumb_asprintf("%s/%s/%s/%s", group, kind, ns ? ns : "", name);
-}
-
-static void split_api_version(char *group, size_t gl, char *version, size_t vl, const char *av)
-{
-	const char *slash = strchr(av, '/');
-	if (slash) {
-		snprintf(group, gl, "%.*s", (int)(slash - av), av);
-		snprintf(version, vl, "%s", slash + 1);
-	} else {
-		snprintf(group, gl, "%s", "");
-		snprintf(version, vl, "%s", av);
-	}
 }
 
 static cJSON *ensure_map(cJSON *obj, const char *name)
@@ -870,7 +860,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		if (!needs_read(R, it, cls) || it->live_state || !R->o.live)
 			continue;
 		memset(&info, 0, sizeof(info));
-		got = R->o.live(&info, R->o.live_data, &it->res, it->ns, it->name);
+		got = R->o.live(&info, R->o.live_data, it->res, it->ns, it->name);
 		if (got == 1 && !strcmp(info.label, R->e->label) && !strcmp(info.hash, it->hash) &&
 		    state_fast(R, it, info.rv)) {
 			/* still at the version plumb applied or verified */
@@ -879,7 +869,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 			it->fast = 1;
 			it->done = 1;
 		} else if (got == 1 && info.obj) {
-			fill_type(info.obj, &it->res);
+			fill_type(info.obj, it->res);
 			it->owned_live = info.obj;
 			it->live = info.obj;
 			it->live_state = 1;
@@ -899,18 +889,18 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		char gk[512];
 		if (!needs_read(R, it, cls))
 			continue;
-		snprintf(gk, sizeof(gk), "paged:%s/%s", it->res.group, it->res.kind);
+		snprintf(gk, sizeof(gk), "paged:%s/%s", it->res->group, it->res->kind);
 		if (smap_has(&R->listed, gk))
 			continue;
 		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++)
-			if (needs_read(R, &R->items[j], cls) && !strcmp(R->items[j].res.group, it->res.group) &&
-			    !strcmp(R->items[j].res.kind, it->res.kind))
+			if (needs_read(R, &R->items[j], cls) && !strcmp(R->items[j].res->group, it->res->group) &&
+			    !strcmp(R->items[j].res->kind, it->res->kind))
 				same++;
 		if (same < EXISTENCE_LIST_MIN)
 			continue;
-		page_ctx P = { R, &it->res, idx };
+		page_ctx P = { R, it->res, idx };
 		kube_list_opts lo = { .label_selector = R->e->selector };
-		kube_resource res = it->res;
+		kube_resource res = *it->res;
 		P.res = &res;
 		if (smap_put(&R->listed, gk, (void *)1, NULL))
 			continue;
@@ -922,7 +912,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		/* what the LIST did not have is not labelled for this GitSync */
 		for (size_t j = 0; j < R->n; j++) {
 			item *o = &R->items[j];
-			if (needs_read(R, o, cls) && !strcmp(o->res.group, res.group) && !strcmp(o->res.kind, res.kind))
+			if (needs_read(R, o, cls) && !strcmp(o->res->group, res.group) && !strcmp(o->res->kind, res.kind))
 				o->live_state = 2;
 		}
 	}
@@ -933,18 +923,18 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		char k[800];
 		if ((size_t)it->cls != cls || it->done || it->live_state != 2)
 			continue;
-		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
+		snprintf(k, sizeof(k), "%s/%s/%s", it->res->group, it->res->kind, it->ns);
 		if (smap_has(&R->exist_listed, k))
 			continue;
 		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++) {
 			item *o = &R->items[j];
-			if (o->live_state == 2 && !o->done && o->resolved && !strcmp(o->res.group, it->res.group) &&
-			    !strcmp(o->res.kind, it->res.kind) && !strcmp(o->ns, it->ns))
+			if (o->live_state == 2 && !o->done && o->resolved && !strcmp(o->res->group, it->res->group) &&
+			    !strcmp(o->res->kind, it->res->kind) && !strcmp(o->ns, it->ns))
 				same++;
 		}
-		if (same >= EXISTENCE_LIST_MIN && list_existing(R, &it->res, it->ns))
+		if (same >= EXISTENCE_LIST_MIN && list_existing(R, it->res, it->ns))
 			plumb_warn("existence list failed; falling back to GETs", "resource",
-				it->res.resource, "error", plumb_error_last());
+				it->res->resource, "error", plumb_error_last());
 	}
 }
 
@@ -1123,7 +1113,7 @@ static int do_apply(run *R, item *it, cJSON **out, int dry_run)
 	atomic_fetch_add(&R->writes, 1);
 	if (!dry_run)
 		it->attempted = 1;
-	return kube_apply(out, R->e->c, &it->res, *it->ns ? it->ns : NULL, it->obj, &ao);
+	return kube_apply(out, R->e->c, it->res, *it->ns ? it->ns : NULL, it->obj, &ao);
 }
 
 static char *owner_of(const cJSON *live)
@@ -1173,17 +1163,17 @@ static void process_item(run *R, size_t i)
 	it->done = 1;
 	if (!live) {
 		char k[800];
-		snprintf(k, sizeof(k), "%s/%s/%s", it->res.group, it->res.kind, it->ns);
+		snprintf(k, sizeof(k), "%s/%s/%s", it->res->group, it->res->kind, it->ns);
 		if (it->live_state == 2 && smap_has(&R->exist_listed, k)) {
 			live = smap_get(&R->unowned, it->key);
 		} else {
-			err = kube_get(&got, R->e->c, &it->res, *it->ns ? it->ns : NULL, it->name);
+			err = kube_get(&got, R->e->c, it->res, *it->ns ? it->ns : NULL, it->name);
 			if (err && err != PLUMB_ENOTFOUND) {
 				fail_item(r, err);
 				goto cleanup;
 			}
 			if (got)
-				fill_type(got, &it->res);
+				fill_type(got, it->res);
 			live = got;
 		}
 	}
@@ -1341,7 +1331,7 @@ static void wait_crd(run *R, size_t i)
 		return;
 	for (;;) {
 		cJSON *crd = NULL;
-		int err = kube_get(&crd, R->e->c, &it->res, NULL, it->name);
+		int err = kube_get(&crd, R->e->c, it->res, NULL, it->name);
 		int ok = !err && crd_established(crd);
 		cJSON_Delete(crd);
 		if (ok)
@@ -1396,6 +1386,26 @@ static void skip_dependents(run *R, size_t from_cls)
 	}
 }
 
+/* kube_resolve() once per (apiVersion, kind) of a run: items share the
+ * answer instead of each carrying a copy. */
+static int resolve_interned(const kube_resource **out, run *R, const char *api_version, const char *kind)
+{
+	char k[600];
+	kube_resource *r;
+	int err;
+	snprintf(k, sizeof(k), "%s/%s", api_version, kind);
+	if ((*out = smap_get(&R->kinds, k)))
+		return 0;
+	if (!(r = calloc(1, sizeof(*r))))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	if ((err = kube_resolve(r, R->e->c, api_version, kind)) || (err = smap_put(&R->kinds, k, r, NULL))) {
+		free(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
 static void resolve_item(run *R, item *it, smap *neg)
 {
 	apply_object_result *r = res_of(R, it->ri);
@@ -1410,7 +1420,7 @@ static void resolve_item(run *R, item *it, smap *neg)
 		set_outcome(r, APPLY_FAILED, smap_get(neg, nk));
 		return;
 	}
-	err = kube_resolve(&it->res, R->e->c, av->valuestring, it->kind);
+	err = resolve_interned(&it->res, R, av->valuestring, it->kind);
 	if (err) {
 		char *msg = plumb_asprintf("unknown kind %s %s: %s", av->valuestring, it->kind, plumb_error_last());
 		set_outcome(r, APPLY_FAILED, msg);
@@ -1419,22 +1429,22 @@ static void resolve_item(run *R, item *it, smap *neg)
 		return;
 	}
 	it->resolved = 1;
-	it->cls = apply_object_class(it->res.group, it->res.kind, it->res.namespaced);
-	if (it->res.namespaced && !*it->ns) {
+	it->cls = apply_object_class(it->res->group, it->res->kind, it->res->namespaced);
+	if (it->res->namespaced && !*it->ns) {
 		const char *dns = kube_config_namespace(kube_client_config(R->e->c));
 		free(it->ns);
 		it->ns = plumb_strdup(dns);
 		set_str(ensure_map(it->obj, "metadata"), "namespace", it->ns);
 		apply_desired_hash(it->hash, it->obj);
 		set_str(ensure_map(ensure_map(it->obj, "metadata"), "annotations"), APPLY_ANNOTATION_HASH, it->hash);
-	} else if (!it->res.namespaced && *it->ns) {
+	} else if (!it->res->namespaced && *it->ns) {
 		it->ns[0] = 0;
 		cJSON_DeleteItemFromObjectCaseSensitive(ensure_map(it->obj, "metadata"), "namespace");
 		apply_desired_hash(it->hash, it->obj);
 		set_str(ensure_map(ensure_map(it->obj, "metadata"), "annotations"), APPLY_ANNOTATION_HASH, it->hash);
 	}
 	free(it->key);
-	it->key = make_key(it->res.group, it->res.kind, it->ns, it->name);
+	it->key = make_key(it->res->group, it->res->kind, it->ns, it->name);
 }
 
 static void process_class(run *R, size_t cls, size_t *idx)
@@ -1463,7 +1473,7 @@ static void prune_one(run *R, size_t i)
 	live = smap_get(&R->live, c->key);
 	if (!live) {
 		/* not among the labelled objects: gone, or someone took it over */
-		err = kube_get(&got, R->e->c, &c->res, *c->e.ns ? c->e.ns : NULL, c->e.name);
+		err = kube_get(&got, R->e->c, c->res, *c->e.ns ? c->e.ns : NULL, c->e.name);
 		if (err == PLUMB_ENOTFOUND) {
 			c->hidden = 1;
 			goto cleanup;
@@ -1493,7 +1503,7 @@ static void prune_one(run *R, size_t i)
 		goto cleanup;
 	}
 	atomic_fetch_add(&R->writes, 1);
-	err = kube_delete(R->e->c, &c->res, *c->e.ns ? c->e.ns : NULL, c->e.name, KUBE_PROPAGATION_BACKGROUND);
+	err = kube_delete(R->e->c, c->res, *c->e.ns ? c->e.ns : NULL, c->e.name, KUBE_PROPAGATION_BACKGROUND);
 	if (err == PLUMB_ENOTFOUND) {
 		c->hidden = 1;
 	} else if (err) {
@@ -1550,7 +1560,7 @@ static void prune(run *R, size_t *idx)
 		int err;
 
 		snprintf(av, sizeof(av), "%s%s%s", c->e.group, *c->e.group ? "/" : "", c->e.version);
-		err = kube_resolve(&c->res, R->e->c, av, c->e.kind);
+		err = resolve_interned(&c->res, R, av, c->e.kind);
 		if (err == PLUMB_ENOTFOUND) {
 			c->hidden = 1;   /* its kind is gone, and the objects with it */
 			continue;
@@ -1561,18 +1571,18 @@ static void prune(run *R, size_t *idx)
 			continue;
 		}
 		c->resolved = 1;
-		c->cls = apply_prune_class(c->res.group, c->res.kind, c->res.namespaced);
+		c->cls = apply_prune_class(c->res->group, c->res->kind, c->res->namespaced);
 		int got = -1;
 		cJSON *obj = NULL;
 		if (R->o.live) {
 			apply_live_info info;
 			memset(&info, 0, sizeof(info));
-			got = R->o.live(&info, R->o.live_data, &c->res, c->e.ns, c->e.name);
+			got = R->o.live(&info, R->o.live_data, c->res, c->e.ns, c->e.name);
 			obj = got == 1 ? (info.obj ? info.obj : skeleton_of(&info)) : NULL;
 			if (got == 1 && !obj)
 				got = -1;
 		}
-		if (got < 0 && (err = list_labelled(R, &c->res))) {
+		if (got < 0 && (err = list_labelled(R, c->res))) {
 			fail_item(r, err);
 			c->keep = 1;
 			c->resolved = 0;
@@ -1646,7 +1656,13 @@ static int build_items(run *R, cJSON *desired, int take)
 		cJSON_DeleteItemFromObjectCaseSensitive(it->obj, "status");
 		it->kind = cJSON_GetObjectItemCaseSensitive(it->obj, "kind")->valuestring;
 		it->name = meta_get(it->obj, "name");
-		split_api_version(it->group, sizeof(it->group), it->version, sizeof(it->version), av->valuestring);
+		{
+			const char *slash = strchr(av->valuestring, '/');
+			it->group = slash ? plumb_strndup(av->valuestring, (size_t)(slash - av->valuestring)) : plumb_strdup("");
+			it->version = plumb_strdup(slash ? slash + 1 : av->valuestring);
+			if (!it->group || !it->version)
+				return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
 		it->ns = plumb_strdup(ns ? ns : "");
 		it->key = make_key(it->group, it->kind, it->ns, it->name);
 		if (!it->ns || !it->key)
@@ -1672,8 +1688,8 @@ static int inventory_of_items(run *R, apply_inventory *out, int final)
 			if ((a == APPLY_FAILED || a == APPLY_SKIPPED) && !it->in_old && !it->attempted)
 				continue;
 		}
-		if ((err = apply_inventory_add(out, it->resolved ? it->res.group : it->group,
-			it->resolved ? it->res.version : it->version, it->kind, it->ns, it->name)))
+		if ((err = apply_inventory_add(out, it->resolved ? it->res->group : it->group,
+			it->resolved ? it->res->version : it->version, it->kind, it->ns, it->name)))
 			return err;
 	}
 	return 0;
@@ -1684,6 +1700,8 @@ static void run_free(run *R)
 	for (size_t i = 0; i < R->n; i++) {
 		cJSON_Delete(R->items[i].obj);
 		cJSON_Delete(R->items[i].owned_live);
+		free(R->items[i].group);
+		free(R->items[i].version);
 		free(R->items[i].ns);
 		free(R->items[i].key);
 	}
@@ -1702,6 +1720,7 @@ static void run_free(run *R)
 		cJSON_Delete(R->lists[i]);
 	free(R->lists);
 	smap_free(&R->want, NULL);
+	smap_free(&R->kinds, free);
 	smap_free(&R->live, NULL);
 	smap_free(&R->unowned, NULL);
 	smap_free(&R->listed, NULL);

@@ -255,10 +255,13 @@ typedef struct {
 	apply_inventory_entry *items;
 	size_t count;
 	size_t alloc;
+	int keep;       /* entries are long-lived records (plumb_keep_alloc);
+	                   set before the first add, kept by apply_inventory_free */
 } apply_inventory;
 
 void apply_inventory_free(apply_inventory *inv);
-/* Appends a copy. */
+/* Appends a copy (the five strings of an entry share one allocation, owned
+ * through entry.group). */
 int apply_inventory_add(apply_inventory *inv, const char *group,
 	const char *version, const char *kind, const char *ns, const char *name);
 /* Sorts by (group, kind, ns, name, version) and drops duplicates of

@@ -10,26 +10,36 @@
 #define INVENTORY_MAX_SHARDS 64
 #define INVENTORY_MAX_TEXT (8u * 1024 * 1024)
 
+static void entry_free(const apply_inventory *inv, apply_inventory_entry *e)
+{
+	if (inv->keep)
+		plumb_keep_free(e->group);
+	else
+		free(e->group);
+	e->group = e->version = e->kind = e->ns = e->name = NULL;
+}
+
 void apply_inventory_free(apply_inventory *inv)
 {
+	int keep;
 	if (!inv)
 		return;
-	for (size_t i = 0; i < inv->count; i++) {
-		apply_inventory_entry *e = &inv->items[i];
-		plumb_keep_free(e->group);
-		plumb_keep_free(e->version);
-		plumb_keep_free(e->kind);
-		plumb_keep_free(e->ns);
-		plumb_keep_free(e->name);
-	}
+	for (size_t i = 0; i < inv->count; i++)
+		entry_free(inv, &inv->items[i]);
 	free(inv->items);
+	keep = inv->keep;
 	memset(inv, 0, sizeof(*inv));
+	inv->keep = keep;
 }
 
 int apply_inventory_add(apply_inventory *inv, const char *group,
 	const char *version, const char *kind, const char *ns, const char *name)
 {
 	apply_inventory_entry *e;
+	const char *parts[5] = { group ? group : "", version ? version : "", kind ? kind : "",
+		ns ? ns : "", name ? name : "" };
+	size_t lens[5], total = 0;
+	char *block, *p;
 
 	if (inv->count == inv->alloc) {
 		size_t n = inv->alloc ? inv->alloc * 2 : 64;
@@ -39,19 +49,17 @@ int apply_inventory_add(apply_inventory *inv, const char *group,
 		inv->items = items;
 		inv->alloc = n;
 	}
-	e = &inv->items[inv->count];
-	e->group = plumb_keep_strdup(group ? group : "");
-	e->version = plumb_keep_strdup(version ? version : "");
-	e->kind = plumb_keep_strdup(kind ? kind : "");
-	e->ns = plumb_keep_strdup(ns ? ns : "");
-	e->name = plumb_keep_strdup(name ? name : "");
-	if (!e->group || !e->version || !e->kind || !e->ns || !e->name) {
-		plumb_keep_free(e->group);
-		plumb_keep_free(e->version);
-		plumb_keep_free(e->kind);
-		plumb_keep_free(e->ns);
-		plumb_keep_free(e->name);
+	for (int k = 0; k < 5; k++)
+		total += (lens[k] = strlen(parts[k])) + 1;
+	if (!(block = inv->keep ? plumb_keep_alloc(total) : malloc(total)))
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	e = &inv->items[inv->count];
+	p = block;
+	char **fields[5] = { &e->group, &e->version, &e->kind, &e->ns, &e->name };
+	for (int k = 0; k < 5; k++) {
+		memcpy(p, parts[k], lens[k] + 1);
+		*fields[k] = p;
+		p += lens[k] + 1;
 	}
 	inv->count++;
 	return 0;
@@ -104,11 +112,7 @@ void apply_inventory_normalize(apply_inventory *inv)
 		qsort(tmp, inv->count, sizeof(*tmp), indexed_cmp);
 	for (size_t i = 0; i < inv->count; i++) {
 		if (i + 1 < inv->count && entry_cmp_identity(&tmp[i].e, &tmp[i + 1].e) == 0) {
-			plumb_keep_free(tmp[i].e.group);
-			plumb_keep_free(tmp[i].e.version);
-			plumb_keep_free(tmp[i].e.kind);
-			plumb_keep_free(tmp[i].e.ns);
-			plumb_keep_free(tmp[i].e.name);
+			entry_free(inv, &tmp[i].e);
 			continue;
 		}
 		inv->items[n++] = tmp[i].e;

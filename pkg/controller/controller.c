@@ -2030,6 +2030,15 @@ static void *worker(void *arg)
 		/* A reconcile parses and drops whole revisions: hand the freed
 		 * memory back instead of keeping the peak for good. */
 		malloc_trim(0);
+		if (plumb_log_enabled(PLUMB_LOG_DEBUG)) {
+			struct mallinfo2 mi = mallinfo2();
+			char inuse[32], heap[32], keep[32];
+			snprintf(inuse, sizeof(inuse), "%zu", mi.uordblks + mi.hblkhd);
+			snprintf(heap, sizeof(heap), "%zu", mi.arena + mi.hblkhd);
+			snprintf(keep, sizeof(keep), "%zu", plumb_keep_mapped());
+			plumb_debug("memory after reconcile", "item", key, "heap_in_use", inuse,
+				"heap", heap, "keep_mapped", keep);
+		}
 		controller_queue_done(c->queue, key);
 		update_queue_metrics(c);
 		free(key);
