@@ -554,8 +554,8 @@ typedef struct {
 	char hash[65];
 	char *group;           /* from apiVersion */
 	char *version;
-	const char *kind;      /* borrowed from obj */
-	const char *name;
+	char *kind;
+	char *name;
 	char *ns;              /* "" cluster-scoped */
 	char *key;             /* group/kind/ns/name */
 	const kube_resource *res;  /* once resolved: R->kinds owns it */
@@ -801,6 +801,7 @@ static apply_object_result *res_of(run *R, size_t ri)
 
 static void process_item(run *R, size_t i);
 static int state_fast(run *R, const item *it, const char *rv);
+static void drop_object(item *it);
 
 typedef struct {
 	run *R;
@@ -868,6 +869,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 			it->live_state = 1;
 			it->fast = 1;
 			it->done = 1;
+			drop_object(it);
 		} else if (got == 1 && info.obj) {
 			fill_type(info.obj, it->res);
 			it->owned_live = info.obj;
@@ -1142,6 +1144,20 @@ static char *owner_of(const cJSON *live)
 
 static int crd_established(const cJSON *crd);
 
+/* A processed object is not needed again, except a CRD (dependents and dry
+ * runs look at its spec): dropping it at once keeps a large revision from
+ * sitting in memory for the whole run. */
+static void drop_object(item *it)
+{
+	if (it->cls == 0)
+		return;
+	cJSON_Delete(it->obj);
+	it->obj = NULL;
+	cJSON_Delete(it->owned_live);
+	it->owned_live = NULL;
+	it->live = NULL;
+}
+
 /* The object after a real apply: remember its projection and version. */
 static void remember_applied(run *R, item *it, const cJSON *proj, const cJSON *result)
 {
@@ -1303,6 +1319,7 @@ cleanup:
 	cJSON_Delete(result);
 	cJSON_Delete(proj);
 	cJSON_Delete(q);
+	drop_object(it);
 }
 
 static int crd_established(const cJSON *crd)
@@ -1654,8 +1671,11 @@ static int build_items(run *R, cJSON *desired, int take)
 		cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(it->obj, "metadata"),
 			"resourceVersion");
 		cJSON_DeleteItemFromObjectCaseSensitive(it->obj, "status");
-		it->kind = cJSON_GetObjectItemCaseSensitive(it->obj, "kind")->valuestring;
-		it->name = meta_get(it->obj, "name");
+		/* owned: the object itself is dropped once processed */
+		it->kind = plumb_strdup(cJSON_GetObjectItemCaseSensitive(it->obj, "kind")->valuestring);
+		it->name = plumb_strdup(meta_get(it->obj, "name"));
+		if (!it->kind || !it->name)
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 		{
 			const char *slash = strchr(av->valuestring, '/');
 			it->group = slash ? plumb_strndup(av->valuestring, (size_t)(slash - av->valuestring)) : plumb_strdup("");
@@ -1702,6 +1722,8 @@ static void run_free(run *R)
 		cJSON_Delete(R->items[i].owned_live);
 		free(R->items[i].group);
 		free(R->items[i].version);
+		free(R->items[i].kind);
+		free(R->items[i].name);
 		free(R->items[i].ns);
 		free(R->items[i].key);
 	}
