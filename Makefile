@@ -5,6 +5,7 @@
 #   make test-asan  the same tests built with AddressSanitizer + UBSan
 #   make fuzz       build the libFuzzer targets (clang) and run each briefly
 #   make bench      the benchmark suite (bench/)
+#   make bench-memory  plumbd's RSS with 5,000 objects in each of two targets
 
 LIBS      := libcurl openssl libcjson yaml-0.1 libgit2 libmicrohttpd
 CC        ?= gcc
@@ -29,7 +30,7 @@ CMDS      := $(patsubst cmd/%/,$(BUILD)/%,$(sort $(dir $(wildcard cmd/*/*.c))))
 HELPERS   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
 FUZZERS   := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps test test-unit test-asan fuzz bench bench-quick clean cluster-up cluster-down \
+.PHONY: all deps test test-unit test-asan fuzz bench bench-quick bench-memory clean cluster-up cluster-down \
 	demo demo-down helm manifests
 all: $(CMDS) $(UNIT) $(ITEST) $(HELPERS)
 
@@ -107,6 +108,9 @@ bench: deps all
 
 bench-quick: deps all
 	@bash bench/run.sh --quick
+
+bench-memory: deps all
+	@BUILD=$(BUILD) bash bench/memory.sh
 
 demo: deps all
 	@bash hack/demo.sh up

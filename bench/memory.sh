@@ -95,6 +95,10 @@ for b in "${builds[@]}"; do
 	R[$tag,sync_peak]=$(mib "$(proc_hwm "$pid")")
 	sleep "$SETTLE"
 	R[$tag,steady]=$(mib "$(proc_rss "$pid")")
+	if [[ -n ${MEM_PAUSE:-} ]]; then   # for a look with gdb or /proc/PID/smaps
+		say "$tag: steady, plumbd pid $pid; pausing ${MEM_PAUSE} s"
+		sleep "$MEM_PAUSE"
+	fi
 
 	sed -i "s/^  rev: init-/  rev: next-/" "$WT"/cm/*.yaml
 	commit1=$(git_commit "change every object")
@@ -113,6 +117,7 @@ for b in "${builds[@]}"; do
 	k=$(api c2 GET "/api/v1/namespaces/$ns/configmaps?labelSelector=app%3Dbench" |
 		jq '[.items[] | select(.data.rev | startswith("edited-"))] | length')
 	[[ $k == 0 ]] || say "$tag: $k of 100 edits not corrected after $SETTLE s"
+	R[$tag,uncorrected]=$k
 	R[$tag,drift]=$(mib "$(proc_rss "$pid")")
 
 	stop_plumbd "$pid"
@@ -152,7 +157,7 @@ done
 	for b in "${builds[@]}"; do printf -- '---|'; done
 	((${#builds[@]} == 2)) && printf -- '---|'
 	echo
-	for m in idle sync_peak steady commit_peak commit_steady drift restart_peak restart_steady; do
+	for m in idle sync_peak steady commit_peak commit_steady drift restart_peak restart_steady uncorrected; do
 		printf '| %s |' "$m"
 		for b in "${builds[@]}"; do printf ' %s |' "${R[$(basename "$b"),$m]}"; done
 		if ((${#builds[@]} == 2)); then

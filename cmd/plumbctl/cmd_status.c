@@ -230,7 +230,7 @@ int plumbctl_status(int argc, char **argv)
 		char *s = cJSON_Print(name ? cJSON_GetArrayItem(out, 0) : out);
 		if (s)
 			printf("%s\n", s);
-		free(s);
+		cJSON_free(s);
 	} else if (diff_to_yaml(&buf, name ? cJSON_GetArrayItem(out, 0) : out) == 0) {
 		fwrite(buf.ptr, 1, buf.len, stdout);
 	} else {

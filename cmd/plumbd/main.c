@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 	 * instead of growing the heap; a fixed threshold also stops glibc from
 	 * raising it after the first large free. */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+	/* A reconcile's JSON goes to regions given back whole (pkg/base). */
+	plumb_json_hooks();
 	gethostname(host, sizeof(host) - 1);
 	plumb_random_name(rnd, 8);
 	snprintf(identity, sizeof(identity), "%s_%s", host, rnd);

@@ -679,11 +679,13 @@ typedef struct {
 	const size_t *idx;
 	size_t n;
 	atomic_size_t next;
+	plumb_region *region;  /* the caller's: JSON of the run goes there */
 } pool;
 
 static void *pool_main(void *p)
 {
 	pool *P = p;
+	plumb_region_enter(P->region);
 	for (;;) {
 		size_t i = atomic_fetch_add(&P->next, 1);
 		if (i >= P->n)
@@ -696,7 +698,7 @@ static void *pool_main(void *p)
 /* Runs fn over idx[0..n) on up to opts.parallel threads. */
 static void run_parallel(run *R, work_fn fn, const size_t *idx, size_t n)
 {
-	pool P = { .R = R, .fn = fn, .idx = idx, .n = n };
+	pool P = { .R = R, .fn = fn, .idx = idx, .n = n, .region = plumb_region_current() };
 	pthread_t th[64];
 	size_t nt = R->o.parallel < n ? R->o.parallel : n, started = 0;
 

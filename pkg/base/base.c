@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <openssl/sha.h>
+#include <cjson/cJSON.h>
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -743,4 +744,128 @@ size_t plumb_keep_mapped(void)
 	n = keep_mapped_bytes;
 	pthread_mutex_unlock(&keep_lock);
 	return n;
+}
+
+/* ---- regions for a reconcile's JSON ------------------------------------------ */
+
+#define REGION_CHUNK (256u * 1024)
+#define REGION_LARGE (32u * 1024)   /* larger allocations go to malloc */
+#define HDR_MALLOC 0x6d616c6cu
+#define HDR_REGION 0x72656769u
+
+struct plumb_region {
+	pthread_mutex_t lock;
+	void **chunks;
+	size_t n, cap;
+};
+
+static __thread plumb_region *tl_region;
+static __thread unsigned char *tl_cur;    /* bump pointer in this thread's chunk of tl_region */
+static __thread size_t tl_left;
+
+plumb_region *plumb_region_new(void)
+{
+	plumb_region *r = calloc(1, sizeof(*r));
+	if (r)
+		pthread_mutex_init(&r->lock, NULL);
+	return r;
+}
+
+void plumb_region_enter(plumb_region *r)
+{
+	if (r && r == tl_region)
+		return;   /* keeps this thread's chunk */
+	tl_region = r;
+	tl_cur = NULL;
+	tl_left = 0;
+}
+
+void plumb_region_leave(void)
+{
+	plumb_region_enter(NULL);
+}
+
+plumb_region *plumb_region_current(void)
+{
+	return tl_region;
+}
+
+size_t plumb_region_mapped(const plumb_region *r)
+{
+	size_t n;
+	if (!r)
+		return 0;
+	pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+	n = r->n * REGION_CHUNK;
+	pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+	return n;
+}
+
+void plumb_region_free(plumb_region *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		munmap(r->chunks[i], REGION_CHUNK);
+	free(r->chunks);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+static void *json_alloc(size_t n)
+{
+	size_t size = (n + 8 + 7) & ~(size_t)7;
+	unsigned char *p;
+	plumb_region *r = tl_region;
+	if (n > SIZE_MAX - 16)
+		return NULL;
+	if (r && size <= REGION_LARGE) {
+		if (tl_left < size) {
+			void *chunk = mmap(NULL, REGION_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (chunk == MAP_FAILED)
+				return NULL;
+			pthread_mutex_lock(&r->lock);
+			if (r->n == r->cap) {
+				size_t nc = r->cap ? r->cap * 2 : 16;
+				void **c = realloc(r->chunks, nc * sizeof(*c));
+				if (!c) {
+					pthread_mutex_unlock(&r->lock);
+					munmap(chunk, REGION_CHUNK);
+					return NULL;
+				}
+				r->chunks = c;
+				r->cap = nc;
+			}
+			r->chunks[r->n++] = chunk;
+			pthread_mutex_unlock(&r->lock);
+			tl_cur = chunk;
+			tl_left = REGION_CHUNK;
+		}
+		p = tl_cur;
+		tl_cur += size;
+		tl_left -= size;
+		*(uint32_t *)p = HDR_REGION;
+		return p + 8;
+	}
+	if (!(p = malloc(size)))
+		return NULL;
+	*(uint32_t *)p = HDR_MALLOC;
+	return p + 8;
+}
+
+static void json_free(void *ptr)
+{
+	unsigned char *p;
+	if (!ptr)
+		return;
+	p = (unsigned char *)ptr - 8;
+	if (*(uint32_t *)p == HDR_MALLOC)
+		free(p);
+	/* region memory goes with its region */
+}
+
+void plumb_json_hooks(void)
+{
+	cJSON_Hooks h = { json_alloc, json_free };
+	cJSON_InitHooks(&h);
 }

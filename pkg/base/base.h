@@ -183,4 +183,27 @@ void plumb_keep_free(void *p);
 /* Bytes of chunks mapped so far (for tests and metrics). */
 size_t plumb_keep_mapped(void);
 
+/* ---- regions for a reconcile's JSON -------------------------------------------
+ * A reconcile renders a revision into 10,000s of small JSON nodes that all
+ * live until its end. Once plumb_json_hooks() installed its cJSON hooks, a
+ * thread that entered a region takes cJSON memory from the region's own
+ * mmap'd chunks, given back whole by plumb_region_free(), so those nodes
+ * never sit in (and pin) the heap pages of records that outlive the
+ * reconcile; elsewhere cJSON uses malloc. A region only grows (freeing in it
+ * does nothing): it is for data that lives as long as it, not for churn.
+ * Each cJSON allocation has an 8-byte header, so what cJSON returns (printed
+ * text included) must be released with cJSON_free(), never free(). Nothing
+ * allocated in a region may be used after plumb_region_free(), and nothing
+ * that outlives the region may be built while a thread is in it. */
+typedef struct plumb_region plumb_region;
+void plumb_json_hooks(void);               /* once, before other threads start */
+plumb_region *plumb_region_new(void);      /* NULL on ENOMEM */
+/* The calling thread allocates cJSON memory from r until plumb_region_leave()
+ * (r NULL: from malloc). Threads that work for the region enter it too. */
+void plumb_region_enter(plumb_region *r);
+void plumb_region_leave(void);
+plumb_region *plumb_region_current(void);
+size_t plumb_region_mapped(const plumb_region *r);
+void plumb_region_free(plumb_region *r);   /* NULL-safe; no thread may be in it */
+
 #endif

@@ -1077,7 +1077,9 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	case KUBE_WATCH_DELETED: {
 		int needs = event_needs_sync(t, type, &tw->res, obj);
 		cache_key(key, sizeof(key), &tw->res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
-		char *body = type != KUBE_WATCH_DELETED && needs ? cJSON_PrintUnformatted(obj) : NULL;
+		char *printed = type != KUBE_WATCH_DELETED && needs ? cJSON_PrintUnformatted(obj) : NULL;
+		char *body = plumb_strdup(printed);   /* plain malloc: freed with free() */
+		cJSON_free(printed);
 		pthread_mutex_lock(&t->lock);
 		if (type == KUBE_WATCH_DELETED)
 			cache_drop_locked(t, key);
@@ -1632,6 +1634,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
 	char *errmsg = NULL, *cl_name = NULL;
 	apply_result res = { 0 };
+	plumb_region *rg = NULL;   /* the render's and the run's JSON */
 	int rc = 0;
 	double t0 = plumb_time_mono();
 	const char *slash = strchr(cl_key, '/');
@@ -1685,7 +1688,17 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		write_gitsync_status(c, g);
 		goto cleanup;
 	}
-	if ((rc = render_for(&desired, &errmsg, rev, gs, cl, c)) && !errmsg) {
+	/* The revision's objects live in a region of their own, given back whole
+	 * at the end: they stay for the whole run, and in the heap they would
+	 * pin its pages under whatever else the run leaves behind. Only plain
+	 * strings leave the region (errmsg). The run itself allocates from the
+	 * heap: what it parses and builds per object is freed as it goes, which
+	 * a region would keep until the end. */
+	rg = plumb_region_new();
+	plumb_region_enter(rg);
+	rc = render_for(&desired, &errmsg, rev, gs, cl, c);
+	plumb_region_leave();
+	if (rc && !errmsg) {
 		/* not the revision's fault (the mirror could not be read): retried */
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
@@ -1734,6 +1747,8 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	if (!e)
 		cJSON_Delete(desired);
 	desired = NULL;
+	/* the run's parallel connections are not needed until the next one */
+	kube_client_shrink(t->client, 2);
 
 	/* Watch what we manage so drift is seen at once (and no LIST is needed). */
 	cJSON_ArrayForEach(obj, kinds) {
@@ -1843,6 +1858,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 cleanup:
 	apply_result_free(&res);
 	cJSON_Delete(desired);
+	plumb_region_free(rg);
 	cJSON_Delete(gs);
 	cJSON_Delete(cl);
 	free(errmsg);

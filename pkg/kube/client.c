@@ -372,6 +372,26 @@ static CURL *pool_get(kube_client *c)
 	return h;
 }
 
+void kube_client_shrink(kube_client *c, int keep)
+{
+	CURL *drop[POOL_MAX];
+	int n = 0;
+	if (!c)
+		return;
+	if (keep < 0)
+		keep = 0;
+	pthread_mutex_lock(&c->pool_lock);
+	/* the most recently used stay (they are at the top) */
+	while (c->npool > keep) {
+		drop[n++] = c->pool[0];
+		memmove(&c->pool[0], &c->pool[1], (size_t)(c->npool - 1) * sizeof(c->pool[0]));
+		c->npool--;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	for (int i = 0; i < n; i++)
+		curl_easy_cleanup(drop[i]);
+}
+
 static void pool_put(kube_client *c, CURL *h)
 {
 	pthread_mutex_lock(&c->pool_lock);

@@ -98,6 +98,10 @@ int kube_client_new(kube_client **out, kube_config *cfg, const kube_client_opts 
  * may be freed right after kube_watch_stop(): the memory goes when the last
  * stream has wound down on the hub thread. */
 void kube_client_free(kube_client *c);
+/* Closes idle connections beyond the keep most recently used (a burst of
+ * parallel requests leaves a connection, its TLS state and buffers per
+ * request in flight; a quiet client needs one or two). */
+void kube_client_shrink(kube_client *c, int keep);
 const char *kube_client_name(const kube_client *c);
 const kube_config *kube_client_config(const kube_client *c);
 

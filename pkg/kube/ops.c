@@ -116,7 +116,7 @@ static int call(cJSON **out, kube_client *c, const char *method, const char *ver
 			*out = j;
 	}
 	plumb_buf_free(&resp.body);
-	free(text);
+	cJSON_free(text);
 	return rc;
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/base.h"
 
 START_TEST(test_base__buf_cap_is_enforced)
@@ -178,6 +180,60 @@ START_TEST(test_base__keep_records_threads)
 }
 END_TEST
 
+static void *region_worker(void *arg)
+{
+	plumb_region_enter(arg);
+	cJSON *o = cJSON_Parse("{\"a\":[1,2,3],\"b\":\"text\"}");
+	plumb_region_leave();
+	return o;
+}
+
+START_TEST(test_base__json_regions)
+{
+	plumb_region *r = plumb_region_new();
+	cJSON *outside, *inside, *from_thread;
+	char *text;
+	pthread_t th;
+
+	plumb_json_hooks();
+	ck_assert_ptr_nonnull(r);
+	ck_assert_ptr_null(plumb_region_current());
+	outside = cJSON_Parse("{\"kept\":true}");
+	ck_assert_uint_eq(plumb_region_mapped(r), 0);
+
+	plumb_region_enter(r);
+	ck_assert_ptr_eq(plumb_region_current(), r);
+	inside = cJSON_CreateArray();
+	for (int i = 0; i < 5000; i++)
+		cJSON_AddItemToArray(inside, cJSON_CreateString("a string long enough to matter"));
+	/* the nodes came from the region's chunks, not from the heap */
+	ck_assert_uint_ge(plumb_region_mapped(r), 5000 * 64);
+	text = cJSON_PrintUnformatted(inside);   /* large: from malloc */
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(text[0], '[');
+	cJSON_free(text);
+	cJSON_Delete(inside);                     /* frees nothing; the region does */
+	plumb_region_leave();
+	ck_assert_ptr_null(plumb_region_current());
+
+	/* another thread working for the region */
+	ck_assert_int_eq(pthread_create(&th, NULL, region_worker, r), 0);
+	ck_assert_int_eq(pthread_join(th, (void **)&from_thread), 0);
+	ck_assert_ptr_nonnull(from_thread);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(from_thread, "a")), 3);
+	cJSON_Delete(from_thread);
+	plumb_region_free(r);
+
+	/* outside any region: plain heap, usable after the region is gone */
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(outside, "kept")));
+	text = cJSON_PrintUnformatted(outside);
+	ck_assert_str_eq(text, "{\"kept\":true}");
+	cJSON_free(text);
+	cJSON_Delete(outside);
+	plumb_region_free(NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("base");
@@ -192,6 +248,7 @@ int main(void)
 	tcase_add_test(tc, test_base__error_prefix);
 	tcase_add_test(tc, test_base__keep_records);
 	tcase_add_test(tc, test_base__keep_records_threads);
+	tcase_add_test(tc, test_base__json_regions);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
