@@ -22,12 +22,13 @@
  * Drift (DESIGN.md §3a). The projection P of an object is the object the
  * server returned for the last apply, restricted to the paths the rendered
  * object sets (maps recursively, lists whole). Drift = the live object,
- * restricted to P's paths, differs from P. What the engine remembers of P is
- * keyed by the desired hash. With nothing remembered (new engine, restart): if the live object
- * was written by nobody but "plumb" (managers that own only status ignored)
- * and holds every path of the rendered object, P is the live object's
- * projection; otherwise one dryRun=All apply computes it. Either way, once P
- * is known a steady-state pass sends zero write requests.
+ * restricted to P's paths, differs from P. What the engine remembers of P
+ * is keyed by the desired hash. With nothing remembered (new engine,
+ * restart): if the live object was written by nobody but "plumb" (managers
+ * that own only status ignored) and holds every path of the rendered
+ * object, P is the live object's projection; otherwise one dryRun=All apply
+ * computes it. Either way, once P is known a steady-state pass sends zero
+ * write requests.
  *
  * Memory. Per object the engine keeps a 128-bit hash of the projection it
  * accepts as not drifted and the resourceVersion at which it last applied or
@@ -36,10 +37,12 @@
  * same hash is no drift. A different hash is compared with P, which is not
  * stored when it equals the rendered object (the server changed nothing
  * plumb sets: ConfigMaps, Secrets, most objects) and otherwise kept as text
- * (up to APPLY_MAX_PROJ_BYTES an engine; past that a dry run computes it). The field manager
- * named for a drifted path is the managedFields entry that owns it; for a
- * removed field (owned by nobody) the most recent non-plumb manager still
- * listed, or "" (unknown): a removal by an Update leaves no entry behind.
+ * (up to APPLY_MAX_PROJ_BYTES an engine; past that a dry run computes it).
+ *
+ * The field manager named for a drifted path is the managedFields entry
+ * that owns it; for a removed field (owned by nobody) the most recent
+ * non-plumb manager still listed, or "" (unknown): a removal by an Update
+ * leaves no entry behind.
  *
  * Inventory. Stored in the target cluster, in namespace
  * opts.inventory_namespace (default "plumb-system", created when missing):
