@@ -42,6 +42,23 @@ t_eq "unreachable cluster exits 3" 3 "$(rc "$PC" status --kubeconfig "$WORK/dead
 t_ok "unreachable cluster says what to check" out_has "is the cluster up"
 
 t_ok "version shows the server version and the plumb API" bash -c "'$PC' version --kubeconfig '$KC1' | grep -q '^kubernetes v1\.' && '$PC' version --kubeconfig '$KC1' | grep -q 'plumb.dev/v1alpha1 served'"
+# plumbd's version from its Deployment (the test bed runs no pods: the object is enough).
+kc c1 -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: plumb-vtest
+  labels: {app.kubernetes.io/name: plumb, app.kubernetes.io/component: controller, app.kubernetes.io/version: "9.9.9-vtest"}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: plumb-vtest}}
+  template:
+    metadata: {labels: {app: plumb-vtest}}
+    spec: {containers: [{name: plumbd, image: "example.com/plumbd:9.9.9-vtest"}]}
+EOF
+t_eq "version names plumbd's Deployment" 0 "$(rc "$PC" version --kubeconfig "$KC1")"
+t_ok "with its version, image and ready replicas" out_has "^plumbd 9\\.9\\.9-vtest \\(Deployment $NS/plumb-vtest, image example\\.com/plumbd:9\\.9\\.9-vtest, 0/2 ready\\)$"
+kc c1 -n "$NS" delete deployment plumb-vtest >/dev/null
 t_eq "sync of a missing GitSync exits 3" 3 "$(rc "$PC" sync nosuch -n "$NS" --kubeconfig "$KC1")"
 t_ok "missing GitSync says how to list them" out_has 'not found in namespace .*plumbctl status -A'
 
