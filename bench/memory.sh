@@ -7,7 +7,10 @@
 #   env: N, T, BUILD (build), BASELINE_BUILD (a second plumbd build, e.g. of
 #        an older commit, measured in the same run on the same test bed for a
 #        side-by-side ratio), OUT (results file, default /tmp/plumb-memory.md),
-#        PLUMB_K8S_BIN, SETTLE (seconds left alone before "steady", 15)
+#        PLUMB_K8S_BIN, SETTLE (seconds left alone before "steady", 15),
+#        MEM_PAUSE (seconds to wait at "steady", printing plumbd's pid, for a
+#        look at /proc/PID/smaps or gdb), PLUMBD_LOG_LEVEL (debug logs the heap
+#        after each reconcile)
 #
 # For each build, on a fresh management namespace and fresh target namespaces:
 #   idle       plumbd started, its GitSync not created yet

@@ -171,8 +171,8 @@ purge_plumb() {
 }
 
 # ---- plumbd -----------------------------------------------------------------
-# start_plumbd NS: a fresh plumbd (own Git cache) for management namespace NS;
-# sets PLUMBD_PID, METRICS_PORT, PLUMBD_LOG.
+# start_plumbd NS: a fresh plumbd (own Git cache) for management namespace NS,
+# at log level PLUMBD_LOG_LEVEL (info); sets PLUMBD_PID, METRICS_PORT, PLUMBD_LOG.
 start_plumbd() {
 	PLUMBD_LOG="$WORK/plumbd-$1.log"
 	"$BUILD/plumbd" --kubeconfig "$(cdir c1)/kubeconfig" --namespace "$1" \

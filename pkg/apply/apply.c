@@ -679,13 +679,11 @@ typedef struct {
 	const size_t *idx;
 	size_t n;
 	atomic_size_t next;
-	plumb_region *region;  /* the caller's: JSON of the run goes there */
 } pool;
 
 static void *pool_main(void *p)
 {
 	pool *P = p;
-	plumb_region_enter(P->region);
 	for (;;) {
 		size_t i = atomic_fetch_add(&P->next, 1);
 		if (i >= P->n)
@@ -698,7 +696,7 @@ static void *pool_main(void *p)
 /* Runs fn over idx[0..n) on up to opts.parallel threads. */
 static void run_parallel(run *R, work_fn fn, const size_t *idx, size_t n)
 {
-	pool P = { .R = R, .fn = fn, .idx = idx, .n = n, .region = plumb_region_current() };
+	pool P = { .R = R, .fn = fn, .idx = idx, .n = n };
 	pthread_t th[64];
 	size_t nt = R->o.parallel < n ? R->o.parallel : n, started = 0;
 
@@ -948,18 +946,6 @@ static void fail_item(apply_object_result *r, int err)
 	set_outcome(r, APPLY_FAILED, plumb_error_last());
 }
 
-static void hex_bytes(unsigned char *out, size_t n, const char *hex)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 2; k++) {
-			char ch = hex && *hex ? *hex++ : '0';
-			v = v * 16 + (unsigned)(ch >= 'a' ? ch - 'a' + 10 : ch >= 'A' ? ch - 'A' + 10 : ch - '0');
-		}
-		out[i] = (unsigned char)v;
-	}
-}
-
 /* 128 bits of sha256 over proj with keys sorted: equal for equal JSON. */
 static int proj_digest(unsigned char out[16], const cJSON *proj)
 {
@@ -971,7 +957,7 @@ static int proj_digest(unsigned char out[16], const cJSON *proj)
 	if (!(err = sort_keys(copy, 0))) {
 		if ((text = cJSON_PrintUnformatted(copy))) {
 			plumb_sha256_hex(sum, text, strlen(text));
-			hex_bytes(out, 16, sum);
+			plumb_hex_decode(out, 16, sum);
 		} else {
 			err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
 		}
@@ -998,7 +984,7 @@ static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *pr
 		it->has_odigest = 1;
 	}
 	memset(&fresh, 0, sizeof(fresh));
-	hex_bytes(fresh.dhash, 16, it->hash);
+	plumb_hex_decode(fresh.dhash, 16, it->hash);
 	memcpy(fresh.phash, ph ? ph : d, 16);
 	if (rv && strlen(rv) < sizeof(fresh.rv))
 		memcpy(fresh.rv, rv, strlen(rv) + 1);
@@ -1063,7 +1049,7 @@ static int state_check(run *R, const item *it, const unsigned char ph[16])
 {
 	unsigned char d[16];
 	int ret = -1;
-	hex_bytes(d, 16, it->hash);
+	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
 	obj_state *st = smap_get(&R->e->state, it->key);
 	if (st && !memcmp(st->dhash, d, 16))
@@ -1080,7 +1066,7 @@ static int state_fast(run *R, const item *it, const char *rv)
 	int yes;
 	if (!rv || !*rv)
 		return 0;
-	hex_bytes(d, 16, it->hash);
+	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
 	obj_state *st = smap_get(&R->e->state, it->key);
 	yes = st && st->rv[0] && !memcmp(st->dhash, d, 16) && !strcmp(st->rv, rv);
@@ -1094,7 +1080,7 @@ static cJSON *state_proj(run *R, const item *it)
 	unsigned char d[16];
 	char *text = NULL;
 	int desired = 0;
-	hex_bytes(d, 16, it->hash);
+	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
 	obj_state *st = smap_get(&R->e->state, it->key);
 	if (st && !memcmp(st->dhash, d, 16)) {

@@ -869,3 +869,38 @@ void plumb_json_hooks(void)
 	cJSON_Hooks h = { json_alloc, json_free };
 	cJSON_InitHooks(&h);
 }
+
+/* ---- hex ----------------------------------------------------------------------- */
+
+void plumb_hex_encode(char *out, const unsigned char *in, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int plumb_hex_decode(unsigned char *out, size_t n, const char *hex)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex[2 * i] ? hex_digit(hex[2 * i]) : -1;
+		int lo = hi >= 0 && hex[2 * i + 1] ? hex_digit(hex[2 * i + 1]) : -1;
+		if (hi < 0 || lo < 0)
+			return PLUMB_EINVALID;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}

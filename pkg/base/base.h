@@ -167,6 +167,11 @@ char *plumb_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 int plumb_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* Lowercase hex SHA-256 of data into out (65 bytes). */
 void plumb_sha256_hex(char out[65], const void *data, size_t len);
+/* n bytes as 2n lowercase hex digits plus NUL into out (>= 2n+1 bytes). */
+void plumb_hex_encode(char *out, const unsigned char *in, size_t n);
+/* The first 2n hex digits of hex (either case) into n bytes. 0, or
+ * PLUMB_EINVALID when hex is shorter or holds another character. */
+int plumb_hex_decode(unsigned char *out, size_t n, const char *hex);
 
 /* ---- long-lived records ------------------------------------------------------
  * What plumbd remembers per managed object (hashes, versions, cache

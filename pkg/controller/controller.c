@@ -820,8 +820,6 @@ static target_watch *find_watch_locked(target *t, const kube_resource *res)
 	return NULL;
 }
 
-static const char hexd[] = "0123456789abcdef";
-
 /* Live lookup for the apply engine, from the target's watch cache. A whole
  * object held there is handed over (and no longer held). */
 static int target_live(apply_live_info *info, void *data, const kube_resource *res,
@@ -839,11 +837,10 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
 		if (e) {
 			snprintf(info->rv, sizeof(info->rv), "%s", e->rv);
 			snprintf(info->label, sizeof(info->label), "%s", e->label ? e->label : "");
-			for (size_t i = 0; e->has_hash && i < 32; i++) {
-				info->hash[2 * i] = hexd[e->hash[i] >> 4];
-				info->hash[2 * i + 1] = hexd[e->hash[i] & 15];
-			}
-			info->hash[e->has_hash ? 64 : 0] = '\0';
+			if (e->has_hash)
+				plumb_hex_encode(info->hash, e->hash, sizeof(e->hash));
+			else
+				info->hash[0] = '\0';
 			info->prune_disabled = e->prune_disabled;
 			info->deleting = e->deleting;
 			body = e->body;
@@ -891,11 +888,6 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 	return o;
 }
 
-static int hexval(char ch)
-{
-	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
  * NULL) is kept when the pending budget allows. */
 static void cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
@@ -915,15 +907,7 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 	memset(e, 0, sizeof(*e));
 	apply_live_info_of(&info, obj);
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
-	if (strlen(info.hash) == 64) {
-		e->has_hash = 1;
-		for (size_t i = 0; i < 32; i++) {
-			int hi = hexval(info.hash[2 * i]), lo = hexval(info.hash[2 * i + 1]);
-			if (hi < 0 || lo < 0)
-				e->has_hash = 0;
-			e->hash[i] = (unsigned char)((hi & 15) << 4 | (lo & 15));
-		}
-	}
+	e->has_hash = strlen(info.hash) == 64 && plumb_hex_decode(e->hash, sizeof(e->hash), info.hash) == 0;
 	if (info.label[0]) {
 		e->label = cmap_get(&t->labels, info.label);
 		if (!e->label) {

@@ -676,10 +676,24 @@ static void count_hook(void *data, const char *cluster, const char *verb, int co
 		__atomic_add_fetch(&writes_seen, 1, __ATOMIC_SEQ_CST);
 }
 
+/* A client whose requests count_hook() counts. */
+static kube_client *counted_client(void)
+{
+	kube_config *cfg = NULL;
+	kube_client *c = NULL;
+	kube_client_opts co = { .user_agent = ua, .qps = -1, .on_request = count_hook };
+	char path[600];
+	snprintf(path, sizeof(path), "%s/kubeconfig", cdir);
+	ck_assert_int_eq(kube_config_load_file(&cfg, path, NULL), 0);
+	ck_assert_int_eq(kube_client_new(&c, cfg, &co), 0);
+	kube_config_free(cfg);
+	return c;
+}
+
 START_TEST(test_apply__noop_sends_zero_writes)
 {
 	kube_client *c = client(), *counted;
-	char ns[64], gs[64], name[32], path[600];
+	char ns[64], gs[64], name[32];
 	apply_engine *e;
 	apply_result r;
 	apply_opts o = { .prune = 1 };
@@ -711,14 +725,7 @@ START_TEST(test_apply__noop_sends_zero_writes)
 	apply_result_free(&r);
 	/* a new engine on a new client: reads only, few of them */
 	apply_engine_free(e);
-	{
-		kube_config *cfg = NULL;
-		kube_client_opts co = { .user_agent = ua, .qps = -1, .on_request = count_hook };
-		snprintf(path, sizeof(path), "%s/kubeconfig", cdir);
-		ck_assert_int_eq(kube_config_load_file(&cfg, path, NULL), 0);
-		ck_assert_int_eq(kube_client_new(&counted, cfg, &co), 0);
-		kube_config_free(cfg);
-	}
+	counted = counted_client();
 	e = engine(counted, gs);
 	run(&r, e, d, &o);
 	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 52);
@@ -799,20 +806,14 @@ static const char *snapshot_rv(const char *name)
  * reported without a dry run and without a false drift on that field. */
 START_TEST(test_apply__remembers_versions_not_objects)
 {
-	kube_client *counted;
-	char ns[64], gs[64], name[32], path[600];
+	kube_client *counted = counted_client();
+	char ns[64], gs[64], name[32];
 	apply_engine *e;
 	apply_result r;
 	apply_opts o = { .prune = 1, .drift = APPLY_DRIFT_REPORT, .live = snapshot_live };
 	cJSON *d = cJSON_CreateArray();
 	apply_object_result *res;
-	kube_config *cfg = NULL;
-	kube_client_opts co = { .user_agent = ua, .qps = -1, .on_request = count_hook };
 
-	snprintf(path, sizeof(path), "%s/kubeconfig", cdir);
-	ck_assert_int_eq(kube_config_load_file(&cfg, path, NULL), 0);
-	ck_assert_int_eq(kube_client_new(&counted, cfg, &co), 0);
-	kube_config_free(cfg);
 	snprintf(ns, sizeof(ns), "apply-mem-%s", uid);
 	snprintf(gs, sizeof(gs), "mem-%s", uid);
 	ck_assert_int_eq(sh("%s create namespace %s >/dev/null", kubectl(), ns), 0);

@@ -234,6 +234,19 @@ START_TEST(test_base__json_regions)
 }
 END_TEST
 
+START_TEST(test_base__hex)
+{
+	unsigned char b[4], in[] = { 0x00, 0x7f, 0xab, 0xff };
+	char out[9];
+	plumb_hex_encode(out, in, 4);
+	ck_assert_str_eq(out, "007fabff");
+	ck_assert_int_eq(plumb_hex_decode(b, 4, "007FabfF"), 0);
+	ck_assert_mem_eq(b, in, 4);
+	ck_assert_int_eq(plumb_hex_decode(b, 4, "007fab"), PLUMB_EINVALID);   /* short */
+	ck_assert_int_eq(plumb_hex_decode(b, 4, "007fabfg"), PLUMB_EINVALID); /* not hex */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("base");
@@ -249,6 +262,7 @@ int main(void)
 	tcase_add_test(tc, test_base__keep_records);
 	tcase_add_test(tc, test_base__keep_records_threads);
 	tcase_add_test(tc, test_base__json_regions);
+	tcase_add_test(tc, test_base__hex);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
