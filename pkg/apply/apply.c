@@ -356,6 +356,53 @@ int apply_prune_class(const char *group, const char *kind, int namespaced)
 	return namespaced ? 0 : 1;
 }
 
+int apply_is_secret(const cJSON *obj)
+{
+	const cJSON *av = cJSON_GetObjectItemCaseSensitive(obj, "apiVersion");
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "kind");
+	return cJSON_IsString(av) && cJSON_IsString(k) && !strcmp(av->valuestring, "v1") &&
+	       !strcmp(k->valuestring, "Secret");
+}
+
+int apply_secret_normalize(cJSON *obj)
+{
+	cJSON *sd, *data, *v;
+	if (!apply_is_secret(obj) || !(sd = cJSON_GetObjectItemCaseSensitive(obj, "stringData")))
+		return 0;
+	if (cJSON_IsNull(sd)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "stringData");
+		return 0;
+	}
+	if (!cJSON_IsObject(sd))
+		return plumb_error_set(PLUMB_EINVALID, "Secret stringData must be a map of strings");
+	cJSON_ArrayForEach(v, sd)
+		if (!cJSON_IsString(v))
+			return plumb_error_set(PLUMB_EINVALID, "Secret stringData.%s must be a string", v->string);
+	data = cJSON_GetObjectItemCaseSensitive(obj, "data");
+	if (!cJSON_IsObject(data)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "data");
+		if (!(data = cJSON_AddObjectToObject(obj, "data")))
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	cJSON_ArrayForEach(v, sd) {
+		char *b64 = NULL;
+		cJSON *n;
+		int err = plumb_base64_encode(&b64, v->valuestring, strlen(v->valuestring));
+		if (err)
+			return err;
+		n = cJSON_CreateString(b64);
+		free(b64);
+		if (!n)
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		if (cJSON_GetObjectItemCaseSensitive(data, v->string))
+			cJSON_ReplaceItemInObjectCaseSensitive(data, v->string, n);
+		else
+			cJSON_AddItemToObject(data, v->string, n);
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "stringData");
+	return 0;
+}
+
 int apply_engine_new(apply_engine **out, kube_client *c, const char *gs_ns,
 	const char *gs_name)
 {
@@ -467,6 +514,7 @@ static void object_result_clear(apply_object_result *r)
 	}
 	free(r->fields);
 	free(r->diff);
+	free(r->origin);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -523,7 +571,8 @@ int apply_result_report(char **out, const apply_result *r)
 				o->fields[k].manager && *o->fields[k].manager ? o->fields[k].manager : "",
 				o->fields[k].manager && *o->fields[k].manager ? ")" : "");
 		if (!err && o->message && *o->message)
-			err = plumb_buf_printf(&b, " — %s", o->message);
+			err = plumb_buf_printf(&b, " — %s%s%s", o->origin ? o->origin : "", o->origin ? ": " : "",
+				o->message);
 		if (!err)
 			err = plumb_buf_puts(&b, "\n");
 		if (!err && o->diff)
@@ -572,6 +621,9 @@ typedef struct {
 	unsigned char odigest[16]; /* proj_digest() of obj, once needed */
 	int attempted;         /* a real apply was sent */
 	int in_old;            /* in the inventory before this run */
+	int pending;           /* validated; its write is still to be sent */
+	int deferred;          /* judged only once its CRD or Namespace is written */
+	const char *origin;    /* "file:line" in Git, or NULL (borrowed) */
 	size_t ri;             /* index into result objects */
 } item;
 
@@ -603,6 +655,9 @@ typedef struct {
 	cJSON **lists;
 	size_t nlists, alists;
 	atomic_size_t writes;
+	atomic_size_t dry_runs;
+	atomic_int stop;       /* a write failed: send no more */
+	int validating;        /* real run, first pass: dry runs in place of writes */
 	apply_action *actions; /* per result, for workers */
 } run;
 
@@ -946,6 +1001,14 @@ static void fail_item(apply_object_result *r, int err)
 	set_outcome(r, APPLY_FAILED, plumb_error_last());
 }
 
+/* A failure of a desired object, with where it comes from in Git. */
+static void fail_desired(const item *it, apply_object_result *r, const char *msg)
+{
+	set_outcome(r, APPLY_FAILED, msg);
+	if (it->origin && !r->origin)
+		r->origin = plumb_strdup(it->origin);
+}
+
 /* 128 bits of sha256 over proj with keys sorted: equal for equal JSON. */
 static int proj_digest(unsigned char out[16], const cJSON *proj)
 {
@@ -1101,7 +1164,9 @@ static int do_apply(run *R, item *it, cJSON **out, int dry_run)
 {
 	kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1, .dry_run = dry_run };
 	atomic_fetch_add(&R->writes, 1);
-	if (!dry_run)
+	if (dry_run)
+		atomic_fetch_add(&R->dry_runs, 1);
+	else
 		it->attempted = 1;
 	return kube_apply(out, R->e->c, it->res, *it->ns ? it->ns : NULL, it->obj, &ao);
 }
@@ -1173,7 +1238,7 @@ static void process_item(run *R, size_t i)
 		} else {
 			err = kube_get(&got, R->e->c, it->res, *it->ns ? it->ns : NULL, it->name);
 			if (err && err != PLUMB_ENOTFOUND) {
-				fail_item(r, err);
+				fail_desired(it, r, plumb_error_last());
 				goto cleanup;
 			}
 			if (got)
@@ -1204,8 +1269,8 @@ static void process_item(run *R, size_t i)
 				}
 			}
 		}
-		if ((err = do_apply(R, it, &result, R->o.dry_run))) {
-			fail_item(r, err);
+		if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
+			fail_desired(it, r, plumb_error_last());
 			goto cleanup;
 		}
 		proj = apply_project(result, it->obj);
@@ -1213,7 +1278,10 @@ static void process_item(run *R, size_t i)
 		if (R->o.dry_run)
 			apply_unified_diff(&r->diff, NULL, proj);
 		r->action = APPLY_CREATED;
-		remember_applied(R, it, proj, result);
+		if (R->validating)
+			it->pending = 1;
+		else
+			remember_applied(R, it, proj, result);
 		goto cleanup;
 	}
 	if (!adopting) {
@@ -1238,7 +1306,7 @@ static void process_item(run *R, size_t i)
 			/* compare with P: remembered, or computed by a dry run */
 			if (!(proj = known == 0 ? state_proj(R, it) : NULL)) {
 				if ((err = do_apply(R, it, &result, 1))) {
-					fail_item(r, err);
+					fail_desired(it, r, plumb_error_last());
 					goto cleanup;
 				}
 				proj = apply_project(result, it->obj);
@@ -1257,7 +1325,11 @@ static void process_item(run *R, size_t i)
 			if (!R->o.no_diffs)
 				apply_unified_diff(&r->diff, live, proj);
 			take_fields(r, &fields);
-			if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
+			if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run && R->validating) {
+				/* the same object as applied before: written with the rest */
+				r->action = APPLY_CORRECTED;
+				it->pending = 1;
+			} else if (R->o.drift == APPLY_DRIFT_CORRECT && !R->o.dry_run) {
 				cJSON_Delete(proj);
 				proj = NULL;
 				if ((err = do_apply(R, it, &result, 0))) {
@@ -1276,8 +1348,8 @@ static void process_item(run *R, size_t i)
 		}
 	}
 	/* desired changed (or adopting) */
-	if ((err = do_apply(R, it, &result, R->o.dry_run))) {
-		fail_item(r, err);
+	if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
+		fail_desired(it, r, plumb_error_last());
 		goto cleanup;
 	}
 	proj = apply_project(result, it->obj);
@@ -1300,13 +1372,51 @@ static void process_item(run *R, size_t i)
 	r->action = APPLY_UPDATED;
 	if (adopting)
 		set_message(r, "adopted");
-	remember_applied(R, it, proj, result);
+	if (R->validating)
+		it->pending = 1;
+	else
+		remember_applied(R, it, proj, result);
 cleanup:
 	apply_fields_free(&fields);
 	cJSON_Delete(got);
 	cJSON_Delete(result);
 	cJSON_Delete(proj);
 	cJSON_Delete(q);
+	if (!it->pending)
+		drop_object(it);
+	else {
+		/* the write needs only the object */
+		cJSON_Delete(it->owned_live);
+		it->owned_live = NULL;
+		it->live = NULL;
+	}
+}
+
+/* The write of an object validated before: the real apply, remembered. */
+static void write_item(run *R, size_t i)
+{
+	item *it = &R->items[i];
+	apply_object_result *r = res_of(R, it->ri);
+	cJSON *result = NULL, *proj = NULL;
+	int err;
+
+	if (!it->pending)
+		return;
+	it->pending = 0;
+	if (atomic_load(&R->stop)) {
+		set_outcome(r, APPLY_SKIPPED, "not applied: an earlier write of this revision failed");
+		drop_object(it);
+		return;
+	}
+	if ((err = do_apply(R, it, &result, 0))) {
+		atomic_store(&R->stop, 1);
+		fail_desired(it, r, plumb_error_last());
+	} else {
+		proj = apply_project(result, it->obj);
+		remember_applied(R, it, proj, result);
+	}
+	cJSON_Delete(result);
+	cJSON_Delete(proj);
 	drop_object(it);
 }
 
@@ -1345,6 +1455,7 @@ static void wait_crd(run *R, size_t i)
 			char msg[256];
 			snprintf(msg, sizeof(msg), "applied but not Established after %.0fs", R->o.crd_wait);
 			set_outcome(r, APPLY_FAILED, msg);
+			atomic_store(&R->stop, 1);
 			return;
 		}
 		plumb_sleep(delay);
@@ -1422,13 +1533,13 @@ static void resolve_item(run *R, item *it, smap *neg)
 		return;
 	snprintf(nk, sizeof(nk), "%s/%s", av->valuestring, it->kind);
 	if (smap_has(neg, nk)) {
-		set_outcome(r, APPLY_FAILED, smap_get(neg, nk));
+		fail_desired(it, r, smap_get(neg, nk));
 		return;
 	}
 	err = resolve_interned(&it->res, R, av->valuestring, it->kind);
 	if (err) {
 		char *msg = plumb_asprintf("unknown kind %s %s: %s", av->valuestring, it->kind, plumb_error_last());
-		set_outcome(r, APPLY_FAILED, msg);
+		fail_desired(it, r, msg ? msg : "unknown kind");
 		if (msg && smap_put(neg, nk, msg, NULL))
 			free(msg);
 		return;
@@ -1457,9 +1568,211 @@ static void process_class(run *R, size_t cls, size_t *idx)
 	size_t n = 0;
 	fetch_live(R, cls, idx);
 	for (size_t i = 0; i < R->n; i++)
-		if ((size_t)R->items[i].cls == cls && R->items[i].resolved)
+		if ((size_t)R->items[i].cls == cls && R->items[i].resolved && !R->items[i].deferred)
 			idx[n++] = i;
 	run_parallel(R, process_item, idx, n);
+}
+
+/* Sends the validated writes of one class. */
+static void write_class(run *R, int cls, size_t *idx)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < R->n; i++)
+		if (R->items[i].cls == cls && R->items[i].pending)
+			idx[n++] = i;
+	run_parallel(R, write_item, idx, n);
+}
+
+/* The CRD item of this revision that defines its kind, or NULL. */
+static item *crd_of(run *R, const item *it)
+{
+	for (size_t j = 0; j < R->n; j++) {
+		item *c = &R->items[j];
+		if (c->cls != 0 || !c->obj)
+			continue;
+		const cJSON *spec = cJSON_GetObjectItemCaseSensitive(c->obj, "spec");
+		const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
+		if (cJSON_IsString(g) && cJSON_IsString(k) && !strcmp(g->valuestring, it->group) &&
+		    !strcmp(k->valuestring, it->kind))
+			return c;
+	}
+	return NULL;
+}
+
+static size_t count_failed(run *R)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < R->n; i++)
+		if (res_of(R, R->items[i].ri)->action == APPLY_FAILED)
+			n++;
+	return n;
+}
+
+/* Everything of the revision not written yet stays unwritten. */
+static void skip_rest(run *R, const char *msg)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		apply_object_result *r = res_of(R, it->ri);
+		if (it->pending || (r->action == APPLY_UNCHANGED && !it->done)) {
+			it->pending = 0;
+			set_outcome(r, APPLY_SKIPPED, msg);
+		}
+	}
+}
+
+/* Validation failed: nothing more is written. */
+static void abort_invalid(run *R, size_t invalid)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "not applied: %zu object%s of this revision failed validation",
+		invalid, invalid == 1 ? "" : "s");
+	skip_rest(R, msg);
+	R->res->invalid = invalid;
+}
+
+/* Validates the pending items of the classes >= 2 that were deferred until
+ * their CRD or Namespace was written. */
+static void validate_deferred(run *R, smap *neg, size_t *idx)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		if (!it->deferred)
+			continue;
+		it->deferred = 0;
+		if (res_of(R, it->ri)->action == APPLY_UNCHANGED && !it->resolved)
+			resolve_item(R, it, neg);
+	}
+	process_class(R, 2, idx);
+	process_class(R, 3, idx);
+}
+
+static int inventory_of_items(run *R, apply_inventory *out, int final);
+
+/* A real run: validate the whole revision, then write it (apply.h). */
+static int validate_and_write(run *R, smap *neg, size_t *idx)
+{
+	apply_engine *e = R->e;
+	size_t invalid, changed = 0, n = 0, had_deferred = 0;
+	apply_inventory next = { 0 };
+	int err = 0;
+
+	R->validating = 1;
+	for (size_t i = 0; i < R->n; i++)
+		if (R->items[i].cls == 0)
+			resolve_item(R, &R->items[i], neg);
+	process_class(R, 0, idx);
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		item *crd;
+		kube_resource served;
+		if (it->cls == 0 || it->resolved || res_of(R, it->ri)->action != APPLY_UNCHANGED)
+			continue;
+		crd = crd_of(R, it);
+		if (crd && (crd->pending || kube_resolve_object(&served, e->c, it->obj) != 0)) {
+			/* served once this revision's CRD is written */
+			it->deferred = 1;
+			continue;
+		}
+		resolve_item(R, it, neg);
+		/* against the schema the revision brings, not the one being replaced */
+		if (it->resolved && crd && crd->pending)
+			it->deferred = 1;
+	}
+	process_class(R, 1, idx);
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		if (it->cls < 2 || !*it->ns || it->deferred)
+			continue;
+		for (size_t j = 0; j < R->n; j++) {
+			item *p = &R->items[j];
+			if (p->cls == 1 && p->pending && !strcmp(p->name, it->ns) &&
+			    res_of(R, p->ri)->action == APPLY_CREATED) {
+				it->deferred = 1;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; i < R->n; i++)
+		had_deferred += R->items[i].deferred;
+	process_class(R, 2, idx);
+	process_class(R, 3, idx);
+	R->validating = 0;
+	if ((invalid = count_failed(R))) {
+		abort_invalid(R, invalid);
+		return 0;
+	}
+
+	/* widen the inventory before writing anything */
+	for (size_t i = 0; i < e->inv.inv.count; i++) {
+		apply_inventory_entry *ie = &e->inv.inv.items[i];
+		if ((err = apply_inventory_add(&next, ie->group, ie->version, ie->kind, ie->ns, ie->name)))
+			goto cleanup;
+	}
+	if ((err = inventory_of_items(R, &next, 0)))
+		goto cleanup;
+	apply_inventory_normalize(&next);
+	if (next.count != e->inv.inv.count) {
+		size_t w = 0;
+		err = apply_inv_store(&e->inv, e->c, R->o.inventory_namespace, e->head_name,
+			e->gitsync_id, e->label, &next, &w);
+		atomic_fetch_add(&R->writes, w);
+		if (err) {
+			skip_rest(R, "not applied: the inventory could not be written");
+			goto cleanup;
+		}
+		R->res->inventory_written = 1;
+	}
+
+	/* CustomResourceDefinitions, waited for, then discovery again */
+	write_class(R, 0, idx);
+	for (size_t i = 0; i < R->n; i++) {
+		apply_action a = res_of(R, R->items[i].ri)->action;
+		if (R->items[i].cls != 0 || !R->items[i].resolved)
+			continue;
+		idx[n++] = i;
+		if (a == APPLY_CREATED || a == APPLY_UPDATED || a == APPLY_CORRECTED)
+			changed++;
+	}
+	if (!atomic_load(&R->stop))
+		run_parallel(R, wait_crd, idx, n);
+	if (changed && kube_discovery_refresh(e->c))
+		plumb_warn("discovery refresh failed", "error", plumb_error_last());
+	if (!atomic_load(&R->stop))
+		write_class(R, 1, idx);
+	if (!atomic_load(&R->stop) && had_deferred) {
+		R->validating = 1;
+		validate_deferred(R, neg, idx);
+		R->validating = 0;
+		if ((invalid = count_failed(R))) {
+			abort_invalid(R, invalid);
+			goto cleanup;
+		}
+	}
+	if (!atomic_load(&R->stop))
+		write_class(R, 2, idx);
+	if (!atomic_load(&R->stop))
+		write_class(R, 3, idx);
+	if (atomic_load(&R->stop)) {
+		size_t done = 0, todo = 0;
+		skip_rest(R, "not applied: an earlier write of this revision failed");
+		for (size_t i = 0; i < R->n; i++) {
+			item *it = &R->items[i];
+			apply_action a = res_of(R, it->ri)->action;
+			if (it->attempted || a == APPLY_SKIPPED) {
+				todo++;
+				done += it->attempted && a != APPLY_FAILED;
+			}
+		}
+		R->res->stopped = 1;
+		R->res->message = plumb_asprintf("stopped at a failed write: %zu of %zu objects to write "
+			"were applied; nothing pruned (the next attempt continues from there)", done, todo);
+	}
+cleanup:
+	apply_inventory_free(&next);
+	return err;
 }
 
 /* ---- prune ---------------------------------------------------------------- */
@@ -1677,6 +1990,9 @@ static int build_items(run *R, cJSON *desired, int take)
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 		it->cls = apply_object_class(it->group, it->kind, *it->ns != 0);
 		it->ri = i;
+		it->origin = i < R->o.norigins && R->o.origins ? R->o.origins[i] : NULL;
+		if ((err = apply_secret_normalize(it->obj)))
+			return it->origin ? plumb_error_prefix(err, "%s", it->origin) : err;
 		if ((err = prepare_object(R, it)))
 			return err;
 		i++;
@@ -1781,6 +2097,35 @@ int apply_engine_run_take(apply_result *out, apply_engine *e, cJSON *desired,
 	return err;
 }
 
+/* plumbctl diff: what a real run would do, all of it dryRun=All. Kinds a
+ * CRD of the revision will serve, and objects in a Namespace it creates,
+ * cannot be judged before those exist: they are shown as created. */
+static void plan_dry_run(run *R, smap *neg, size_t *idx)
+{
+	for (size_t i = 0; i < R->n; i++)
+		if (R->items[i].cls == 0)
+			resolve_item(R, &R->items[i], neg);
+	process_class(R, 0, idx);
+	skip_dependents(R, 1);
+	for (size_t i = 0; i < R->n; i++) {
+		item *it = &R->items[i];
+		kube_resource served;
+		if (it->cls == 0 || it->resolved || res_of(R, it->ri)->action != APPLY_UNCHANGED)
+			continue;
+		/* Only a kind not served yet is "created with its CRD"; a kind the
+		 * cluster already serves is planned like any other. */
+		if (crd_of(R, it) && kube_resolve_object(&served, R->e->c, it->obj) != 0) {
+			set_outcome(res_of(R, it->ri), APPLY_CREATED, "its CustomResourceDefinition is applied first");
+			continue;
+		}
+		resolve_item(R, it, neg);
+	}
+	process_class(R, 1, idx);
+	skip_dependents(R, 2);
+	process_class(R, 2, idx);
+	process_class(R, 3, idx);
+}
+
 static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int take,
 	const apply_opts *opts)
 {
@@ -1807,6 +2152,8 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 	R.res = res;
 	res->dry_run = R.o.dry_run;
 	atomic_init(&R.writes, 0);
+	atomic_init(&R.dry_runs, 0);
+	atomic_init(&R.stop, 0);
 
 	pthread_mutex_lock(&e->run_lock);
 	if ((err = build_items(&R, desired, take)))
@@ -1872,84 +2219,31 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 			goto cleanup;
 	}
 
-	/* widen the inventory before writing anything */
-	if (!R.o.dry_run && R.n) {
-		for (size_t i = 0; i < e->inv.inv.count; i++) {
-			apply_inventory_entry *ie = &e->inv.inv.items[i];
-			if ((err = apply_inventory_add(&next, ie->group, ie->version, ie->kind, ie->ns, ie->name)))
-				goto cleanup;
-		}
-		if ((err = inventory_of_items(&R, &next, 0)))
+	if (!R.o.dry_run) {
+		if ((err = validate_and_write(&R, &neg, idx)))
 			goto cleanup;
-		apply_inventory_normalize(&next);
-		if (next.count != e->inv.inv.count) {
-			size_t w = 0;
-			if ((err = apply_inv_store(&e->inv, e->c, R.o.inventory_namespace, e->head_name,
-				e->gitsync_id, e->label, &next, &w))) {
-				atomic_fetch_add(&R.writes, w);
-				goto cleanup;
-			}
-			atomic_fetch_add(&R.writes, w);
-			res->inventory_written = 1;
-		}
-		apply_inventory_free(&next);
+	} else {
+		plan_dry_run(&R, &neg, idx);
 	}
-
-	/* CustomResourceDefinitions, waited for, then discovery again */
-	{
-		size_t n = 0, changed = 0;
-		for (size_t i = 0; i < R.n; i++)
-			if (R.items[i].cls == 0)
-				resolve_item(&R, &R.items[i], &neg);
-		process_class(&R, 0, idx);
-		for (size_t i = 0; i < R.n; i++) {
-			apply_action a = res_of(&R, R.items[i].ri)->action;
-			if (R.items[i].cls != 0 || !R.items[i].resolved)
-				continue;
-			idx[n++] = i;
-			if (a == APPLY_CREATED || a == APPLY_UPDATED || a == APPLY_CORRECTED)
-				changed++;
-		}
-		if (!R.o.dry_run)
-			run_parallel(&R, wait_crd, idx, n);
-		if (changed && !R.o.dry_run && kube_discovery_refresh(e->c))
-			plumb_warn("discovery refresh failed", "error", plumb_error_last());
-	}
-	skip_dependents(&R, 1);
-	/* the rest, resolved now that new kinds are served */
-	for (size_t i = 0; i < R.n; i++) {
-		item *it = &R.items[i];
-		if (it->cls == 0 || it->resolved || res_of(&R, it->ri)->action != APPLY_UNCHANGED)
-			continue;
-		if (R.o.dry_run) {
-			/* a kind a CRD of this revision will serve */
-			int from_crd = 0;
-			for (size_t j = 0; j < R.n && !from_crd; j++) {
-				const cJSON *spec = cJSON_GetObjectItemCaseSensitive(R.items[j].obj, "spec");
-				const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
-				const cJSON *k = cJSON_GetObjectItemCaseSensitive(
-					cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
-				from_crd = R.items[j].cls == 0 && cJSON_IsString(g) && cJSON_IsString(k) &&
-					   !strcmp(g->valuestring, it->group) && !strcmp(k->valuestring, it->kind);
-			}
-			/* Only a kind not served yet is "created with its CRD"; a kind
-			 * the cluster already serves is planned like any other. */
-			kube_resource served;
-			if (from_crd && kube_resolve_object(&served, e->c, it->obj) != 0) {
-				set_outcome(res_of(&R, it->ri), APPLY_CREATED,
-					"its CustomResourceDefinition is applied first");
-				continue;
-			}
-		}
-		resolve_item(&R, it, &neg);
-	}
-	process_class(&R, 1, idx);
-	skip_dependents(&R, 2);
-	process_class(&R, 2, idx);
-	process_class(&R, 3, idx);
 
 	/* prune */
 	prune_ok = R.o.prune;
+	if (prune_ok && R.ncands) {
+		/* prune only after every object of the revision went in */
+		size_t bad = 0;
+		for (size_t i = 0; i < R.n; i++) {
+			apply_action a = res_of(&R, R.items[i].ri)->action;
+			bad += a == APPLY_FAILED || a == APPLY_CONFLICT || a == APPLY_SKIPPED;
+		}
+		if (bad) {
+			prune_ok = 0;
+			res->pruning_held = 1;
+			for (size_t i = 0; i < R.ncands; i++)
+				set_outcome(res_of(&R, R.cands[i].ri), APPLY_SKIPPED, res->invalid ?
+					"not pruned: the revision failed validation" :
+					"not pruned: not every object of the revision was applied");
+		}
+	}
 	if (prune_ok && R.n == 0 && R.ncands && !R.o.allow_empty) {
 		prune_ok = 0;
 		res->message = plumb_asprintf("the desired set is empty: %zu inventory objects kept "
@@ -1962,7 +2256,7 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 	}
 	for (size_t i = 0; i < R.ncands; i++) {
 		cand *c = &R.cands[i];
-		if (!prune_ok)
+		if (!prune_ok && !res->pruning_held)
 			set_outcome(res_of(&R, c->ri), APPLY_SKIPPED, R.o.prune ? "desired set empty" : "prune off");
 		if (c->keep && (err = apply_inventory_add(&next, c->e.group, c->e.version, c->e.kind,
 			c->e.ns, c->e.name)))
@@ -1986,7 +2280,8 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 		goto cleanup;
 	apply_inventory_normalize(&next);
 	res->inventory_entries = next.count;
-	if (!R.o.dry_run && (!apply_inv_equal(&next, &e->inv.inv) || (!e->inv.exists && next.count))) {
+	if (!R.o.dry_run && !(res->invalid && !res->inventory_written) &&
+	    (!apply_inv_equal(&next, &e->inv.inv) || (!e->inv.exists && next.count))) {
 		size_t w = 0;
 		err = apply_inv_store(&e->inv, e->c, R.o.inventory_namespace, e->head_name,
 			e->gitsync_id, e->label, &next, &w);
@@ -2003,6 +2298,7 @@ cleanup:
 	for (size_t i = 0; i < res->count; i++)
 		res->totals[res->objects[i].action]++;
 	res->writes = atomic_load(&R.writes);
+	res->dry_runs = atomic_load(&R.dry_runs);
 	run_free(&R);
 	apply_inventory_free(&next);
 	smap_free(&neg, free);

@@ -61,6 +61,37 @@
  * inventory is widened to old ∪ desired (so a crash mid-apply loses no
  * object); after pruning it is narrowed to what is owned.
  *
+ * A revision applies whole or not at all (DESIGN.md §4, invariants 2 and 8).
+ * A real run first validates, then writes:
+ *   1. every kind is resolved (discovery refreshed once for an unknown one);
+ *      a kind that is neither served nor defined by a CRD of the revision
+ *      fails the revision;
+ *   2. every object whose desired hash changed (or that is new, or drifted
+ *      under Correct) is planned; those with a desired change are sent as a
+ *      dryRun=All apply, in apply order: schema, admission, RBAC and missing
+ *      namespaces are judged by the server;
+ *   3. any failure: nothing of the revision is written, nothing is pruned,
+ *      every planned object is SKIPPED and apply_result.invalid counts the
+ *      failed ones;
+ *   4. otherwise the writes go out: CRDs and Namespaces first (CRDs waited
+ *      for until Established). Objects whose kind comes from a CRD the
+ *      revision creates or changes, and objects in a Namespace it creates,
+ *      are dry-run only then, because the server cannot judge them before
+ *      — the one exception to "validated before the first write"; a failure
+ *      there stops the run with only those CRDs and Namespaces written;
+ *   5. the rest is written; the first failed write stops the run (writes in
+ *      flight finish, nothing new starts, apply_result.stopped is set);
+ *   6. prune runs only when every object of the revision was applied or
+ *      found unchanged: no failure, no conflict, no skip.
+ * Unchanged objects are never dry-run (they were validated when applied), so
+ * steady state costs zero writes and zero dry runs, and a commit that
+ * changes one object costs one dry run and one apply.
+ *
+ * Secrets: stringData is folded into data (base64; a key in both takes the
+ * stringData value, as the server does) before hashing and applying, so
+ * ownership, projection and drift are on data.<key>. Diffs of a Secret
+ * show "***" in place of every value (apply_unified_diff()).
+ *
  * Prune order: namespaced objects, then cluster-scoped ones, then
  * CustomResourceDefinitions, then Namespaces. Never pruned: objects
  * annotated plumb.dev/prune: disabled (dropped from the inventory, left in
@@ -127,6 +158,7 @@ typedef struct {
 	apply_field *fields;   /* changed or drifted paths */
 	size_t nfields;
 	char *diff;     /* unified diff live -> desired (YAML), NULL when none */
+	char *origin;   /* failed desired objects: apply_opts.origins[i], else NULL */
 } apply_object_result;
 
 typedef struct {
@@ -136,6 +168,13 @@ typedef struct {
 	size_t totals[APPLY_ACTION_COUNT];
 	int dry_run;
 	size_t writes;            /* write requests this run sent (incl. dry runs) */
+	size_t dry_runs;          /* of which dryRun=All requests */
+	size_t invalid;           /* objects that failed validation: then
+	                             nothing was written and nothing pruned */
+	int stopped;              /* a write failed after a clean validation:
+	                             the run stopped there, nothing pruned */
+	int pruning_held;         /* prune candidates kept because not every
+	                             object of the revision was applied */
 	size_t inventory_entries; /* after the run */
 	int inventory_written;
 	char *message;            /* run-level note (e.g. empty set not pruned) */
@@ -189,6 +228,11 @@ typedef struct {
 	const char *inventory_namespace; /* NULL = APPLY_INVENTORY_NAMESPACE */
 	apply_live_fn live;          /* optional */
 	void *live_data;
+	const char *const *origins;  /* optional: origins[i] names where desired
+	                                object i comes from ("apps/cm.yaml:12"),
+	                                copied into the result of a failed one.
+	                                Borrowed. */
+	size_t norigins;
 } apply_opts;
 
 typedef struct apply_engine apply_engine;
@@ -244,6 +288,14 @@ int apply_object_class(const char *group, const char *kind, int namespaced);
 /* Prune class (lower goes first): 0 namespaced, 1 cluster-scoped,
  * 2 CRD, 3 Namespace. */
 int apply_prune_class(const char *group, const char *kind, int namespaced);
+
+/* Folds a Secret's stringData into data (base64), stringData winning for a
+ * key in both, and removes stringData. Other objects are left alone.
+ * 0, or PLUMB_EINVALID when stringData holds a non-string value. */
+int apply_secret_normalize(cJSON *obj);
+
+/* 1 when obj is a core/v1 Secret (by apiVersion and kind). */
+int apply_is_secret(const cJSON *obj);
 
 /* ---- inventory ------------------------------------------------------------ */
 typedef struct {

@@ -169,11 +169,69 @@ int apply_compare(apply_fields *out, const cJSON *want, const cJSON *live, int w
 	return err;
 }
 
+/* Replaces the values of a Secret's data on both sides, as kubectl diff
+ * does: "***" where before and after agree, "*** (before)" and
+ * "*** (after)" where they differ. Keys stay: they say what changed. */
+static void mask_secret_values(cJSON *live, cJSON *desired)
+{
+	cJSON *ld = live ? cJSON_GetObjectItemCaseSensitive(live, "data") : NULL;
+	cJSON *dd = cJSON_GetObjectItemCaseSensitive(desired, "data");
+	cJSON *nl = cJSON_CreateObject(), *nd = cJSON_CreateObject();
+	const cJSON *v, *dmap = cJSON_IsObject(dd) ? dd : NULL, *lmap = cJSON_IsObject(ld) ? ld : NULL;
+	if (!nl || !nd) {
+		cJSON_Delete(nl);
+		cJSON_Delete(nd);
+		nl = nd = NULL;   /* out of memory: drop the values, keep nothing */
+	}
+	cJSON_ArrayForEach(v, dmap) {
+		const cJSON *o = cJSON_IsObject(ld) ? cJSON_GetObjectItemCaseSensitive(ld, v->string) : NULL;
+		int same = o && cJSON_Compare(o, v, 1);
+		cJSON_AddStringToObject(nd, v->string, same ? "***" : "*** (after)");
+		if (o)
+			cJSON_AddStringToObject(nl, v->string, same ? "***" : "*** (before)");
+	}
+	cJSON_ArrayForEach(v, lmap)
+		if (!cJSON_IsObject(dd) || !cJSON_GetObjectItemCaseSensitive(dd, v->string))
+			cJSON_AddStringToObject(nl, v->string, "*** (before)");
+	cJSON_DeleteItemFromObjectCaseSensitive(desired, "stringData");
+	if (live)
+		cJSON_DeleteItemFromObjectCaseSensitive(live, "stringData");
+	if (dd) {
+		cJSON_DeleteItemFromObjectCaseSensitive(desired, "data");
+		if (nd)
+			cJSON_AddItemToObject(desired, "data", nd), nd = NULL;
+	}
+	if (ld) {
+		cJSON_DeleteItemFromObjectCaseSensitive(live, "data");
+		if (nl)
+			cJSON_AddItemToObject(live, "data", nl), nl = NULL;
+	}
+	cJSON_Delete(nl);
+	cJSON_Delete(nd);
+}
+
 int apply_unified_diff(char **out, const cJSON *live, const cJSON *desired)
 {
 	char *text = NULL;
-	int err = diff_render(&text, desired, live, NULL);
+	cJSON *ml = NULL, *md = NULL;
+	int err;
 	*out = NULL;
+	if (apply_is_secret(desired) || (live && apply_is_secret(live))) {
+		/* no Secret value ever reaches a diff (CI logs, plumbctl output) */
+		md = cJSON_Duplicate(desired, 1);
+		ml = live ? cJSON_Duplicate(live, 1) : NULL;
+		if (!md || (live && !ml)) {
+			cJSON_Delete(md);
+			cJSON_Delete(ml);
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+		mask_secret_values(ml, md);
+		desired = md;
+		live = ml;
+	}
+	err = diff_render(&text, desired, live, NULL);
+	cJSON_Delete(md);
+	cJSON_Delete(ml);
 	if (err)
 		return err;
 	if (text && !*text) {

@@ -1476,6 +1476,7 @@ static void set_entry(controller *c, gitsync_state *g, const char *cluster,
 		if (s->state != state)
 			s->last_sync_time = plumb_time_real();
 		s->state = state;
+		s->invalid = 0;
 		set_str(&s->message, message);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1489,8 +1490,8 @@ static int is_unreachable(int rc)
 
 /* Renders the revision for one cluster into a cJSON array (caller frees).
  * On a render error, *errmsg gets the joined file:line messages. */
-static int render_for(cJSON **out, char **errmsg, const revision *rev, const cJSON *gs,
-	const cJSON *cl, controller *c)
+static int render_for(cJSON **out, char ***origins, char **errmsg, const revision *rev,
+	const cJSON *gs, const cJSON *cl, controller *c)
 {
 	source_files *files = NULL;
 	manifest_file *mf = NULL;
@@ -1536,11 +1537,16 @@ static int render_for(cJSON **out, char **errmsg, const revision *rev, const cJS
 		goto cleanup;
 	}
 	cJSON *arr = cJSON_CreateArray();
+	char **orig = calloc(set.count + 1, sizeof(*orig));
 	for (size_t i = 0; i < set.count; i++) {
 		cJSON_AddItemToArray(arr, set.items[i].obj);
 		set.items[i].obj = NULL;
+		/* where each object comes from, for the messages of a failed run */
+		if (orig)
+			orig[i] = plumb_asprintf("%s:%d", set.items[i].file, set.items[i].line);
 	}
 	*out = arr;
+	*origins = orig;
 cleanup:
 	manifest_set_free(&set);
 	manifest_errors_free(&errs);
@@ -1610,13 +1616,41 @@ static void report(controller *c, gitsync_state *g, const char *uid, const char 
 	plumb_buf_free(&b);
 }
 
+/* The message of a cluster whose run had failures: the first three, each
+ * "file:line: Kind ns/name (apiVersion): reason", and how many more, so the
+ * status never grows with the size of the revision. */
+static char *failure_message(const apply_result *res, size_t failed)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8192);
+	size_t n = 0;
+	if (res->invalid)
+		plumb_buf_printf(&b, "%zu object%s failed validation, nothing applied or pruned: ",
+			res->invalid, res->invalid == 1 ? "" : "s");
+	else if (res->stopped && res->message)
+		plumb_buf_printf(&b, "%s: ", res->message);
+	for (size_t i = 0; i < res->count && n < 3; i++) {
+		const apply_object_result *o = &res->objects[i];
+		char *why;
+		if (o->action != APPLY_FAILED && o->action != APPLY_CONFLICT)
+			continue;
+		why = plumb_strndup(o->message ? o->message : "", 600);
+		plumb_buf_printf(&b, "%s%s%s%s %s%s%s (%s): %s", n++ ? "; " : "", o->origin ? o->origin : "",
+			o->origin ? ": " : "", o->kind, o->ns[0] ? o->ns : "", o->ns[0] ? "/" : "", o->name,
+			o->api_version, why ? why : "");
+		free(why);
+	}
+	if (failed > 3)
+		plumb_buf_printf(&b, "; and %zu more", failed - 3);
+	return plumb_buf_detach(&b);
+}
+
 static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next)
 {
 	gitsync_state *g = gitsync_get(c, gs_key);
 	target *t = NULL;
 	revision *rev = NULL;
 	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
-	char *errmsg = NULL, *cl_name = NULL;
+	char *errmsg = NULL, *cl_name = NULL, **origins = NULL;
 	apply_result res = { 0 };
 	plumb_region *rg = NULL;   /* the render's and the run's JSON */
 	int rc = 0;
@@ -1680,7 +1714,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	 * a region would keep until the end. */
 	rg = plumb_region_new();
 	plumb_region_enter(rg);
-	rc = render_for(&desired, &errmsg, rev, gs, cl, c);
+	rc = render_for(&desired, &origins, &errmsg, rev, gs, cl, c);
 	plumb_region_leave();
 	if (rc && !errmsg) {
 		/* not the revision's fault (the mirror could not be read): retried */
@@ -1712,6 +1746,8 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		.live = target_live,
 		.live_data = t,
 		.no_diffs = 1,   /* status and events name fields; plumbctl diff shows diffs */
+		.origins = (const char *const *)origins,
+		.norigins = origins ? (size_t)cJSON_GetArraySize(desired) : 0,
 	};
 	/* the kinds to watch, before the engine takes the objects over */
 	cJSON *kinds = cJSON_CreateObject();
@@ -1752,17 +1788,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		message = plumb_strdup(plumb_error_last());
 	} else if (failed) {
 		state = CONTROLLER_FAILED;
-		plumb_buf b = PLUMB_BUF_INIT(8192);
-		for (size_t i = 0, n = 0; i < res.count && n < 3; i++) {
-			const apply_object_result *o = &res.objects[i];
-			if (o->action != APPLY_FAILED && o->action != APPLY_CONFLICT)
-				continue;
-			plumb_buf_printf(&b, "%s%s %s%s%s: %s", n++ ? "; " : "", o->kind,
-				o->ns[0] ? o->ns : "", o->ns[0] ? "/" : "", o->name, o->message);
-		}
-		if (failed > 3)
-			plumb_buf_printf(&b, "; and %zu more", failed - 3);
-		message = plumb_buf_detach(&b);
+		message = failure_message(&res, failed);
 		/* All objects unreachable looks like an outage, not a bad object. */
 		if (res.totals[APPLY_FAILED] == res.count && res.count > 0 && is_unreachable(plumb_error_last_code()))
 			state = CONTROLLER_UNREACHABLE;
@@ -1788,6 +1814,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 			s->last_sync_time = now;
 		}
 		s->state = state;
+		s->invalid = res.invalid > 0;
 		s->objects = nobjects;
 		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
 		cJSON_Delete(s->drifted_objects);
@@ -1842,6 +1869,9 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 cleanup:
 	apply_result_free(&res);
 	cJSON_Delete(desired);
+	for (size_t i = 0; origins && origins[i]; i++)
+		free(origins[i]);
+	free(origins);
 	plumb_region_free(rg);
 	cJSON_Delete(gs);
 	cJSON_Delete(cl);

@@ -160,6 +160,8 @@ typedef struct {
 	double last_sync_time;    /* wall clock; 0 = never */
 	double lag_seconds;       /* commit first seen -> applied; < 0 = unknown */
 	char *message;
+	int invalid;              /* the revision failed validation in this cluster:
+	                             nothing of it written, nothing pruned */
 } controller_cluster_status;
 
 /* What the status needs from a GitSync besides its clusters. */

@@ -86,6 +86,7 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		cJSON_AddStringToObject(st, "lastHandledRequestedAt", g->handled_requested_at);
 
 	size_t synced = 0, drifted_clusters = 0, failed = 0, pending = 0;
+	const controller_cluster_status *invalid = NULL;   /* first cluster that refused the revision */
 	long drifted_objects = 0;
 	cJSON *arr = cJSON_AddArrayToObject(st, "clusters");
 	for (size_t i = 0; i < n; i++) {
@@ -125,6 +126,8 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		case CONTROLLER_PENDING: pending++; break;
 		default: failed++; break;
 		}
+		if (c->invalid && c->state == CONTROLLER_FAILED && !invalid)
+			invalid = c;
 		drifted_objects += c->drifted_count;
 	}
 
@@ -140,7 +143,7 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	/* kstatus: Reconciling and Stalled are True only while something is
 	 * unusual; Ready summarises. */
 	cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
-	char msg[1024];
+	char msg[4200];   /* conditions allow 32768; three failures fit */
 	const char *ready_reason;
 	int ready;
 	if (g->stalled_reason) {
@@ -151,6 +154,12 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		ready = 0;
 		ready_reason = "NoClusters";
 		snprintf(msg, sizeof(msg), "no Cluster matches the targets");
+	} else if (invalid) {
+		/* the revision was refused whole in a cluster: it stays stalled
+		 * there until a new commit (or the cluster) changes */
+		ready = 0;
+		ready_reason = "ValidationFailed";
+		snprintf(msg, sizeof(msg), "cluster %s: %s", invalid->name, invalid->message ? invalid->message : "");
 	} else if (failed) {
 		ready = 0;
 		ready_reason = "SyncFailed";
@@ -177,6 +186,9 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	if (g->stalled_reason)
 		controller_condition_add(conds, prev_status, "Stalled", 1, g->stalled_reason,
 			g->stalled_message, g->generation, now);
+	else if (invalid)
+		controller_condition_add(conds, prev_status, "Stalled", 1, "ValidationFailed", msg,
+			g->generation, now);
 	else
 		controller_condition_add(conds, prev_status, "Stalled", 0, "Healthy", "", g->generation, now);
 	if (drifted_objects > 0) {

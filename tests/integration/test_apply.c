@@ -361,7 +361,7 @@ START_TEST(test_apply__crd_and_crs_in_one_pass_then_pruned_in_order)
 		plumb_sleep(0.2);
 	ck_assert(!exists(c, &crd_res, NULL, crd));
 
-	/* a CR whose CRD fails is skipped, naming the CRD */
+	/* a CRD the server refuses: nothing of the revision is written */
 	cJSON_Delete(d);
 	d = cJSON_CreateArray();
 	add(d, ns_obj(ns));
@@ -373,10 +373,15 @@ START_TEST(test_apply__crd_and_crs_in_one_pass_then_pruned_in_order)
 	add(d, cm_obj(ns, "independent", "k", "v"));
 	run(&r, e, d, &o);
 	ck_assert_int_eq(r.totals[APPLY_FAILED], 1);
+	ck_assert_uint_eq(r.invalid, 1);
+	snprintf(crd, sizeof(crd), "gadgets.%s", group);
+	ck_assert_int_eq(action_of(&r, "CustomResourceDefinition", crd), APPLY_FAILED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "CustomResourceDefinition", crd)->message, "storage version"));
 	ck_assert_int_eq(action_of(&r, "Gadget", "g"), APPLY_SKIPPED);
-	ck_assert_ptr_nonnull(strstr(find(&r, "Gadget", "g")->message, "gadgets."));
-	ck_assert_int_eq(action_of(&r, "ConfigMap", "independent"), APPLY_CREATED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "independent"), APPLY_SKIPPED);
+	ck_assert_uint_eq(r.writes, r.dry_runs);
 	apply_result_free(&r);
+	ck_assert(!exists(c, &cm_res, ns, "independent"));
 	cJSON_Delete(d);
 	apply_engine_free(e);
 	kube_client_free(c);
