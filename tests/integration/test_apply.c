@@ -154,8 +154,15 @@ static void run(apply_result *r, apply_engine *e, cJSON *desired, const apply_op
 }
 
 /* Write requests (create/update/patch/delete) our user agent sent, from the
- * apiserver's audit log. */
+ * apiserver's audit log: which = 0 all of them, 1 only real ones, 2 only
+ * dryRun=All ones. */
+static int audit_count(int which);
 static int audit_writes(void)
+{
+	return audit_count(0);
+}
+
+static int audit_count(int which)
 {
 	char path[600], *line = NULL;
 	size_t cap = 0;
@@ -174,10 +181,13 @@ static int audit_writes(void)
 		agent = cJSON_GetObjectItem(ev, "userAgent");
 		verb = cJSON_GetObjectItem(ev, "verb");
 		stage = cJSON_GetObjectItem(ev, "stage");
+		const cJSON *uri = cJSON_GetObjectItem(ev, "requestURI");
+		int dry = cJSON_IsString(uri) && strstr(uri->valuestring, "dryRun=All") != NULL;
 		if (cJSON_IsString(agent) && !strcmp(agent->valuestring, ua) && cJSON_IsString(verb) &&
 		    cJSON_IsString(stage) && !strcmp(stage->valuestring, "ResponseComplete") &&
 		    (!strcmp(verb->valuestring, "create") || !strcmp(verb->valuestring, "update") ||
-		     !strcmp(verb->valuestring, "patch") || !strcmp(verb->valuestring, "delete")))
+		     !strcmp(verb->valuestring, "patch") || !strcmp(verb->valuestring, "delete")) &&
+		    (which == 0 || (which == 1 && !dry) || (which == 2 && dry)))
 			n++;
 		cJSON_Delete(ev);
 	}
@@ -382,6 +392,351 @@ START_TEST(test_apply__crd_and_crs_in_one_pass_then_pruned_in_order)
 	ck_assert_uint_eq(r.writes, r.dry_runs);
 	apply_result_free(&r);
 	ck_assert(!exists(c, &cm_res, ns, "independent"));
+	cJSON_Delete(d);
+	apply_engine_free(e);
+	kube_client_free(c);
+}
+END_TEST
+
+
+static cJSON *secret_obj(const char *ns, const char *name, const char *key, const char *value)
+{
+	return parse("{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},"
+		"\"stringData\":{\"%s\":\"%s\"},\"data\":{\"%s\":\"b2xk\",\"other\":\"b3RoZXI=\"}}", name, ns, key, value, key);
+}
+
+static const kube_resource secret_res = { .group = "", .version = "v1", .kind = "Secret",
+	.resource = "secrets", .namespaced = 1 };
+
+/* A revision with a kind the cluster does not serve changes nothing: the
+ * changed ConfigMap keeps its value, the removed one is not pruned, the
+ * message names the file and line; the fixed revision applies and prunes. */
+START_TEST(test_apply__unknown_kind_writes_nothing)
+{
+	kube_client *c = client();
+	char ns[64], gs[64];
+	apply_engine *e;
+	apply_result r;
+	apply_opts o = { .prune = 1 };
+	const char *origins[] = { "deploy/ns.yaml:1", "deploy/cm.yaml:1", "deploy/typo.yaml:4" };
+	cJSON *d = cJSON_CreateArray();
+	int real, dry;
+	char *v;
+
+	snprintf(ns, sizeof(ns), "apply-unknown-%s", uid);
+	snprintf(gs, sizeof(gs), "unknown-%s", uid);
+	e = engine(c, gs);
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "1"));
+	add(d, cm_obj(ns, "b", "k", "2"));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_CREATED], 3);
+	apply_result_free(&r);
+
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "changed"));
+	add(d, parse("{\"apiVersion\":\"typo.example.com/v1\",\"kind\":\"Widgit\",\"metadata\":"
+		"{\"name\":\"w\",\"namespace\":\"%s\"}}", ns));
+	o.origins = origins;
+	o.norigins = 3;
+	real = audit_count(1);
+	dry = audit_count(2);
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 1);
+	ck_assert_int_eq(action_of(&r, "Widgit", "w"), APPLY_FAILED);
+	ck_assert_str_eq(find(&r, "Widgit", "w")->origin, "deploy/typo.yaml:4");
+	ck_assert_ptr_nonnull(strstr(find(&r, "Widgit", "w")->message, "unknown kind typo.example.com/v1 Widgit"));
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_SKIPPED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "b"), APPLY_SKIPPED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "ConfigMap", "b")->message, "not pruned"));
+	ck_assert_uint_eq(r.writes, r.dry_runs);
+	apply_result_free(&r);
+	/* in the cluster: nothing moved, and the audit log saw dry runs only */
+	ck_assert_int_eq(audit_count(1), real);
+	ck_assert_int_gt(audit_count(2), dry);
+	v = cm_value(c, ns, "a", "k");
+	ck_assert_str_eq(v, "1");
+	free(v);
+	ck_assert(exists(c, &cm_res, ns, "b"));
+
+	/* the fix goes in whole */
+	cJSON_DeleteItemFromArray(d, 2);
+	o.norigins = 2;
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 0);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_UPDATED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "b"), APPLY_PRUNED);
+	apply_result_free(&r);
+	v = cm_value(c, ns, "a", "k");
+	ck_assert_str_eq(v, "changed");
+	free(v);
+	ck_assert(!exists(c, &cm_res, ns, "b"));
+	cJSON_Delete(d);
+	apply_engine_free(e);
+	kube_client_free(c);
+}
+END_TEST
+
+/* The server judges what discovery cannot: a custom resource against its
+ * CRD's schema (an existing CRD, and one the same revision creates), and a
+ * namespace that neither exists nor comes with the revision. */
+START_TEST(test_apply__server_validation_refuses_the_revision)
+{
+	kube_client *c = client();
+	char ns[64], gs[64], group[128], group2[128], ghost[64];
+	apply_engine *e;
+	apply_result r;
+	apply_opts o = { .prune = 1 };
+	cJSON *d = cJSON_CreateArray();
+	int real;
+	char *v;
+
+	snprintf(ns, sizeof(ns), "apply-schema-%s", uid);
+	snprintf(gs, sizeof(gs), "schema-%s", uid);
+	snprintf(group, sizeof(group), "s%s.example.com", uid);
+	snprintf(group2, sizeof(group2), "n%s.example.com", uid);
+	snprintf(ghost, sizeof(ghost), "ghost-%s", uid);
+	e = engine(c, gs);
+	add(d, crd_obj(group));
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "1"));
+	add(d, widget_obj(group, ns, "w1", 1));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_CREATED], 4);
+	apply_result_free(&r);
+
+	/* spec.size must be an integer */
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, crd_obj(group));
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "2"));
+	add(d, parse("{\"apiVersion\":\"%s/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":\"w1\",\"namespace\":\"%s\"},"
+		"\"spec\":{\"size\":\"huge\"}}", group, ns));
+	real = audit_count(1);
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 1);
+	ck_assert_int_eq(action_of(&r, "Widget", "w1"), APPLY_FAILED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "Widget", "w1")->message, "spec.size"));
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_SKIPPED);
+	apply_result_free(&r);
+	ck_assert_int_eq(audit_count(1), real);
+	v = cm_value(c, ns, "a", "k");
+	ck_assert_str_eq(v, "1");
+	free(v);
+
+	/* a namespace that does not exist and is not in the revision */
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, crd_obj(group));
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "2"));
+	add(d, widget_obj(group, ns, "w1", 1));
+	add(d, cm_obj(ghost, "lost", "k", "v"));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 1);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "lost"), APPLY_FAILED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "ConfigMap", "lost")->message, ghost));
+	apply_result_free(&r);
+	ck_assert_int_eq(audit_count(1), real);
+
+	/* a new CRD with a bad CR, and a new Namespace: the CRD and Namespace go
+	 * in first (the server cannot judge what depends on them before), the CR
+	 * is refused, nothing else is written */
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, crd_obj(group));
+	add(d, crd_obj(group2));
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "2"));
+	add(d, widget_obj(group, ns, "w1", 1));
+	add(d, parse("{\"apiVersion\":\"%s/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":\"w2\",\"namespace\":\"%s\"},"
+		"\"spec\":{\"size\":\"huge\"}}", group2, ns));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 1);
+	{
+		char crd2[160];
+		snprintf(crd2, sizeof(crd2), "widgets.%s", group2);
+		ck_assert_int_eq(action_of(&r, "CustomResourceDefinition", crd2), APPLY_CREATED);
+	}
+	ck_assert_int_eq(action_of(&r, "Widget", "w2"), APPLY_FAILED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_SKIPPED);
+	apply_result_free(&r);
+	v = cm_value(c, ns, "a", "k");
+	ck_assert_str_eq(v, "1");
+	free(v);
+
+	/* fixed: everything goes in */
+	cJSON_DeleteItemFromArray(d, 5);
+	add(d, parse("{\"apiVersion\":\"%s/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":\"w2\",\"namespace\":\"%s\"},"
+		"\"spec\":{\"size\":2}}", group2, ns));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.invalid, 0);
+	ck_assert_int_eq(action_of(&r, "Widget", "w2"), APPLY_CREATED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_UPDATED);
+	apply_result_free(&r);
+	cJSON_Delete(d);
+	apply_engine_free(e);
+	kube_client_free(c);
+}
+END_TEST
+
+/* Validation passes but a write is refused (a policy that lets dry runs
+ * through): the run stops there and prunes nothing; once the write can go
+ * in, the next run continues and prunes. */
+START_TEST(test_apply__failed_write_stops_and_prunes_nothing)
+{
+	kube_client *c = client();
+	char ns[64], gs[64], blocked[64];
+	apply_engine *e;
+	apply_result r;
+	apply_opts o = { .prune = 1, .parallel = 1 };
+	cJSON *d = cJSON_CreateArray();
+	char *v;
+
+	snprintf(ns, sizeof(ns), "apply-stop-%s", uid);
+	snprintf(gs, sizeof(gs), "stop-%s", uid);
+	snprintf(blocked, sizeof(blocked), "blocked-%s", uid);
+	ck_assert_int_eq(sh("%s apply -f - >/dev/null <<'EOF'\n"
+		"apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n"
+		"metadata: {name: plumb-test-%s}\nspec:\n  failurePolicy: Fail\n"
+		"  matchConstraints:\n    resourceRules:\n    - {apiGroups: [\"\"], apiVersions: [v1], "
+		"operations: [CREATE, UPDATE], resources: [configmaps]}\n"
+		"  validations:\n  - expression: \"request.dryRun == true || object.metadata.name != '%s'\"\n"
+		"    message: writes of %s are refused\n---\n"
+		"apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\n"
+		"metadata: {name: plumb-test-%s}\nspec: {policyName: plumb-test-%s, validationActions: [Deny]}\nEOF",
+		kubectl(), uid, blocked, blocked, uid, uid), 0);
+	e = engine(c, gs);
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, "a", "k", "1"));
+	add(d, cm_obj(ns, "old", "k", "1"));
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_CREATED], 3);
+	apply_result_free(&r);
+
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, ns_obj(ns));
+	add(d, cm_obj(ns, blocked, "k", "1"));
+	add(d, cm_obj(ns, "a", "k", "2"));
+	/* the policy takes a moment to be enforced */
+	for (int i = 0; i < 50; i++) {
+		run(&r, e, d, &o);
+		if (r.stopped)
+			break;
+		apply_result_free(&r);
+		ck_assert_int_eq(sh("%s -n %s delete configmap %s --ignore-not-found >/dev/null 2>&1", kubectl(), ns, blocked), 0);
+		apply_engine_forget(e);
+		plumb_sleep(0.2);
+	}
+	ck_assert_int_eq(r.stopped, 1);
+	ck_assert_uint_eq(r.invalid, 0);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", blocked), APPLY_FAILED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "ConfigMap", blocked)->message, "are refused"));
+	/* parallel = 1: "a" comes after the refused one and is not sent */
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "a"), APPLY_SKIPPED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "old"), APPLY_SKIPPED);
+	ck_assert_ptr_nonnull(strstr(r.message, "nothing pruned"));
+	apply_result_free(&r);
+	ck_assert(exists(c, &cm_res, ns, "old"));
+	v = cm_value(c, ns, "a", "k");
+	ck_assert_str_eq(v, "1");
+	free(v);
+
+	ck_assert_int_eq(sh("%s delete validatingadmissionpolicybinding plumb-test-%s >/dev/null && "
+		"%s delete validatingadmissionpolicy plumb-test-%s >/dev/null", kubectl(), uid, kubectl(), uid), 0);
+	for (int i = 0; i < 50; i++) {
+		run(&r, e, d, &o);
+		if (!r.stopped)
+			break;
+		apply_result_free(&r);
+		plumb_sleep(0.2);
+	}
+	ck_assert_int_eq(r.stopped, 0);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", blocked), APPLY_CREATED);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "old"), APPLY_PRUNED);
+	apply_result_free(&r);
+	ck_assert(!exists(c, &cm_res, ns, "old"));
+	cJSON_Delete(d);
+	apply_engine_free(e);
+	kube_client_free(c);
+}
+END_TEST
+
+/* stringData is what the server turns into data: plumb applies data, so a
+ * tampered value is seen and corrected like any other field, and no value
+ * reaches a diff. */
+START_TEST(test_apply__secret_string_data_is_owned_as_data)
+{
+	kube_client *c = client();
+	char ns[64], gs[64], value[64], *b64 = NULL, *text = NULL;
+	apply_engine *e;
+	apply_result r;
+	apply_opts o = { .prune = 1 };
+	cJSON *d = cJSON_CreateArray(), *live = NULL;
+	int before;
+
+	snprintf(ns, sizeof(ns), "apply-secret-%s", uid);
+	snprintf(gs, sizeof(gs), "secret-%s", uid);
+	snprintf(value, sizeof(value), "hunter2-%s", uid);
+	ck_assert_int_eq(plumb_base64_encode(&b64, value, strlen(value)), 0);
+	e = engine(c, gs);
+	add(d, ns_obj(ns));
+	add(d, secret_obj(ns, "creds", "password", value));
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "Secret", "creds"), APPLY_CREATED);
+	apply_result_free(&r);
+	ck_assert_int_eq(kube_get(&live, c, &secret_res, ns, "creds"), 0);
+	{
+		const cJSON *data = cJSON_GetObjectItem(live, "data");
+		/* stringData wins over data for the same key, as on the server */
+		ck_assert_str_eq(cJSON_GetObjectItem(data, "password")->valuestring, b64);
+		ck_assert_str_eq(cJSON_GetObjectItem(data, "other")->valuestring, "b3RoZXI=");
+		ck_assert_ptr_null(cJSON_GetObjectItem(live, "stringData"));
+	}
+	cJSON_Delete(live);
+
+	/* steady state: nothing to write, nothing to dry-run */
+	before = audit_writes();
+	run(&r, e, d, &o);
+	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 2);
+	ck_assert_uint_eq(r.writes, 0);
+	apply_result_free(&r);
+	ck_assert_int_eq(audit_writes(), before);
+
+	/* tampered: corrected, reported by path only */
+	ck_assert_int_eq(sh("%s -n %s patch secret creds --type merge -p '{\"data\":{\"password\":\"dGFtcGVyZWQ=\"}}' >/dev/null",
+		kubectl(), ns), 0);
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "Secret", "creds"), APPLY_CORRECTED);
+	ck_assert_str_eq(find(&r, "Secret", "creds")->fields[0].path, "data.password");
+	apply_result_free(&r);
+	ck_assert_int_eq(kube_get(&live, c, &secret_res, ns, "creds"), 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(live, "data"), "password")->valuestring, b64);
+	cJSON_Delete(live);
+
+	/* a plan that changes the value shows neither value */
+	cJSON_Delete(d);
+	d = cJSON_CreateArray();
+	add(d, ns_obj(ns));
+	add(d, secret_obj(ns, "creds", "password", "next-value-xyz"));
+	o.dry_run = 1;
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "Secret", "creds"), APPLY_UPDATED);
+	ck_assert_int_eq(apply_result_report(&text, &r), 0);
+	ck_assert_ptr_nonnull(strstr(text, "*** (before)"));
+	ck_assert_ptr_nonnull(strstr(text, "*** (after)"));
+	ck_assert_ptr_null(strstr(text, value));
+	ck_assert_ptr_null(strstr(text, b64));
+	ck_assert_ptr_null(strstr(text, "next-value-xyz"));
+	ck_assert_ptr_null(strstr(text, "bmV4dC12YWx1ZS14eXo"));
+	ck_assert_ptr_null(strstr(text, "b3RoZXI"));
+	free(text);
+	apply_result_free(&r);
+	free(b64);
 	cJSON_Delete(d);
 	apply_engine_free(e);
 	kube_client_free(c);
@@ -966,6 +1321,10 @@ int main(void)
 	tcase_add_test(tc, test_apply__noop_sends_zero_writes);
 	tcase_add_test(tc, test_apply__dry_run_plans_without_writing);
 	tcase_add_test(tc, test_apply__remembers_versions_not_objects);
+	tcase_add_test(tc, test_apply__unknown_kind_writes_nothing);
+	tcase_add_test(tc, test_apply__server_validation_refuses_the_revision);
+	tcase_add_test(tc, test_apply__failed_write_stops_and_prunes_nothing);
+	tcase_add_test(tc, test_apply__secret_string_data_is_owned_as_data);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
