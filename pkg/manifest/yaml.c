@@ -461,6 +461,130 @@ static int check_escapes(conv *c, const yaml_event_t *ev)
 	return 0;
 }
 
+/* go-yaml v2's parseTimestamp(): YYYY-M-D, optionally followed by
+ * [Tt]H:M:S[.frac](Z|±HH:MM) or " H:M:S[.frac]" (no zone); month, day and
+ * the time fields take one or two digits and are range-checked as Go's
+ * time.Parse does. */
+static int digits(const char *s, size_t n, size_t *i, int min, int max, int *v)
+{
+	int k = 0;
+	*v = 0;
+	while (*i < n && k < max && s[*i] >= '0' && s[*i] <= '9') {
+		if (*v < 100000)   /* only short fields are range-checked */
+			*v = *v * 10 + (s[*i] - '0');
+		(*i)++;
+		k++;
+	}
+	return k >= min;
+}
+
+static int days_in(int y, int m)
+{
+	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : d[m - 1];
+}
+
+static int valid_timestamp(const char *s, size_t n)
+{
+	size_t i = 0;
+	int y, mo, d, h, mi, sec, zh, zm, space;
+	if (!digits(s, n, &i, 4, 4, &y) || i >= n || s[i++] != '-' || !digits(s, n, &i, 1, 2, &mo) ||
+	    i >= n || s[i++] != '-' || !digits(s, n, &i, 1, 2, &d))
+		return 0;
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo))
+		return 0;
+	if (i == n)
+		return 1;
+	space = s[i] == ' ';
+	if (s[i] != 'T' && s[i] != 't' && !space)
+		return 0;
+	i++;
+	if (!digits(s, n, &i, 1, 2, &h) || i >= n || s[i++] != ':' || !digits(s, n, &i, 1, 2, &mi) ||
+	    i >= n || s[i++] != ':' || !digits(s, n, &i, 1, 2, &sec))
+		return 0;
+	if (h > 23 || mi > 59 || sec > 59)
+		return 0;
+	if (i + 1 < n && (s[i] == '.' || s[i] == ',') && s[i + 1] >= '0' && s[i + 1] <= '9') {
+		int f;
+		i++;
+		if (!digits(s, n, &i, 1, 1 << 20, &f))
+			return 0;
+	}
+	if (space)
+		return i == n;
+	if (i < n && s[i] == 'Z')
+		return i + 1 == n;
+	if (i >= n || (s[i] != '+' && s[i] != '-'))
+		return 0;
+	i++;
+	if (!digits(s, n, &i, 2, 2, &zh) || i >= n || s[i++] != ':' || !digits(s, n, &i, 2, 2, &zm))
+		return 0;
+	return i == n && zh <= 24 && zm <= 60;
+}
+
+/* go-yaml v2 decodes !!binary with Go's StdEncoding (padding required, line
+ * breaks ignored) and the JSON encoder turns bytes that are not UTF-8 into
+ * U+FFFD. *out: the decoded text (caller frees), or NULL when not base64. */
+static int decode_binary(char **out, size_t *outlen, const char *s, size_t n)
+{
+	char *clean = malloc(n + 1), *raw = NULL;
+	size_t m = 0, rawlen = 0, pad = 0;
+	plumb_buf b = PLUMB_BUF_INIT(n + 16);
+	int rc = 0;
+	*out = NULL;
+	if (!clean)
+		return PLUMB_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != '\r' && s[i] != '\n')
+			clean[m++] = s[i];
+	for (size_t i = 0; i < m; i++) {
+		char ch = clean[i];
+		int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			 ch == '+' || ch == '/';
+		if (ch == '=' && i + 2 >= m)
+			pad++;
+		else if (!ok || pad)
+			goto cleanup;
+	}
+	if (m % 4 || (pad && clean[m - 1] != '='))
+		goto cleanup;
+	if ((rc = plumb_base64_decode(&raw, &rawlen, clean, m)))
+		goto cleanup;
+	for (size_t i = 0; i < rawlen && !rc;) {
+		unsigned char c0 = (unsigned char)raw[i];
+		size_t len = c0 < 0x80 ? 1 : (c0 & 0xe0) == 0xc0 ? 2 : (c0 & 0xf0) == 0xe0 ? 3 : (c0 & 0xf8) == 0xf0 ? 4 : 0;
+		int ok = len > 0 && i + len <= rawlen && !(len == 2 && c0 < 0xc2) && !(len == 4 && c0 > 0xf4);
+		for (size_t k = 1; ok && k < len; k++)
+			ok = ((unsigned char)raw[i + k] & 0xc0) == 0x80;
+		if (ok && len == 3) {
+			unsigned char c1 = (unsigned char)raw[i + 1];
+			ok = !(c0 == 0xe0 && c1 < 0xa0) && !(c0 == 0xed && c1 >= 0xa0);
+		} else if (ok && len == 4) {
+			unsigned char c1 = (unsigned char)raw[i + 1];
+			ok = !(c0 == 0xf0 && c1 < 0x90) && !(c0 == 0xf4 && c1 >= 0x90);
+		}
+		if (ok) {
+			rc = plumb_buf_append(&b, raw + i, len);
+			i += len;
+		} else {
+			rc = plumb_buf_append(&b, "\xef\xbf\xbd", 3);
+			i++;
+		}
+	}
+	if (!rc) {
+		*outlen = b.len;
+		*out = plumb_buf_detach(&b);
+		if (!*out)
+			rc = PLUMB_ENOMEM;
+	}
+cleanup:
+	plumb_buf_free(&b);
+	free(raw);
+	free(clean);
+	return rc;
+}
+
 /* Types a scalar event (after substitution). *text and *len point at the value
  * to use for strings; *owned is set when it was allocated. */
 static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **text,
@@ -494,8 +618,33 @@ static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **t
 	if (strncmp(tag, TAG_PREFIX, sizeof(TAG_PREFIX) - 1))
 		return 0; /* a local tag: go-yaml keeps the text */
 	tag += sizeof(TAG_PREFIX) - 1;
-	if (!strcmp(tag, "str") || !strcmp(tag, "binary") || !strcmp(tag, "timestamp"))
+	if (!strcmp(tag, "str"))
 		return 0;
+	if (!strcmp(tag, "timestamp")) {
+		/* kubectl keeps the text, once it reads as a timestamp */
+		if (valid_timestamp(*text, *len))
+			return 0;
+		return conv_fail(c, &ev->start_mark, PLUMB_EINVALID, "cannot decode !!str `%.*s` as a !!timestamp",
+				(int)(*len > 80 ? 80 : *len), *text);
+	}
+	if (!strcmp(tag, "binary")) {
+		char *bin = NULL;
+		size_t blen = 0;
+		if ((rc = decode_binary(&bin, &blen, *text, *len)) == PLUMB_ENOMEM)
+			return conv_fail(c, &ev->start_mark, PLUMB_ENOMEM, "out of memory");
+		if (!bin)
+			return conv_fail(c, &ev->start_mark, PLUMB_EINVALID, "!!binary value is not valid base64");
+		if (memchr(bin, '\0', blen)) {
+			free(bin);
+			return conv_fail(c, &ev->start_mark, PLUMB_EINVALID,
+					"a NUL character cannot be sent as JSON here (decoded !!binary)");
+		}
+		free(*owned);
+		*owned = bin;
+		*text = bin;
+		*len = blen;
+		return 0;
+	}
 	int want;
 	if (!strcmp(tag, "null"))
 		want = R_NULL;
