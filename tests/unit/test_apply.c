@@ -311,6 +311,53 @@ START_TEST(test_apply__report_text)
 }
 END_TEST
 
+START_TEST(test_apply__secret_string_data_folds_into_data)
+{
+	cJSON *s = cJSON_Parse("{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"},"
+		"\"data\":{\"a\":\"b2xk\",\"keep\":\"a2VlcA==\"},\"stringData\":{\"a\":\"new\",\"b\":\"\"}}");
+	cJSON *cm = cJSON_Parse("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"stringData\":{\"a\":\"x\"}}");
+	cJSON *bad = cJSON_Parse("{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"stringData\":{\"n\":1}}");
+	ck_assert_int_eq(apply_secret_normalize(s), 0);
+	ck_assert_ptr_null(cJSON_GetObjectItem(s, "stringData"));
+	/* stringData wins for a key in both, as on the server */
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "data"), "a")->valuestring, "bmV3");
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "data"), "b")->valuestring, "");
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "data"), "keep")->valuestring, "a2VlcA==");
+	/* not a Secret: left alone */
+	ck_assert_int_eq(apply_secret_normalize(cm), 0);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(cm, "stringData"));
+	ck_assert_int_eq(apply_secret_normalize(bad), PLUMB_EINVALID);
+	cJSON_Delete(s);
+	cJSON_Delete(cm);
+	cJSON_Delete(bad);
+}
+END_TEST
+
+START_TEST(test_apply__secret_diff_masks_values)
+{
+	cJSON *live = cJSON_Parse("{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"},"
+		"\"data\":{\"same\":\"c2FtZQ==\",\"changed\":\"b2xkLXZhbHVl\",\"gone\":\"Z29uZQ==\"}}");
+	cJSON *want = cJSON_Parse("{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"x\"},"
+		"\"data\":{\"same\":\"c2FtZQ==\",\"changed\":\"bmV3LXZhbHVl\",\"added\":\"YWRkZWQ=\"}}");
+	char *d = NULL;
+	ck_assert_int_eq(apply_unified_diff(&d, live, want), 0);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_ptr_nonnull(strstr(d, "-  changed: \"*** (before)\""));
+	ck_assert_ptr_nonnull(strstr(d, "+  changed: \"*** (after)\""));
+	ck_assert_ptr_nonnull(strstr(d, "+  added: \"*** (after)\""));
+	for (const char *v = "c2FtZQ==\0b2xkLXZhbHVl\0bmV3LXZhbHVl\0YWRkZWQ=\0"; *v; v += strlen(v) + 1)
+		ck_assert_msg(strstr(d, v) == NULL, "value %s in the diff:\n%s", v, d);
+	free(d);
+	/* a creation shows keys, not values */
+	ck_assert_int_eq(apply_unified_diff(&d, NULL, want), 0);
+	ck_assert_ptr_null(strstr(d, "bmV3LXZhbHVl"));
+	ck_assert_ptr_nonnull(strstr(d, "changed:"));
+	free(d);
+	cJSON_Delete(live);
+	cJSON_Delete(want);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("apply");
@@ -329,6 +376,8 @@ int main(void)
 	tcase_add_test(tc, test_apply__projection_ignores_server_defaults);
 	tcase_add_test(tc, test_apply__only_plumb_wrote);
 	tcase_add_test(tc, test_apply__report_text);
+	tcase_add_test(tc, test_apply__secret_string_data_folds_into_data);
+	tcase_add_test(tc, test_apply__secret_diff_masks_values);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

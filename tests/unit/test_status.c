@@ -101,6 +101,32 @@ START_TEST(test_status__pending_is_reconciling)
 }
 END_TEST
 
+START_TEST(test_status__refused_revision_stalls_naming_the_cluster)
+{
+	controller_cluster_status cl[2] = {
+		{ .name = "a", .state = CONTROLLER_SYNCED, .lag_seconds = -1 },
+		{ .name = "b", .state = CONTROLLER_FAILED, .lag_seconds = -1, .invalid = 1,
+		  .message = "1 object failed validation, nothing applied or pruned: "
+			     "deploy/typo.yaml:2: Widget app/w2 (typo.example.com/v1): unknown kind" },
+	};
+	controller_gitsync_summary g = { .generation = 1, .fetched_commit = "abc" };
+	cJSON *st = NULL;
+	controller_status_build(&st, &g, cl, 2, NULL, 1000);
+	ck_assert_str_eq(field(cond(st, "Stalled"), "status"), "True");
+	ck_assert_str_eq(field(cond(st, "Stalled"), "reason"), "ValidationFailed");
+	ck_assert_str_eq(field(cond(st, "Ready"), "reason"), "ValidationFailed");
+	ck_assert_ptr_nonnull(strstr(field(cond(st, "Ready"), "message"), "cluster b: 1 object failed validation"));
+	ck_assert_ptr_nonnull(strstr(field(cond(st, "Stalled"), "message"), "deploy/typo.yaml:2"));
+	cJSON_Delete(st);
+	/* a failure that is not the revision's (an outage, a 409) does not stall */
+	cl[1].invalid = 0;
+	controller_status_build(&st, &g, cl, 2, NULL, 1000);
+	ck_assert_str_eq(field(cond(st, "Stalled"), "status"), "False");
+	ck_assert_str_eq(field(cond(st, "Ready"), "reason"), "SyncFailed");
+	cJSON_Delete(st);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("status");
@@ -109,6 +135,7 @@ int main(void)
 	tcase_add_test(tc, test_status__transition_time_moves_only_with_status);
 	tcase_add_test(tc, test_status__stalled_names_the_problem);
 	tcase_add_test(tc, test_status__pending_is_reconciling);
+	tcase_add_test(tc, test_status__refused_revision_stalls_naming_the_cluster);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
