@@ -209,6 +209,7 @@ t_ok "4 message says nothing was applied" grep -q "1 object failed validation, n
 t_eq "4 Stalled" "True ValidationFailed" "$(cond Stalled status) $(cond Stalled reason)"
 t_eq "4 not Ready" "False ValidationFailed" "$(cond Ready status) $(cond Ready reason)"
 t_ok "4 Stalled message names the cluster and file" grep -q "deploy/typo.yaml:2" <<<"$(cond Stalled message)"
+t_ok "4 a ValidationFailed event names the file" wait_for 5 bash -c "'$PLUMB_K8S_BIN/kubectl' --kubeconfig '$KC1' -n '$NS' get events.events.k8s.io -o json | jq -r '.items[] | select(.reason == \"ValidationFailed\") | .note' | grep -q 'deploy/typo.yaml:2'"
 sleep 1
 for c in c2 c3; do
 	t_eq "4 $c: changed ConfigMap untouched" info "$(kc $c -n "$TNS" get cm settings -o jsonpath='{.data.LOG_LEVEL}')"

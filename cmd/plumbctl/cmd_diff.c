@@ -329,7 +329,7 @@ int plumbctl_diff(int argc, char **argv)
 	size_t nfiles = 0;
 	manifest_set set = { 0 };
 	manifest_errors errs = { 0 };
-	char commit[41] = "", *report = NULL, *owner = NULL;
+	char commit[41] = "", *report = NULL, *owner = NULL, **origins = NULL;
 	const cJSON *v;
 	int rc, code;
 
@@ -441,9 +441,12 @@ int plumbctl_diff(int argc, char **argv)
 		goto cleanup;
 	}
 	desired = cJSON_CreateArray();
+	origins = calloc(set.count + 1, sizeof(*origins));
 	for (size_t i = 0; i < set.count; i++) {
 		cJSON_AddItemToArray(desired, set.items[i].obj);
 		set.items[i].obj = NULL;
+		if (origins)
+			origins[i] = plumb_asprintf("%s:%d", set.items[i].file, set.items[i].line);
 	}
 
 	kube_client_opts ko = { .name = f.cluster_name, .timeout = 20, .max_retries = 1,
@@ -465,6 +468,8 @@ int plumbctl_diff(int argc, char **argv)
 		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
 		.adopt = gs ? jbool(gs, "spec.adopt", 0) : 0,
 		.dry_run = 1,
+		.origins = (const char *const *)origins,
+		.norigins = origins ? set.count : 0,
 	};
 	rc = apply_engine_run(&res, engine, desired, &ao);
 	if (rc) {
@@ -487,6 +492,9 @@ int plumbctl_diff(int argc, char **argv)
 	else
 		code = changes ? PLUMBCTL_EXIT_FAIL : PLUMBCTL_EXIT_OK;
 cleanup:
+	for (size_t i = 0; origins && origins[i]; i++)
+		free(origins[i]);
+	free(origins);
 	free(report);
 	apply_result_free(&res);
 	apply_engine_free(engine);

@@ -1803,8 +1803,9 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	double now = plumb_time_real();
 	pthread_mutex_lock(&c->lock);
 	controller_cluster_status *s = entry_locked(g, cl_name);
-	int new_commit = 0;
+	int new_commit = 0, news = 0;
 	if (s) {
+		news = message && (!s->message || strcmp(s->message, message));
 		if (s->state != state || changed)
 			s->last_sync_time = now;
 		if ((state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED) && strcmp(s->commit, rev->commit)) {
@@ -1857,6 +1858,14 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		"Detect", res.writes || changed || new_commit);
 	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
 		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
+	if (news && (res.invalid || res.stopped)) {
+		/* once per new failure, not on every retry */
+		char *note = plumb_asprintf("cluster %s, commit %s: %s", cl_name, shortc, message);
+		controller_events_post(c->events, g->ns, g->name, uid, "Warning",
+			res.invalid ? "ValidationFailed" : "ApplyFailed", res.invalid ? "Validate" : "Apply",
+			note ? note : message);
+		free(note);
+	}
 	if (state == CONTROLLER_UNREACHABLE)
 		trigger_probe(c, cl_key); /* so the Cluster's Ready condition says so too */
 	free(message);
