@@ -997,14 +997,18 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 
 static void fail_item(apply_object_result *r, int err)
 {
-	(void)err;
 	set_outcome(r, APPLY_FAILED, plumb_error_last());
+	r->code = err;
+	r->http_status = kube_last_http_status();
 }
 
-/* A failure of a desired object, with where it comes from in Git. */
-static void fail_desired(const item *it, apply_object_result *r, const char *msg)
+/* A failure of a desired object, with where it comes from in Git. err is
+ * the code of the call that just failed on this thread. */
+static void fail_desired(const item *it, apply_object_result *r, const char *msg, int err)
 {
 	set_outcome(r, APPLY_FAILED, msg);
+	r->code = err;
+	r->http_status = kube_last_http_status();
 	if (it->origin && !r->origin)
 		r->origin = plumb_strdup(it->origin);
 }
@@ -1238,7 +1242,7 @@ static void process_item(run *R, size_t i)
 		} else {
 			err = kube_get(&got, R->e->c, it->res, *it->ns ? it->ns : NULL, it->name);
 			if (err && err != PLUMB_ENOTFOUND) {
-				fail_desired(it, r, plumb_error_last());
+				fail_desired(it, r, plumb_error_last(), err);
 				goto cleanup;
 			}
 			if (got)
@@ -1270,7 +1274,7 @@ static void process_item(run *R, size_t i)
 			}
 		}
 		if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
-			fail_desired(it, r, plumb_error_last());
+			fail_desired(it, r, plumb_error_last(), err);
 			goto cleanup;
 		}
 		proj = apply_project(result, it->obj);
@@ -1306,7 +1310,7 @@ static void process_item(run *R, size_t i)
 			/* compare with P: remembered, or computed by a dry run */
 			if (!(proj = known == 0 ? state_proj(R, it) : NULL)) {
 				if ((err = do_apply(R, it, &result, 1))) {
-					fail_desired(it, r, plumb_error_last());
+					fail_desired(it, r, plumb_error_last(), err);
 					goto cleanup;
 				}
 				proj = apply_project(result, it->obj);
@@ -1349,7 +1353,7 @@ static void process_item(run *R, size_t i)
 	}
 	/* desired changed (or adopting) */
 	if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
-		fail_desired(it, r, plumb_error_last());
+		fail_desired(it, r, plumb_error_last(), err);
 		goto cleanup;
 	}
 	proj = apply_project(result, it->obj);
@@ -1410,7 +1414,7 @@ static void write_item(run *R, size_t i)
 	}
 	if ((err = do_apply(R, it, &result, 0))) {
 		atomic_store(&R->stop, 1);
-		fail_desired(it, r, plumb_error_last());
+		fail_desired(it, r, plumb_error_last(), err);
 	} else {
 		proj = apply_project(result, it->obj);
 		remember_applied(R, it, proj, result);
@@ -1533,14 +1537,17 @@ static void resolve_item(run *R, item *it, smap *neg)
 		return;
 	snprintf(nk, sizeof(nk), "%s/%s", av->valuestring, it->kind);
 	if (smap_has(neg, nk)) {
-		fail_desired(it, r, smap_get(neg, nk));
+		fail_desired(it, r, smap_get(neg, nk), PLUMB_ENOTFOUND);
 		return;
 	}
 	err = resolve_interned(&it->res, R, av->valuestring, it->kind);
 	if (err) {
-		char *msg = plumb_asprintf("unknown kind %s %s: %s", av->valuestring, it->kind, plumb_error_last());
-		fail_desired(it, r, msg ? msg : "unknown kind");
-		if (msg && smap_put(neg, nk, msg, NULL))
+		char *msg = err == PLUMB_ENOTFOUND ?
+			plumb_asprintf("unknown kind %s %s: %s", av->valuestring, it->kind, plumb_error_last()) :
+			plumb_asprintf("discovery for %s %s: %s", av->valuestring, it->kind, plumb_error_last());
+		fail_desired(it, r, msg ? msg : "unknown kind", err);
+		/* only "not served" is remembered: an outage is asked again */
+		if (msg && (err != PLUMB_ENOTFOUND || smap_put(neg, nk, msg, NULL)))
 			free(msg);
 		return;
 	}

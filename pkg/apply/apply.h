@@ -159,6 +159,9 @@ typedef struct {
 	size_t nfields;
 	char *diff;     /* unified diff live -> desired (YAML), NULL when none */
 	char *origin;   /* failed desired objects: apply_opts.origins[i], else NULL */
+	int code;       /* failed: the PLUMB_E* code */
+	int http_status;/* failed: the API server's HTTP status, 0 when it did
+	                   not answer (an outage, not the revision's fault) */
 } apply_object_result;
 
 typedef struct {

@@ -1783,15 +1783,23 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		res.totals[APPLY_PRUNED] + res.totals[APPLY_CORRECTED];
 	controller_cluster_state state;
 	char *message = NULL;
+	int refused = 0;   /* the revision itself was refused by this cluster */
 	if (rc) {
 		state = is_unreachable(rc) ? CONTROLLER_UNREACHABLE : CONTROLLER_FAILED;
 		message = plumb_strdup(plumb_error_last());
 	} else if (failed) {
 		state = CONTROLLER_FAILED;
 		message = failure_message(&res, failed);
-		/* All objects unreachable looks like an outage, not a bad object. */
-		if (res.totals[APPLY_FAILED] == res.count && res.count > 0 && is_unreachable(plumb_error_last_code()))
+		/* Failures without an answer from the API server are an outage, not
+		 * a bad object (and say nothing about the revision). */
+		size_t outage = 0;
+		for (size_t i = 0; i < res.count; i++)
+			if (res.objects[i].action == APPLY_FAILED && is_unreachable(res.objects[i].code) &&
+			    res.objects[i].http_status == 0)
+				outage++;
+		if (outage && outage == res.totals[APPLY_FAILED])
 			state = CONTROLLER_UNREACHABLE;
+		refused = res.invalid && !outage;
 	} else if (res.totals[APPLY_DRIFTED]) {
 		state = CONTROLLER_DRIFTED;
 	} else {
@@ -1815,7 +1823,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 			s->last_sync_time = now;
 		}
 		s->state = state;
-		s->invalid = res.invalid > 0;
+		s->invalid = refused;
 		s->objects = nobjects;
 		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
 		cJSON_Delete(s->drifted_objects);
@@ -1858,11 +1866,11 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		"Detect", res.writes || changed || new_commit);
 	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
 		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
-	if (news && (res.invalid || res.stopped)) {
+	if (news && (refused || res.stopped)) {
 		/* once per new failure, not on every retry */
 		char *note = plumb_asprintf("cluster %s, commit %s: %s", cl_name, shortc, message);
 		controller_events_post(c->events, g->ns, g->name, uid, "Warning",
-			res.invalid ? "ValidationFailed" : "ApplyFailed", res.invalid ? "Validate" : "Apply",
+			refused ? "ValidationFailed" : "ApplyFailed", refused ? "Validate" : "Apply",
 			note ? note : message);
 		free(note);
 	}
