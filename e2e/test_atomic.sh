@@ -189,12 +189,12 @@ t_ok "3 what was checked is not empty" bash -c "(( \$(wc -c <<<\"\$1\") > 10000 
 
 # 4. A kind c2 and c3 do not serve, a changed ConfigMap and a removed one:
 #    nothing moves in either cluster; the message says where and why.
-cat >"$WORKTREE/deploy/typo.yaml" <<EOF
-# a typo in the group
-apiVersion: $GROUP.typo/v1
-kind: Widget
-metadata: {name: w2, namespace: $TNS}
-EOF
+{
+	echo "# a typo in the group"
+	for i in 2 3 4 5 6 7 8 9; do
+		printf 'apiVersion: %s.typo/v1\nkind: Widget\nmetadata: {name: w%s, namespace: %s}\n---\n' "$GROUP" "$i" "$TNS"
+	done
+} >"$WORKTREE/deploy/typo.yaml"
 sed -i 's/LOG_LEVEL: info/LOG_LEVEL: warn/' "$WORKTREE/deploy/config.yaml"
 sed -i '/^---$/,$d' "$WORKTREE/deploy/config.yaml"
 t0=$(now)
@@ -205,7 +205,9 @@ t_ok "4 c3 failed" wait_for 20 state_is c3 Failed
 msg=$(cluster_msg c2)
 t_ok "4 message names file and line" grep -q "deploy/typo.yaml:2: Widget $TNS/w2 ($GROUP.typo/v1)" <<<"$msg"
 t_ok "4 message says why" grep -q "unknown kind" <<<"$msg"
-t_ok "4 message says nothing was applied" grep -q "1 object failed validation, nothing applied or pruned" <<<"$msg"
+t_ok "4 message says nothing was applied" grep -q "^8 objects failed validation, nothing applied or pruned: " <<<"$msg"
+t_ok "4 message names the first three and counts the rest" grep -q "typo.yaml:6: Widget $TNS/w3 .*typo.yaml:10: Widget $TNS/w4 .*; and 5 more$" <<<"$msg"
+t_ok "4 message stays bounded" test "${#msg}" -lt 2000
 t_eq "4 Stalled" "True ValidationFailed" "$(cond Stalled status) $(cond Stalled reason)"
 t_eq "4 not Ready" "False ValidationFailed" "$(cond Ready status) $(cond Ready reason)"
 t_ok "4 Stalled message names the cluster and file" grep -q "deploy/typo.yaml:2" <<<"$(cond Stalled message)"

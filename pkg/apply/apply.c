@@ -1749,6 +1749,12 @@ static int validate_and_write(run *R, smap *neg, size_t *idx)
 		plumb_warn("discovery refresh failed", "error", plumb_error_last());
 	if (!atomic_load(&R->stop))
 		write_class(R, 1, idx);
+	/* The one exception to "validated before the first write": a custom
+	 * resource cannot be dry-run before its CRD is served (and against the
+	 * schema it brings, not the one it replaces), nor an object before its
+	 * Namespace exists. So those CRDs and Namespaces, validated themselves,
+	 * went in first; what depends on them is judged now, still before any
+	 * other write. */
 	if (!atomic_load(&R->stop) && had_deferred) {
 		R->validating = 1;
 		validate_deferred(R, neg, idx);
