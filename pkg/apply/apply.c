@@ -753,7 +753,9 @@ static void run_parallel(run *R, work_fn fn, const size_t *idx, size_t n)
 {
 	pool P = { .R = R, .fn = fn, .idx = idx, .n = n };
 	pthread_t th[64];
-	size_t nt = R->o.parallel < n ? R->o.parallel : n, started = 0;
+	/* dry runs write nothing to etcd: the API server takes more of them at once */
+	size_t want = R->validating ? 2 * (size_t)R->o.parallel : R->o.parallel;
+	size_t nt = want < n ? want : n, started = 0;
 
 	atomic_init(&P.next, 0);
 	if (nt > 64)

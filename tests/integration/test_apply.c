@@ -1098,6 +1098,18 @@ START_TEST(test_apply__noop_sends_zero_writes)
 	/* inventory head + one LIST per kind (Namespace, ConfigMap, RoleBinding) */
 	ck_assert_int_le(reads, 4);
 	ck_assert_int_eq(audit_writes(), before);
+	/* a commit that changes one object: one dry run, one apply */
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(d, 7), "metadata"), "name")->valuestring,
+		"cm-06");
+	ck_assert(cJSON_ReplaceItemInArray(d, 7, cm_obj(ns, "cm-06", "k", "changed")));
+	before = audit_count(2);
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "cm-06"), APPLY_UPDATED);
+	ck_assert_uint_eq(r.totals[APPLY_UNCHANGED], 51);
+	ck_assert_uint_eq(r.dry_runs, 1);
+	ck_assert_uint_eq(r.writes, 2);
+	apply_result_free(&r);
+	ck_assert_int_eq(audit_count(2), before + 1);
 	cJSON_Delete(d);
 	apply_engine_free(e);
 	kube_client_free(counted);
