@@ -32,6 +32,9 @@ typedef struct {
 	double shutdown_timeout;
 	double kube_qps;
 	int kube_burst;
+	int allow_insecure_targets;
+	int allow_target_proxies;
+	const char *allow_exec_plugins;
 } flags;
 
 static atomic_int lost_lease;
@@ -60,6 +63,12 @@ static void usage(FILE *f)
 		"  --kube-qps N            client-side request rate limit per target cluster (default: 0 = none;\n"
 		"                          the API server's priority and fairness applies, 429 Retry-After is honoured)\n"
 		"  --kube-burst N          burst for --kube-qps (default: 2 x qps)\n"
+		"  --allow-insecure-targets  kubeconfig Secrets may use http:// servers and\n"
+		"                          insecure-skip-tls-verify: true (default: refused)\n"
+		"  --allow-exec-plugins LIST  comma-separated command names (e.g. aws,gke-gcloud-auth-plugin,kubelogin)\n"
+		"                          a kubeconfig Secret's exec plugin may name; looked up in plumbd's PATH only\n"
+		"                          (default: none; exec plugins are refused)\n"
+		"  --allow-target-proxies  kubeconfig Secrets may set proxy-url (default: refused)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -70,7 +79,8 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
+		ALLOW_PROXY };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -86,6 +96,9 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "shutdown-timeout", required_argument, NULL, SHUTDOWN },
 		{ "kube-qps", required_argument, NULL, QPS },
 		{ "kube-burst", required_argument, NULL, BURST },
+		{ "allow-insecure-targets", optional_argument, NULL, ALLOW_INSECURE },
+		{ "allow-exec-plugins", required_argument, NULL, ALLOW_EXEC },
+		{ "allow-target-proxies", optional_argument, NULL, ALLOW_PROXY },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -138,6 +151,22 @@ static int parse_flags(flags *f, int argc, char **argv)
 				return 2;
 			}
 			f->kube_burst = (int)n;
+			break;
+		}
+		case ALLOW_INSECURE:
+			f->allow_insecure_targets = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
+			break;
+		case ALLOW_PROXY:
+			f->allow_target_proxies = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
+			break;
+		case ALLOW_EXEC: {
+			char **names = NULL;
+			if (kube_exec_plugins_parse(&names, optarg) != 0) {
+				fprintf(stderr, "plumbd: --allow-exec-plugins: %s\n", plumb_error_last());
+				return 2;
+			}
+			kube_exec_plugins_free(names);
+			f->allow_exec_plugins = optarg;
 			break;
 		}
 		case VERSION:
@@ -209,6 +238,8 @@ int main(int argc, char **argv)
 	controller *ctl = NULL;
 	controller_leader *leader = NULL;
 	char identity[300], host[256] = "plumbd", rnd[9];
+	char **exec_plugins = NULL;
+	kube_config_policy tenant_policy = { 0 };
 	int rc, exit_code = 1;
 
 	if ((rc = parse_flags(&f, argc, argv)))
@@ -254,7 +285,17 @@ int main(int argc, char **argv)
 	kube_client_opts ko = { .name = "management", .on_request = count_request };
 	if ((rc = kube_client_new(&mgmt, cfg, &ko)))
 		goto fail;
-	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir,
+	/* Kubeconfigs from Cluster Secrets: inline material only, unless loosened by a flag. */
+	if (f.allow_exec_plugins && (rc = kube_exec_plugins_parse(&exec_plugins, f.allow_exec_plugins)))
+		goto fail;
+	tenant_policy = (kube_config_policy){ .allow_insecure = f.allow_insecure_targets,
+		.allow_proxy = f.allow_target_proxies, .exec_plugins = (const char *const *)exec_plugins };
+	if (f.allow_insecure_targets || f.allow_target_proxies || f.allow_exec_plugins)
+		plumb_warn("kubeconfig Secrets may use more than inline material", "allow_insecure_targets",
+			f.allow_insecure_targets ? "true" : "false", "allow_target_proxies",
+			f.allow_target_proxies ? "true" : "false", "allow_exec_plugins",
+			f.allow_exec_plugins ? f.allow_exec_plugins : "");
+	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir, .tenant_policy = &tenant_policy,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
@@ -316,6 +357,7 @@ cleanup:
 	kube_client_free(mgmt);
 	kube_config_free(cfg);
 	server_metrics_free(metrics);
+	kube_exec_plugins_free(exec_plugins);
 	plumb_info("plumbd stopped");
 	return exit_code;
 }

@@ -757,7 +757,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	if (in_cluster) {
 		cfg = c->o.mgmt_config;
 		kube_config_free(NULL);
-	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin))) {
+	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin, c->o.tenant_policy))) {
 		goto cleanup;
 	}
 	t = calloc(1, sizeof(*t));
@@ -1953,6 +1953,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 		cJSON_AddStringToObject(st, "serverVersion", old_version);
 	cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
 	controller_condition_add(conds, prev, "Ready", up, up ? "Connected" :
+		rc == PLUMB_EINSECURE ? "InsecureKubeconfig" :
 		rc == PLUMB_EAUTH || rc == PLUMB_EFORBIDDEN ? "Unauthorized" :
 		rc == PLUMB_ENOTFOUND || rc == PLUMB_EINVALID ? "KubeconfigInvalid" : "Unreachable",
 		up ? "the API server answers" : msg, gen, plumb_time_real());

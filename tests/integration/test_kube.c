@@ -132,7 +132,7 @@ static kube_client *client_from(const char *kc, const kube_client_opts *opts)
 {
 	kube_config *cfg = NULL;
 	kube_client *c = NULL;
-	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test") == 0, "%s", plumb_error_last());
+	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test", NULL) == 0, "%s", plumb_error_last());
 	ck_assert_msg(kube_client_new(&c, cfg, opts) == 0, "%s", plumb_error_last());
 	kube_config_free(cfg);
 	return c;
