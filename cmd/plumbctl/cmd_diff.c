@@ -296,7 +296,8 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 		fprintf(stderr, "plumbctl: Git cache %s: %s (choose another with --cache-dir)\n", dir, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_fetch(NULL, cache, url, creds, timeout))) {
+	source_fetch_opts fo = { .kind = kind, .ref = ref };
+	if ((rc = source_fetch_ref(NULL, cache, url, creds, timeout, &fo))) {
 		fprintf(stderr, "plumbctl: fetch %s: %s\n  plumbctl fetches from this machine: the URL must be "
 			"reachable from here too (or give a local checkout as DIR)\n", redacted, plumb_error_last());
 		goto cleanup;

@@ -35,6 +35,7 @@ typedef struct {
 	int allow_insecure_targets;
 	int allow_target_proxies;
 	const char *allow_exec_plugins;
+	size_t git_max_fetch_bytes;
 } flags;
 
 static atomic_int lost_lease;
@@ -69,6 +70,7 @@ static void usage(FILE *f)
 		"                          a kubeconfig Secret's exec plugin may name; looked up in plumbd's PATH only\n"
 		"                          (default: none; exec plugins are refused)\n"
 		"  --allow-target-proxies  kubeconfig Secrets may set proxy-url (default: refused)\n"
+		"  --git-max-fetch-bytes N bytes one Git fetch may receive, e.g. 256Mi, 1Gi (default: 256Mi)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -80,7 +82,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
-		ALLOW_PROXY };
+		ALLOW_PROXY, GIT_MAX_FETCH };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -99,6 +101,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "allow-insecure-targets", optional_argument, NULL, ALLOW_INSECURE },
 		{ "allow-exec-plugins", required_argument, NULL, ALLOW_EXEC },
 		{ "allow-target-proxies", optional_argument, NULL, ALLOW_PROXY },
+		{ "git-max-fetch-bytes", required_argument, NULL, GIT_MAX_FETCH },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -167,6 +170,23 @@ static int parse_flags(flags *f, int argc, char **argv)
 			}
 			kube_exec_plugins_free(names);
 			f->allow_exec_plugins = optarg;
+			break;
+		}
+		case GIT_MAX_FETCH: {
+			unsigned long long n = strtoull(optarg, &end, 10), mul = 1;
+			if (!strcmp(end, "Ki"))
+				mul = 1ull << 10;
+			else if (!strcmp(end, "Mi"))
+				mul = 1ull << 20;
+			else if (!strcmp(end, "Gi"))
+				mul = 1ull << 30;
+			else if (*end)
+				mul = 0;
+			if (!mul || n == 0 || n > (1ull << 40) / mul || optarg[0] == '-') {
+				fprintf(stderr, "plumbd: --git-max-fetch-bytes %s: want a size such as 512Mi or 2Gi\n", optarg);
+				return 2;
+			}
+			f->git_max_fetch_bytes = (size_t)(n * mul);
 			break;
 		}
 		case VERSION:
@@ -296,6 +316,7 @@ int main(int argc, char **argv)
 			f.allow_target_proxies ? "true" : "false", "allow_exec_plugins",
 			f.allow_exec_plugins ? f.allow_exec_plugins : "");
 	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir, .tenant_policy = &tenant_policy,
+		.git_max_fetch_bytes = f.git_max_fetch_bytes,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
