@@ -988,7 +988,8 @@ static int run_exec(kube_config *cfg)
 	char *info = NULL;
 	size_t nenv = 0, i = 0, j;
 	plumb_buf out = PLUMB_BUF_INIT(KUBE_EXEC_OUTPUT_MAX);
-	double deadline = plumb_time_mono() + EXEC_TIMEOUT_SECONDS;
+	double limit = cfg->exec_timeout > 0 ? cfg->exec_timeout : EXEC_TIMEOUT_SECONDS;
+	double deadline = plumb_time_mono() + limit;
 
 	for (char **e = environ; e && *e; e++)
 		nenv++;
@@ -1042,7 +1043,7 @@ static int run_exec(kube_config *cfg)
 		double left = deadline - plumb_time_mono();
 		struct pollfd pfd = { pipefd[0], POLLIN, 0 };
 		if (left <= 0) {
-			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: no answer within %.0f s", cfg->exec_command, EXEC_TIMEOUT_SECONDS);
+			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: no answer within %g s", cfg->exec_command, limit);
 			goto cleanup;
 		}
 		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
@@ -1071,7 +1072,7 @@ static int run_exec(kube_config *cfg)
 			goto cleanup;
 		}
 		if (plumb_time_mono() >= deadline) {
-			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: did not exit within %.0f s", cfg->exec_command, EXEC_TIMEOUT_SECONDS);
+			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: did not exit within %g s", cfg->exec_command, limit);
 			goto cleanup;
 		}
 		plumb_sleep(0.01);

@@ -47,6 +47,7 @@ struct kube_config {
 	char **exec_argv;    /* NULL-terminated, argv[0] = command */
 	char **exec_env;     /* NULL-terminated "NAME=value" */
 	char *exec_api_version;
+	double exec_timeout;    /* seconds a run may take; 0 = 30 */
 
 	pthread_mutex_t refresh_lock; /* one exec plugin run / token read at a time */
 	pthread_mutex_t lock;   /* guards the dynamic credentials below */

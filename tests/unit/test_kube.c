@@ -4,6 +4,7 @@
 #include "kube/kube_internal.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,6 +535,52 @@ START_TEST(test_kube__tenant_exec_by_name_in_own_path)
 }
 END_TEST
 
+/* A plugin that never answers, or answers and lingers, or leaves a child
+ * behind, is killed at the deadline with everything it started. */
+START_TEST(test_kube__exec_plugin_bounded)
+{
+	static const char *const allowed[] = { "slow-plugin", NULL };
+	kube_config_policy pol = { .exec_plugins = allowed };
+	static const struct { const char *body, *want; } cases[] = {
+		{ "echo $$ > %s/pid\nsleep 60\n", "no answer within 1 s" },
+		{ "echo $$ > %s/pid\necho '{\"status\":{\"token\":\"t\"}}'\nexec >&-\nsleep 60\n", "did not exit within 1 s" },
+		{ "sleep 60 &\necho $! > %s/pid\necho '{\"status\":{\"token\":\"t\"}}'\nsleep 60\n", "no answer within 1 s" },
+	};
+	mk_tmpdir();
+	char *path = plumb_asprintf("%s:%s", tmpdir, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *body = plumb_asprintf(cases[i].body, tmpdir), *script = plumb_asprintf("#!/bin/sh\n%s", body);
+		char *kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: slow-plugin}}");
+		char *pidf = plumb_asprintf("%s/pid", tmpdir), *pid = NULL;
+		size_t len = 0;
+		kube_config *cfg = NULL;
+		kube_creds cr;
+		write_file(tmpdir, "slow-plugin", script, 0755);
+		ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol) == 0, "%s", plumb_error_last());
+		cfg->exec_timeout = 1;
+		double t0 = plumb_time_mono();
+		ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), PLUMB_ETIMEOUT);
+		ck_assert_msg(strstr(plumb_error_last(), cases[i].want), "case %zu: %s", i, plumb_error_last());
+		ck_assert_msg(plumb_time_mono() - t0 < 3, "case %zu took %.1f s", i, plumb_time_mono() - t0);
+		/* what it started is gone too */
+		ck_assert_int_eq(plumb_file_read(&pid, &len, pidf, 64), 0);
+		int gone = 0;
+		for (int k = 0; k < 100 && !gone; k++) {
+			gone = kill((pid_t)atol(pid), 0) != 0;
+			if (!gone)
+				plumb_sleep(0.02);
+		}
+		ck_assert_msg(gone, "case %zu: process %s still runs", i, pid);
+		unlink(pidf);
+		kube_config_free(cfg);
+		free(body), free(script), free(kc), free(pidf), free(pid);
+	}
+	free(path);
+	rm_tmpdir();
+}
+END_TEST
+
 START_TEST(test_kube__exec_plugins_parse)
 {
 	char **v = NULL;
@@ -895,6 +942,7 @@ int main(void)
 	tcase_add_test(tc, test_kube__tenant_loosened_by_policy);
 	tcase_add_test(tc, test_kube__tenant_exec_by_name_in_own_path);
 	tcase_add_test(tc, test_kube__exec_plugins_parse);
+	tcase_add_test(tc, test_kube__exec_plugin_bounded);
 	tcase_add_test(tc, test_kube__config_alias_bytes);
 	tcase_add_test(tc, test_kube__status_error_mapping);
 	tcase_add_test(tc, test_kube__curl_error_mapping);
