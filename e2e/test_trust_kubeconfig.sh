@@ -130,6 +130,10 @@ tenant_cluster exec-abs "    server: $C2_SERVER
     certificate-authority-data: $CA_DATA" "    exec:
       apiVersion: client.authentication.k8s.io/v1
       command: $WORK/abs/plumb-e2e-plugin"
+tenant_cluster proxied "    server: $C2_SERVER
+    certificate-authority-data: $CA_DATA
+    proxy-url: http://127.0.0.1:$LPORT" "    client-certificate-data: $CERT_DATA
+    client-key-data: $KEY_DATA"
 # The control case: inline material only, to show plumbd reaches c2 at all.
 tenant_cluster inline "    server: $C2_SERVER
     certificate-authority-data: $CA_DATA" "    client-certificate-data: $CERT_DATA
@@ -160,6 +164,7 @@ t_ok "1 insecure-skip-tls-verify refused" wait_for 30 ready_is insecure False In
 t_ok "1 http:// refused" wait_for 30 ready_is http-control False InsecureKubeconfig "clusters[0].cluster.server: refused"
 t_ok "1 exec plugin not allowed by name" wait_for 30 ready_is exec-allowed False InsecureKubeconfig "not in plumbd's --allow-exec-plugins"
 t_ok "1 exec plugin by path refused" wait_for 30 ready_is exec-abs False InsecureKubeconfig "users[0].user.exec.command: refused"
+t_ok "1 proxy-url refused" wait_for 30 ready_is proxied False InsecureKubeconfig "clusters[0].cluster.proxy-url: refused"
 show_ready exec-attack
 show_ready token-attack
 # The GitSync targeting the exec Cluster is not synced there, and runs nothing either.
@@ -189,12 +194,13 @@ t_ok "1 plumbctl sent nothing" bash -c "! grep -q -- --connection-- '$LISTEN_LOG
 # ---- 2. The operator loosens: insecure targets, one exec plugin by name.
 kill "$PLUMBD_PID"
 wait "$PLUMBD_PID" 2>/dev/null
-PATH="$WORK/bin:$PATH" start_plumbd loose --allow-insecure-targets --allow-exec-plugins=plumb-e2e-plugin
+PATH="$WORK/bin:$PATH" start_plumbd loose --allow-insecure-targets --allow-exec-plugins=plumb-e2e-plugin --allow-target-proxies
 
 t_ok "2 insecure-skip-tls-verify accepted" wait_for 30 ready_is insecure True Connected
 t_ok "2 allowed exec plugin from PATH works" wait_for 30 ready_is exec-allowed True Connected
 t_ok "2 the plugin ran" test -e "$WORK/plugin-ran"
 t_ok "2 http:// is used (control: the listener sees it)" wait_for 30 grep -q "$CONTROL_TOKEN" "$LISTEN_LOG"
+t_ok "2 proxy-url is used (the listener gets the CONNECT)" wait_for 30 grep -q "CONNECT 127.0.0.1:$APISERVER_PORT" "$LISTEN_LOG"
 t_ok "2 exec by path still refused" wait_for 30 ready_is exec-abs False InsecureKubeconfig "users[0].user.exec.command: refused"
 t_ok "2 other commands still refused" ready_is exec-attack False InsecureKubeconfig "users[0].user.exec: refused"
 t_ok "2 tokenFile still refused" ready_is token-attack False InsecureKubeconfig "users[0].user.tokenFile: refused"
