@@ -44,6 +44,11 @@ static const char diff_usage[] =
 	"  --owner NS/GITSYNC      whose objects these are (default: the GitSync, else default/plumbctl)\n"
 	"  --target-namespace NS   namespace for objects that name none (default: from the GitSync, else default)\n"
 	"  --cache-dir DIR         Git mirrors (default: ~/.cache/plumb/plumbctl-git)\n"
+	"  --allow-insecure-targets  the Cluster's kubeconfig Secret may use http:// and\n"
+	"                          insecure-skip-tls-verify (as plumbd's flag; default: refused)\n"
+	"  --allow-exec-plugins L  command names the Secret's exec plugin may name, looked up in\n"
+	"                          your PATH (as plumbd's flag; default: none, exec is refused)\n"
+	"  --allow-target-proxies  the Secret may set proxy-url (default: refused)\n"
 	PLUMBCTL_CONN_FLAGS
 	"\n"
 	"Exit codes (like kubectl diff): 0 no differences, 1 differences, 2 usage,\n"
@@ -53,6 +58,8 @@ static const char diff_usage[] =
 typedef struct {
 	const char *dir, *gitsync, *cluster, *cluster_kubeconfig, *cluster_context;
 	const char *cluster_name, *owner, *target_ns, *cache_dir;
+	const char *allow_exec_plugins;
+	int allow_insecure_targets, allow_target_proxies;
 	manifest_var labels[MAX_VARS], vars[MAX_VARS];
 	size_t nlabels, nvars;
 } diff_flags;
@@ -107,6 +114,25 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 				return PLUMBCTL_EXIT_USAGE;
 			continue;
 		}
+		if (!strcmp(argv[i], "--allow-insecure-targets")) {
+			f->allow_insecure_targets = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--allow-target-proxies")) {
+			f->allow_target_proxies = 1;
+			continue;
+		}
+		if ((r = plumbctl_flag(&f->allow_exec_plugins, "--allow-exec-plugins", NULL, argc, argv, &i))) {
+			char **names = NULL;
+			if (r < 0)
+				return PLUMBCTL_EXIT_USAGE;
+			if (kube_exec_plugins_parse(&names, f->allow_exec_plugins)) {
+				fprintf(stderr, "plumbctl diff: --allow-exec-plugins: %s\n", plumb_error_last());
+				return PLUMBCTL_EXIT_USAGE;
+			}
+			kube_exec_plugins_free(names);
+			continue;
+		}
 		if ((r = plumbctl_flag(&v, "--cluster-label", NULL, argc, argv, &i))) {
 			manifest_var x;
 			if (r < 0 || kv(&x, (char *)v, "--cluster-label") ||
@@ -144,7 +170,8 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 
 /* The Cluster's kubeconfig from its Secret; *out NULL when the Cluster names
  * none (the target is the management cluster). Prints on failure. */
-static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *cl)
+static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *cl,
+	const kube_config_policy *policy)
 {
 	const char *sname = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.name");
 	const char *key = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.key");
@@ -177,8 +204,13 @@ static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *c
 		goto cleanup;
 	}
 	origin = plumb_asprintf("secret %s/%s", conn->ns, sname);
-	if ((rc = kube_config_load_memory(out, data, len, ctx, origin))) {
+	/* A tenant wrote it: the same lockdown as plumbd's, so nothing in it runs
+	 * a command or reads a file on this machine. */
+	if ((rc = kube_config_load_memory(out, data, len, ctx, origin, policy))) {
 		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		if (rc == PLUMB_EINSECURE)
+			fprintf(stderr, "  (plumbd refuses this kubeconfig too; to diff with your own credentials "
+				"use --cluster-kubeconfig PATH)\n");
 		goto cleanup;
 	}
 	code = 0;
@@ -264,7 +296,8 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 		fprintf(stderr, "plumbctl: Git cache %s: %s (choose another with --cache-dir)\n", dir, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_fetch(NULL, cache, url, creds, timeout))) {
+	source_fetch_opts fo = { .kind = kind, .ref = ref };
+	if ((rc = source_fetch_ref(NULL, cache, url, creds, timeout, &fo))) {
 		fprintf(stderr, "plumbctl: fetch %s: %s\n  plumbctl fetches from this machine: the URL must be "
 			"reachable from here too (or give a local checkout as DIR)\n", redacted, plumb_error_last());
 		goto cleanup;
@@ -368,7 +401,17 @@ int plumbctl_diff(int argc, char **argv)
 			f.target_ns = conn.ns;
 		if (!f.owner)
 			owner = plumb_asprintf("%s/%s", conn.ns, f.gitsync);
-		if (!f.cluster_kubeconfig && (rc = cluster_config(&tcfg, &conn, cl))) {
+		char **exec_plugins = NULL;
+		if (f.allow_exec_plugins && kube_exec_plugins_parse(&exec_plugins, f.allow_exec_plugins)) {
+			fprintf(stderr, "plumbctl diff: --allow-exec-plugins: %s\n", plumb_error_last());
+			code = PLUMBCTL_EXIT_USAGE;
+			goto cleanup;
+		}
+		kube_config_policy pol = { .allow_insecure = f.allow_insecure_targets,
+			.allow_proxy = f.allow_target_proxies, .exec_plugins = (const char *const *)exec_plugins };
+		rc = f.cluster_kubeconfig ? 0 : cluster_config(&tcfg, &conn, cl, &pol);
+		kube_exec_plugins_free(exec_plugins);
+		if (rc) {
 			code = rc;
 			goto cleanup;
 		}

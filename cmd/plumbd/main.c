@@ -32,6 +32,10 @@ typedef struct {
 	double shutdown_timeout;
 	double kube_qps;
 	int kube_burst;
+	int allow_insecure_targets;
+	int allow_target_proxies;
+	const char *allow_exec_plugins;
+	size_t git_max_fetch_bytes;
 } flags;
 
 static atomic_int lost_lease;
@@ -60,6 +64,13 @@ static void usage(FILE *f)
 		"  --kube-qps N            client-side request rate limit per target cluster (default: 0 = none;\n"
 		"                          the API server's priority and fairness applies, 429 Retry-After is honoured)\n"
 		"  --kube-burst N          burst for --kube-qps (default: 2 x qps)\n"
+		"  --allow-insecure-targets  kubeconfig Secrets may use http:// servers and\n"
+		"                          insecure-skip-tls-verify: true (default: refused)\n"
+		"  --allow-exec-plugins LIST  comma-separated command names (e.g. aws,gke-gcloud-auth-plugin,kubelogin)\n"
+		"                          a kubeconfig Secret's exec plugin may name; looked up in plumbd's PATH only\n"
+		"                          (default: none; exec plugins are refused)\n"
+		"  --allow-target-proxies  kubeconfig Secrets may set proxy-url (default: refused)\n"
+		"  --git-max-fetch-bytes N bytes one Git fetch may receive, e.g. 256Mi, 1Gi (default: 256Mi)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -70,7 +81,8 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
+		ALLOW_PROXY, GIT_MAX_FETCH };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -86,6 +98,10 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "shutdown-timeout", required_argument, NULL, SHUTDOWN },
 		{ "kube-qps", required_argument, NULL, QPS },
 		{ "kube-burst", required_argument, NULL, BURST },
+		{ "allow-insecure-targets", optional_argument, NULL, ALLOW_INSECURE },
+		{ "allow-exec-plugins", required_argument, NULL, ALLOW_EXEC },
+		{ "allow-target-proxies", optional_argument, NULL, ALLOW_PROXY },
+		{ "git-max-fetch-bytes", required_argument, NULL, GIT_MAX_FETCH },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -138,6 +154,39 @@ static int parse_flags(flags *f, int argc, char **argv)
 				return 2;
 			}
 			f->kube_burst = (int)n;
+			break;
+		}
+		case ALLOW_INSECURE:
+			f->allow_insecure_targets = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
+			break;
+		case ALLOW_PROXY:
+			f->allow_target_proxies = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
+			break;
+		case ALLOW_EXEC: {
+			char **names = NULL;
+			if (kube_exec_plugins_parse(&names, optarg) != 0) {
+				fprintf(stderr, "plumbd: --allow-exec-plugins: %s\n", plumb_error_last());
+				return 2;
+			}
+			kube_exec_plugins_free(names);
+			f->allow_exec_plugins = optarg;
+			break;
+		}
+		case GIT_MAX_FETCH: {
+			unsigned long long n = strtoull(optarg, &end, 10), mul = 1;
+			if (!strcmp(end, "Ki"))
+				mul = 1ull << 10;
+			else if (!strcmp(end, "Mi"))
+				mul = 1ull << 20;
+			else if (!strcmp(end, "Gi"))
+				mul = 1ull << 30;
+			else if (*end)
+				mul = 0;
+			if (!mul || n == 0 || n > (1ull << 40) / mul || optarg[0] == '-') {
+				fprintf(stderr, "plumbd: --git-max-fetch-bytes %s: want a size such as 512Mi or 2Gi\n", optarg);
+				return 2;
+			}
+			f->git_max_fetch_bytes = (size_t)(n * mul);
 			break;
 		}
 		case VERSION:
@@ -209,6 +258,8 @@ int main(int argc, char **argv)
 	controller *ctl = NULL;
 	controller_leader *leader = NULL;
 	char identity[300], host[256] = "plumbd", rnd[9];
+	char **exec_plugins = NULL;
+	kube_config_policy tenant_policy = { 0 };
 	int rc, exit_code = 1;
 
 	if ((rc = parse_flags(&f, argc, argv)))
@@ -254,7 +305,18 @@ int main(int argc, char **argv)
 	kube_client_opts ko = { .name = "management", .on_request = count_request };
 	if ((rc = kube_client_new(&mgmt, cfg, &ko)))
 		goto fail;
-	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir,
+	/* Kubeconfigs from Cluster Secrets: inline material only, unless loosened by a flag. */
+	if (f.allow_exec_plugins && (rc = kube_exec_plugins_parse(&exec_plugins, f.allow_exec_plugins)))
+		goto fail;
+	tenant_policy = (kube_config_policy){ .allow_insecure = f.allow_insecure_targets,
+		.allow_proxy = f.allow_target_proxies, .exec_plugins = (const char *const *)exec_plugins };
+	if (f.allow_insecure_targets || f.allow_target_proxies || f.allow_exec_plugins)
+		plumb_warn("kubeconfig Secrets may use more than inline material", "allow_insecure_targets",
+			f.allow_insecure_targets ? "true" : "false", "allow_target_proxies",
+			f.allow_target_proxies ? "true" : "false", "allow_exec_plugins",
+			f.allow_exec_plugins ? f.allow_exec_plugins : "");
+	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir, .tenant_policy = &tenant_policy,
+		.git_max_fetch_bytes = f.git_max_fetch_bytes,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
@@ -316,6 +378,7 @@ cleanup:
 	kube_client_free(mgmt);
 	kube_config_free(cfg);
 	server_metrics_free(metrics);
+	kube_exec_plugins_free(exec_plugins);
 	plumb_info("plumbd stopped");
 	return exit_code;
 }

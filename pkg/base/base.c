@@ -49,6 +49,7 @@ const char *plumb_strerror(int code)
 	case PLUMB_EUNREACHABLE: return "EUNREACHABLE";
 	case PLUMB_EPROTO: return "EPROTO";
 	case PLUMB_ESTALE: return "ESTALE";
+	case PLUMB_EINSECURE: return "EINSECURE";
 	default: return "EUNKNOWN";
 	}
 }

@@ -39,6 +39,7 @@ enum {
 	PLUMB_EUNREACHABLE = -19,/* host name did not resolve / no route */
 	PLUMB_EPROTO = -20,      /* a peer answered with something malformed */
 	PLUMB_ESTALE = -21,      /* a commit no longer reachable (history rewritten) */
+	PLUMB_EINSECURE = -22,   /* input refused by the trust policy (a tenant's kubeconfig field) */
 };
 
 /* A short constant name for a code ("ENOTFOUND"). Never NULL. */

@@ -61,6 +61,7 @@ typedef struct {
 	pthread_mutex_t status_lock;
 	cJSON *last_written;      /* status we last wrote (under status_lock) */
 	int deleted;
+	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
 } gitsync_state;
 
 typedef struct controller controller;
@@ -179,6 +180,25 @@ static double jduration(const cJSON *o, const char *path, double dflt)
 	if (!s || plumb_duration_parse(&d, s) != 0)
 		return dflt;
 	return d;
+}
+
+/* spec.git.interval has a floor and spec.git.timeout a ceiling, as the CRD
+ * validates; applied here too for objects stored before that validation (or
+ * with it bypassed), so no tenant polls its Git host every second or holds a
+ * worker for an hour. */
+#define GIT_INTERVAL_MIN 10.0
+#define GIT_TIMEOUT_MAX 600.0
+
+static double git_interval(const cJSON *gs)
+{
+	double d = jduration(gs, "spec.git.interval", 60);
+	return d < GIT_INTERVAL_MIN ? GIT_INTERVAL_MIN : d;
+}
+
+static double git_timeout(const cJSON *gs)
+{
+	double d = jduration(gs, "spec.git.timeout", 60);
+	return d > GIT_TIMEOUT_MAX ? GIT_TIMEOUT_MAX : d;
 }
 
 static const char *annotation(const cJSON *obj, const char *name)
@@ -757,7 +777,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	if (in_cluster) {
 		cfg = c->o.mgmt_config;
 		kube_config_free(NULL);
-	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin))) {
+	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin, c->o.tenant_policy))) {
 		goto cleanup;
 	}
 	t = calloc(1, sizeof(*t));
@@ -1291,10 +1311,17 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	path = plumb_strdup(jstr(g->obj, "spec.git.path") ? jstr(g->obj, "spec.git.path") : "");
 	secret_name = plumb_strdup(jstr(g->obj, "spec.git.secretRef.name"));
 	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
-	*next = jduration(g->obj, "spec.git.interval", 60);
-	timeout = jduration(g->obj, "spec.git.timeout", 60);
+	*next = git_interval(g->obj);
+	timeout = git_timeout(g->obj);
 	const cJSON *genj = jget(g->obj, "metadata.generation");
 	gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
+	if (g->clamp_logged != gen && (*next != jduration(g->obj, "spec.git.interval", 60) ||
+			timeout != jduration(g->obj, "spec.git.timeout", 60))) {
+		g->clamp_logged = gen;
+		plumb_warn("spec.git.interval below 10s or spec.git.timeout above 10m; using the bound",
+			"gitsync", gs_key, "interval", jstr(g->obj, "spec.git.interval"),
+			"timeout", jstr(g->obj, "spec.git.timeout"));
+	}
 	int suspended = jbool(g->obj, "spec.suspend", 0);
 	if (secret_name && !suspended) {
 		char sk[600];
@@ -1315,7 +1342,8 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	}
 
 	double t0 = plumb_time_mono();
-	rc = source_fetch(NULL, c->sources, url, creds, timeout);
+	source_fetch_opts fo = { .kind = kind, .ref = ref, .max_bytes = c->o.git_max_fetch_bytes };
+	rc = source_fetch_ref(NULL, c->sources, url, creds, timeout, &fo);
 	server_histogram_observe(c->m.fetch_duration, plumb_time_mono() - t0, gs_key);
 	if (rc) {
 		server_counter_add(c->m.fetch_errors, 1, gs_key);
@@ -1686,7 +1714,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	rev = g->rev;
 	if (rev)
 		rev->refs++;
-	*next = jduration(gs, "spec.git.interval", 60);
+	*next = git_interval(gs);
 	pthread_mutex_unlock(&c->lock);
 	if (!selected) {
 		write_gitsync_status(c, g);
@@ -1953,6 +1981,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 		cJSON_AddStringToObject(st, "serverVersion", old_version);
 	cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
 	controller_condition_add(conds, prev, "Ready", up, up ? "Connected" :
+		rc == PLUMB_EINSECURE ? "InsecureKubeconfig" :
 		rc == PLUMB_EAUTH || rc == PLUMB_EFORBIDDEN ? "Unauthorized" :
 		rc == PLUMB_ENOTFOUND || rc == PLUMB_EINVALID ? "KubeconfigInvalid" : "Unreachable",
 		up ? "the API server answers" : msg, gen, plumb_time_real());

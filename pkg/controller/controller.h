@@ -116,6 +116,10 @@ typedef struct {
 	                               priority and fairness, 429 + Retry-After honoured) */
 	int kube_burst;
 	void *hook_data;
+	/* What kubeconfigs from Cluster Secrets may hold (borrowed); NULL = the
+	 * lockdown (inline material only, https, TLS verified, no exec). */
+	const kube_config_policy *tenant_policy;
+	size_t git_max_fetch_bytes; /* bytes one Git fetch may receive; 0 = SOURCE_DEFAULT_FETCH_MAX */
 } controller_opts;
 
 /* Resolves the plumb.dev resources (fails with a hint when the CRDs are not

@@ -473,6 +473,8 @@ int kube_client_setup(kube_client *c, CURL *h, const char *path,
 	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (cfg->proxy_url)
+		curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy_url);
 	{
 		double ct = timeout > 0 && timeout < 10 ? timeout : 10;
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(ct * 1000));

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -19,6 +20,10 @@ extern char **environ;
 
 #define YAML_MAX_DEPTH 64
 #define YAML_MAX_NODES 200000
+/* Aliases are charged by the bytes they expand to (scalars and keys): a
+ * kubeconfig without aliases never expands past its own size, so the input
+ * cap is the expansion cap too. */
+#define YAML_MAX_EXPANDED KUBE_CONFIG_MAX
 #define TOKEN_REREAD_SECONDS 60.0
 #define EXEC_TIMEOUT_SECONDS 30.0
 
@@ -27,8 +32,18 @@ extern char **environ;
 typedef struct {
 	yaml_document_t *doc;
 	size_t nodes;
+	size_t bytes;       /* scalar and key bytes after alias expansion */
 	const char *origin;
 } yconv;
+
+static int charge_bytes(yconv *cv, size_t n, const yaml_node_t *node)
+{
+	cv->bytes += n;
+	if (cv->bytes > YAML_MAX_EXPANDED)
+		return plumb_error_set(PLUMB_ETOOBIG, "kubeconfig %s: line %zu: expands to more than %u bytes (alias bomb?)",
+			cv->origin, (size_t)node->start_mark.line + 1, YAML_MAX_EXPANDED);
+	return 0;
+}
 
 static int yaml_node_to_json(cJSON **out, yconv *cv, yaml_node_t *node, int depth)
 {
@@ -44,6 +59,9 @@ static int yaml_node_to_json(cJSON **out, yconv *cv, yaml_node_t *node, int dept
 	case YAML_SCALAR_NODE: {
 		const char *v = (const char *)node->data.scalar.value;
 		size_t n = node->data.scalar.length;
+		int rc = charge_bytes(cv, n + 1, node);
+		if (rc < 0)
+			return rc;
 		if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
 			if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
 				j = cJSON_CreateTrue();
@@ -87,6 +105,10 @@ static int yaml_node_to_json(cJSON **out, yconv *cv, yaml_node_t *node, int dept
 				return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: line %zu: mapping key is not a string",
 					cv->origin, k ? (size_t)k->start_mark.line + 1 : 0);
 			}
+			if ((rc = charge_bytes(cv, k->data.scalar.length + 1, k)) < 0) {
+				cJSON_Delete(j);
+				return rc;
+			}
 			rc = yaml_node_to_json(&child, cv, yaml_document_get_node(cv->doc, p->value), depth + 1);
 			if (rc < 0) {
 				cJSON_Delete(j);
@@ -112,7 +134,7 @@ int kube_yaml_to_json(cJSON **out, const char *data, size_t len, const char *ori
 	yaml_document_t doc;
 	int have_doc = 0, rc = 0;
 	cJSON *j = NULL;
-	yconv cv = { &doc, 0, origin };
+	yconv cv = { &doc, 0, 0, origin };
 
 	if (len > KUBE_CONFIG_MAX)
 		return plumb_error_set(PLUMB_ETOOBIG, "kubeconfig %s: larger than %u bytes", origin, KUBE_CONFIG_MAX);
@@ -155,6 +177,16 @@ static void free_strv(char **v)
 	free(v);
 }
 
+static char *dup_bytes_z(const char *p, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, p, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
 static void secure_free(char *p, size_t n)
 {
 	if (!p)
@@ -176,6 +208,7 @@ void kube_config_free(kube_config *cfg)
 	free(cfg->server);
 	free(cfg->ns);
 	free(cfg->tls_server_name);
+	free(cfg->proxy_url);
 	free(cfg->ca);
 	free(cfg->cert);
 	secure_free(cfg->key, cfg->key_len);
@@ -184,6 +217,7 @@ void kube_config_free(kube_config *cfg)
 	free(cfg->username);
 	secure_free(cfg->password, 0);
 	free(cfg->exec_command);
+	free(cfg->exec_path);
 	free_strv(cfg->exec_argv);
 	free_strv(cfg->exec_env);
 	free(cfg->exec_api_version);
@@ -191,6 +225,7 @@ void kube_config_free(kube_config *cfg)
 	free(cfg->dyn_cert);
 	secure_free(cfg->dyn_key, cfg->dyn_key_len);
 	pthread_mutex_destroy(&cfg->lock);
+	pthread_mutex_destroy(&cfg->refresh_lock);
 	free(cfg);
 }
 
@@ -207,6 +242,7 @@ static kube_config *config_alloc(const char *origin)
 		return NULL;
 	atomic_init(&cfg->refs, 1);
 	pthread_mutex_init(&cfg->lock, NULL);
+	pthread_mutex_init(&cfg->refresh_lock, NULL);
 	cfg->origin = plumb_strdup(origin);
 	if (!cfg->origin) {
 		kube_config_free(cfg);
@@ -223,7 +259,13 @@ const char *kube_config_context(const kube_config *cfg) { return cfg->context ? 
 typedef struct {
 	const char *origin;
 	const char *dir;   /* base for relative paths; NULL = cwd */
+	const kube_config_policy *pol;  /* NULL = the lockdown */
 } kctx;
+
+static int kctx_locked(const kctx *k)
+{
+	return !k->pol || !k->pol->trusted;
+}
 
 static int field_err(const kctx *k, const char *path, const char *what)
 {
@@ -353,6 +395,209 @@ static int check_pem(const kctx *k, const char *parent, const char *field, const
 	return 0;
 }
 
+/* ---- the lockdown for kubeconfigs a tenant wrote ---------------------------- */
+
+static const char *const cluster_inline[] = {
+	"server", "certificate-authority-data", "tls-server-name", "insecure-skip-tls-verify",
+	"proxy-url", "extensions", "disable-compression", NULL,
+};
+static const char *const user_inline[] = {
+	"token", "client-certificate-data", "client-key-data", "username", "password", "exec",
+	"extensions", NULL,
+};
+
+static int in_list(const char *const *list, const char *s)
+{
+	for (; list && *list; list++)
+		if (!strcmp(*list, s))
+			return 1;
+	return 0;
+}
+
+/* Why field (not in the inline list) is refused. */
+static const char *refusal_reason(const char *field)
+{
+	if (!strcmp(field, "tokenFile") || !strcmp(field, "certificate-authority") ||
+	    !strcmp(field, "client-certificate") || !strcmp(field, "client-key"))
+		return "a file path would read plumbd's own files; use the -data field or token";
+	if (!strcmp(field, "auth-provider"))
+		return "auth providers run code on plumbd's machine";
+	if (!strncmp(field, "as", 2) && (!field[2] || field[2] == '-'))
+		return "impersonation is not taken from a kubeconfig Secret";
+	return "not an inline field a kubeconfig from a Secret may carry";
+}
+
+/* Appends "path: refused: why" to the list of refusals. */
+static void refuse(plumb_buf *b, const char *parent, const char *field, const char *why)
+{
+	if (b->len)
+		plumb_buf_puts(b, "; ");
+	plumb_buf_printf(b, "%s%s%s: refused: %s", parent, field ? "." : "", field ? field : "", why);
+}
+
+/* Environment variables a tenant's exec plugin may not set: they steer the
+ * dynamic loader, the command lookup or a shell, not the plugin. */
+static int env_name_refused(const char *name)
+{
+	static const char *const exact[] = { "PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS",
+		"PS4", "GCONV_PATH", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS", "TMPDIR", "NLSPATH", NULL };
+	return in_list(exact, name) || !strncmp(name, "LD_", 3) || !strncmp(name, "MALLOC_", 7) ||
+		!strncmp(name, "GLIBC_", 6) || !strncmp(name, "BASH_FUNC_", 10);
+}
+
+static void check_exec(plumb_buf *b, const kctx *k, const cJSON *exec, const char *uparent)
+{
+	char p[600];
+	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(exec, "command");
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(exec, "env"), *e;
+	size_t i = 0;
+	snprintf(p, sizeof(p), "%s.exec", uparent);
+	if (!cJSON_IsObject(exec) || !cJSON_IsString(cmd)) {
+		refuse(b, p, NULL, "exec plugins run a command on plumbd's machine");
+		return;
+	}
+	if (strchr(cmd->valuestring, '/')) {
+		char why[300];
+		snprintf(why, sizeof(why), "\"%.120s\" is a path; an exec plugin the operator allows is named by its "
+			"command name and looked up in plumbd's PATH", cmd->valuestring);
+		refuse(b, p, "command", why);
+		return;
+	}
+	if (!in_list(k->pol ? k->pol->exec_plugins : NULL, cmd->valuestring)) {
+		char why[300];
+		snprintf(why, sizeof(why), "exec plugins run a command on plumbd's machine (\"%.64s\" is not in "
+			"plumbd's --allow-exec-plugins)", cmd->valuestring);
+		refuse(b, p, NULL, why);
+		return;
+	}
+	if (!cJSON_IsArray(env))
+		env = NULL;
+	cJSON_ArrayForEach(e, env) {
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+		if (cJSON_IsString(nm) && env_name_refused(nm->valuestring)) {
+			char ep[640], why[200];
+			snprintf(ep, sizeof(ep), "%s.env[%zu]", p, i);
+			snprintf(why, sizeof(why), "%.64s would steer how plumbd runs the plugin", nm->valuestring);
+			refuse(b, ep, NULL, why);
+		}
+		i++;
+	}
+}
+
+/* Refuses, in one message naming every field, what a tenant's kubeconfig
+ * may not carry. Runs before anything is read or looked up. */
+static int check_lockdown(const kctx *k, const cJSON *cluster, const char *cparent,
+	const cJSON *user, const char *uparent)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8192);
+	const kube_config_policy none = { 0 };
+	const kube_config_policy *pol = k->pol ? k->pol : &none;
+	const cJSON *it;
+	int rc = 0;
+
+	cJSON_ArrayForEach(it, cluster) {
+		if (!in_list(cluster_inline, it->string))
+			refuse(&b, cparent, it->string, refusal_reason(it->string));
+	}
+	it = cJSON_GetObjectItemCaseSensitive(cluster, "server");
+	if (cJSON_IsString(it) && !strncmp(it->valuestring, "http://", 7) && !pol->allow_insecure)
+		refuse(&b, cparent, "server", "http:// would send the credentials in clear text "
+			"(an operator may allow it: --allow-insecure-targets)");
+	it = cJSON_GetObjectItemCaseSensitive(cluster, "insecure-skip-tls-verify");
+	if (cJSON_IsTrue(it) && !pol->allow_insecure)
+		refuse(&b, cparent, "insecure-skip-tls-verify", "TLS is verified for every target "
+			"(an operator may allow skipping it: --allow-insecure-targets)");
+	it = cJSON_GetObjectItemCaseSensitive(cluster, "proxy-url");
+	if (it && !cJSON_IsNull(it) && !pol->allow_proxy)
+		refuse(&b, cparent, "proxy-url", "a proxy is used only when the operator allows it "
+			"(--allow-target-proxies)");
+	cJSON_ArrayForEach(it, user) {
+		if (!strcmp(it->string, "exec")) {
+			if (!cJSON_IsNull(it))
+				check_exec(&b, k, it, uparent);
+		} else if (!in_list(user_inline, it->string)) {
+			refuse(&b, uparent, it->string, refusal_reason(it->string));
+		}
+	}
+	if (b.len)
+		rc = plumb_error_set(PLUMB_EINSECURE, "kubeconfig %s: %s", k->origin, b.ptr);
+	plumb_buf_free(&b);
+	return rc;
+}
+
+/* The absolute path of name in our own PATH (absolute entries only). */
+static char *lookup_in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+		if (n > 0 && path[0] == '/') {
+			struct stat st;
+			char *full = plumb_asprintf("%.*s/%s", (int)n, path, name);
+			if (!full)
+				return NULL;
+			if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0)
+				return full;
+			free(full);
+		}
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+	return NULL;
+}
+
+int kube_exec_plugins_parse(char ***out, const char *list)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	const char *p = list ? list : "";
+	*out = NULL;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		const char *s = p;
+		while (len > 0 && (*s == ' ' || *s == '\t'))
+			s++, len--;
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (len == 0 || memchr(s, '/', len)) {
+			kube_exec_plugins_free(v);
+			return plumb_error_set(PLUMB_EINVALID, "exec plugin names: \"%.*s\": want a command name "
+				"(looked up in PATH), not empty and without '/'", (int)len, s);
+		}
+		if (n + 2 > cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			char **nv = realloc(v, nc * sizeof(*nv));
+			if (!nv) {
+				kube_exec_plugins_free(v);
+				return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+			}
+			v = nv;
+			cap = nc;
+		}
+		v[n] = dup_bytes_z(s, len);
+		if (!v[n]) {
+			kube_exec_plugins_free(v);
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		}
+		v[++n] = NULL;
+		p += strcspn(p, ",");
+		if (*p == ',')
+			p++;
+	}
+	if (!v && !(v = calloc(1, sizeof(*v))))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	*out = v;
+	return 0;
+}
+
+void kube_exec_plugins_free(char **names)
+{
+	free_strv(names);
+}
+
 static int parse_exec(kube_config *cfg, const kctx *k, const cJSON *exec, const char *parent)
 {
 	char path[512];
@@ -387,6 +632,15 @@ static int parse_exec(kube_config *cfg, const kctx *k, const cJSON *exec, const 
 	cfg->exec_api_version = plumb_strdup(apiv ? apiv : "client.authentication.k8s.io/v1");
 	if (!cfg->exec_argv || !cfg->exec_env || !cfg->exec_command || !cfg->exec_api_version)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	if (kctx_locked(k)) {
+		/* check_lockdown() allowed the name; only our own PATH is searched. */
+		cfg->exec_path = lookup_in_path(cmd);
+		if (!cfg->exec_path) {
+			snprintf(path, sizeof(path), "%s.command", parent);
+			return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: %s: \"%.64s\" not found in plumbd's PATH",
+				k->origin, path, cmd);
+		}
+	}
 	cfg->exec_argv[0] = plumb_strdup(cmd);
 	i = 1;
 	cJSON_ArrayForEach(e, args) {
@@ -447,6 +701,12 @@ static int parse_kubeconfig(kube_config **out, const cJSON *root, const kctx *k,
 		if ((rc = find_named(&user, &ui, k, root, "users", "user", uname, parent)) < 0)
 			return rc;
 	}
+	if (kctx_locked(k)) {
+		snprintf(cparent, sizeof(cparent), "clusters[%d].cluster", cli);
+		snprintf(uparent, sizeof(uparent), "users[%d].user", ui);
+		if ((rc = check_lockdown(k, cluster, cparent, user, uparent)) < 0)
+			return rc;
+	}
 
 	cfg = config_alloc(k->origin);
 	if (!cfg)
@@ -471,6 +731,21 @@ static int parse_kubeconfig(kube_config **out, const cJSON *root, const kctx *k,
 	    (rc = get_str(&s, k, cluster, cparent, "tls-server-name")) < 0)
 		goto cleanup;
 	cfg->tls_server_name = plumb_strdup(s);
+	if ((rc = get_str(&s, k, cluster, cparent, "proxy-url")) < 0)
+		goto cleanup;
+	if (s) {
+		if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8) && strncmp(s, "socks5://", 9) &&
+		    strncmp(s, "socks5h://", 10)) {
+			char p[300];
+			snprintf(p, sizeof(p), "%s.proxy-url", cparent);
+			rc = field_err(k, p, "want an http://, https:// or socks5:// URL");
+			goto cleanup;
+		}
+		if (!(cfg->proxy_url = plumb_strdup(s))) {
+			rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+	}
 	if ((rc = load_blob(&cfg->ca, &cfg->ca_len, k, cluster, cparent, "certificate-authority", "certificate-authority-data")) < 0 ||
 	    (rc = check_pem(k, cparent, cJSON_GetObjectItem(cluster, "certificate-authority-data") ? "certificate-authority-data" : "certificate-authority",
 			cfg->ca, cfg->ca_len, "CERTIFICATE")) < 0)
@@ -531,10 +806,10 @@ cleanup:
 }
 
 int kube_config_load_memory(kube_config **out, const char *data, size_t len,
-	const char *context, const char *origin)
+	const char *context, const char *origin, const kube_config_policy *policy)
 {
 	cJSON *root = NULL;
-	kctx k = { origin ? origin : "kubeconfig", NULL };
+	kctx k = { origin ? origin : "kubeconfig", NULL, policy };
 	int rc = kube_yaml_to_json(&root, data, len, k.origin);
 	if (rc < 0)
 		return rc;
@@ -559,7 +834,8 @@ int kube_config_load_file(kube_config **out, const char *path, const char *conte
 	slash = strrchr(dir, '/');
 	if (slash)
 		*slash = '\0';
-	kctx k = { path, slash ? (dir[0] ? dir : "/") : NULL };
+	static const kube_config_policy trusted = { .trusted = 1 };
+	kctx k = { path, slash ? (dir[0] ? dir : "/") : NULL, &trusted };
 	if ((rc = kube_yaml_to_json(&root, data, len, path)) < 0)
 		goto cleanup;
 	rc = parse_kubeconfig(out, root, &k, context);
@@ -705,13 +981,15 @@ static int run_exec(kube_config *cfg)
 {
 	int pipefd[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
-	int fa_init = 0, rc = 0, status = 0;
+	posix_spawnattr_t attr;
+	int fa_init = 0, attr_init = 0, rc = 0, status = 0;
 	pid_t pid = -1;
 	char **envp = NULL;
 	char *info = NULL;
 	size_t nenv = 0, i = 0, j;
 	plumb_buf out = PLUMB_BUF_INIT(KUBE_EXEC_OUTPUT_MAX);
-	double deadline = plumb_time_mono() + EXEC_TIMEOUT_SECONDS;
+	double limit = cfg->exec_timeout > 0 ? cfg->exec_timeout : EXEC_TIMEOUT_SECONDS;
+	double deadline = plumb_time_mono() + limit;
 
 	for (char **e = environ; e && *e; e++)
 		nenv++;
@@ -747,7 +1025,13 @@ static int run_exec(kube_config *cfg)
 	fa_init = 1;
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if ((errno = posix_spawnp(&pid, cfg->exec_command, &fa, NULL, cfg->exec_argv, envp)) != 0) {
+	/* A process group of its own: a timeout kills what it started too. */
+	posix_spawnattr_init(&attr);
+	attr_init = 1;
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&attr, 0);
+	if ((errno = cfg->exec_path ? posix_spawn(&pid, cfg->exec_path, &fa, &attr, cfg->exec_argv, envp)
+			: posix_spawnp(&pid, cfg->exec_command, &fa, &attr, cfg->exec_argv, envp)) != 0) {
 		pid = -1;
 		rc = plumb_error_set(PLUMB_EAUTH, "exec plugin %s: cannot run: %s", cfg->exec_command, strerror(errno));
 		goto cleanup;
@@ -759,7 +1043,7 @@ static int run_exec(kube_config *cfg)
 		double left = deadline - plumb_time_mono();
 		struct pollfd pfd = { pipefd[0], POLLIN, 0 };
 		if (left <= 0) {
-			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: no answer within %.0f s", cfg->exec_command, EXEC_TIMEOUT_SECONDS);
+			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: no answer within %g s", cfg->exec_command, limit);
 			goto cleanup;
 		}
 		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
@@ -777,8 +1061,22 @@ static int run_exec(kube_config *cfg)
 			goto cleanup;
 		}
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	/* stdout closed; the exit is bounded by the same deadline. */
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			rc = plumb_error_set(PLUMB_EIO, "exec plugin %s: waitpid: %s", cfg->exec_command, strerror(errno));
+			pid = -1;
+			goto cleanup;
+		}
+		if (plumb_time_mono() >= deadline) {
+			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: did not exit within %g s", cfg->exec_command, limit);
+			goto cleanup;
+		}
+		plumb_sleep(0.01);
+	}
 	pid = -1;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		rc = plumb_error_set(PLUMB_EAUTH, "exec plugin %s: exited with status %d", cfg->exec_command,
@@ -788,12 +1086,15 @@ static int run_exec(kube_config *cfg)
 	rc = kube_exec_credential_parse(cfg, out.ptr ? out.ptr : "", out.len);
 cleanup:
 	if (pid > 0) {
+		kill(-pid, SIGKILL);
 		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
 	}
 	if (fa_init)
 		posix_spawn_file_actions_destroy(&fa);
+	if (attr_init)
+		posix_spawnattr_destroy(&attr);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)
@@ -827,22 +1128,52 @@ static int read_token_file(kube_config *cfg)
 	return 0;
 }
 
+/* Whether the dynamic credential must be fetched anew; cfg->lock held. */
+static int creds_stale_locked(const kube_config *cfg, int force)
+{
+	if (cfg->exec_command)
+		return force || (!cfg->dyn_token && !cfg->dyn_cert) ||
+			(cfg->dyn_expiry > 0 && plumb_time_real() + 10 >= cfg->dyn_expiry);
+	if (cfg->token_file)
+		return force || !cfg->dyn_token || plumb_time_mono() - cfg->dyn_token_at >= TOKEN_REREAD_SECONDS;
+	return 0;
+}
+
+int kube_config_creds_need_exec(kube_config *cfg, int force)
+{
+	int need;
+	if (!cfg->exec_command)
+		return 0;
+	pthread_mutex_lock(&cfg->lock);
+	need = creds_stale_locked(cfg, force & KUBE_CREDS_FORCE);
+	pthread_mutex_unlock(&cfg->lock);
+	return need;
+}
+
 int kube_config_creds(kube_creds *out, kube_config *cfg, int force)
 {
 	int rc = 0, need = 0;
-	double now = plumb_time_mono();
 	memset(out, 0, sizeof(*out));
 
 	if (cfg->exec_command || cfg->token_file) {
+		double seen;
 		pthread_mutex_lock(&cfg->lock);
-		if (cfg->exec_command)
-			need = force || (!cfg->dyn_token && !cfg->dyn_cert) ||
-				(cfg->dyn_expiry > 0 && plumb_time_real() + 10 >= cfg->dyn_expiry);
-		else
-			need = force || !cfg->dyn_token || now - cfg->dyn_token_at >= TOKEN_REREAD_SECONDS;
+		need = creds_stale_locked(cfg, force & KUBE_CREDS_FORCE);
+		seen = cfg->dyn_token_at;
 		pthread_mutex_unlock(&cfg->lock);
+		if (need && cfg->exec_command && (force & KUBE_CREDS_NO_EXEC))
+			return plumb_error_set(PLUMB_EAUTH, "exec plugin %s: no current credential on this thread",
+				cfg->exec_command);
 		if (need) {
-			rc = cfg->exec_command ? run_exec(cfg) : read_token_file(cfg);
+			/* One refresh at a time: who waited takes the result of the
+			 * refresh that ran meanwhile instead of running another. */
+			pthread_mutex_lock(&cfg->refresh_lock);
+			pthread_mutex_lock(&cfg->lock);
+			need = cfg->dyn_token_at == seen;
+			pthread_mutex_unlock(&cfg->lock);
+			if (need)
+				rc = cfg->exec_command ? run_exec(cfg) : read_token_file(cfg);
+			pthread_mutex_unlock(&cfg->refresh_lock);
 			if (rc < 0)
 				return rc;
 		}

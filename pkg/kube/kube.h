@@ -44,11 +44,40 @@ typedef struct kube_config kube_config;
  * e.g. "kubeconfig /x/kc: users[0].user.client-key-data: not valid base64". */
 int kube_config_load_file(kube_config **out, const char *path, const char *context);
 
-/* Same from bytes (a Secret's value). origin names it in error messages
- * (e.g. "secret plumb-system/prod-eu"); NULL = "kubeconfig". Relative paths
- * resolve against the current directory. */
+/* What a kubeconfig that someone else wrote (a tenant's Secret) may hold.
+ * The zero value (or a NULL policy) is the lockdown: inline material only —
+ * server (https://), certificate-authority-data, client-certificate-data,
+ * client-key-data, token, username/password, tls-server-name (extensions
+ * and disable-compression are ignored). exec, auth-provider, tokenFile,
+ * certificate-authority, client-certificate, client-key, impersonation and
+ * every other field are refused with PLUMB_EINSECURE and a message naming
+ * each refused field, before any file is read or any command looked up. */
+typedef struct {
+	int trusted;          /* every field, as for the operator's own file
+	                         (kube_config_load_file); for tests and tools */
+	int allow_insecure;   /* insecure-skip-tls-verify: true, http:// servers */
+	int allow_proxy;      /* proxy-url */
+	/* Command names (no '/') an exec plugin may name, NULL-terminated; NULL
+	 * = none. The command is looked up in this process's PATH only; a
+	 * kubeconfig command holding a '/' is refused, and so are exec.env
+	 * entries that steer the loader or the shell (PATH, LD_*, ...). */
+	const char *const *exec_plugins;
+} kube_config_policy;
+
+/* From bytes (a Secret's value), under policy (NULL = the lockdown). origin
+ * names it in error messages (e.g. "secret plumb-system/prod-eu"); NULL =
+ * "kubeconfig". With a trusted policy relative paths resolve against the
+ * current directory. A refused field gives PLUMB_EINSECURE, e.g.
+ * "kubeconfig secret t/x: users[0].user.exec: refused: ...". */
 int kube_config_load_memory(kube_config **out, const char *data, size_t len,
-	const char *context, const char *origin);
+	const char *context, const char *origin, const kube_config_policy *policy);
+
+/* Parses "aws,gke-gcloud-auth-plugin" (the --allow-exec-plugins value) into
+ * a NULL-terminated array for kube_config_policy.exec_plugins; a name that
+ * is empty or holds a '/' is PLUMB_EINVALID. Caller frees with
+ * kube_exec_plugins_free(). */
+int kube_exec_plugins_parse(char ***out, const char *list);
+void kube_exec_plugins_free(char **names);
 
 /* In-cluster config: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
  * (IPv6 bracketed), token/ca.crt/namespace from dir, NULL = the standard

@@ -29,6 +29,7 @@ struct kube_config {
 	char *server;
 	char *ns;
 	char *tls_server_name;
+	char *proxy_url;     /* proxy-url; NULL = libcurl's default (env) */
 	int insecure;
 	char *ca;            /* PEM bytes */
 	size_t ca_len;
@@ -41,11 +42,14 @@ struct kube_config {
 	char *username;
 	char *password;
 	/* exec plugin */
-	char *exec_command;
+	char *exec_command;  /* as the kubeconfig names it (messages) */
+	char *exec_path;     /* resolved in our PATH (tenant kubeconfigs); NULL = posix_spawnp */
 	char **exec_argv;    /* NULL-terminated, argv[0] = command */
 	char **exec_env;     /* NULL-terminated "NAME=value" */
 	char *exec_api_version;
+	double exec_timeout;    /* seconds a run may take; 0 = 30 */
 
+	pthread_mutex_t refresh_lock; /* one exec plugin run / token read at a time */
 	pthread_mutex_t lock;   /* guards the dynamic credentials below */
 	char *dyn_token;
 	double dyn_token_at;    /* monotonic time read */
@@ -67,8 +71,14 @@ typedef struct {
 	const char *password;
 } kube_creds;
 
-/* Fills creds; force = re-read the token file / re-run the exec plugin. */
+/* Fills creds; force = re-read the token file / re-run the exec plugin.
+ * KUBE_CREDS_NO_EXEC in force: never run an exec plugin (the watch hub
+ * thread); PLUMB_EAUTH when its credential is missing or expired. */
+#define KUBE_CREDS_FORCE 1
+#define KUBE_CREDS_NO_EXEC 2
 int kube_config_creds(kube_creds *out, kube_config *cfg, int force);
+/* 1 when kube_config_creds(cfg, force) would run the exec plugin. */
+int kube_config_creds_need_exec(kube_config *cfg, int force);
 void kube_creds_clear(kube_creds *creds);
 /* 1 when a 401 might be cured by kube_config_creds(.., force=1). */
 int kube_config_refreshable(const kube_config *cfg);

@@ -158,6 +158,7 @@ struct kube_watch {
 	cJSON *list_result;
 	int list_rc;
 	char list_err[512];
+	int creds_only;         /* the helper fetched exec credentials, no list */
 
 	/* stream (hub thread only) */
 	CURL *easy;
@@ -484,7 +485,9 @@ static int stream_start(kube_watch *w)
 	int rc;
 
 	memset(&creds, 0, sizeof(creds));
-	if ((rc = kube_config_creds(&creds, kube_client_cfg(w->c), w->force_creds)) < 0)
+	/* Never an exec plugin here: begin() fetched it on a helper thread. */
+	if ((rc = kube_config_creds(&creds, kube_client_cfg(w->c),
+			(w->force_creds ? KUBE_CREDS_FORCE : 0) | KUBE_CREDS_NO_EXEC)) < 0)
 		goto cleanup;
 	w->force_creds = 0;
 	if ((rc = kube_resource_path(&base, &w->res, w->ns, NULL, NULL)) < 0)
@@ -564,8 +567,40 @@ static void schedule_retry(kube_watch *w, double lived)
 	pthread_mutex_unlock(&w->hub->lock);
 }
 
+/* Runs an exec credential plugin off the hub thread: a slow plugin stalls
+ * only this stream, never the other clusters' watches. */
+static void *creds_thread(void *arg)
+{
+	kube_watch *w = arg;
+	kube_creds cr;
+	int rc = kube_config_creds(&cr, kube_client_cfg(w->c), w->force_creds ? KUBE_CREDS_FORCE : 0);
+	kube_creds_clear(&cr);
+	pthread_mutex_lock(&w->hub->lock);
+	w->list_result = NULL;
+	w->list_rc = rc;
+	snprintf(w->list_err, sizeof(w->list_err), "%s", rc < 0 ? plumb_error_last() : "");
+	w->state = W_LIST_DONE;
+	pthread_mutex_unlock(&w->hub->lock);
+	curl_multi_wakeup(w->hub->multi);
+	return NULL;
+}
+
 static void begin(kube_watch *w)
 {
+	if (!w->need_relist && kube_config_creds_need_exec(kube_client_cfg(w->c), w->force_creds)) {
+		pthread_mutex_lock(&w->hub->lock);
+		w->state = W_LISTING;
+		pthread_mutex_unlock(&w->hub->lock);
+		w->creds_only = 1;
+		if (pthread_create(&w->thr, NULL, creds_thread, w) != 0) {
+			w->creds_only = 0;
+			deliver_error(w, 0, "InternalError", "watch: cannot start the credentials thread");
+			schedule_retry(w, 0);
+			return;
+		}
+		w->thr_joinable = 1;
+		return;
+	}
 	if (w->need_relist) {
 		pthread_mutex_lock(&w->hub->lock);
 		w->state = W_LISTING;
@@ -656,6 +691,21 @@ static void list_done(kube_watch *w)
 	rc = w->list_rc;
 	snprintf(err, sizeof(err), "%s", w->list_err);
 	pthread_mutex_unlock(&w->hub->lock);
+	if (w->creds_only) {
+		w->creds_only = 0;
+		if (rc < 0) {
+			plumb_warn("watch credentials failed", "cluster", kube_client_name(w->c), "resource", w->res.resource, "error", err);
+			deliver_error(w, 0, plumb_strerror(rc), err);
+			schedule_retry(w, 0);
+			return;
+		}
+		w->force_creds = 0;
+		if (stream_start(w) < 0) {
+			deliver_error(w, 0, plumb_strerror(plumb_error_last_code()), plumb_error_last());
+			schedule_retry(w, 0);
+		}
+		return;
+	}
 	if (rc < 0) {
 		plumb_warn("watch relist failed", "cluster", kube_client_name(w->c), "resource", w->res.resource, "error", err);
 		deliver_error(w, kube_last_http_status(), plumb_strerror(rc), err);

@@ -16,7 +16,12 @@
  *   - multi-document files, empty documents skipped, `kind: List` expanded;
  *   - integers beyond ±2^53 are kept exactly (as cJSON raw numbers).
  * Input is capped (MANIFEST_MAX_FILE bytes a file, MANIFEST_MAX_NODES nodes
- * a document after alias expansion, MANIFEST_MAX_DEPTH nesting).
+ * a document after alias expansion, MANIFEST_MAX_DEPTH nesting) and so is
+ * what it expands to: every scalar and key is charged by its bytes (after
+ * substitution), every alias by the bytes of what it repeats, before it is
+ * copied, against MANIFEST_MAX_DOC_BYTES a document and
+ * MANIFEST_MAX_REVISION_BYTES a revision (a manifest_set). A document past
+ * its cap is an error at the line of the scalar or alias that crossed it.
  *
  * Substitution (${VAR}, ${VAR:=default}, $${VAR} for a literal) is applied to
  * scalar values and keys while parsing, not to the file's text: a value can
@@ -36,6 +41,16 @@
 
 #define MANIFEST_MAX_FILE   (16u * 1024 * 1024)
 #define MANIFEST_MAX_NODES  (1u * 1000 * 1000)
+/* Expanded bytes of one document. The API server refuses request bodies
+ * over 3 MiB, so no single object can be larger; 4 MiB holds the largest
+ * real CRDs (~1 MB) four times over, and a `kind: List` larger than that
+ * can be split into documents. It also bounds what an alias bomb (a 1 MiB
+ * string aliased 400 times) can copy before it fails. */
+#define MANIFEST_MAX_DOC_BYTES (4u * 1024 * 1024)
+/* Expanded bytes of a revision (every file of one render). 10,000 objects
+ * of 2 KiB are 20 MiB; past 64 MiB the parsed objects alone would approach
+ * the chart's 512 Mi memory limit. */
+#define MANIFEST_MAX_REVISION_BYTES (64u * 1024 * 1024)
 #define MANIFEST_MAX_DEPTH  200
 #define MANIFEST_MAX_ERRORS 1000
 
@@ -68,6 +83,7 @@ typedef struct {
 	size_t alloc;
 	char **files;      /* the file names objects point to */
 	size_t nfiles;
+	size_t expanded_bytes; /* YAML bytes parsed into it, aliases expanded */
 } manifest_set;
 
 /* Frees every object and name; the set is empty (and reusable) after. */

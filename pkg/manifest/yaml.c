@@ -22,6 +22,7 @@ typedef struct {
 	char *name;
 	cJSON *value;
 	size_t nodes;
+	size_t bytes;
 } yanchor;
 
 typedef struct {
@@ -30,6 +31,8 @@ typedef struct {
 	yanchor *anchors;
 	size_t nanchors, aanchors;
 	size_t nodes;
+	size_t bytes;       /* this document's scalar and key bytes, aliases expanded */
+	size_t *rev_bytes;  /* the revision's, across files and documents; may be NULL */
 	int err_line, err_col;
 	char err[768];
 	int errcode;
@@ -91,6 +94,26 @@ static int count_nodes(conv *c, size_t n, const yaml_mark_t *m)
 	if (c->nodes > MANIFEST_MAX_NODES)
 		return conv_fail(c, m, PLUMB_ETOOBIG,
 				"document has more than %u nodes (excessive aliasing?)", MANIFEST_MAX_NODES);
+	return 0;
+}
+
+/* Charges n expanded bytes (a scalar, a key, or an alias's whole expansion)
+ * to the document and the revision before they are copied, so a bomb fails
+ * here, with its line, instead of in memory. */
+static int charge_bytes(conv *c, size_t n, const yaml_mark_t *m)
+{
+	c->bytes += n;
+	if (c->bytes > MANIFEST_MAX_DOC_BYTES)
+		return conv_fail(c, m, PLUMB_ETOOBIG,
+				"document expands to more than %u bytes (aliases are counted by what they expand to)",
+				MANIFEST_MAX_DOC_BYTES);
+	if (c->rev_bytes) {
+		*c->rev_bytes += n;
+		if (*c->rev_bytes > MANIFEST_MAX_REVISION_BYTES)
+			return conv_fail(c, m, PLUMB_ETOOBIG,
+					"the revision expands to more than %u bytes of YAML (aliases counted by what they expand to)",
+					MANIFEST_MAX_REVISION_BYTES);
+	}
 	return 0;
 }
 
@@ -335,7 +358,10 @@ static int var_name_ok(const char *s, size_t n)
 static int subst(conv *c, const yaml_mark_t *m, int plain, const char *s, size_t n,
 		char **out, size_t *outlen)
 {
-	plumb_buf b = PLUMB_BUF_INIT(MANIFEST_MAX_FILE);
+	/* A value expanded by substitution counts against the document too:
+	 * ${BIG} a thousand times must not build a thousand copies first. */
+	size_t left = c->bytes < MANIFEST_MAX_DOC_BYTES ? MANIFEST_MAX_DOC_BYTES - c->bytes : 0;
+	plumb_buf b = PLUMB_BUF_INIT(left < MANIFEST_MAX_FILE ? left : MANIFEST_MAX_FILE);
 	int rc = 0;
 	size_t i = 0, last = 0;
 
@@ -400,7 +426,10 @@ static int subst(conv *c, const yaml_mark_t *m, int plain, const char *s, size_t
 	*outlen = b.len;
 	*out = plumb_buf_detach(&b);
 cleanup:
-	if (rc == PLUMB_ETOOBIG || rc == PLUMB_ENOMEM)
+	if (rc == PLUMB_ETOOBIG)
+		conv_fail(c, m, rc, "value expands past the document's cap of %u bytes after substitution",
+				MANIFEST_MAX_DOC_BYTES);
+	else if (rc == PLUMB_ENOMEM)
 		conv_fail(c, m, rc, "%s", plumb_error_last());
 	plumb_buf_free(&b);
 	return rc;
@@ -607,6 +636,8 @@ static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **t
 	}
 	if (memchr(*text, '\0', *len))
 		return conv_fail(c, &ev->start_mark, PLUMB_EINVALID, "a NUL character cannot be sent as JSON here");
+	if ((rc = charge_bytes(c, *len + 1, &ev->start_mark)))
+		return rc;
 
 	memset(r, 0, sizeof(*r));
 	r->kind = R_STR;
@@ -829,7 +860,8 @@ static void anchors_clear(conv *c)
 	c->nanchors = 0;
 }
 
-static int anchor_add(conv *c, const char *name, const cJSON *v, size_t nodes, const yaml_mark_t *m)
+static int anchor_add(conv *c, const char *name, const cJSON *v, size_t nodes, size_t bytes,
+		const yaml_mark_t *m)
 {
 	if (c->nanchors == c->aanchors) {
 		size_t na = c->aanchors ? c->aanchors * 2 : 8;
@@ -843,6 +875,7 @@ static int anchor_add(conv *c, const char *name, const cJSON *v, size_t nodes, c
 	a->name = plumb_strdup(name);
 	a->value = cJSON_Duplicate(v, 1);
 	a->nodes = nodes;
+	a->bytes = bytes;
 	if (!a->name || !a->value) {
 		free(a->name);
 		cJSON_Delete(a->value);
@@ -930,6 +963,8 @@ static int conv_mapping(conv *c, const yaml_mark_t *smark, cJSON **out, int dept
 			if (!a)
 				rc = conv_fail(c, &kmark, PLUMB_EINVALID, "unknown anchor '%s' referenced",
 						(const char *)kev.data.alias.anchor);
+			else if ((rc = charge_bytes(c, a->bytes, &kmark)))
+				;
 			else if (cJSON_IsString(a->value))
 				rc = (key = plumb_strdup(a->value->valuestring)) ? 0 : PLUMB_ENOMEM;
 			else if (cJSON_IsBool(a->value))
@@ -1035,7 +1070,7 @@ cleanup:
 static int conv_node(conv *c, yaml_event_t *ev, cJSON **out, int depth)
 {
 	char *anchor = NULL;
-	size_t before = c->nodes;
+	size_t before = c->nodes, before_bytes = c->bytes;
 	int rc = 0;
 	yaml_mark_t mark = ev->start_mark;
 
@@ -1058,7 +1093,7 @@ static int conv_node(conv *c, yaml_event_t *ev, cJSON **out, int depth)
 					(const char *)ev->data.alias.anchor);
 			break;
 		}
-		if ((rc = count_nodes(c, a->nodes, &mark)))
+		if ((rc = count_nodes(c, a->nodes, &mark)) || (rc = charge_bytes(c, a->bytes, &mark)))
 			break;
 		if (!(*out = cJSON_Duplicate(a->value, 1)))
 			goto oom;
@@ -1081,7 +1116,7 @@ static int conv_node(conv *c, yaml_event_t *ev, cJSON **out, int depth)
 		break;
 	}
 	if (!rc && anchor)
-		rc = anchor_add(c, anchor, *out, c->nodes - before, &mark);
+		rc = anchor_add(c, anchor, *out, c->nodes - before, c->bytes - before_bytes, &mark);
 	if (rc) {
 		cJSON_Delete(*out);
 		*out = NULL;
@@ -1103,7 +1138,7 @@ typedef void (*err_fn)(void *ctx, conv *c);
 /* Walks every document; root is owned by the callback. Semantic errors are
  * reported through on_err and parsing resumes at the next document; a
  * syntax error ends the stream. Returns the first error code seen. */
-static int parse_stream(const char *data, size_t len, const manifest_vars *vars,
+static int parse_stream(const char *data, size_t len, const manifest_vars *vars, size_t *rev_bytes,
 		doc_fn on_doc, err_fn on_err, void *ctx)
 {
 	conv c;
@@ -1112,6 +1147,7 @@ static int parse_stream(const char *data, size_t len, const manifest_vars *vars,
 
 	memset(&c, 0, sizeof(c));
 	c.vars = vars;
+	c.rev_bytes = rev_bytes;
 	c.input = data;
 	c.input_len = len;
 	if (!yaml_parser_initialize(&c.parser))
@@ -1140,6 +1176,7 @@ static int parse_stream(const char *data, size_t len, const manifest_vars *vars,
 		if (ev.type == YAML_DOCUMENT_END_EVENT) {
 			anchors_clear(&c);
 			c.nodes = 0;
+			c.bytes = 0;
 			yaml_event_delete(&ev);
 			continue;
 		}
@@ -1173,6 +1210,7 @@ fail:
 		}
 		anchors_clear(&c);
 		c.nodes = 0;
+		c.bytes = 0;
 	}
 done:
 	anchors_clear(&c);
@@ -1271,7 +1309,7 @@ int manifest_parse(manifest_set *set, const char *file, const char *data, size_t
 		return plumb_error_set(PLUMB_ETOOBIG, "%s: file is larger than the cap of %u bytes",
 				file, MANIFEST_MAX_FILE);
 	}
-	rc = parse_stream(data, len, vars, parse_on_doc, parse_on_err, &p);
+	rc = parse_stream(data, len, vars, &set->expanded_bytes, parse_on_doc, parse_on_err, &p);
 	if (rc == PLUMB_ENOMEM)
 		return plumb_error_set(rc, "%s: out of memory", file);
 	if (p.nerr || rc)
@@ -1317,7 +1355,7 @@ int manifest_yaml_to_json(cJSON **out, const char *data, size_t len)
 	memset(&s, 0, sizeof(s));
 	if (len > MANIFEST_MAX_FILE)
 		return plumb_error_set(PLUMB_ETOOBIG, "input is larger than the cap of %u bytes", MANIFEST_MAX_FILE);
-	parse_stream(data, len, NULL, single_on_doc, single_on_err, &s);
+	parse_stream(data, len, NULL, NULL, single_on_doc, single_on_err, &s);
 	if (s.err) {
 		cJSON_Delete(s.root);
 		return plumb_error_set(s.err, "%s", s.msg);

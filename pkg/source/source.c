@@ -725,6 +725,7 @@ typedef struct {
 	int failed_code;          /* a callback's verdict, PLUMB_E* */
 	char failed_msg[512];
 	unsigned updated_refs;
+	size_t max_bytes;         /* pack bytes the server may send */
 } fetch_ctx;
 
 /* Reads the system call thread tid is blocked in from /proc: 1 and its
@@ -1021,7 +1022,16 @@ static int cb_certificate(git_cert *cert, int valid, const char *host, void *pay
 static int cb_transfer(const git_indexer_progress *stats, void *payload)
 {
 	fetch_ctx *ctx = payload;
-	(void)stats;
+	if (ctx->max_bytes && stats->received_bytes > ctx->max_bytes) {
+		/* Stops the download here: nothing past the cap is received. */
+		if (!ctx->failed_code) {
+			ctx->failed_code = PLUMB_ETOOBIG;
+			snprintf(ctx->failed_msg, sizeof(ctx->failed_msg),
+				"fetch of %s stopped: the server sent more than %zu bytes (the fetch cap)",
+				ctx->shown, ctx->max_bytes);
+		}
+		return -1;
+	}
 	return atomic_load(&ctx->wd->fired) ? -1 : 0;
 }
 
@@ -1119,8 +1129,15 @@ static int check_fetch_input(const url_info *u, const source_credentials *c, con
 int source_fetch(source_fetch_stats *stats, source_cache *cache, const char *url,
 	const source_credentials *creds, double timeout)
 {
-	static const char *specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
-	git_strarray refspecs = { (char **)specs, 2 };
+	return source_fetch_ref(stats, cache, url, creds, timeout, NULL);
+}
+
+int source_fetch_ref(source_fetch_stats *stats, source_cache *cache, const char *url,
+	const source_credentials *creds, double timeout, const source_fetch_opts *fopts)
+{
+	static const char *all_specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
+	char *one_spec[1] = { NULL };
+	git_strarray refspecs = { (char **)all_specs, 2 };
 	git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
 	git_repository *repo = NULL;
 	git_remote *remote = NULL;
@@ -1141,16 +1158,37 @@ int source_fetch(source_fetch_stats *stats, source_cache *cache, const char *url
 	memset(&wd, 0, sizeof(wd));
 	if (!cache || !url || !*url)
 		return plumb_error_set(PLUMB_EINVALID, "source: fetch: bad arguments");
+	ctx.max_bytes = fopts && fopts->max_bytes ? fopts->max_bytes : SOURCE_DEFAULT_FETCH_MAX;
+	if (fopts && fopts->ref && (fopts->kind == SOURCE_REF_BRANCH || fopts->kind == SOURCE_REF_TAG)) {
+		/* Only the ref this GitSync needs: a tenant's other branches (or a
+		 * huge one) never come over the wire for it. */
+		const char *pfx = fopts->kind == SOURCE_REF_BRANCH ? "refs/heads/" : "refs/tags/";
+		char *name = plumb_asprintf("%s%s", pfx, fopts->ref);
+		int valid = 0;
+		if (!name)
+			return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+		if (git_reference_name_is_valid(&valid, name) < 0 || !valid || strchr(fopts->ref, '*')) {
+			free(name);
+			return plumb_error_set(PLUMB_EINVALID, "source: \"%.200s\" is not a valid %s name", fopts->ref,
+				fopts->kind == SOURCE_REF_BRANCH ? "branch" : "tag");
+		}
+		one_spec[0] = plumb_asprintf("+%s:%s", name, name);
+		free(name);
+		if (!one_spec[0])
+			return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+		refspecs.strings = one_spec;
+		refspecs.count = 1;
+	}
 	if (timeout <= 0)
 		timeout = SOURCE_DEFAULT_TIMEOUT;
 	source_url_redact(shown, sizeof(shown), url);
 	ctx.creds = creds;
 	ctx.shown = shown;
 	ctx.wd = &wd;
-	if ((error = url_parse(&ctx.url, url)) < 0)
+	if ((error = url_parse(&ctx.url, url)) < 0 || (error = check_fetch_input(&ctx.url, creds, shown)) < 0) {
+		free(one_spec[0]);
 		return error;
-	if ((error = check_fetch_input(&ctx.url, creds, shown)) < 0)
-		return error;
+	}
 	if (creds && creds->ca_file && ctx.url.scheme == SCHEME_HTTPS &&
 		(error = load_ca(&ctx.ca, creds->ca_file)) < 0)
 		goto cleanup;
@@ -1276,6 +1314,7 @@ cleanup:
 		url_lock_release(cache, lock);
 	X509_STORE_free(ctx.ca);
 	free(path);
+	free(one_spec[0]);
 	return error;
 }
 

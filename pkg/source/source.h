@@ -122,6 +122,28 @@ typedef struct {
 int source_fetch(source_fetch_stats *stats, source_cache *cache, const char *url,
 	const source_credentials *creds, double timeout);
 
+/* A fetch's bytes over the wire, unless source_fetch_opts says otherwise.
+ * The chart's Git cache is a 1 GiB emptyDir shared by every GitSync: one
+ * repository must not be able to fill it alone. */
+#define SOURCE_DEFAULT_FETCH_MAX ((size_t)256 * 1024 * 1024)
+
+typedef struct {
+	/* Only this ref is fetched: kind SOURCE_REF_BRANCH or SOURCE_REF_TAG
+	 * with ref its name fetches refs/heads/<ref> or refs/tags/<ref> (other
+	 * refs of the mirror are left as they are); SOURCE_REF_COMMIT, or ref
+	 * NULL, fetches every branch and tag (a commit may be on any of them). */
+	int kind;                /* a source_ref_kind */
+	const char *ref;
+	/* Bytes the server may send (pack data); past it the fetch stops with
+	 * PLUMB_ETOOBIG. 0 = SOURCE_DEFAULT_FETCH_MAX. */
+	size_t max_bytes;
+} source_fetch_opts;
+
+/* source_fetch() with opts (NULL = every branch and tag, default cap). A
+ * ref name that is not a valid Git ref name is PLUMB_EINVALID. */
+int source_fetch_ref(source_fetch_stats *stats, source_cache *cache, const char *url,
+	const source_credentials *creds, double timeout, const source_fetch_opts *opts);
+
 /* ---- refs ------------------------------------------------------------------ */
 typedef enum {
 	SOURCE_REF_BRANCH = 0,

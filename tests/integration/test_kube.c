@@ -132,7 +132,7 @@ static kube_client *client_from(const char *kc, const kube_client_opts *opts)
 {
 	kube_config *cfg = NULL;
 	kube_client *c = NULL;
-	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test") == 0, "%s", plumb_error_last());
+	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test", NULL) == 0, "%s", plumb_error_last());
 	ck_assert_msg(kube_client_new(&c, cfg, opts) == 0, "%s", plumb_error_last());
 	kube_config_free(cfg);
 	return c;
@@ -729,6 +729,80 @@ START_TEST(test_kube__watch_events_and_bookmarks)
 }
 END_TEST
 
+/* An exec credential plugin runs off the hub thread: while one cluster's
+ * plugin takes 4 s (a watch resumed from a resourceVersion, so no list runs
+ * first), another cluster's watch on the same hub still delivers at once. */
+START_TEST(test_kube__watch_exec_plugin_off_hub_thread)
+{
+	static const kube_config_policy trusted = { .trusted = 1 };
+	kube_client *b = admin_client(NULL), *a = NULL;
+	kube_config *acfg = NULL;
+	kube_watch_hub *hub = NULL;
+	kube_watch *wb = NULL, *wa = NULL;
+	pthread_t th;
+	wcount cb = { .lock = PTHREAD_MUTEX_INITIALIZER }, ca = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	char ns[32], script[600], *kc = NULL, *ca64 = NULL, *cadata = NULL;
+	size_t len = 0;
+	make_ns(b, ns, sizeof(ns));
+	kube_resource r = resolve(b, "v1", "ConfigMap");
+
+	snprintf(script, sizeof(script), "%s/slow-plugin", tmp);
+	char *body = plumb_asprintf("#!/bin/sh\nsleep 4\n"
+		"printf '{\"status\":{\"clientCertificateData\":%%s,\"clientKeyData\":%%s}}' "
+		"\"$(jq -Rs . <%s/admin.crt)\" \"$(jq -Rs . <%s/admin.key)\"\n", cdir, cdir);
+	ck_assert_int_eq(plumb_file_write(script, body, strlen(body), 0755), 0);
+	free(body);
+	char capath[600];
+	snprintf(capath, sizeof(capath), "%s/ca.crt", cdir);
+	ck_assert_int_eq(plumb_file_read(&cadata, &len, capath, 1 << 20), 0);
+	ck_assert_int_eq(plumb_base64_encode(&ca64, cadata, len), 0);
+	kc = plumb_asprintf("current-context: t\ncontexts:\n- name: t\n  context: {cluster: c, user: u}\n"
+		"clusters:\n- name: c\n  cluster: {server: '%s', certificate-authority-data: %s}\n"
+		"users:\n- name: u\n  user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: %s}}\n",
+		kube_config_server(kube_client_config(b)), ca64, script);
+	ck_assert_msg(kube_config_load_memory(&acfg, kc, strlen(kc), NULL, "slow", &trusted) == 0, "%s", plumb_error_last());
+	ck_assert_int_eq(kube_client_new(&a, acfg, NULL), 0);
+
+	ck_assert_int_eq(kube_watch_hub_new(&hub), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, hub_thread, hub), 0);
+	kube_watch_opts wob = { ns, "kt=b", NULL, 0, 0 };
+	ck_assert_int_eq(kube_watch_start(&wb, hub, b, &r, &wob, on_event, &cb), 0);
+	ck_assert(wait_for(&cb, &cb.resyncs, 1, 10));
+
+	cJSON *list = NULL;
+	ck_assert_int_eq(kube_list(&list, b, &r, ns, NULL), 0);
+	kube_watch_opts woa = { ns, "kt=a", rv_of(list), 0, 0 };
+	ck_assert_int_eq(kube_watch_start(&wa, hub, a, &r, &woa, on_event, &ca), 0);
+	plumb_sleep(0.3);   /* the hub has begun a's stream: its plugin is running */
+
+	cJSON *cmb = configmap(ns, "for-b", "a", "1");
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItem(cmb, "metadata"), "labels"), "kt", "b");
+	double t0 = plumb_time_mono();
+	ck_assert_int_eq(kube_create(NULL, b, &r, NULL, cmb), 0);
+	ck_assert(wait_for(&cb, &cb.added, 1, 10));
+	double lag = plumb_time_mono() - t0;
+	ck_assert_msg(lag < 2.0, "b's event took %.2f s while a's plugin ran", lag);
+
+	/* a works once its plugin answered. */
+	cJSON *cma = configmap(ns, "for-a", "a", "1");
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItem(cma, "metadata"), "labels"), "kt", "a");
+	ck_assert_int_eq(kube_create(NULL, b, &r, NULL, cma), 0);
+	ck_assert_msg(wait_for(&ca, &ca.added, 1, 15), "a never saw its object: %s", ca.last_error);
+
+	kube_watch_stop(wa);
+	kube_watch_stop(wb);
+	kube_watch_hub_stop(hub);
+	pthread_join(th, NULL);
+	kube_watch_hub_free(hub);
+	drop_ns(b, ns);
+	cJSON_Delete(list); cJSON_Delete(cmb); cJSON_Delete(cma);
+	free(kc); free(ca64); free(cadata);
+	kube_config_free(acfg);
+	kube_client_free(a);
+	kube_client_free(b);
+}
+END_TEST
+
 /* A reduced relist: every item goes through reduce (page by page, on the
  * list thread), the RESYNC holds only what reduce returned, and later events
  * still carry whole objects. */
@@ -914,6 +988,7 @@ int main(void)
 	tcase_add_test(tc, test_kube__pagination_500);
 	tcase_add_test(tc, test_kube__watch_reduced_relist);
 	tcase_add_test(tc, test_kube__watch_events_and_bookmarks);
+	tcase_add_test(tc, test_kube__watch_exec_plugin_off_hub_thread);
 	tcase_add_test(tc, test_kube__watch_compacted_relists);
 	tcase_add_test(tc, test_kube__stopped_apiserver_is_retryable);
 	suite_add_tcase(s, tc);

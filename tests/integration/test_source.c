@@ -687,6 +687,101 @@ static int listen_silent(int *port)
 	return fd; /* the kernel completes handshakes; nobody ever answers */
 }
 
+/* ---- bounded fetches ------------------------------------------------------ */
+
+/* A branch a GitSync does not name never comes over the wire for it, and a
+ * fetch that would receive more than its cap stops there (ETOOBIG). */
+START_TEST(test_source__fetch_only_the_ref_and_capped)
+{
+	make_repo("capped");
+	/* a branch "huge" with 3 MiB of incompressible data */
+	sh("cd %s/.work/capped && git checkout -q -b huge && head -c 3145728 /dev/urandom > clusters/base/blob.bin && "
+	   "git add -A && git commit -q -m huge && git push -q origin huge && git checkout -q main", env("GIT_REPOS"));
+	char *url = url_of("HTTPS_BASIC_URL", "capped");
+	source_credentials *c = basic_creds(env("BASIC_PASSWORD"), "CA_FILE");
+	source_fetch_stats st;
+	source_commit commit;
+
+	/* main alone fits in 512 KiB; every branch would not. */
+	source_cache *cache = new_cache();
+	source_fetch_opts main_only = { .kind = SOURCE_REF_BRANCH, .ref = "main", .max_bytes = 512 * 1024 };
+	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &main_only) == 0, "%s", plumb_error_last());
+	ck_assert_uint_lt(st.received_bytes, 512 * 1024);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	char *want = rev("capped", "main");
+	ck_assert_str_eq(commit.id, want);
+	source_commit_clear(&commit);
+	free(want);
+	/* nothing of the other branches is in the mirror */
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
+	source_cache_free(cache);
+
+	/* The huge branch with that cap: stopped, saying why. */
+	cache = new_cache();
+	source_fetch_opts huge = { .kind = SOURCE_REF_BRANCH, .ref = "huge", .max_bytes = 512 * 1024 };
+	double t0 = plumb_time_mono();
+	ck_assert_int_eq(source_fetch_ref(&st, cache, url, c, 30, &huge), PLUMB_ETOOBIG);
+	ck_assert(plumb_time_mono() - t0 < 20);
+	ck_assert_msg(strstr(plumb_error_last(), "the server sent more than 524288 bytes (the fetch cap)"), "%s",
+		plumb_error_last());
+	assert_no_secret(plumb_error_last());
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
+	/* ... and with room for it, it comes. */
+	huge.max_bytes = 8 * 1024 * 1024;
+	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &huge) == 0, "%s", plumb_error_last());
+	ck_assert_uint_gt(st.received_bytes, 3000000);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), 0);
+	source_commit_clear(&commit);
+	source_cache_free(cache);
+
+	/* A tag alone; a commit id fetches every branch (it may be on any). */
+	cache = new_cache();
+	source_fetch_opts tag = { .kind = SOURCE_REF_TAG, .ref = "v1", .max_bytes = 512 * 1024 };
+	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &tag) == 0, "%s", plumb_error_last());
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_TAG, "v1"), 0);
+	source_commit_clear(&commit);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "main"), PLUMB_ENOTFOUND);
+	source_fetch_opts by_commit = { .kind = SOURCE_REF_COMMIT, .ref = "0123", .max_bytes = 512 * 1024 };
+	ck_assert_int_eq(source_fetch_ref(&st, cache, url, c, 30, &by_commit), PLUMB_ETOOBIG);
+	source_cache_free(cache);
+
+	/* Ref names are checked before they become a refspec. */
+	cache = new_cache();
+	static const char *const bad[] = { "main:refs/heads/x", "*", "a..b", "main lock", "x~1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		source_fetch_opts o = { .kind = SOURCE_REF_BRANCH, .ref = bad[i] };
+		ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &o) == PLUMB_EINVALID, "%s accepted", bad[i]);
+	}
+	source_cache_free(cache);
+	source_credentials_free(c);
+	free(url);
+}
+END_TEST
+
+/* A branch deleted on the server: a single-ref fetch leaves no stale copy. */
+START_TEST(test_source__fetch_one_branch_deleted)
+{
+	make_repo("onedel");
+	char *url = url_of("HTTPS_BASIC_URL", "onedel");
+	source_credentials *c = basic_creds(env("BASIC_PASSWORD"), "CA_FILE");
+	source_cache *cache = new_cache();
+	source_fetch_stats st;
+	source_commit commit;
+	source_fetch_opts dev = { .kind = SOURCE_REF_BRANCH, .ref = "dev" };
+	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &dev) == 0, "%s", plumb_error_last());
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	source_commit_clear(&commit);
+	sh("cd %s/.work/onedel && git push -q origin :dev", env("GIT_REPOS"));
+	int rc = source_fetch_ref(&st, cache, url, c, 30, &dev);
+	ck_assert_msg(rc == 0 || rc == PLUMB_ENOTFOUND, "rc %d: %s", rc, plumb_error_last());
+	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
+	source_cache_free(cache);
+	source_credentials_free(c);
+	free(url);
+}
+END_TEST
+
 START_TEST(test_source__timeout_on_silent_server)
 {
 	int port, fd = listen_silent(&port);
@@ -786,6 +881,8 @@ int main(void)
 	tcase_add_test(tc, test_source__other_folder_is_no_change);
 	tcase_add_test(tc, test_source__second_fetch_transfers_nothing);
 	tcase_add_test(tc, test_source__same_url_never_fetched_twice_at_once);
+	tcase_add_test(tc, test_source__fetch_only_the_ref_and_capped);
+	tcase_add_test(tc, test_source__fetch_one_branch_deleted);
 	tcase_add_test(tc, test_source__timeout_on_silent_server);
 	tcase_add_test(tc, test_source__unreachable_host);
 	tcase_add_test(tc, test_source__secrets_never_logged);

@@ -4,11 +4,14 @@
 #include "kube/kube_internal.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+static const kube_config_policy trusted = { .trusted = 1 };
+
 
 /* "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" */
 static char *b64(const char *s)
@@ -65,7 +68,7 @@ START_TEST(test_kube__config_current_context)
 	char *kc = make_kubeconfig(NULL);
 	kube_config *cfg = NULL;
 	kube_creds cr;
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test"), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "test", &trusted), 0);
 	ck_assert_str_eq(kube_config_server(cfg), "https://127.0.0.1:6443");
 	ck_assert_str_eq(kube_config_namespace(cfg), "team-a");
 	ck_assert_str_eq(kube_config_context(cfg), "admin@c1");
@@ -87,7 +90,7 @@ START_TEST(test_kube__config_named_context)
 	char *kc = make_kubeconfig(NULL);
 	kube_config *cfg = NULL;
 	kube_creds cr;
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), "bot@c2", NULL), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), "bot@c2", NULL, &trusted), 0);
 	ck_assert_str_eq(kube_config_server(cfg), "https://[::1]:7443");
 	ck_assert_str_eq(kube_config_namespace(cfg), "default");
 	ck_assert_int_eq(cfg->insecure, 1);
@@ -105,7 +108,7 @@ START_TEST(test_kube__config_bad_base64_names_field)
 {
 	char *kc = make_kubeconfig("not-valid@base64");
 	kube_config *cfg = NULL;
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "prod-eu"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "prod-eu", &trusted), PLUMB_EINVALID);
 	ck_assert_ptr_null(cfg);
 	ck_assert_str_eq(plumb_error_last(), "kubeconfig prod-eu: users[0].user.client-key-data: not valid base64");
 	free(kc);
@@ -136,7 +139,7 @@ START_TEST(test_kube__config_malformed_fields)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		kube_config *cfg = NULL;
-		int rc = kube_config_load_memory(&cfg, cases[i].yaml, strlen(cases[i].yaml), NULL, "t");
+		int rc = kube_config_load_memory(&cfg, cases[i].yaml, strlen(cases[i].yaml), NULL, "t", &trusted);
 		ck_assert_msg(rc == PLUMB_EINVALID, "case %zu: rc %d", i, rc);
 		ck_assert_msg(!strcmp(plumb_error_last(), cases[i].want), "case %zu: got \"%s\"", i, plumb_error_last());
 		ck_assert_ptr_null(cfg);
@@ -148,22 +151,22 @@ START_TEST(test_kube__config_yaml_syntax_and_caps)
 {
 	kube_config *cfg = NULL;
 	const char *bad = "clusters:\n  - name: [unclosed\n";
-	ck_assert_int_eq(kube_config_load_memory(&cfg, bad, strlen(bad), NULL, "t"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, bad, strlen(bad), NULL, "t", &trusted), PLUMB_EINVALID);
 	ck_assert(strstr(plumb_error_last(), "kubeconfig t: line ") != NULL);
-	ck_assert_int_eq(kube_config_load_memory(&cfg, "", 0, NULL, "t"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, "", 0, NULL, "t", &trusted), PLUMB_EINVALID);
 
 	/* A billion-laughs document is cut off, not expanded. */
 	plumb_buf b = PLUMB_BUF_INIT(1 << 20);
 	plumb_buf_puts(&b, "a: &a [x,x,x,x,x,x,x,x,x,x]\n");
 	for (char c = 'b'; c <= 'j'; c++)
 		plumb_buf_printf(&b, "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", c, c, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
-	ck_assert_int_eq(kube_config_load_memory(&cfg, b.ptr, b.len, NULL, "bomb"), PLUMB_ETOOBIG);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, b.ptr, b.len, NULL, "bomb", &trusted), PLUMB_ETOOBIG);
 	plumb_buf_free(&b);
 
 	/* JSON kubeconfigs are YAML too. */
 	const char *js = "{\"current-context\":\"a\",\"contexts\":[{\"name\":\"a\",\"context\":{\"cluster\":\"c\"}}],"
 		"\"clusters\":[{\"name\":\"c\",\"cluster\":{\"server\":\"https://h:1\"}}]}";
-	ck_assert_int_eq(kube_config_load_memory(&cfg, js, strlen(js), NULL, "json"), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, js, strlen(js), NULL, "json", &trusted), 0);
 	ck_assert_str_eq(kube_config_server(cfg), "https://h:1");
 	kube_config_free(cfg);
 }
@@ -274,7 +277,7 @@ START_TEST(test_kube__config_exec_plugin)
 		"clusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n"
 		"users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
 		"      command: %s/plugin.sh\n      args: [arg1]\n      env: [{name: PLUMB_TEST_PREFIX, value: tok}]\n", tmpdir);
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), 0);
 	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
 	ck_assert_str_eq(cr.token, "tok-arg1");
 	kube_creds_clear(&cr);
@@ -297,7 +300,7 @@ START_TEST(test_kube__config_exec_plugin)
 		"current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
 		"clusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n"
 		"users:\n- name: u\n  user: {exec: {command: %s/bad.sh}}\n", tmpdir);
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), 0);
 	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), PLUMB_EAUTH);
 	ck_assert(strstr(plumb_error_last(), "exited with status 7") != NULL);
 	kube_config_free(cfg);
@@ -311,7 +314,7 @@ START_TEST(test_kube__exec_credential_parse)
 {
 	kube_config *cfg = NULL;
 	const char *kc = "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\nclusters:\n- name: c\n  cluster: {server: 'https://h:1'}\n";
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t"), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), 0);
 	ck_assert_int_eq(kube_exec_credential_parse(cfg, "nope", 4), PLUMB_EPROTO);
 	ck_assert_int_eq(kube_exec_credential_parse(cfg, "{\"status\":{}}", 13), PLUMB_EPROTO);
 	const char *cert = "{\"status\":{\"clientCertificateData\":\"C\",\"clientKeyData\":\"K\",\"expirationTimestamp\":\"2030-01-01T00:00:00Z\"}}";
@@ -320,6 +323,297 @@ START_TEST(test_kube__exec_credential_parse)
 	ck_assert_str_eq(cfg->dyn_key, "K");
 	ck_assert(cfg->dyn_expiry > 1.8e9);
 	kube_config_free(cfg);
+}
+END_TEST
+
+/* ---- kubeconfigs a tenant wrote (the lockdown) ---- */
+
+/* One cluster c and one user u with the given bodies (flow maps). */
+static char *tenant_kc(const char *cluster, const char *user)
+{
+	return plumb_asprintf("current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
+		"clusters:\n- name: c\n  cluster: %s\nusers:\n- name: u\n  user: %s\n", cluster, user);
+}
+
+START_TEST(test_kube__tenant_inline_accepted)
+{
+	char *ca = b64(CERT_PEM), *cert = b64(CERT_PEM), *key = b64(KEY_PEM);
+	char *cl = plumb_asprintf("{server: 'https://10.0.0.1:6443', certificate-authority-data: %s, "
+		"tls-server-name: kubernetes, insecure-skip-tls-verify: false, extensions: [{name: x, extension: {}}], "
+		"disable-compression: true}", ca);
+	char *us = plumb_asprintf("{client-certificate-data: %s, client-key-data: %s, extensions: []}", cert, key);
+	char *kc = tenant_kc(cl, us);
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "secret t/x", NULL) == 0, "%s", plumb_error_last());
+	ck_assert_str_eq(cfg->tls_server_name, "kubernetes");
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert(strstr(cr.key, "PRIVATE KEY") != NULL);
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+	free(kc);
+
+	kc = tenant_kc("{server: 'https://h:1'}", "{token: abc}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", NULL), 0);
+	ck_assert_str_eq(cfg->token, "abc");
+	kube_config_free(cfg);
+	free(kc);
+	kc = tenant_kc("{server: 'https://h:1'}", "{username: u, password: p}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", NULL), 0);
+	ck_assert_str_eq(cfg->password, "p");
+	kube_config_free(cfg);
+	free(kc);
+	free(ca), free(cert), free(key), free(cl), free(us);
+}
+END_TEST
+
+START_TEST(test_kube__tenant_refuses_fields)
+{
+	static const struct { const char *cluster, *user, *want; } cases[] = {
+		{ "{server: 'https://h:1'}", "{exec: {command: touch, args: [/tmp/x]}}",
+		  "kubeconfig secret t/x: users[0].user.exec: refused: exec plugins run a command on plumbd's machine "
+		  "(\"touch\" is not in plumbd's --allow-exec-plugins)" },
+		{ "{server: 'https://h:1'}", "{auth-provider: {name: gcp}}",
+		  "kubeconfig secret t/x: users[0].user.auth-provider: refused: auth providers run code on plumbd's machine" },
+		{ "{server: 'https://h:1'}", "{tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}",
+		  "kubeconfig secret t/x: users[0].user.tokenFile: refused: a file path would read plumbd's own files; "
+		  "use the -data field or token" },
+		{ "{server: 'https://h:1'}", "{client-certificate: /etc/c.pem, client-key: /etc/k.pem}",
+		  "users[0].user.client-certificate: refused: a file path would read plumbd's own files; use the -data field or token; "
+		  "users[0].user.client-key: refused" },
+		{ "{server: 'https://h:1', certificate-authority: /etc/ssl/certs/ca-certificates.crt}", "{token: x}",
+		  "kubeconfig secret t/x: clusters[0].cluster.certificate-authority: refused: a file path" },
+		{ "{server: 'http://127.0.0.1:1'}", "{token: x}",
+		  "kubeconfig secret t/x: clusters[0].cluster.server: refused: http:// would send the credentials in clear text "
+		  "(an operator may allow it: --allow-insecure-targets)" },
+		{ "{server: 'https://h:1', insecure-skip-tls-verify: true}", "{token: x}",
+		  "clusters[0].cluster.insecure-skip-tls-verify: refused: TLS is verified for every target" },
+		{ "{server: 'https://h:1', proxy-url: 'http://proxy:3128'}", "{token: x}",
+		  "clusters[0].cluster.proxy-url: refused: a proxy is used only when the operator allows it (--allow-target-proxies)" },
+		{ "{server: 'https://h:1'}", "{token: x, as: admin, as-groups: [system:masters]}",
+		  "users[0].user.as: refused: impersonation is not taken from a kubeconfig Secret; users[0].user.as-groups: refused" },
+		{ "{server: 'https://h:1', made-up: 1}", "{token: x}",
+		  "clusters[0].cluster.made-up: refused: not an inline field a kubeconfig from a Secret may carry" },
+		/* Both at once: every refused field is named. */
+		{ "{server: 'http://127.0.0.1:1'}", "{tokenFile: /etc/hostname}",
+		  "clusters[0].cluster.server: refused: http:// would send the credentials in clear text (an operator may allow "
+		  "it: --allow-insecure-targets); users[0].user.tokenFile: refused" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		kube_config *cfg = NULL;
+		char *kc = tenant_kc(cases[i].cluster, cases[i].user);
+		int rc = kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "secret t/x", NULL);
+		ck_assert_msg(rc == PLUMB_EINSECURE, "case %zu: rc %d (%s)", i, rc, plumb_error_last());
+		ck_assert_msg(strstr(plumb_error_last(), cases[i].want) != NULL, "case %zu: got \"%s\"", i, plumb_error_last());
+		ck_assert_ptr_null(cfg);
+		/* The same file is fine for plumbd's own config (every field kept):
+		 * parse errors there are about files, never a refusal. */
+		rc = kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "own", &trusted);
+		ck_assert_msg(rc != PLUMB_EINSECURE, "case %zu: trusted refused: %s", i, plumb_error_last());
+		kube_config_free(cfg);
+		free(kc);
+	}
+}
+END_TEST
+
+/* A refused path field is never opened: a FIFO would block the read forever
+ * (the test's timeout), so finishing proves nothing was read. */
+START_TEST(test_kube__tenant_never_reads_files)
+{
+	char *fifo, *kc;
+	kube_config *cfg = NULL;
+	mk_tmpdir();
+	fifo = plumb_asprintf("%s/fifo", tmpdir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	char *cl = plumb_asprintf("{server: 'https://h:1', certificate-authority: %s}", fifo);
+	char *us = plumb_asprintf("{tokenFile: %s, client-certificate: %s, client-key: %s}", fifo, fifo, fifo);
+	kc = tenant_kc(cl, us);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", NULL), PLUMB_EINSECURE);
+	ck_assert(strstr(plumb_error_last(), "clusters[0].cluster.certificate-authority: refused") != NULL);
+	ck_assert(strstr(plumb_error_last(), "users[0].user.tokenFile: refused") != NULL);
+	ck_assert(strstr(plumb_error_last(), "users[0].user.client-key: refused") != NULL);
+	free(kc), free(cl), free(us), free(fifo);
+	rm_tmpdir();
+}
+END_TEST
+
+START_TEST(test_kube__tenant_loosened_by_policy)
+{
+	kube_config_policy insecure = { .allow_insecure = 1 }, proxy = { .allow_proxy = 1 };
+	kube_config *cfg = NULL;
+	char *kc = tenant_kc("{server: 'http://127.0.0.1:1'}", "{token: x}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &insecure), 0);
+	ck_assert_str_eq(kube_config_server(cfg), "http://127.0.0.1:1");
+	kube_config_free(cfg);
+	free(kc);
+	kc = tenant_kc("{server: 'https://h:1', insecure-skip-tls-verify: true}", "{token: x}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &insecure), 0);
+	ck_assert_int_eq(cfg->insecure, 1);
+	kube_config_free(cfg);
+	/* The insecure flag does not open file paths or exec. */
+	free(kc);
+	kc = tenant_kc("{server: 'https://h:1', insecure-skip-tls-verify: true}", "{tokenFile: /etc/hostname}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &insecure), PLUMB_EINSECURE);
+	free(kc);
+	kc = tenant_kc("{server: 'https://h:1', proxy-url: 'socks5://p:1080'}", "{token: x}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &proxy), 0);
+	ck_assert_str_eq(cfg->proxy_url, "socks5://p:1080");
+	kube_config_free(cfg);
+	free(kc);
+	kc = tenant_kc("{server: 'https://h:1', proxy-url: 'file:///x'}", "{token: x}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &proxy), PLUMB_EINVALID);
+	ck_assert_str_eq(plumb_error_last(), "kubeconfig t: clusters[0].cluster.proxy-url: want an http://, https:// or socks5:// URL");
+	free(kc);
+}
+END_TEST
+
+START_TEST(test_kube__tenant_exec_by_name_in_own_path)
+{
+	static const char *const allowed[] = { "plumb-test-plugin", "missing-plugin", NULL };
+	kube_config_policy pol = { .exec_plugins = allowed };
+	kube_config *cfg = NULL;
+	kube_creds cr;
+	char *kc, *path, *want, *marker;
+	mk_tmpdir();
+	marker = plumb_asprintf("%s/ran", tmpdir);
+	char *script = plumb_asprintf("#!/bin/sh\ntouch %s\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+		"\"kind\":\"ExecCredential\",\"status\":{\"token\":\"plugin-'\"$1\"'\"}}'\n", marker);
+	write_file(tmpdir, "plumb-test-plugin", script, 0755);
+	path = plumb_asprintf("relative/dir:%s:%s", tmpdir, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+
+	kc = tenant_kc("{server: 'https://h:1'}", "{exec: {apiVersion: client.authentication.k8s.io/v1, "
+		"command: plumb-test-plugin, args: [a1], env: [{name: AWS_PROFILE, value: p}]}}");
+	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol) == 0, "%s", plumb_error_last());
+	want = plumb_asprintf("%s/plumb-test-plugin", tmpdir);
+	ck_assert_str_eq(cfg->exec_path, want);
+	ck_assert_int_ne(access(marker, F_OK), 0);   /* loading runs nothing */
+	/* The watch hub thread never runs it. */
+	ck_assert_int_eq(kube_config_creds_need_exec(cfg, 0), 1);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, KUBE_CREDS_NO_EXEC), PLUMB_EAUTH);
+	ck_assert_int_ne(access(marker, F_OK), 0);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), 0);
+	ck_assert_str_eq(cr.token, "plugin-a1");
+	ck_assert_int_eq(access(marker, F_OK), 0);
+	kube_creds_clear(&cr);
+	ck_assert_int_eq(kube_config_creds_need_exec(cfg, 0), 0);
+	ck_assert_int_eq(kube_config_creds(&cr, cfg, KUBE_CREDS_NO_EXEC), 0);
+	kube_creds_clear(&cr);
+	kube_config_free(cfg);
+	free(kc);
+	unlink(marker);
+
+	/* The same plugin named by a path: refused, whatever the path. */
+	char *us = plumb_asprintf("{exec: {command: %s}}", want);
+	kc = tenant_kc("{server: 'https://h:1'}", us);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol), PLUMB_EINSECURE);
+	ck_assert(strstr(plumb_error_last(), "users[0].user.exec.command: refused: \"") != NULL);
+	ck_assert(strstr(plumb_error_last(), "is a path; an exec plugin the operator allows is named by its command name") != NULL);
+	free(kc), free(us);
+	kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: ./plumb-test-plugin}}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol), PLUMB_EINSECURE);
+	free(kc);
+	/* Allowed by name but not installed. */
+	kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: missing-plugin}}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol), PLUMB_EINVALID);
+	ck_assert_str_eq(plumb_error_last(), "kubeconfig t: users[0].user.exec.command: \"missing-plugin\" not found in plumbd's PATH");
+	free(kc);
+	/* Variables that steer the loader or the lookup. */
+	kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: plumb-test-plugin, env: "
+		"[{name: LD_PRELOAD, value: /tmp/evil.so}, {name: PATH, value: /tmp}]}}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol), PLUMB_EINSECURE);
+	ck_assert(strstr(plumb_error_last(), "users[0].user.exec.env[0]: refused: LD_PRELOAD would steer how plumbd runs the plugin; "
+		"users[0].user.exec.env[1]: refused: PATH") != NULL);
+	free(kc);
+	/* Not allowed: nothing runs. */
+	kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: plumb-test-plugin}}");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", NULL), PLUMB_EINSECURE);
+	free(kc);
+	ck_assert_int_ne(access(marker, F_OK), 0);
+	free(path), free(want), free(marker), free(script);
+	rm_tmpdir();
+}
+END_TEST
+
+/* A plugin that never answers, or answers and lingers, or leaves a child
+ * behind, is killed at the deadline with everything it started. */
+START_TEST(test_kube__exec_plugin_bounded)
+{
+	static const char *const allowed[] = { "slow-plugin", NULL };
+	kube_config_policy pol = { .exec_plugins = allowed };
+	static const struct { const char *body, *want; } cases[] = {
+		{ "echo $$ > %s/pid\nsleep 60\n", "no answer within 1 s" },
+		{ "echo $$ > %s/pid\necho '{\"status\":{\"token\":\"t\"}}'\nexec >&-\nsleep 60\n", "did not exit within 1 s" },
+		{ "sleep 60 &\necho $! > %s/pid\necho '{\"status\":{\"token\":\"t\"}}'\nsleep 60\n", "no answer within 1 s" },
+	};
+	mk_tmpdir();
+	char *path = plumb_asprintf("%s:%s", tmpdir, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *body = plumb_asprintf(cases[i].body, tmpdir), *script = plumb_asprintf("#!/bin/sh\n%s", body);
+		char *kc = tenant_kc("{server: 'https://h:1'}", "{exec: {command: slow-plugin}}");
+		char *pidf = plumb_asprintf("%s/pid", tmpdir), *pid = NULL;
+		size_t len = 0;
+		kube_config *cfg = NULL;
+		kube_creds cr;
+		write_file(tmpdir, "slow-plugin", script, 0755);
+		ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &pol) == 0, "%s", plumb_error_last());
+		cfg->exec_timeout = 1;
+		double t0 = plumb_time_mono();
+		ck_assert_int_eq(kube_config_creds(&cr, cfg, 0), PLUMB_ETIMEOUT);
+		ck_assert_msg(strstr(plumb_error_last(), cases[i].want), "case %zu: %s", i, plumb_error_last());
+		ck_assert_msg(plumb_time_mono() - t0 < 3, "case %zu took %.1f s", i, plumb_time_mono() - t0);
+		/* what it started is gone too */
+		ck_assert_int_eq(plumb_file_read(&pid, &len, pidf, 64), 0);
+		int gone = 0;
+		for (int k = 0; k < 100 && !gone; k++) {
+			gone = kill((pid_t)atol(pid), 0) != 0;
+			if (!gone)
+				plumb_sleep(0.02);
+		}
+		ck_assert_msg(gone, "case %zu: process %s still runs", i, pid);
+		unlink(pidf);
+		kube_config_free(cfg);
+		free(body), free(script), free(kc), free(pidf), free(pid);
+	}
+	free(path);
+	rm_tmpdir();
+}
+END_TEST
+
+START_TEST(test_kube__exec_plugins_parse)
+{
+	char **v = NULL;
+	ck_assert_int_eq(kube_exec_plugins_parse(&v, "aws, gke-gcloud-auth-plugin,kubelogin"), 0);
+	ck_assert_str_eq(v[0], "aws");
+	ck_assert_str_eq(v[1], "gke-gcloud-auth-plugin");
+	ck_assert_str_eq(v[2], "kubelogin");
+	ck_assert_ptr_null(v[3]);
+	kube_exec_plugins_free(v);
+	ck_assert_int_eq(kube_exec_plugins_parse(&v, ""), 0);
+	ck_assert_ptr_null(v[0]);
+	kube_exec_plugins_free(v);
+	ck_assert_int_eq(kube_exec_plugins_parse(&v, "aws,/usr/bin/kubelogin"), PLUMB_EINVALID);
+	ck_assert(strstr(plumb_error_last(), "/usr/bin/kubelogin") != NULL);
+	ck_assert_int_eq(kube_exec_plugins_parse(&v, "aws,,x"), PLUMB_EINVALID);
+}
+END_TEST
+
+START_TEST(test_kube__config_alias_bytes)
+{
+	/* A kubeconfig's aliases are charged by the bytes they expand to. */
+	plumb_buf b = PLUMB_BUF_INIT(8u << 20);
+	kube_config *cfg = NULL;
+	plumb_buf_puts(&b, "big: &s \"");
+	for (int i = 0; i < 512 * 1024; i++)
+		plumb_buf_puts(&b, "x");
+	plumb_buf_puts(&b, "\"\ncopies:\n");
+	for (int i = 0; i < 20; i++)
+		plumb_buf_puts(&b, "- *s\n");
+	ck_assert_int_eq(kube_config_load_memory(&cfg, b.ptr, b.len, NULL, "bomb", NULL), PLUMB_ETOOBIG);
+	ck_assert_msg(strstr(plumb_error_last(), "kubeconfig bomb: line ") &&
+		strstr(plumb_error_last(), "expands to more than 4194304 bytes"), "%s", plumb_error_last());
+	plumb_buf_free(&b);
 }
 END_TEST
 
@@ -642,6 +936,14 @@ int main(void)
 	tcase_add_test(tc, test_kube__config_in_cluster);
 	tcase_add_test(tc, test_kube__config_exec_plugin);
 	tcase_add_test(tc, test_kube__exec_credential_parse);
+	tcase_add_test(tc, test_kube__tenant_inline_accepted);
+	tcase_add_test(tc, test_kube__tenant_refuses_fields);
+	tcase_add_test(tc, test_kube__tenant_never_reads_files);
+	tcase_add_test(tc, test_kube__tenant_loosened_by_policy);
+	tcase_add_test(tc, test_kube__tenant_exec_by_name_in_own_path);
+	tcase_add_test(tc, test_kube__exec_plugins_parse);
+	tcase_add_test(tc, test_kube__exec_plugin_bounded);
+	tcase_add_test(tc, test_kube__config_alias_bytes);
 	tcase_add_test(tc, test_kube__status_error_mapping);
 	tcase_add_test(tc, test_kube__curl_error_mapping);
 	tcase_add_test(tc, test_kube__retry_after);

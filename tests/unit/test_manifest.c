@@ -1,6 +1,7 @@
 /* Unit tests for pkg/manifest: YAML typing, anchors, substitution,
  * validation, rendering and apply order. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,108 @@ START_TEST(test_manifest__alias_bomb_is_capped)
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "aliasing"));
 	ck_assert(plumb_time_mono() - t < 5);
 	plumb_buf_free(&b);
+}
+END_TEST
+
+/* The bomb of issue 13: a 4 MiB file that anchors a 1 MiB string and aliases
+ * it 400 times (400 MiB expanded). It fails at the alias that crosses the
+ * document's cap, with file:line:col, having copied no more than the cap. */
+static void issue13_bomb(plumb_buf *b)
+{
+	plumb_buf_puts(b, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  big: &big \"");
+	for (int i = 0; i < 1024 * 1024 / 64; i++)
+		plumb_buf_puts(b, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	plumb_buf_puts(b, "\"\n");
+	for (int i = 0; i < 400; i++)
+		plumb_buf_printf(b, "  k%d: *big\n", i);
+	/* padding to 4 MiB, as in the issue */
+	while (b->len < 4u * 1024 * 1024 - 80)
+		plumb_buf_puts(b, "# padding padding padding padding padding padding padding padding\n");
+}
+
+START_TEST(test_manifest__alias_bytes_capped_per_document)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8u << 20);
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	issue13_bomb(&b);
+	ck_assert_uint_gt(b.len, 4000000);
+	double t = plumb_time_mono();
+	ck_assert_int_eq(manifest_parse(&set, "deploy/bomb.yaml", b.ptr, b.len, NULL, &errs), PLUMB_ETOOBIG);
+	ck_assert(plumb_time_mono() - t < 5);
+	ck_assert_uint_eq(errs.count, 1);
+	/* 1 MiB anchored + two copies fit in 4 MiB; the third alias (line 8) does not. */
+	ck_assert_msg(!strcmp(errs.msgs[0], "deploy/bomb.yaml:8:7: document expands to more than 4194304 bytes "
+		"(aliases are counted by what they expand to)"), "%s", errs.msgs[0]);
+	ck_assert_uint_eq(set.count, 0);
+	ck_assert_uint_le(set.expanded_bytes, MANIFEST_MAX_DOC_BYTES + 1024 * 1024 + 64);
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+
+	/* vet says the same, file:line:col. */
+	manifest_file f = { "deploy/bomb.yaml", b.ptr, b.len };
+	ck_assert_int_eq(manifest_vet(&f, 1, &errs), PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(errs.msgs[0], "deploy/bomb.yaml:8:7: document expands to more than"));
+	manifest_errors_free(&errs);
+
+	/* The same through manifest_yaml_to_json. */
+	cJSON *v = NULL;
+	ck_assert_int_eq(manifest_yaml_to_json(&v, b.ptr, b.len), PLUMB_ETOOBIG);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "8:7: document expands to more than"));
+	plumb_buf_free(&b);
+
+	/* Aliases of real size stay fine, and a later document starts afresh. */
+	const char *ok = "a: &x {k: v, l: [1, 2]}\nb: *x\nc: {<<: *x, m: 3}\n";
+	expect(ok, "{\"a\":{\"k\":\"v\",\"l\":[1,2]},\"b\":{\"k\":\"v\",\"l\":[1,2]},\"c\":{\"k\":\"v\",\"l\":[1,2],\"m\":3}}");
+}
+END_TEST
+
+/* Many documents each under its cap still add up to a revision's cap. */
+START_TEST(test_manifest__alias_bytes_capped_per_revision)
+{
+	plumb_buf doc = PLUMB_BUF_INIT(4u << 20);
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	int rc = 0, files = 0;
+	plumb_buf_puts(&doc, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: NAME}\ndata:\n  big: &big \"");
+	for (int i = 0; i < 1024 * 1024 / 64; i++)
+		plumb_buf_puts(&doc, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	plumb_buf_puts(&doc, "\"\n  k1: *big\n  k2: *big\n");   /* 3 MiB expanded: under the document cap */
+	for (files = 0; files < 30 && rc == 0; files++) {
+		char name[32];
+		snprintf(name, sizeof(name), "f%02d.yaml", files);
+		rc = manifest_parse(&set, name, doc.ptr, doc.len, NULL, &errs);
+	}
+	ck_assert_int_eq(rc, PLUMB_ETOOBIG);
+	ck_assert_int_eq(files, 22);   /* 21 files of 3 MiB fit in 64 MiB, the 22nd does not */
+	ck_assert_uint_eq(errs.count, 1);
+	ck_assert_msg(strstr(errs.msgs[0], "f21.yaml:") && strstr(errs.msgs[0],
+		"the revision expands to more than 67108864 bytes of YAML"), "%s", errs.msgs[0]);
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+	plumb_buf_free(&doc);
+}
+END_TEST
+
+/* Substitution multiplies too: ${BIG} repeated is charged as it expands. */
+START_TEST(test_manifest__substitution_bytes_capped)
+{
+	plumb_buf big = PLUMB_BUF_INIT(2u << 20), y = PLUMB_BUF_INIT(1u << 20);
+	for (int i = 0; i < 1024 * 1024 / 16; i++)
+		plumb_buf_puts(&big, "0123456789abcdef");
+	manifest_var vs[] = { { "BIG", big.ptr } };
+	manifest_vars vars = { 1, vs, 1, "c1", NULL, 0 };
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	plumb_buf_puts(&y, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata:\n");
+	for (int i = 0; i < 100; i++)
+		plumb_buf_printf(&y, "  k%d: ${BIG}\n", i);
+	ck_assert_int_eq(manifest_parse(&set, "s.yaml", y.ptr, y.len, &vars, &errs), PLUMB_ETOOBIG);
+	ck_assert_msg(errs.count == 1 && strstr(errs.msgs[0], "s.yaml:8:7: value expands past the document's cap"), "%s", errs.count ? errs.msgs[0] : "");
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+	plumb_buf_free(&big);
+	plumb_buf_free(&y);
 }
 END_TEST
 
@@ -371,6 +474,9 @@ int main(void)
 	tcase_add_test(tc, test_manifest__keys_become_strings);
 	tcase_add_test(tc, test_manifest__anchors_and_merge);
 	tcase_add_test(tc, test_manifest__alias_bomb_is_capped);
+	tcase_add_test(tc, test_manifest__alias_bytes_capped_per_document);
+	tcase_add_test(tc, test_manifest__alias_bytes_capped_per_revision);
+	tcase_add_test(tc, test_manifest__substitution_bytes_capped);
 	tcase_add_test(tc, test_manifest__parse_positions_and_lists);
 	tcase_add_test(tc, test_manifest__every_error_with_file_line_col);
 	tcase_add_test(tc, test_manifest__size_cap);
