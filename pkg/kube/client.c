@@ -27,6 +27,13 @@ struct kube_client {
 	kube_request_hook hook;
 	void *hook_data;
 
+	/* An impersonating client (kube_client_impersonate) has a base whose
+	 * connection pool, TLS sessions, rate limit and discovery cache it
+	 * uses (root()); its own pool, share and cache stay empty. */
+	kube_client *base;
+	char *imp_user;           /* Impersonate-User, or NULL */
+	char **imp_groups;        /* Impersonate-Group values, NULL-terminated, or NULL */
+
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
@@ -44,10 +51,17 @@ struct kube_client {
 	double disc_at;
 };
 
+/* The client that owns the connections, rate limit and discovery cache. */
+static kube_client *root(kube_client *c)
+{
+	return c->base ? c->base : c;
+}
+
 /* discovery.c reaches the cache through these. */
 kube_resource_set *kube_client_disc(kube_client *c, pthread_mutex_t **lock, int **loaded, double **at);
 kube_resource_set *kube_client_disc(kube_client *c, pthread_mutex_t **lock, int **loaded, double **at)
 {
+	c = root(c);
 	*lock = &c->disc_lock;
 	*loaded = &c->disc_loaded;
 	*at = &c->disc_at;
@@ -343,7 +357,112 @@ void kube_client_free(kube_client *c)
 	kube_config_free(c->cfg);
 	free(c->name);
 	free(c->user_agent);
+	free(c->imp_user);
+	for (size_t i = 0; c->imp_groups && c->imp_groups[i]; i++)
+		free(c->imp_groups[i]);
+	free(c->imp_groups);
+	kube_client_free(c->base);
 	free(c);
+}
+
+/* A header value plumb sends on a tenant's behalf: printable ASCII only, so
+ * a name can never end a header line or start another. */
+static int header_value_ok(const char *v)
+{
+	size_t n = v ? strlen(v) : 0;
+	if (n == 0 || n > 512)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+int kube_client_impersonate(kube_client **out, kube_client *base, const char *user,
+	const char *const *groups)
+{
+	kube_client *c = NULL;
+	size_t ngroups = 0;
+	if (!base)
+		return plumb_error_set(PLUMB_EINVALID, "kube client: no base client");
+	if (!header_value_ok(user))
+		return plumb_error_set(PLUMB_EINVALID, "impersonate: user name \"%.64s\" is empty, "
+			"longer than 512 bytes or not printable ASCII", user ? user : "");
+	while (groups && groups[ngroups]) {
+		if (!header_value_ok(groups[ngroups]))
+			return plumb_error_set(PLUMB_EINVALID, "impersonate: group \"%.64s\" is empty, "
+				"longer than 512 bytes or not printable ASCII", groups[ngroups]);
+		ngroups++;
+	}
+	base = root(base);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	atomic_init(&c->refs, 1);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&c->share_locks[i], NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
+	pthread_mutex_init(&c->rl_lock, NULL);
+	pthread_mutex_init(&c->disc_lock, NULL);
+	kube_client_ref(base);
+	c->base = base;
+	c->cfg = kube_config_ref(base->cfg);
+	c->name = plumb_strdup(base->name);
+	c->user_agent = plumb_strdup(base->user_agent);
+	c->timeout = base->timeout;
+	c->max_retries = base->max_retries;
+	c->max_body = base->max_body;
+	c->max_watch_line = base->max_watch_line;
+	c->hook = base->hook;
+	c->hook_data = base->hook_data;
+	c->imp_user = plumb_strdup(user);
+	c->imp_groups = calloc(ngroups + 1, sizeof(*c->imp_groups));
+	int oom = !c->name || !c->user_agent || !c->imp_user || !c->imp_groups;
+	for (size_t i = 0; !oom && i < ngroups; i++)
+		oom = !(c->imp_groups[i] = plumb_strdup(groups[i]));
+	if (oom) {
+		kube_client_free(c);
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	*out = c;
+	return 0;
+}
+
+const char *kube_client_impersonated(const kube_client *c)
+{
+	return c ? c->imp_user : NULL;
+}
+
+/* DNS-1123 label (namespaces): [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
+static int dns_label_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int kube_service_account_user(char *out, size_t outlen, const char *ns, const char *name)
+{
+	size_t nlen = name ? strlen(name) : 0;
+	if (!ns || !dns_label_ok(ns, strlen(ns)))
+		return plumb_error_set(PLUMB_EINVALID, "service account namespace \"%.64s\" is not a valid "
+			"namespace name", ns ? ns : "");
+	/* DNS-1123 subdomain: dot-separated labels, at most 253 bytes */
+	int ok = nlen > 0 && nlen <= 253;
+	for (size_t i = 0, start = 0; ok && i <= nlen; i++)
+		if (i == nlen || name[i] == '.') {
+			ok = dns_label_ok(name + start, i - start);
+			start = i + 1;
+		}
+	if (!ok)
+		return plumb_error_set(PLUMB_EINVALID, "serviceAccountName \"%.64s\" is not a valid service "
+			"account name (lowercase letters, digits, '-' and '.', at most 253)", name ? name : "");
+	if ((size_t)snprintf(out, outlen, "system:serviceaccount:%s:%s", ns, name) >= outlen)
+		return plumb_error_set(PLUMB_EINVALID, "service account user name too long");
+	return 0;
 }
 
 const char *kube_client_name(const kube_client *c) { return c->name; }
@@ -361,6 +480,7 @@ void kube_client_hook(kube_client *c, const char *verb, int code, double seconds
 static CURL *pool_get(kube_client *c)
 {
 	CURL *h = NULL;
+	c = root(c);
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->npool > 0)
 		h = c->pool[--c->npool];
@@ -378,6 +498,7 @@ void kube_client_shrink(kube_client *c, int keep)
 	int n = 0;
 	if (!c)
 		return;
+	c = root(c);
 	if (keep < 0)
 		keep = 0;
 	pthread_mutex_lock(&c->pool_lock);
@@ -394,6 +515,7 @@ void kube_client_shrink(kube_client *c, int keep)
 
 static void pool_put(kube_client *c, CURL *h)
 {
+	c = root(c);
 	pthread_mutex_lock(&c->pool_lock);
 	if (c->npool < POOL_MAX) {
 		c->pool[c->npool++] = h;
@@ -466,7 +588,7 @@ int kube_client_setup(kube_client *c, CURL *h, const char *path,
 		goto cleanup;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+	curl_easy_setopt(h, CURLOPT_SHARE, root(c)->share);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -517,6 +639,30 @@ int kube_client_setup(kube_client *c, CURL *h, const char *path,
 		curl_easy_setopt(h, CURLOPT_PASSWORD, creds->password);
 	}
 	free(hdr);
+	hdr = NULL;
+	/* The identity this client acts as (validated in kube_client_impersonate). */
+	if (c->imp_user) {
+		hdr = plumb_asprintf("Impersonate-User: %s", c->imp_user);
+		l = hdr ? curl_slist_append(l, hdr) : NULL;
+		free(hdr);
+		hdr = NULL;
+		for (size_t i = 0; l && c->imp_groups && c->imp_groups[i]; i++) {
+			hdr = plumb_asprintf("Impersonate-Group: %s", c->imp_groups[i]);
+			struct curl_slist *nl = hdr ? curl_slist_append(l, hdr) : NULL;
+			free(hdr);
+			hdr = NULL;
+			if (!nl) {
+				curl_slist_free_all(l);
+				l = NULL;
+			} else {
+				l = nl;
+			}
+		}
+		if (!l) {
+			rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+	}
 	hdr = plumb_asprintf("Accept: %s", accept ? accept : "application/json");
 	l = curl_slist_append(l, hdr);
 	*headers = l;
@@ -592,9 +738,9 @@ int kube_client_do(kube_client *c, const kube_req *req, kube_resp *resp)
 		double wait, t0;
 		CURLcode cc;
 
-		pthread_mutex_lock(&c->rl_lock);
-		wait = kube_ratelimit_reserve(&c->rl, plumb_time_mono());
-		pthread_mutex_unlock(&c->rl_lock);
+		pthread_mutex_lock(&root(c)->rl_lock);
+		wait = kube_ratelimit_reserve(&root(c)->rl, plumb_time_mono());
+		pthread_mutex_unlock(&root(c)->rl_lock);
 		if (wait > 0)
 			plumb_sleep(wait);
 

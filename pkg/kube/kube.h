@@ -134,6 +134,27 @@ void kube_client_shrink(kube_client *c, int keep);
 const char *kube_client_name(const kube_client *c);
 const kube_config *kube_client_config(const kube_client *c);
 
+/* A client that acts as another identity: every request it makes, watches
+ * and discovery included, carries "Impersonate-User: <user>" and one
+ * "Impersonate-Group: <g>" per entry of groups (NULL-terminated; NULL or
+ * empty = none, and the API server derives them: for a service account
+ * system:serviceaccounts, system:serviceaccounts:<ns> and
+ * system:authenticated, needing no impersonate right on groups). It
+ * authenticates with base's credentials, which need the RBAC verb
+ * "impersonate" on that user (resource serviceaccounts for
+ * system:serviceaccount:<ns>:<name>, users otherwise) and on each group.
+ * It shares base's connections, TLS sessions, rate limit and discovery
+ * cache (discovery is the same document for every authenticated user) and
+ * holds a reference on base. PLUMB_EINVALID when a name is empty, longer
+ * than 512 bytes or not printable ASCII. *out: kube_client_free(). */
+int kube_client_impersonate(kube_client **out, kube_client *base, const char *user,
+	const char *const *groups);
+/* The user c impersonates; NULL when it acts as its own credentials. */
+const char *kube_client_impersonated(const kube_client *c);
+/* "system:serviceaccount:<ns>:<name>" into out; PLUMB_EINVALID naming the
+ * field unless ns is a DNS-1123 label and name a DNS-1123 subdomain. */
+int kube_service_account_user(char *out, size_t outlen, const char *ns, const char *name);
+
 /* HTTP status and Status reason ("Conflict", "AlreadyExists", ...) of the
  * last request this thread made through any client; 0 / "" if none. */
 int kube_last_http_status(void);

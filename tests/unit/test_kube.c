@@ -922,6 +922,89 @@ START_TEST(test_kube__resource_path)
 }
 END_TEST
 
+/* The headers a client's request carries (kube_client_setup), one string. */
+static char *request_headers(kube_client *c)
+{
+	kube_creds creds;
+	struct curl_slist *h = NULL, *ct = NULL;
+	plumb_buf b = PLUMB_BUF_INIT(1 << 16);
+	CURL *easy = curl_easy_init();
+	memset(&creds, 0, sizeof(creds));
+	ck_assert_ptr_nonnull(easy);
+	ck_assert_int_eq(kube_client_setup(c, easy, "/version", NULL, 5, &creds, &h, &ct), 0);
+	for (struct curl_slist *l = h; l; l = l->next)
+		plumb_buf_printf(&b, "%s\n", l->data);
+	curl_slist_free_all(h);
+	curl_slist_free_all(ct);
+	curl_easy_cleanup(easy);
+	return plumb_buf_detach(&b);
+}
+
+START_TEST(test_kube__impersonation_headers)
+{
+	char *kc = make_kubeconfig(NULL), *hs;
+	kube_config *cfg = NULL;
+	kube_client *base = NULL, *sa = NULL, *grp = NULL, *bad = NULL;
+	char user[600];
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, NULL), 0);
+	ck_assert_int_eq(kube_client_new(&base, cfg, NULL), 0);
+	kube_config_free(cfg);
+
+	/* plumbd's own client impersonates nobody */
+	hs = request_headers(base);
+	ck_assert_ptr_null(strstr(hs, "Impersonate"));
+	ck_assert_ptr_null(kube_client_impersonated(base));
+	free(hs);
+
+	/* a service account: the user only; the API server adds its groups */
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", "deployer"), 0);
+	ck_assert_str_eq(user, "system:serviceaccount:tenant-a:deployer");
+	ck_assert_int_eq(kube_client_impersonate(&sa, base, user, NULL), 0);
+	ck_assert_str_eq(kube_client_impersonated(sa), "system:serviceaccount:tenant-a:deployer");
+	hs = request_headers(sa);
+	ck_assert_ptr_nonnull(strstr(hs, "Impersonate-User: system:serviceaccount:tenant-a:deployer\n"));
+	ck_assert_ptr_null(strstr(hs, "Impersonate-Group"));
+	ck_assert_ptr_nonnull(strstr(hs, "Accept: application/json\n"));
+	free(hs);
+
+	/* explicit groups, one header each; a client derived from a derived
+	 * one acts as the new identity only */
+	const char *groups[] = { "system:serviceaccounts", "system:serviceaccounts:tenant-a", NULL };
+	ck_assert_int_eq(kube_client_impersonate(&grp, sa, "system:serviceaccount:tenant-a:other", groups), 0);
+	hs = request_headers(grp);
+	ck_assert_ptr_nonnull(strstr(hs, "Impersonate-User: system:serviceaccount:tenant-a:other\n"
+		"Impersonate-Group: system:serviceaccounts\nImpersonate-Group: system:serviceaccounts:tenant-a\n"));
+	ck_assert_ptr_null(strstr(hs, "deployer"));
+	free(hs);
+
+	/* header injection and junk are refused, naming the problem */
+	ck_assert_int_eq(kube_client_impersonate(&bad, base, "a\r\nImpersonate-Group: system:masters", NULL), PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "user name"));
+	const char *evil[] = { "system:masters\nX: y", NULL };
+	ck_assert_int_eq(kube_client_impersonate(&bad, base, "u", evil), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_client_impersonate(&bad, base, "", NULL), PLUMB_EINVALID);
+	ck_assert_ptr_null(bad);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", "Deployer"), PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "serviceAccountName"));
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", "a:b"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", "x\r\ny"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", ".x"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", ""), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "Tenant", "x"), PLUMB_EINVALID);
+	ck_assert_int_eq(kube_service_account_user(user, sizeof(user), "tenant-a", "ci.bot-1"), 0);
+	ck_assert_int_eq(kube_service_account_user(user, 10, "tenant-a", "ci"), PLUMB_EINVALID);
+
+	/* the base may go first: the derived clients keep it alive */
+	kube_client_free(base);
+	hs = request_headers(sa);
+	ck_assert_ptr_nonnull(strstr(hs, "Impersonate-User: system:serviceaccount:tenant-a:deployer\n"));
+	free(hs);
+	kube_client_free(grp);
+	kube_client_free(sa);
+	free(kc);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kube");
@@ -954,6 +1037,7 @@ int main(void)
 	tcase_add_test(tc, test_kube__discovery_aggregated);
 	tcase_add_test(tc, test_kube__discovery_legacy);
 	tcase_add_test(tc, test_kube__resource_path);
+	tcase_add_test(tc, test_kube__impersonation_headers);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
