@@ -258,6 +258,7 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 	source_cache *cache = NULL;
 	source_credentials *creds = NULL;
 	source_commit commit = { 0 };
+	char cred_id[65] = "";
 	cJSON *sec = NULL;
 	char *dir = cache_dir ? plumb_strdup(cache_dir) : default_cache_dir(), redacted[2048];
 	double timeout = 60;
@@ -302,11 +303,12 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 			"reachable from here too (or give a local checkout as DIR)\n", redacted, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_resolve(&commit, cache, url, kind, ref))) {
+	source_credentials_id(cred_id, cache, creds);
+	if ((rc = source_resolve(&commit, cache, url, cred_id, kind, ref))) {
 		fprintf(stderr, "plumbctl: %s in %s: %s\n", ref, redacted, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_read(out, cache, url, commit.id, path ? path : "", NULL))) {
+	if ((rc = source_read(out, cache, url, cred_id, commit.id, path ? path : "", NULL))) {
 		fprintf(stderr, "plumbctl: %s at %.12s: %s\n", redacted, commit.id, plumb_error_last());
 		code = PLUMBCTL_EXIT_INVALID;
 		goto cleanup;

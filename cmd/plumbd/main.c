@@ -36,6 +36,10 @@ typedef struct {
 	int allow_target_proxies;
 	const char *allow_exec_plugins;
 	size_t git_max_fetch_bytes;
+	/* trust boundary */
+	const char *default_sa;
+	const char *mgmt_target_ns;
+	int allow_file_urls;
 } flags;
 
 static atomic_int lost_lease;
@@ -71,6 +75,15 @@ static void usage(FILE *f)
 		"                          (default: none; exec plugins are refused)\n"
 		"  --allow-target-proxies  kubeconfig Secrets may set proxy-url (default: refused)\n"
 		"  --git-max-fetch-bytes N bytes one Git fetch may receive, e.g. 256Mi, 1Gi (default: 256Mi)\n"
+		"  --default-service-account NAME\n"
+		"                          GitSyncs without spec.serviceAccountName impersonate the service\n"
+		"                          account NAME of their own namespace in every target (default: none:\n"
+		"                          they act with the Cluster's credentials)\n"
+		"  --management-target-namespaces NS,...\n"
+		"                          namespaces whose Clusters may omit kubeConfigSecretRef and so target\n"
+		"                          the management cluster (default: none)\n"
+		"  --allow-file-urls       accept file:// URLs and local paths in spec.git.url (tests, demos;\n"
+		"                          default: refused, they read plumbd's own file system)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -82,7 +95,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
-		ALLOW_PROXY, GIT_MAX_FETCH };
+		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -102,6 +115,9 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "allow-exec-plugins", required_argument, NULL, ALLOW_EXEC },
 		{ "allow-target-proxies", optional_argument, NULL, ALLOW_PROXY },
 		{ "git-max-fetch-bytes", required_argument, NULL, GIT_MAX_FETCH },
+		{ "default-service-account", required_argument, NULL, DEFAULT_SA },
+		{ "management-target-namespaces", required_argument, NULL, MGMT_TARGET_NS },
+		{ "allow-file-urls", no_argument, NULL, ALLOW_FILE_URLS },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -189,6 +205,33 @@ static int parse_flags(flags *f, int argc, char **argv)
 			f->git_max_fetch_bytes = (size_t)(n * mul);
 			break;
 		}
+		case DEFAULT_SA: {
+			char user[600];
+			if (*optarg && kube_service_account_user(user, sizeof(user), "default", optarg) != 0) {
+				fprintf(stderr, "plumbd: --default-service-account: %s\n", plumb_error_last());
+				return 2;
+			}
+			f->default_sa = *optarg ? optarg : NULL;
+			break;
+		}
+		case MGMT_TARGET_NS: {
+			/* each a namespace name: checked with the same rule as a service account's namespace */
+			char user[600], one[300];
+			for (const char *p = optarg; *p;) {
+				size_t n = strcspn(p, ",");
+				snprintf(one, sizeof(one), "%.*s", (int)(n < 299 ? n : 299), p);
+				if (n >= 299 || kube_service_account_user(user, sizeof(user), one, "x") != 0) {
+					fprintf(stderr, "plumbd: --management-target-namespaces: \"%s\" is not a namespace name\n", one);
+					return 2;
+				}
+				p += n;
+				if (*p == ',')
+					p++;
+			}
+			f->mgmt_target_ns = *optarg ? optarg : NULL;
+			break;
+		}
+		case ALLOW_FILE_URLS: f->allow_file_urls = 1; break;
 		case VERSION:
 			printf("plumbd %s\n", PLUMB_VERSION);
 			exit(0);
@@ -319,7 +362,9 @@ int main(int argc, char **argv)
 		.git_max_fetch_bytes = f.git_max_fetch_bytes,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
-		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
+		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
+		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
+		.allow_file_urls = f.allow_file_urls };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
 	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .secret = webhook_secret,

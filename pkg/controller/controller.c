@@ -42,6 +42,7 @@ typedef struct {
 	int refs;                 /* under c->lock */
 	char commit[41];
 	char *url;
+	char *cred_id;            /* the mirror's credential id (source_credentials_id) */
 	char *path;
 	double first_seen;        /* wall clock the source stage first saw commit */
 } revision;
@@ -85,15 +86,24 @@ typedef struct {
 	controller *c;
 	target *t;
 	kube_resource res;
+	char ns[254];             /* "" = all namespaces; identity targets watch per namespace */
 	kube_watch *w;
 	int synced;               /* under t->lock */
 } target_watch;
 
+/* A target is a Cluster as one identity sees it: plumbd's own credentials
+ * (identity NULL; the map key is the Cluster's key), or, for GitSyncs with
+ * a service account (spec.serviceAccountName or --default-service-account),
+ * a client impersonating it (map key "<cluster key>|<user>"), with its own
+ * watches, live cache and engines. Nothing a GitSync does in a target goes
+ * through another identity's client, cache or watches, so it never acts or
+ * reads with more rights than its own. */
 struct target {
 	int refs;                 /* under c->lock */
 	char *key;                /* Cluster "ns/name" */
 	char *name;
 	char *cred_id;            /* what the client was built from */
+	char *identity;           /* impersonated user, NULL = plumbd's own credentials */
 	kube_client *client;
 	controller *c;
 	pthread_mutex_t lock;
@@ -270,6 +280,7 @@ static void revision_unref(revision *r)
 	if (!r || --r->refs > 0)
 		return;
 	free(r->url);
+	free(r->cred_id);
 	free(r->path);
 	free(r);
 }
@@ -714,7 +725,40 @@ static void target_unref(controller *c, target *t)
 	free(t->key);
 	free(t->name);
 	free(t->cred_id);
+	free(t->identity);
 	free(t);
+}
+
+/* 1 when ns is one of the comma-separated names in list. */
+static int in_list(const char *list, const char *ns)
+{
+	size_t n = ns ? strlen(ns) : 0;
+	for (const char *p = list; p && *p && n;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == n && !strncmp(p, ns, n))
+			return 1;
+		p = e ? e + 1 : NULL;
+	}
+	return 0;
+}
+
+#define MANAGEMENT_TARGET_NOT_ALLOWED "ManagementTargetNotAllowed"
+
+/* A Cluster without kubeConfigSecretRef targets the management cluster
+ * with plumbd's own credentials: only from namespaces the operator names. */
+static int management_target_allowed(const controller *c, const cJSON *cl)
+{
+	return in_list(c->o.management_target_namespaces, jstr(cl, "metadata.namespace"));
+}
+
+static int management_target_refused(const cJSON *cl)
+{
+	const char *ns = jstr(cl, "metadata.namespace");
+	return plumb_error_set(PLUMB_EFORBIDDEN, "%s: Cluster %s/%s has no kubeConfigSecretRef, which makes "
+		"the management cluster its target; plumbd allows that only in the namespaces of "
+		"--management-target-namespaces, and \"%s\" is not one", MANAGEMENT_TARGET_NOT_ALLOWED,
+		ns ? ns : "", jstr(cl, "metadata.name") ? jstr(cl, "metadata.name") : "", ns ? ns : "");
 }
 
 /* The target for Cluster cl_key, (re)built when its credentials changed.
@@ -738,7 +782,9 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	const char *sname = jstr(cl, "spec.kubeConfigSecretRef.name");
 	const char *skey = jstr(cl, "spec.kubeConfigSecretRef.key");
 	context = plumb_strdup(jstr(cl, "spec.kubeConfigSecretRef.context"));
-	if (!sname) {
+	if (!sname && !management_target_allowed(c, cl)) {
+		rc = management_target_refused(cl);
+	} else if (!sname) {
 		in_cluster = 1;
 		cred_id = plumb_strdup("management-cluster");
 	} else {
@@ -826,16 +872,129 @@ cleanup:
 	return rc;
 }
 
+/* The user GitSync gs acts as in its targets: system:serviceaccount:<its
+ * namespace>:<spec.serviceAccountName, else --default-service-account>;
+ * "" = plumbd's own credentials (neither is set). PLUMB_EINVALID naming the
+ * field for a name that is no service account name. */
+static int gitsync_identity(char *out, size_t outlen, const controller *c, const cJSON *gs)
+{
+	const char *sa = jstr(gs, "spec.serviceAccountName");
+	out[0] = '\0';
+	if (!sa || !*sa)
+		sa = c->o.default_service_account;
+	if (!sa || !*sa)
+		return 0;
+	return kube_service_account_user(out, outlen, jstr(gs, "metadata.namespace"), sa);
+}
+
+/* The target for Cluster cl_key as user ("" or NULL: plumbd's own). An
+ * identity's target is built on the Cluster's own (its client impersonates
+ * user over the same connections) and rebuilt when that one is.
+ * *out holds a reference: target_unref() it. */
+static int target_for(target **out, controller *c, const char *cl_key, const char *user)
+{
+	target *base = NULL, *t = NULL, *old = NULL;
+	char *mkey = NULL, *cred_id = NULL;
+	int rc;
+	if (!user || !*user)
+		return target_get(out, c, cl_key);
+	if ((rc = target_get(&base, c, cl_key)))
+		return rc;
+	mkey = plumb_asprintf("%s|%s", cl_key, user);
+	cred_id = plumb_asprintf("%s|%s", base->cred_id, user);
+	if (!mkey || !cred_id) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	pthread_mutex_lock(&c->lock);
+	t = cmap_get(&c->targets, mkey);
+	if (t && streq(t->cred_id, cred_id)) {
+		t->refs++;
+		pthread_mutex_unlock(&c->lock);
+		*out = t;
+		goto cleanup;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!(t = calloc(1, sizeof(*t)))) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = kube_client_impersonate(&t->client, base->client, user, NULL))) {
+		free(t);
+		goto cleanup;
+	}
+	t->refs = 2; /* the map's and the caller's */
+	t->key = plumb_strdup(cl_key);
+	t->name = plumb_strdup(base->name);
+	t->identity = plumb_strdup(user);
+	t->cred_id = cred_id;
+	cred_id = NULL;
+	t->c = c;
+	pthread_mutex_init(&t->lock, NULL);
+	t->cache.keep = 1;
+	t->labels.keep = 1;
+	pthread_mutex_lock(&c->lock);
+	cmap_put(&c->targets, mkey, t, (void **)&old);
+	pthread_mutex_unlock(&c->lock);
+	if (old)
+		target_unref(c, old);
+	*out = t;
+cleanup:
+	target_unref(c, base);
+	free(mkey);
+	free(cred_id);
+	return rc;
+}
+
+/* Drops GitSync gs_key's engine from every target of Cluster cl_key but
+ * keep (NULL: all): the GitSync is gone or acts as another identity now.
+ * An identity's target left without engines goes (its watches stop). */
+static void drop_engines(controller *c, const char *cl_key, const char *gs_key, const target *keep)
+{
+	target *drop[64];
+	size_t ndrop = 0;
+	pthread_mutex_lock(&c->lock);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (cmap_next(&c->targets, &i, &k, &v)) {
+		target *t = v;
+		if (t == keep || !streq(t->key, cl_key))
+			continue;
+		pthread_mutex_lock(&t->lock);
+		apply_engine_free(cmap_del(&t->engines, gs_key));
+		int empty = t->identity && t->engines.count == 0;
+		pthread_mutex_unlock(&t->lock);
+		if (empty && ndrop < sizeof(drop) / sizeof(drop[0]))
+			drop[ndrop++] = t;
+	}
+	for (size_t j = 0; j < ndrop; j++) {
+		char *mkey = plumb_asprintf("%s|%s", drop[j]->key, drop[j]->identity);
+		if (mkey && cmap_get(&c->targets, mkey) == drop[j])
+			cmap_del(&c->targets, mkey);
+		else
+			drop[j] = NULL;
+		free(mkey);
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (size_t j = 0; j < ndrop; j++)
+		if (drop[j])
+			target_unref(c, drop[j]);
+}
+
 static void cache_key(char *out, size_t outlen, const kube_resource *res, const char *ns, const char *name)
 {
 	snprintf(out, outlen, "%s|%s|%s|%s", res->group, res->resource, ns ? ns : "", name ? name : "");
 }
 
-static target_watch *find_watch_locked(target *t, const kube_resource *res)
+/* The watch of res that covers namespace ns (NULL or "": a watch of all
+ * namespaces, or any for a cluster-scoped kind). */
+static target_watch *find_watch_locked(target *t, const kube_resource *res, const char *ns)
 {
 	for (size_t i = 0; i < t->nwatches; i++)
 		if (!strcmp(t->watches[i]->res.group, res->group) &&
-		    !strcmp(t->watches[i]->res.resource, res->resource))
+		    !strcmp(t->watches[i]->res.resource, res->resource) &&
+		    (!t->watches[i]->ns[0] || !res->namespaced || streq(t->watches[i]->ns, ns ? ns : "")))
 			return t->watches[i];
 	return NULL;
 }
@@ -850,7 +1009,7 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
 	int ret = -1;
 	cache_key(key, sizeof(key), res, res->namespaced ? ns : "", name);
 	pthread_mutex_lock(&t->lock);
-	target_watch *w = find_watch_locked(t, res);
+	target_watch *w = find_watch_locked(t, res, res->namespaced ? ns : NULL);
 	if (w && w->synced) {
 		live_entry *e = cmap_get(&t->cache, key);
 		ret = e ? 1 : 0;
@@ -1033,8 +1192,10 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	switch (type) {
 	case KUBE_WATCH_RESYNC: {
 		/* items went through reduce_live: metadata only */
-		char prefix[600];
-		snprintf(prefix, sizeof(prefix), "%s|%s|", tw->res.group, tw->res.resource);
+		char prefix[900];
+		/* a watch of one namespace replaces that namespace only */
+		snprintf(prefix, sizeof(prefix), "%s|%s|%s%s", tw->res.group, tw->res.resource,
+			tw->ns, tw->ns[0] ? "|" : "");
 		pthread_mutex_lock(&t->lock);
 		size_t i = 0, plen = strlen(prefix);
 		const char *k;
@@ -1108,11 +1269,16 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	}
 }
 
-/* Starts a labelled watch on res in target t unless one runs. */
-static void target_watch_kind(controller *c, target *t, const kube_resource *res)
+/* Starts a labelled watch on res in target t unless one runs. An
+ * identity's target watches a namespaced kind in ns only (what a tenant's
+ * service account may typically list and watch); plumbd's own watches all
+ * namespaces. */
+static void target_watch_kind(controller *c, target *t, const kube_resource *res, const char *ns)
 {
+	if (!t->identity || !res->namespaced || !ns)
+		ns = "";
 	pthread_mutex_lock(&t->lock);
-	target_watch *w = find_watch_locked(t, res);
+	target_watch *w = find_watch_locked(t, res, ns);
 	if (w || !(res->verbs & KUBE_VERB_WATCH)) {
 		pthread_mutex_unlock(&t->lock);
 		return;
@@ -1130,9 +1296,11 @@ static void target_watch_kind(controller *c, target *t, const kube_resource *res
 	w->c = c;
 	w->t = t;
 	w->res = *res;
+	snprintf(w->ns, sizeof(w->ns), "%s", ns);
 	t->watches[t->nwatches++] = w;
 	pthread_mutex_unlock(&t->lock);
-	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live };
+	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live,
+		.ns = w->ns[0] ? w->ns : NULL };
 	if (kube_watch_start(&w->w, c->hub, t->client, res, &wo, on_target_event, w) != 0)
 		plumb_warn("cannot watch", "cluster", t->name, "resource", res->resource,
 			"error", plumb_error_last());
@@ -1295,7 +1463,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	source_commit commit = { 0 };
 	manifest_file *mf = NULL;
 	manifest_errors errs = { 0 };
-	char redacted[1024];
+	char redacted[1024], cred_id[65] = "";
 	int rc = 0, commit_ok = 0;
 	long gen = 0;
 	double timeout;
@@ -1340,6 +1508,17 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		set_stall(c, g, "CredentialsInvalid", plumb_error_last());
 		goto done;
 	}
+	if (!c->o.allow_file_urls && source_url_is_local(url)) {
+		/* a tenant's repository would be a path on plumbd's machine */
+		char *msg = plumb_asprintf("spec.git.url %s: file:// URLs and local paths read plumbd's own "
+			"file system; plumbd refuses them unless started with --allow-file-urls", redacted);
+		set_stall(c, g, "FileURLNotAllowed", msg);
+		free(msg);
+		rc = 0; /* waits for a spec change */
+		goto done;
+	}
+	/* The mirror this GitSync reads is the one its own credentials fetched. */
+	source_credentials_id(cred_id, c->sources, creds);
 
 	double t0 = plumb_time_mono();
 	source_fetch_opts fo = { .kind = kind, .ref = ref, .max_bytes = c->o.git_max_fetch_bytes };
@@ -1352,7 +1531,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		free(msg);
 		goto done;
 	}
-	if ((rc = source_resolve(&commit, c->sources, url, kind, ref))) {
+	if ((rc = source_resolve(&commit, c->sources, url, cred_id, kind, ref))) {
 		set_stall(c, g, "RefNotFound", plumb_error_last());
 		goto done;
 	}
@@ -1361,7 +1540,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	pthread_mutex_lock(&c->lock);
 	revision *cur = g->rev;
 	int same = cur && !strcmp(cur->commit, commit.id) && streq(cur->path, path) &&
-		g->fetched_generation == gen;
+		streq(cur->cred_id, cred_id) && g->fetched_generation == gen;
 	int invalid_again = !cur && !strcmp(g->fetched, commit.id) && g->stall_reason &&
 		!strcmp(g->stall_reason, "InvalidRevision") && g->fetched_generation == gen;
 	char old_commit[41] = "";
@@ -1381,10 +1560,10 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	/* A commit that touches nothing under path costs no reconcile. */
 	if (old_commit[0] && g->fetched_generation == gen) {
 		int changed = 1;
-		if (source_changed(&changed, c->sources, url, old_commit, commit.id, path) == 0 && !changed) {
+		if (source_changed(&changed, c->sources, url, cred_id, old_commit, commit.id, path) == 0 && !changed) {
 			pthread_mutex_lock(&c->lock);
 			revision *r = g->rev;
-			if (r && r->refs == 1) {
+			if (r && r->refs == 1 && streq(r->cred_id, cred_id)) {
 				/* Nobody else holds it: renaming the revision is safe. */
 				snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
 				snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
@@ -1406,7 +1585,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		}
 	}
 
-	if ((rc = source_read(&files, c->sources, url, commit.id, path, NULL))) {
+	if ((rc = source_read(&files, c->sources, url, cred_id, commit.id, path, NULL))) {
 		set_stall(c, g, rc == PLUMB_ENOTFOUND ? "PathNotFound" : "InvalidRevision", plumb_error_last());
 		pthread_mutex_lock(&c->lock);
 		snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
@@ -1448,6 +1627,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
 	r->path = plumb_strdup(path);
 	r->url = plumb_strdup(url);
+	r->cred_id = plumb_strdup(cred_id);
 	r->first_seen = plumb_time_real();
 	pthread_mutex_lock(&c->lock);
 	revision_unref(g->rev);
@@ -1529,7 +1709,7 @@ static int render_for(cJSON **out, char ***origins, char **errmsg, const revisio
 	manifest_errors errs = { 0 };
 	const cJSON *v;
 	int rc;
-	if ((rc = source_read(&files, c->sources, rev->url, rev->commit, rev->path, NULL)))
+	if ((rc = source_read(&files, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, NULL)))
 		return plumb_error_prefix(rc, "reading commit %.12s from the mirror", rev->commit);
 	if (!(mf = calloc(files->count ? files->count : 1, sizeof(*mf)))) {
 		source_files_free(files);
@@ -1687,18 +1867,9 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	cl_name = plumb_strdup(slash ? slash + 1 : cl_key);
 
 	if (!g) {
-		/* The GitSync is gone: drop its engine (objects stay). */
-		pthread_mutex_lock(&c->lock);
-		t = cmap_get(&c->targets, cl_key);
-		if (t)
-			t->refs++;
-		pthread_mutex_unlock(&c->lock);
-		if (t) {
-			pthread_mutex_lock(&t->lock);
-			apply_engine_free(cmap_del(&t->engines, gs_key));
-			pthread_mutex_unlock(&t->lock);
-			target_unref(c, t);
-		}
+		/* The GitSync is gone: drop its engine (objects stay), whichever
+		 * identity's target holds it. */
+		drop_engines(c, cl_key, gs_key, NULL);
 		free(cl_name);
 		return 0;
 	}
@@ -1728,12 +1899,22 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		goto cleanup;
 	}
 
-	if ((rc = target_get(&t, c, cl_key))) {
+	/* Every request for this GitSync goes through its identity's client. */
+	char user[600];
+	if ((rc = gitsync_identity(user, sizeof(user), c, gs))) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		rc = 0; /* waits for a spec change */
+		goto cleanup;
+	}
+	if ((rc = target_for(&t, c, cl_key, user))) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
 		write_gitsync_status(c, g);
 		goto cleanup;
 	}
+	drop_engines(c, cl_key, gs_key, t);
 	/* The revision's objects live in a region of their own, given back whole
 	 * at the end: they stay for the whole run, and in the heap they would
 	 * pin its pages under whatever else the run leaves behind. Only plain
@@ -1782,13 +1963,16 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	const cJSON *obj;
 	long nobjects = cJSON_GetArraySize(desired);
 	cJSON_ArrayForEach(obj, desired) {
-		char gvk[600];
-		snprintf(gvk, sizeof(gvk), "%s|%s", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "",
-			jstr(obj, "kind") ? jstr(obj, "kind") : "");
+		char gvk[900];
+		/* an identity's target watches per namespace: the kinds per namespace */
+		const char *ons = t->identity ? jstr(obj, "metadata.namespace") : NULL;
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "",
+			jstr(obj, "kind") ? jstr(obj, "kind") : "", ons ? ons : "");
 		if (kinds && !cJSON_GetObjectItemCaseSensitive(kinds, gvk)) {
 			cJSON *k = cJSON_AddObjectToObject(kinds, gvk);
 			cJSON_AddStringToObject(k, "apiVersion", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "");
 			cJSON_AddStringToObject(k, "kind", jstr(obj, "kind") ? jstr(obj, "kind") : "");
+			cJSON_AddStringToObject(k, "namespace", ons ? ons : g->ns);
 		}
 	}
 	rc = e ? apply_engine_run_take(&res, e, desired, &ao) : PLUMB_ENOMEM;
@@ -1802,7 +1986,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	cJSON_ArrayForEach(obj, kinds) {
 		kube_resource kr;
 		if (kube_resolve_object(&kr, t->client, obj) == 0)
-			target_watch_kind(c, t, &kr);
+			target_watch_kind(c, t, &kr, jstr(obj, "namespace"));
 	}
 	cJSON_Delete(kinds);
 
@@ -1951,6 +2135,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 	const cJSON *genj = jget(cl, "metadata.generation");
 	long gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
 	int exists = cl != NULL;
+	int mgmt_refused = cl && !jstr(cl, "spec.kubeConfigSecretRef.name") && !management_target_allowed(c, cl);
 	pthread_mutex_unlock(&c->lock);
 	if (!exists)
 		return 0;
@@ -1982,6 +2167,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 	cJSON *conds = cJSON_AddArrayToObject(st, "conditions");
 	controller_condition_add(conds, prev, "Ready", up, up ? "Connected" :
 		rc == PLUMB_EINSECURE ? "InsecureKubeconfig" :
+		mgmt_refused ? MANAGEMENT_TARGET_NOT_ALLOWED :
 		rc == PLUMB_EAUTH || rc == PLUMB_EFORBIDDEN ? "Unauthorized" :
 		rc == PLUMB_ENOTFOUND || rc == PLUMB_EINVALID ? "KubeconfigInvalid" : "Unreachable",
 		up ? "the API server answers" : msg, gen, plumb_time_real());

@@ -120,6 +120,12 @@ typedef struct {
 	 * lockdown (inline material only, https, TLS verified, no exec). */
 	const kube_config_policy *tenant_policy;
 	size_t git_max_fetch_bytes; /* bytes one Git fetch may receive; 0 = SOURCE_DEFAULT_FETCH_MAX */
+	/* Trust boundary (README "Multi-tenancy and security"). */
+	const char *default_service_account; /* impersonated in targets by GitSyncs that name
+	                               no spec.serviceAccountName; NULL = plumbd's own credentials */
+	const char *management_target_namespaces; /* comma-separated namespaces whose Clusters may
+	                               omit kubeConfigSecretRef (the management cluster); NULL = none */
+	int allow_file_urls;        /* accept file:// and local paths in spec.git.url */
 } controller_opts;
 
 /* Resolves the plumb.dev resources (fails with a hint when the CRDs are not

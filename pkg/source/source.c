@@ -582,11 +582,55 @@ typedef struct url_lock {
 	struct url_lock *next;
 } url_lock;
 
+#define SALT_LEN 32
+
 struct source_cache {
 	char *dir;
+	unsigned char salt[SALT_LEN]; /* keys credential ids (<dir>/.salt, 0600) */
 	pthread_mutex_t mu;
 	url_lock *locks;
 };
+
+/* Reads <dir>/.salt, or creates it with fresh random bytes: a credential id
+ * is an HMAC under it, so a mirror's name never is a plain hash of a
+ * password someone could guess offline. */
+static int load_salt(unsigned char salt[SALT_LEN], const char *dir)
+{
+	char *p = plumb_asprintf("%s/.salt", dir);
+	int fd, error = 0;
+	if (!p)
+		return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+	fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		unsigned char fresh[SALT_LEN];
+		char *tmp = plumb_asprintf("%s.%d", p, (int)getpid());
+		int w = -1;
+		if (tmp && plumb_random_bytes(fresh, sizeof(fresh)) == 0 &&
+		    (w = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0 &&
+		    write(w, fresh, sizeof(fresh)) == (ssize_t)sizeof(fresh) && close(w) == 0) {
+			w = -1;
+			/* link, not rename: a salt another process made first wins */
+			if (link(tmp, p) < 0 && errno != EEXIST)
+				error = plumb_error_set(PLUMB_EIO, "source: cannot create %s: %s", p, strerror(errno));
+		} else if (!error) {
+			error = plumb_error_set(PLUMB_EIO, "source: cannot create %s: %s", p, strerror(errno));
+		}
+		if (w >= 0)
+			close(w);
+		if (tmp)
+			unlink(tmp);
+		free(tmp);
+		OPENSSL_cleanse(fresh, sizeof(fresh));
+		if (!error)
+			fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (!error && (fd < 0 || read(fd, salt, SALT_LEN) != SALT_LEN))
+		error = plumb_error_set(PLUMB_EIO, "source: cannot read %s", p);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return error;
+}
 
 int source_cache_new(source_cache **out, const char *dir)
 {
@@ -603,6 +647,11 @@ int source_cache_new(source_cache **out, const char *dir)
 	if (!c || !(c->dir = plumb_strdup(dir))) {
 		free(c);
 		return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+	}
+	if ((error = load_salt(c->salt, dir)) < 0) {
+		free(c->dir);
+		free(c);
+		return error;
 	}
 	pthread_mutex_init(&c->mu, NULL);
 	*out = c;
@@ -621,28 +670,104 @@ void source_cache_free(source_cache *cache)
 		free(l);
 	}
 	pthread_mutex_destroy(&cache->mu);
+	OPENSSL_cleanse(cache->salt, sizeof(cache->salt));
 	free(cache->dir);
 	free(cache);
 }
 
-static void url_key(char out[65], const char *url)
+void source_credentials_digest(char out[65], const unsigned char *salt, size_t saltlen,
+	const source_credentials *creds)
 {
-	plumb_sha256_hex(out, url, strlen(url));
+	/* every field, each with its name and length, so no two different sets
+	 * of values hash alike; the CA bundle and known_hosts too: they decide
+	 * whose content a fetch accepts as much as the secrets do */
+	const char *names[] = { "username", "password", "bearerToken", "identity", "known_hosts", "caFile" };
+	const char *vals[6] = { 0 };
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int any = 0;
+	if (creds) {
+		vals[0] = creds->username, vals[1] = creds->password, vals[2] = creds->bearer_token;
+		vals[3] = creds->identity, vals[4] = creds->known_hosts, vals[5] = creds->ca_file;
+	}
+	for (size_t i = 0; i < 6; i++)
+		any |= vals[i] != NULL;
+	out[0] = '\0';
+	if (!any)
+		return;
+	/* HMAC(salt, sha256(fields)): the fields are streamed, not copied */
+	unsigned char inner[32];
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	if (!h || !EVP_DigestInit_ex(h, EVP_sha256(), NULL))
+		goto fail;
+	EVP_DigestUpdate(h, "plumb-git-credentials-v1", 25);
+	for (size_t i = 0; i < 6; i++) {
+		unsigned char len[9];
+		uint64_t n = vals[i] ? strlen(vals[i]) : 0;
+		len[0] = vals[i] ? 1 : 0;
+		for (int b = 0; b < 8; b++)
+			len[1 + b] = (unsigned char)(n >> (8 * b));
+		EVP_DigestUpdate(h, names[i], strlen(names[i]) + 1);
+		EVP_DigestUpdate(h, len, sizeof(len));
+		if (vals[i])
+			EVP_DigestUpdate(h, vals[i], n);
+	}
+	if (!EVP_DigestFinal_ex(h, inner, &mdlen) || mdlen != 32 ||
+	    !HMAC(EVP_sha256(), salt, (int)saltlen, inner, sizeof(inner), md, &mdlen) || mdlen != 32)
+		goto fail;
+	EVP_MD_CTX_free(h);
+	plumb_hex_encode(out, md, 32);
+	OPENSSL_cleanse(md, sizeof(md));
+	OPENSSL_cleanse(inner, sizeof(inner));
+	return;
+fail:
+	EVP_MD_CTX_free(h);
+	/* never the anonymous mirror: a mirror nobody else can name */
+	snprintf(out, 65, "%s", "unusable");
 }
 
-static char *mirror_path(const source_cache *cache, const char *url)
+void source_credentials_id(char out[65], const source_cache *cache, const source_credentials *creds)
+{
+	source_credentials_digest(out, cache->salt, sizeof(cache->salt), creds);
+}
+
+int source_url_is_local(const char *url)
+{
+	return url && (!strncmp(url, "file://", 7) || url[0] == '/');
+}
+
+void source_mirror_key(char out[65], const char *url, const char *cred_id)
+{
+	if (!cred_id || !*cred_id) {
+		plumb_sha256_hex(out, url, strlen(url));
+		return;
+	}
+	size_t ul = strlen(url), cl = strlen(cred_id);
+	char *k = malloc(ul + 1 + cl);
+	if (!k) {
+		snprintf(out, 65, "%s", "unusable");
+		return;
+	}
+	memcpy(k, url, ul);
+	k[ul] = '\n';
+	memcpy(k + ul + 1, cred_id, cl);
+	plumb_sha256_hex(out, k, ul + 1 + cl);
+	free(k);
+}
+
+static char *mirror_path(const source_cache *cache, const char *url, const char *cred_id)
 {
 	char key[65];
-	url_key(key, url);
+	source_mirror_key(key, url, cred_id);
 	return plumb_asprintf("%s/%.32s.git", cache->dir, key);
 }
 
-static url_lock *url_lock_acquire(source_cache *cache, const char *url)
+static url_lock *url_lock_acquire(source_cache *cache, const char *url, const char *cred_id)
 {
 	char key[65];
 	url_lock *l;
 
-	url_key(key, url);
+	source_mirror_key(key, url, cred_id);
 	pthread_mutex_lock(&cache->mu);
 	for (l = cache->locks; l; l = l->next)
 		if (!strcmp(l->key, key))
@@ -682,7 +807,7 @@ static void url_lock_release(source_cache *cache, url_lock *l)
 	pthread_mutex_unlock(&cache->mu);
 }
 
-static int open_mirror(git_repository **out, source_cache *cache, const char *url)
+static int open_mirror(git_repository **out, source_cache *cache, const char *url, const char *cred_id)
 {
 	char shown[URL_SHOW];
 	char *path;
@@ -690,7 +815,7 @@ static int open_mirror(git_repository **out, source_cache *cache, const char *ur
 
 	if (!cache || !url)
 		return plumb_error_set(PLUMB_EINVALID, "source: bad arguments");
-	if (!(path = mirror_path(cache, url)))
+	if (!(path = mirror_path(cache, url, cred_id)))
 		return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
 	error = git_repository_open_bare(out, path);
 	free(path);
@@ -1138,6 +1263,7 @@ int source_fetch_ref(source_fetch_stats *stats, source_cache *cache, const char 
 	static const char *all_specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
 	char *one_spec[1] = { NULL };
 	git_strarray refspecs = { (char **)all_specs, 2 };
+	char cred_id[65];
 	git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
 	git_repository *repo = NULL;
 	git_remote *remote = NULL;
@@ -1193,11 +1319,12 @@ int source_fetch_ref(source_fetch_stats *stats, source_cache *cache, const char 
 		(error = load_ca(&ctx.ca, creds->ca_file)) < 0)
 		goto cleanup;
 
-	if (!(lock = url_lock_acquire(cache, url))) {
+	source_credentials_id(cred_id, cache, creds);
+	if (!(lock = url_lock_acquire(cache, url, cred_id))) {
 		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
 		goto cleanup;
 	}
-	if (!(path = mirror_path(cache, url))) {
+	if (!(path = mirror_path(cache, url, cred_id))) {
 		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
 		goto cleanup;
 	}
@@ -1398,7 +1525,7 @@ cleanup:
 	return r;
 }
 
-int source_resolve(source_commit *out, source_cache *cache, const char *url,
+int source_resolve(source_commit *out, source_cache *cache, const char *url, const char *cred_id,
 	source_ref_kind kind, const char *name)
 {
 	git_repository *repo = NULL;
@@ -1409,7 +1536,7 @@ int source_resolve(source_commit *out, source_cache *cache, const char *url,
 
 	if (!out || !name || !*name || strlen(name) > 1024)
 		return plumb_error_set(PLUMB_EINVALID, "source: resolve: bad arguments");
-	if ((error = open_mirror(&repo, cache, url)) < 0)
+	if ((error = open_mirror(&repo, cache, url, cred_id)) < 0)
 		return error;
 	source_url_redact(shown, sizeof(shown), url);
 
@@ -1632,7 +1759,7 @@ void source_files_free(source_files *files)
 	free(files);
 }
 
-int source_read(source_files **out, source_cache *cache, const char *url,
+int source_read(source_files **out, source_cache *cache, const char *url, const char *cred_id,
 	const char *commit, const char *path, const source_limits *limits)
 {
 	git_repository *repo = NULL;
@@ -1651,7 +1778,7 @@ int source_read(source_files **out, source_cache *cache, const char *url,
 	rc.lim.max_files = limits && limits->max_files ? limits->max_files : SOURCE_DEFAULT_FILES_MAX;
 	if ((error = source_path_normalize(&norm, path)) < 0)
 		return error;
-	if ((error = open_mirror(&repo, cache, url)) < 0)
+	if ((error = open_mirror(&repo, cache, url, cred_id)) < 0)
 		goto cleanup;
 	source_url_redact(shown, sizeof(shown), url);
 	if ((error = lookup_commit_tree(&root, repo, commit, shown)) < 0)
@@ -1733,7 +1860,7 @@ static int relevant_delta_path(const char *path, uint16_t mode)
 	return source_path_is_manifest(path);
 }
 
-int source_changed(int *changed, source_cache *cache, const char *url,
+int source_changed(int *changed, source_cache *cache, const char *url, const char *cred_id,
 	const char *old_commit, const char *new_commit, const char *path)
 {
 	git_repository *repo = NULL;
@@ -1747,7 +1874,7 @@ int source_changed(int *changed, source_cache *cache, const char *url,
 		return plumb_error_set(PLUMB_EINVALID, "source: changed: bad arguments");
 	if ((error = source_path_normalize(&norm, path)) < 0)
 		return error;
-	if ((error = open_mirror(&repo, cache, url)) < 0)
+	if ((error = open_mirror(&repo, cache, url, cred_id)) < 0)
 		goto cleanup;
 	source_url_redact(shown, sizeof(shown), url);
 	if ((error = lookup_commit_tree(&newroot, repo, new_commit, shown)) < 0)

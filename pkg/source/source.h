@@ -3,8 +3,13 @@
  * credentials) to a commit id and the manifest files under path at that
  * commit.
  *
- * Every repository URL gets one bare mirror in a cache directory. Fetches
- * are incremental and serialised per URL (a thread lock plus an flock on the
+ * Every repository URL gets one bare mirror in a cache directory per set of
+ * credentials it is fetched with: the mirror's name is a hash of the URL
+ * and the credentials' id (source_credentials_id(): an HMAC of every
+ * credential field under the cache's own random salt, never the values),
+ * so a caller can only read what was fetched with the credentials it
+ * presents, never what someone else's credentials fetched. Fetches
+ * are incremental and serialised per mirror (a thread lock plus an flock on the
  * mirror, so two processes sharing a cache are serialised too); different
  * URLs fetch in parallel. Files are read straight from the object database:
  * no checkout, no work tree.
@@ -103,6 +108,25 @@ int source_cache_new(source_cache **out, const char *dir);
  * NULL-safe. */
 void source_cache_free(source_cache *cache);
 
+/* The id of creds for this cache (64 hex chars), "" when creds is NULL or
+ * has no field set (anonymous). Pass it to source_resolve(),
+ * source_read() and source_changed(); source_fetch() computes it itself.
+ * It is a secret-derived value: keep it out of logs, status and metrics. */
+void source_credentials_id(char out[65], const source_cache *cache, const source_credentials *creds);
+
+/* The id derivation itself (exposed for tests): HMAC-SHA256 under salt of
+ * sha256 over every field with its name and length; "" when none is set. */
+void source_credentials_digest(char out[65], const unsigned char *salt, size_t saltlen,
+	const source_credentials *creds);
+
+/* The mirror's key (sha256 hex) for url fetched with cred_id ("" or NULL =
+ * anonymous: sha256 of the URL alone). */
+void source_mirror_key(char out[65], const char *url, const char *cred_id);
+
+/* 1 when url is a file:// URL or a local path (what plumbd refuses unless
+ * --allow-file-urls). */
+int source_url_is_local(const char *url);
+
 /* ---- fetch -------------------------------------------------------------- */
 typedef struct {
 	unsigned int received_objects; /* objects that came over the wire */
@@ -113,7 +137,7 @@ typedef struct {
 	double seconds;
 } source_fetch_stats;
 
-/* Brings the mirror of url up to date with all branches and tags of the
+/* Brings the mirror of (url, creds) up to date with all branches and tags of the
  * remote (force updates, deleted refs pruned). timeout (seconds; <= 0 means
  * 120) bounds the whole operation, connection included. creds may be NULL.
  * stats may be NULL; on success it says what was transferred (a fetch with
@@ -159,14 +183,14 @@ typedef struct {
 	char *subject;        /* first line of the message */
 } source_commit;
 
-/* Resolves a ref in the mirror of url (fetched before): a branch (its
+/* Resolves a ref in the mirror of (url, cred_id) (fetched before): a branch (its
  * current commit, force-pushes followed), a tag (annotated or lightweight,
  * peeled to its commit) or a commit (full id or a unique prefix of at least
  * 7 hex digits). PLUMB_ENOTFOUND for a missing ref or commit, PLUMB_ESTALE
  * for a commit that exists in the mirror but no branch or tag reaches,
  * PLUMB_EINVALID for a short or ambiguous prefix. On success the caller
  * clears *out with source_commit_clear(). */
-int source_resolve(source_commit *out, source_cache *cache, const char *url,
+int source_resolve(source_commit *out, source_cache *cache, const char *url, const char *cred_id,
 	source_ref_kind kind, const char *name);
 void source_commit_clear(source_commit *commit);
 
@@ -197,7 +221,7 @@ typedef struct {
  * naming it; a missing path is PLUMB_ENOTFOUND; each cap is PLUMB_ETOOBIG
  * with its own message. limits may be NULL. Caller frees *out with
  * source_files_free(). */
-int source_read(source_files **out, source_cache *cache, const char *url,
+int source_read(source_files **out, source_cache *cache, const char *url, const char *cred_id,
 	const char *commit, const char *path, const source_limits *limits);
 void source_files_free(source_files *files);
 
@@ -207,7 +231,7 @@ void source_files_free(source_files *files);
  * a manifest, symlink or submodule outside dot-folders. A missing path on
  * both sides is no change; an old commit not in the mirror counts as
  * changed. */
-int source_changed(int *changed, source_cache *cache, const char *url,
+int source_changed(int *changed, source_cache *cache, const char *url, const char *cred_id,
 	const char *old_commit, const char *new_commit, const char *path);
 
 /* ---- helpers, exposed for tests ------------------------------------------- */

@@ -122,8 +122,28 @@ render --set managementTarget.enabled=true --set managementTarget.inventoryNames
 t_ok "managementTarget render accepted by the apiserver (dry run)" as_json "$tmp/mt.yaml"
 t_eq "managementTarget objects" "ClusterRole/$rel-inventory
 ClusterRole/$rel-management-target
+ClusterRole/$rel-management-target-impersonate
 ClusterRoleBinding/$rel-management-target
-RoleBinding/$rel-inventory" "$(kinds "$tmp/mt.yaml" | grep -E 'management-target|inventory')"
+RoleBinding/$rel-inventory
+RoleBinding/$rel-management-target-impersonate" "$(kinds "$tmp/mt.yaml" | grep -E 'management-target|inventory')"
+t_eq "managementTarget: only the release namespace by default" "--management-target-namespaces=$ns" \
+	"$(python3 -c 'import sys,yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment": print(" ".join(a for a in d["spec"]["template"]["spec"]["containers"][0]["args"] if "management" in a))' "$tmp/mt.yaml")"
+t_eq "managementTarget: default rules grant nothing but the inventory namespace" '[{"apiGroups":[""],"resources":["namespaces"],"verbs":["get","create"]}]' \
+	"$(python3 -c 'import sys,yaml,json
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-management-target"): print(json.dumps(d["rules"], separators=(",", ":")))' "$tmp/mt.yaml")"
+render --set managementTarget.enabled=true --set 'managementTarget.namespaces={ta,tb}' --set defaultServiceAccount=deployer \
+	--set allowFileURLs=true >"$tmp/mt2.yaml"
+t_eq "managementTarget namespaces: flags and one impersonate RoleBinding each" \
+	"--default-service-account=deployer --management-target-namespaces=ta,tb --allow-file-urls|ta tb" \
+	"$(python3 -c 'import sys,yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = [d for d in docs if d["kind"] == "Deployment"][0]
+args = [a for a in dep["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith(("--default-service", "--management", "--allow-file"))]
+rbs = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-impersonate"))
+print(" ".join(args) + "|" + " ".join(rbs))' "$tmp/mt2.yaml")"
 t_eq "managementTarget off by default" "" "$(kinds "$tmp/default.yaml" | grep -E 'management-target|inventory')"
 
 # --- helm install into the real cluster ------------------------------------------
@@ -165,7 +185,7 @@ plumbd_as() {
 	hport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	"$plumbd" --kubeconfig="$kcfg" --leader-elect --lease-name="$release" --lease-namespace="$ns" \
 		--metrics-addr="127.0.0.1:$mport" --health-addr="127.0.0.1:$hport" --cache-dir="$tmp/cache-$release" \
-		--shutdown-timeout=5s "$@" >"$log" 2>&1 &
+		--shutdown-timeout=5s --allow-file-urls "$@" >"$log" 2>&1 &
 	pid=$!
 	until_ok() { for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.5; done; return 1; }
 	t_ok "$release: plumbd as the ServiceAccount is ready" until_ok curl -fsS "http://127.0.0.1:$hport/readyz"
@@ -201,7 +221,7 @@ t_ok "helm install" h install "$rel" "$chart" -n "$ns" --set watchNamespace="$wn
 	--set 'managementTarget.rules[0].apiGroups[0]=' --set 'managementTarget.rules[0].resources[0]=configmaps' \
 	--set 'managementTarget.rules[0].verbs={get,list,watch,patch,delete}'
 objects "$rel" "$tmp/objects"
-t_eq "installed object count" 12 "$(wc -l <"$tmp/objects")"
+t_eq "installed object count" 14 "$(wc -l <"$tmp/objects")"
 while read -r kind name namespace; do
 	t_ok "installed: $kind $name" exists "$kind" "$name" "$namespace"
 done <"$tmp/objects"
@@ -230,6 +250,10 @@ t_ok "rbac: management target rules" can patch configmaps -n "$other"
 t_ok "rbac: management target narrowed" cannot create deployments.apps -n "$other"
 t_ok "rbac: inventory configmaps" can create configmaps -n "$ns"
 t_ok "rbac: inventory namespace" can create namespaces
+t_ok "rbac: impersonate service accounts of the management target namespace" can impersonate serviceaccounts -n "$ns"
+t_ok "rbac: no service accounts of other namespaces" cannot impersonate serviceaccounts -n "$other"
+t_ok "rbac: no users impersonated" cannot impersonate users
+t_ok "rbac: no groups impersonated" cannot impersonate groups
 
 plumbd_as "$rel" "$wns" --namespace="$wns"
 

@@ -205,7 +205,7 @@ start_plumbd() {
 	hport=$(freeport)
 	"${pod[@]}" /usr/local/bin/plumbd --kubeconfig=/kubeconfig --namespace="$ns" \
 		--metrics-addr="127.0.0.1:$mport" --health-addr="127.0.0.1:$hport" \
-		--cache-dir="$1" --shutdown-timeout=5s >"$2" 2>&1 &
+		--cache-dir="$1" --shutdown-timeout=5s --allow-file-urls >"$2" 2>&1 &
 	pid=$!
 }
 # wait_for CMD…: up to 30 s, while plumbd runs.

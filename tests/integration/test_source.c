@@ -137,6 +137,16 @@ static void assert_no_secret(const char *msg)
 	ck_assert_msg(strstr(msg, "PRIVATE KEY") == NULL, "key leaked: %s", msg);
 }
 
+/* The mirror id of creds in cache (a static buffer: one use per call). */
+static const char *cid(source_cache *cache, const source_credentials *creds)
+{
+	static char id[4][65];
+	static int n;
+	char *out = id[n++ % 4];
+	source_credentials_id(out, cache, creds);
+	return out;
+}
+
 /* Fetches url into a fresh cache and returns the cache; fails the test on error. */
 static source_cache *fetched(const char *url, const source_credentials *creds)
 {
@@ -157,7 +167,7 @@ START_TEST(test_source__https_basic_right_password)
 	source_credentials *c = basic_creds(env("BASIC_PASSWORD"), "CA_FILE");
 	source_cache *cache = fetched(url, c);
 	source_commit commit;
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 	char *want = rev("basic_ok", "main");
 	ck_assert_str_eq(commit.id, want);
 	source_commit_clear(&commit);
@@ -207,7 +217,7 @@ START_TEST(test_source__https_bearer_token)
 	ck_assert_msg(source_fetch(&st, cache, url, &right, 30) == 0, "%s", plumb_error_last());
 	ck_assert_uint_gt(st.received_objects, 0);
 	source_commit commit;
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_TAG, "v1"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, &right), SOURCE_REF_TAG, "v1"), 0);
 	source_commit_clear(&commit);
 	source_cache_free(cache);
 	free(right.username); free(right.password); free(right.bearer_token); free(right.ca_file);
@@ -274,7 +284,7 @@ START_TEST(test_source__ssh_right_key)
 	source_credentials *c = ssh_creds("SSH_KEY", "KNOWN_HOSTS", NULL);
 	source_cache *cache = fetched(url, c);
 	source_commit commit;
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), 0);
 	char *want = rev("ssh_ok", "dev");
 	ck_assert_str_eq(commit.id, want);
 	free(want);
@@ -362,15 +372,15 @@ START_TEST(test_source__refs_branch_tag_commit)
 	char *c1 = rev("refs", "v1^{commit}"), *c2 = rev("refs", "main"), *dev = rev("refs", "dev");
 	source_commit r;
 
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 	ck_assert_str_eq(r.id, c2);
 	ck_assert_str_eq(r.subject, "bump a");
 	source_commit_clear(&r);
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), 0);
 	ck_assert_str_eq(r.id, dev);
 	source_commit_clear(&r);
 	/* annotated tag, peeled to its commit */
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_TAG, "v1"), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_TAG, "v1"), 0);
 	ck_assert_str_eq(r.id, c1);
 	ck_assert_str_eq(r.subject, "initial layout");
 	ck_assert_str_eq(r.author_name, "Plumb Tester");
@@ -378,21 +388,21 @@ START_TEST(test_source__refs_branch_tag_commit)
 	ck_assert_int_eq(r.time, 1767323045);
 	source_commit_clear(&r);
 	/* lightweight tag */
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_TAG, "v2-light"), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_TAG, "v2-light"), 0);
 	ck_assert_str_eq(r.id, c2);
 	source_commit_clear(&r);
 	/* full id and a 7-digit prefix */
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_COMMIT, c1), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_COMMIT, c1), 0);
 	ck_assert_str_eq(r.id, c1);
 	source_commit_clear(&r);
 	char prefix[8];
 	memcpy(prefix, c1, 7);
 	prefix[7] = '\0';
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_COMMIT, prefix), 0);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_COMMIT, prefix), 0);
 	ck_assert_str_eq(r.id, c1);
 	source_commit_clear(&r);
 	prefix[6] = '\0';
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_COMMIT, prefix), PLUMB_EINVALID);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_COMMIT, prefix), PLUMB_EINVALID);
 	free(c1); free(c2); free(dev);
 	source_cache_free(cache);
 	source_credentials_free(c);
@@ -407,13 +417,13 @@ START_TEST(test_source__missing_ref)
 	source_credentials *c = basic_creds(env("BASIC_PASSWORD"), "CA_FILE");
 	source_cache *cache = fetched(url, c);
 	source_commit r;
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_BRANCH, "nope"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "nope"), PLUMB_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "branch \"nope\" not found"));
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_TAG, "v9"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_TAG, "v9"), PLUMB_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "tag \"v9\" not found"));
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_COMMIT, "0123456789abcdef"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_COMMIT, "0123456789abcdef"), PLUMB_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "commit 0123456789abcdef not found"));
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_BRANCH, "bad..name"), PLUMB_EINVALID);
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "bad..name"), PLUMB_EINVALID);
 	source_cache_free(cache);
 	source_credentials_free(c);
 	free(url);
@@ -427,7 +437,7 @@ START_TEST(test_source__force_pushed_branch)
 	source_credentials *c = basic_creds(env("BASIC_PASSWORD"), "CA_FILE");
 	source_cache *cache = fetched(url, c);
 	source_commit before, after, stale;
-	ck_assert_int_eq(source_resolve(&before, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	ck_assert_int_eq(source_resolve(&before, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), 0);
 
 	/* rewrite dev: drop its commit, make another one, force-push */
 	sh("cd %s/.work/force && git checkout -q dev && git reset -q --hard v1 && "
@@ -436,13 +446,13 @@ START_TEST(test_source__force_pushed_branch)
 	source_fetch_stats st;
 	ck_assert_msg(source_fetch(&st, cache, url, c, 30) == 0, "%s", plumb_error_last());
 	ck_assert_uint_gt(st.updated_refs, 0);
-	ck_assert_int_eq(source_resolve(&after, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	ck_assert_int_eq(source_resolve(&after, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), 0);
 	char *want = rev("force", "dev");
 	ck_assert_str_eq(after.id, want);
 	ck_assert_str_ne(after.id, before.id);
 	ck_assert_str_eq(after.subject, "rewritten");
 	/* the old commit is still in the mirror, but nothing reaches it */
-	ck_assert_int_eq(source_resolve(&stale, cache, url, SOURCE_REF_COMMIT, before.id), PLUMB_ESTALE);
+	ck_assert_int_eq(source_resolve(&stale, cache, url, cid(cache, c), SOURCE_REF_COMMIT, before.id), PLUMB_ESTALE);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "no longer reachable"));
 	free(want);
 	source_commit_clear(&before);
@@ -466,8 +476,8 @@ START_TEST(test_source__read_files_in_order)
 	source_cache *cache = fetched(url, &c);
 	source_commit r;
 	source_files *files = NULL;
-	ck_assert_int_eq(source_resolve(&r, cache, url, SOURCE_REF_BRANCH, "main"), 0);
-	ck_assert_msg(source_read(&files, cache, url, r.id, "./clusters/base/", NULL) == 0, "%s", plumb_error_last());
+	ck_assert_int_eq(source_resolve(&r, cache, url, cid(cache, &c), SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_msg(source_read(&files, cache, url, cid(cache, &c), r.id, "./clusters/base/", NULL) == 0, "%s", plumb_error_last());
 	static const char *want[] = {
 		"clusters/base/a.yaml", "clusters/base/b.yml", "clusters/base/c.json",
 		"clusters/base/sub/d.yaml", "clusters/base/z/e.yaml",
@@ -480,7 +490,7 @@ START_TEST(test_source__read_files_in_order)
 	source_files_free(files);
 	files = NULL;
 	/* one file named by path */
-	ck_assert_int_eq(source_read(&files, cache, url, r.id, "clusters/other/x.yaml", NULL), 0);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, &c), r.id, "clusters/other/x.yaml", NULL), 0);
 	ck_assert_uint_eq(files->count, 1);
 	ck_assert_str_eq(files->items[0].path, "clusters/other/x.yaml");
 	source_files_free(files);
@@ -499,13 +509,13 @@ START_TEST(test_source__missing_path_symlink_submodule)
 	source_cache *cache = fetched(url, c);
 	char *head = rev("paths", "main");
 	source_files *files = NULL;
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/nowhere", NULL), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/nowhere", NULL), PLUMB_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "path \"clusters/nowhere\" not found"));
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/links", NULL), PLUMB_EINVALID);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/links", NULL), PLUMB_EINVALID);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "clusters/links/link.yaml is a symlink"));
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/subm", NULL), PLUMB_EINVALID);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/subm", NULL), PLUMB_EINVALID);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "clusters/subm/mod is a submodule"));
-	ck_assert_int_eq(source_read(&files, cache, url, head, "../etc", NULL), PLUMB_EINVALID);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "../etc", NULL), PLUMB_EINVALID);
 	ck_assert_ptr_null(files);
 	free(head);
 	source_cache_free(cache);
@@ -524,23 +534,23 @@ START_TEST(test_source__read_caps)
 	source_files *files = NULL;
 	source_limits lim = { 0 };
 
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/big", NULL), 0);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/big", NULL), 0);
 	ck_assert_uint_eq(files->items[0].len, 200000);
 	source_files_free(files);
 	files = NULL;
 	lim.max_file_size = 100000;
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/big", &lim), PLUMB_ETOOBIG);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/big", &lim), PLUMB_ETOOBIG);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "clusters/big/huge.yaml is 200000 bytes, over the 100000-byte file size cap"));
 	lim.max_file_size = 0;
 	lim.max_total_size = 150;
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/base", &lim), PLUMB_ETOOBIG);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/base", &lim), PLUMB_ETOOBIG);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "total size cap"));
 	lim.max_total_size = 0;
 	lim.max_files = 4;
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/base", &lim), PLUMB_ETOOBIG);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/base", &lim), PLUMB_ETOOBIG);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "more than 4 files"));
 	lim.max_files = 5;
-	ck_assert_int_eq(source_read(&files, cache, url, head, "clusters/base", &lim), 0);
+	ck_assert_int_eq(source_read(&files, cache, url, cid(cache, c), head, "clusters/base", &lim), 0);
 	ck_assert_uint_eq(files->count, 5);
 	source_files_free(files);
 	free(head);
@@ -560,38 +570,38 @@ START_TEST(test_source__other_folder_is_no_change)
 	source_cache *cache = fetched(url, c);
 	source_commit c0, c1, c2, c3;
 	int changed = -1;
-	ck_assert_int_eq(source_resolve(&c0, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_resolve(&c0, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 
 	/* a commit that touches only another folder */
 	sh("cd %s/.work/change && echo 'n: 1' >> clusters/other/x.yaml && git commit -qam other && git push -q origin main",
 		env("GIT_REPOS"));
 	ck_assert_int_eq(source_fetch(NULL, cache, url, c, 30), 0);
-	ck_assert_int_eq(source_resolve(&c1, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_resolve(&c1, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 	ck_assert_str_ne(c0.id, c1.id);
-	ck_assert_int_eq(source_changed(&changed, cache, url, c0.id, c1.id, "clusters/base"), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c0.id, c1.id, "clusters/base"), 0);
 	ck_assert_int_eq(changed, 0);
-	ck_assert_int_eq(source_changed(&changed, cache, url, c0.id, c1.id, "clusters/other"), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c0.id, c1.id, "clusters/other"), 0);
 	ck_assert_int_eq(changed, 1);
-	ck_assert_int_eq(source_changed(&changed, cache, url, c0.id, c1.id, ""), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c0.id, c1.id, ""), 0);
 	ck_assert_int_eq(changed, 1);
 
 	/* under path, but only files source_read skips */
 	sh("cd %s/.work/change && echo more >> clusters/base/README.md && echo 'x: 1' >> clusters/base/.dotdir/x.yaml && "
 	   "git commit -qam docs && git push -q origin main", env("GIT_REPOS"));
 	ck_assert_int_eq(source_fetch(NULL, cache, url, c, 30), 0);
-	ck_assert_int_eq(source_resolve(&c2, cache, url, SOURCE_REF_BRANCH, "main"), 0);
-	ck_assert_int_eq(source_changed(&changed, cache, url, c1.id, c2.id, "clusters/base"), 0);
+	ck_assert_int_eq(source_resolve(&c2, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c1.id, c2.id, "clusters/base"), 0);
 	ck_assert_int_eq(changed, 0);
 
 	/* a manifest under path */
 	sh("cd %s/.work/change && echo 'y: 1' >> clusters/base/sub/d.yaml && git commit -qam d && git push -q origin main",
 		env("GIT_REPOS"));
 	ck_assert_int_eq(source_fetch(NULL, cache, url, c, 30), 0);
-	ck_assert_int_eq(source_resolve(&c3, cache, url, SOURCE_REF_BRANCH, "main"), 0);
-	ck_assert_int_eq(source_changed(&changed, cache, url, c2.id, c3.id, "clusters/base"), 0);
+	ck_assert_int_eq(source_resolve(&c3, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c2.id, c3.id, "clusters/base"), 0);
 	ck_assert_int_eq(changed, 1);
 	/* a path that exists on neither side */
-	ck_assert_int_eq(source_changed(&changed, cache, url, c2.id, c3.id, "nowhere"), 0);
+	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c2.id, c3.id, "nowhere"), 0);
 	ck_assert_int_eq(changed, 0);
 	source_commit_clear(&c0); source_commit_clear(&c1);
 	source_commit_clear(&c2); source_commit_clear(&c3);
@@ -707,14 +717,14 @@ START_TEST(test_source__fetch_only_the_ref_and_capped)
 	source_fetch_opts main_only = { .kind = SOURCE_REF_BRANCH, .ref = "main", .max_bytes = 512 * 1024 };
 	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &main_only) == 0, "%s", plumb_error_last());
 	ck_assert_uint_lt(st.received_bytes, 512 * 1024);
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 	char *want = rev("capped", "main");
 	ck_assert_str_eq(commit.id, want);
 	source_commit_clear(&commit);
 	free(want);
 	/* nothing of the other branches is in the mirror */
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
 	source_cache_free(cache);
 
 	/* The huge branch with that cap: stopped, saying why. */
@@ -726,12 +736,12 @@ START_TEST(test_source__fetch_only_the_ref_and_capped)
 	ck_assert_msg(strstr(plumb_error_last(), "the server sent more than 524288 bytes (the fetch cap)"), "%s",
 		plumb_error_last());
 	assert_no_secret(plumb_error_last());
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "huge"), PLUMB_ENOTFOUND);
 	/* ... and with room for it, it comes. */
 	huge.max_bytes = 8 * 1024 * 1024;
 	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &huge) == 0, "%s", plumb_error_last());
 	ck_assert_uint_gt(st.received_bytes, 3000000);
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "huge"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "huge"), 0);
 	source_commit_clear(&commit);
 	source_cache_free(cache);
 
@@ -739,9 +749,9 @@ START_TEST(test_source__fetch_only_the_ref_and_capped)
 	cache = new_cache();
 	source_fetch_opts tag = { .kind = SOURCE_REF_TAG, .ref = "v1", .max_bytes = 512 * 1024 };
 	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &tag) == 0, "%s", plumb_error_last());
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_TAG, "v1"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_TAG, "v1"), 0);
 	source_commit_clear(&commit);
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "main"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), PLUMB_ENOTFOUND);
 	source_fetch_opts by_commit = { .kind = SOURCE_REF_COMMIT, .ref = "0123", .max_bytes = 512 * 1024 };
 	ck_assert_int_eq(source_fetch_ref(&st, cache, url, c, 30, &by_commit), PLUMB_ETOOBIG);
 	source_cache_free(cache);
@@ -770,12 +780,12 @@ START_TEST(test_source__fetch_one_branch_deleted)
 	source_commit commit;
 	source_fetch_opts dev = { .kind = SOURCE_REF_BRANCH, .ref = "dev" };
 	ck_assert_msg(source_fetch_ref(&st, cache, url, c, 30, &dev) == 0, "%s", plumb_error_last());
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), 0);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), 0);
 	source_commit_clear(&commit);
 	sh("cd %s/.work/onedel && git push -q origin :dev", env("GIT_REPOS"));
 	int rc = source_fetch_ref(&st, cache, url, c, 30, &dev);
 	ck_assert_msg(rc == 0 || rc == PLUMB_ENOTFOUND, "rc %d: %s", rc, plumb_error_last());
-	ck_assert_int_eq(source_resolve(&commit, cache, url, SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&commit, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "dev"), PLUMB_ENOTFOUND);
 	source_cache_free(cache);
 	source_credentials_free(c);
 	free(url);

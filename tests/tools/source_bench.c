@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	if (source_fetch(&noop, cache, argv[1], NULL, 600) < 0)
 		goto fail;
 	t_noop = plumb_time_mono() - t0;
-	if (source_resolve(&head, cache, argv[1], SOURCE_REF_BRANCH, argv[3]) < 0)
+	if (source_resolve(&head, cache, argv[1], NULL, SOURCE_REF_BRANCH, argv[3]) < 0)
 		goto fail;
 	/* the read is short and the machine shared: median of 5 */
 	double reads[5];
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 			source_files_free(files);
 		files = NULL;
 		t0 = plumb_time_mono();
-		if (source_read(&files, cache, argv[1], head.id, argv[4], &lim) < 0)
+		if (source_read(&files, cache, argv[1], NULL, head.id, argv[4], &lim) < 0)
 			goto fail;
 		reads[i] = plumb_time_mono() - t0;
 	}

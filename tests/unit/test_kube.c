@@ -946,7 +946,7 @@ START_TEST(test_kube__impersonation_headers)
 	kube_config *cfg = NULL;
 	kube_client *base = NULL, *sa = NULL, *grp = NULL, *bad = NULL;
 	char user[600];
-	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, NULL), 0);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, NULL, &trusted), 0);
 	ck_assert_int_eq(kube_client_new(&base, cfg, NULL), 0);
 	kube_config_free(cfg);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -236,8 +237,8 @@ START_TEST(test_source__read_order_local_repo)
 	source_files *files = NULL;
 	ck_assert_int_eq(source_cache_new(&cache, cachedir), 0);
 	ck_assert_msg(source_fetch(&st, cache, url, NULL, 30) == 0, "%s", plumb_error_last());
-	ck_assert_int_eq(source_resolve(&head, cache, url, SOURCE_REF_BRANCH, "main"), 0);
-	ck_assert_int_eq(source_read(&files, cache, url, head.id, "p", NULL), 0);
+	ck_assert_int_eq(source_resolve(&head, cache, url, NULL, SOURCE_REF_BRANCH, "main"), 0);
+	ck_assert_int_eq(source_read(&files, cache, url, NULL, head.id, "p", NULL), 0);
 	/* byte order of full paths; dot-files, dot-folders and other extensions left out */
 	static const char *want[] = { "p/B.yml", "p/a-z/y.yml", "p/a.json", "p/b.yaml", "p/b/x.yaml", "p/z.yaml" };
 	ck_assert_uint_eq(files->count, 6);
@@ -251,16 +252,16 @@ START_TEST(test_source__read_order_local_repo)
 	source_files_free(files);
 	files = NULL;
 	/* the root: everything, q/ included */
-	ck_assert_int_eq(source_read(&files, cache, url, head.id, "", NULL), 0);
+	ck_assert_int_eq(source_read(&files, cache, url, NULL, head.id, "", NULL), 0);
 	ck_assert_uint_eq(files->count, 7);
 	ck_assert_str_eq(files->items[6].path, "q/o.yaml");
 	source_files_free(files);
 	files = NULL;
 	/* a short or unknown id is not a commit to read */
-	ck_assert_int_eq(source_read(&files, cache, url, "abc", "p", NULL), PLUMB_EINVALID);
-	ck_assert_int_eq(source_read(&files, cache, url, "0000000000000000000000000000000000000001", "p", NULL),
+	ck_assert_int_eq(source_read(&files, cache, url, NULL, "abc", "p", NULL), PLUMB_EINVALID);
+	ck_assert_int_eq(source_read(&files, cache, url, NULL, "0000000000000000000000000000000000000001", "p", NULL),
 		PLUMB_ENOTFOUND);
-	ck_assert_int_eq(source_read(&files, cache, "file:///never/fetched", head.id, "p", NULL), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_read(&files, cache, "file:///never/fetched", NULL, head.id, "p", NULL), PLUMB_ENOTFOUND);
 	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "fetch it first"));
 	source_commit_clear(&head);
 	source_cache_free(cache);
@@ -297,6 +298,126 @@ START_TEST(test_source__bad_urls)
 }
 END_TEST
 
+START_TEST(test_source__credentials_id)
+{
+	static const unsigned char salt[32] = "0123456789abcdef0123456789abcde";
+	static const unsigned char salt2[32] = "another salt, another cache....";
+	char a[65], b[65], e[65];
+	source_credentials none = { 0 }, x = { 0 }, y = { 0 };
+
+	/* no credentials, or none set: the anonymous mirror */
+	source_credentials_digest(e, salt, 32, NULL);
+	ck_assert_str_eq(e, "");
+	source_credentials_digest(e, salt, 32, &none);
+	ck_assert_str_eq(e, "");
+
+	x.username = "git";
+	x.password = "hunter2-secret";
+	source_credentials_digest(a, salt, 32, &x);
+	ck_assert_uint_eq(strlen(a), 64);
+	ck_assert_uint_eq(strspn(a, "0123456789abcdef"), 64);
+	source_credentials_digest(b, salt, 32, &x);
+	ck_assert_str_eq(a, b);                       /* stable */
+	ck_assert_ptr_null(strstr(a, "hunter2"));
+	source_credentials_digest(b, salt2, 32, &x);
+	ck_assert_str_ne(a, b);                       /* keyed by the cache's salt */
+
+	/* every field counts, and values cannot slide across fields */
+	y.username = "gi";
+	y.password = "thunter2-secret";
+	source_credentials_digest(b, salt, 32, &y);
+	ck_assert_str_ne(a, b);
+	y = x;
+	y.password = "hunter2-secreT";
+	source_credentials_digest(b, salt, 32, &y);
+	ck_assert_str_ne(a, b);
+	y = x;
+	y.ca_file = "-----BEGIN CERTIFICATE-----";
+	source_credentials_digest(b, salt, 32, &y);
+	ck_assert_str_ne(a, b);
+	y = x;
+	y.known_hosts = "";
+	source_credentials_digest(b, salt, 32, &y);
+	ck_assert_str_ne(a, b);                       /* an empty field is not an absent one */
+	source_credentials none2 = { 0 };
+	none2.bearer_token = "";
+	source_credentials_digest(b, salt, 32, &none2);
+	ck_assert_str_ne(b, "");
+
+	/* mirror keys: the URL alone when anonymous, URL + id otherwise */
+	char k1[65], k2[65], k3[65], want[65];
+	const char *url = "https://git.example.com/x.git";
+	plumb_sha256_hex(want, url, strlen(url));
+	source_mirror_key(k1, url, NULL);
+	ck_assert_str_eq(k1, want);
+	source_mirror_key(k2, url, "");
+	ck_assert_str_eq(k2, want);
+	source_mirror_key(k3, url, a);
+	ck_assert_str_ne(k3, want);
+	source_mirror_key(k2, "https://git.example.com/y.git", a);
+	ck_assert_str_ne(k2, k3);
+
+	ck_assert_int_eq(source_url_is_local("file:///srv/x.git"), 1);
+	ck_assert_int_eq(source_url_is_local("/srv/x.git"), 1);
+	ck_assert_int_eq(source_url_is_local("https://h/x.git"), 0);
+	ck_assert_int_eq(source_url_is_local("git@h:x.git"), 0);
+}
+END_TEST
+
+/* What one set of credentials fetched, another (or none) cannot read: the
+ * mirror is found only under the id of the credentials that fetched it. */
+START_TEST(test_source__mirror_per_credentials)
+{
+	char dir[] = "/tmp/plumb-unit-source-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char *cmd = plumb_asprintf(
+		"set -e; export GIT_CONFIG_NOSYSTEM=1 HOME=%s GIT_AUTHOR_NAME=T GIT_AUTHOR_EMAIL=t@t "
+		"GIT_COMMITTER_NAME=T GIT_COMMITTER_EMAIL=t@t; cd %s; git init -q -b main w; cd w; "
+		"echo 'k: v' > a.yaml; git add -A; git commit -qm one", dir, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	char *cachedir = plumb_asprintf("%s/cache", dir), *url = plumb_asprintf("file://%s/w", dir);
+	source_cache *cache = NULL;
+	source_commit head;
+	source_credentials alice = { 0 }, mallory = { 0 };
+	char ida[65], idm[65], again[65];
+	alice.username = "alice";
+	alice.password = "alice-pw";
+	mallory.username = "alice";
+	mallory.password = "guess";
+	ck_assert_int_eq(source_cache_new(&cache, cachedir), 0);
+	source_credentials_id(ida, cache, &alice);
+	source_credentials_id(idm, cache, &mallory);
+	ck_assert_str_ne(ida, idm);
+	ck_assert_msg(source_fetch(NULL, cache, url, &alice, 30) == 0, "%s", plumb_error_last());
+	ck_assert_int_eq(source_resolve(&head, cache, url, ida, SOURCE_REF_BRANCH, "main"), 0);
+	source_commit_clear(&head);
+	ck_assert_int_eq(source_resolve(&head, cache, url, idm, SOURCE_REF_BRANCH, "main"), PLUMB_ENOTFOUND);
+	ck_assert_int_eq(source_resolve(&head, cache, url, NULL, SOURCE_REF_BRANCH, "main"), PLUMB_ENOTFOUND);
+	ck_assert_ptr_null(strstr(plumb_error_last(), ida));
+	source_cache_free(cache);
+
+	/* the salt survives a restart (mode 0600): the same id, the same mirror */
+	struct stat sb;
+	char *saltp = plumb_asprintf("%s/.salt", cachedir);
+	ck_assert_int_eq(stat(saltp, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
+	ck_assert_int_eq(sb.st_size, 32);
+	ck_assert_int_eq(source_cache_new(&cache, cachedir), 0);
+	source_credentials_id(again, cache, &alice);
+	ck_assert_str_eq(again, ida);
+	ck_assert_int_eq(source_resolve(&head, cache, url, ida, SOURCE_REF_BRANCH, "main"), 0);
+	source_commit_clear(&head);
+	source_cache_free(cache);
+	cmd = plumb_asprintf("rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	free(saltp);
+	free(cachedir);
+	free(url);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("source");
@@ -311,6 +432,8 @@ int main(void)
 	tcase_add_test(tc, test_source__url_redact);
 	tcase_add_test(tc, test_source__read_order_local_repo);
 	tcase_add_test(tc, test_source__bad_urls);
+	tcase_add_test(tc, test_source__credentials_id);
+	tcase_add_test(tc, test_source__mirror_per_credentials);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
