@@ -1982,12 +1982,32 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	/* the run's parallel connections are not needed until the next one */
 	kube_client_shrink(t->client, 2);
 
-	/* Watch what we manage so drift is seen at once (and no LIST is needed). */
+	/* Watch what we manage so drift is seen at once (and no LIST is needed).
+	 * An identity watches only the kinds (per namespace) it could apply:
+	 * what it may not touch it may usually not watch either, and a watch
+	 * refused with 403 would retry for ever. */
+	cJSON *applied = t->identity ? cJSON_CreateObject() : NULL;
+	for (size_t i = 0; applied && i < res.count; i++) {
+		const apply_object_result *o = &res.objects[i];
+		char gvk[900];
+		if (o->action == APPLY_FAILED)
+			continue;
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", o->api_version ? o->api_version : "",
+			o->kind ? o->kind : "", o->ns && o->ns[0] ? o->ns : g->ns);
+		if (!cJSON_GetObjectItemCaseSensitive(applied, gvk))
+			cJSON_AddBoolToObject(applied, gvk, 1);
+	}
 	cJSON_ArrayForEach(obj, kinds) {
 		kube_resource kr;
+		char gvk[900];
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", jstr(obj, "apiVersion"), jstr(obj, "kind"),
+			jstr(obj, "namespace"));
+		if (applied && !cJSON_GetObjectItemCaseSensitive(applied, gvk))
+			continue;
 		if (kube_resolve_object(&kr, t->client, obj) == 0)
 			target_watch_kind(c, t, &kr, jstr(obj, "namespace"));
 	}
+	cJSON_Delete(applied);
 	cJSON_Delete(kinds);
 
 	size_t failed = res.totals[APPLY_FAILED] + res.totals[APPLY_CONFLICT];
