@@ -48,6 +48,11 @@ t_fails "url scheme" "url must be https://, ssh://, file:// or user@host:path" k
 t_fails "targets required" "targets needs a clusterSelector or clusterNames" k apply -f - < <(TARGETS='{}'; gitsync tg '{branch: main}' '')
 t_fails "path escapes" "path must be relative" k apply -f - < <(gitsync p '{branch: main}' '' | sed 's|^    ref:|    path: ../x\n    ref:|')
 t_ok "scp-style url accepted" k apply -f - < <(URL=git@github.com:org/repo.git gitsync scp '{tag: v1.2.0}' '')
+t_ok "serviceAccountName accepted" k apply -f - < <(gitsync sa '{branch: main}' '  serviceAccountName: ci.deployer-1')
+t_fails "serviceAccountName must be a service account name" "spec.serviceAccountName" \
+	k apply -f - < <(gitsync sab '{branch: main}' '  serviceAccountName: "Deployer:x"')
+t_ok "file:// accepted by the CRD (plumbd refuses it without --allow-file-urls)" \
+	k apply -f - < <(URL=file:///srv/git/x.git gitsync file '{branch: main}' '')
 
 # Status through the subresource, and the printer columns.
 t_ok "status subresource" k -n "$ns" patch gitsync ok --subresource=status --type=merge -p \
