@@ -177,6 +177,9 @@ cl_ready_is() { [[ $(cl_ready) == "$1"* ]]; }
 # 1. The account may manage its ConfigMaps: done, as the account.
 t_ok "1 what the ServiceAccount may do is done" wait_for 30 cm_is
 t_ok "1 good is Synced at the commit" wait_for 20 synced good
+# Drift in what it manages is seen by its own (impersonated) watch and corrected as it.
+kc c2 -n "$APPS" patch cm allowed --type=merge -p '{"data":{"team":"edited"}}' >/dev/null
+t_ok "1 drift corrected through the ServiceAccount's own watch" wait_for 10 cm_is
 # The ClusterRoleBinding: refused with the server's 403, never created.
 t_ok "1 attack fails with the server's 403, named in status" wait_for 30 failed_with attack c2 \
 	"ClusterRoleBinding $CRB.*403.*$SA.*cannot"

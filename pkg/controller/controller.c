@@ -1173,7 +1173,13 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 	void *v;
 	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
+		char user[600];
 		if (strcmp(g->label, lv->valuestring) == 0) {
+			/* Only the watches of the GitSync's own identity speak for its
+			 * objects (what plumbd's own watches see is not its to know). */
+			if (gitsync_identity(user, sizeof(user), c, g->obj) != 0 ||
+			    !streq(user, t->identity ? t->identity : ""))
+				continue;
 			/* A change in a target is acted on fast: a short window still
 			 * gathers a burst of events into one run, but an edit never
 			 * waits out a whole debounce. */
