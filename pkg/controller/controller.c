@@ -26,6 +26,11 @@
 #include "manifest/manifest.h"
 
 #define REQUESTED_AT "plumb.dev/requested-at"
+/* A standby hands a webhook to the leader through the GitSync's status (the
+ * install grants patch on gitsyncs/status, not on gitsyncs): its own field
+ * manager, so the leader's status applies never remove the field. */
+#define WEBHOOK_RECEIVED_AT "status.webhookReceivedAt"
+#define WEBHOOK_FIELD_MANAGER "plumb-webhook"
 #define MANAGED_SELECTOR APPLY_LABEL_MANAGED_BY "=" APPLY_FIELD_MANAGER
 #define MAX_DRIFT_LIST 50
 #define MAX_DRIFT_FIELDS 20
@@ -486,6 +491,8 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 	}
 	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
 	char *old_req = plumb_strdup(old_labels_req);
+	const char *hook = jstr(obj, WEBHOOK_RECEIVED_AT);
+	int hooked = !is_new && hook && !streq(hook, jstr(g->obj, WEBHOOK_RECEIVED_AT));
 	cJSON_Delete(g->obj);
 	g->obj = cJSON_Duplicate(obj, 1);
 	free(key);
@@ -497,6 +504,9 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 	if (is_new || spec_changed || requested) {
 		trigger_src(c, g->key, 0);
 		trigger_gitsync_syncs_locked(c, g, 0);
+	} else if (hooked) {
+		/* A standby received a webhook: fetch, as for one of our own. */
+		trigger_src(c, g->key, jduration(g->obj, "spec.debounce", 1));
 	}
 }
 
@@ -2206,17 +2216,21 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 		return;
 	}
 	/* The Service may route a delivery to a standby: pass it on to the
-	 * leader the way a user would, with the requested-at annotation. */
+	 * leader through status.webhookReceivedAt, which the leader's GitSync
+	 * informer sees change. A write to the status subresource is what the
+	 * install's RBAC grants; the GitSync's spec and metadata stay the
+	 * tenant's. */
 	char now[48];
 	plumb_time_micro(now, sizeof(now), plumb_time_real());
-	cJSON *patch = cJSON_CreateObject();
-	cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
-	cJSON_AddStringToObject(ann, REQUESTED_AT, now);
-	if (kube_merge_patch(NULL, c->o.mgmt, &c->gitsync_res, ns, name, patch) != 0)
+	cJSON *st = cJSON_CreateObject();
+	cJSON_AddStringToObject(st, "webhookReceivedAt", now);
+	cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", ns, name, st);
+	kube_apply_opts ao = { .field_manager = WEBHOOK_FIELD_MANAGER, .force = 1 };
+	if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, ns, body, &ao) != 0)
 		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());
 	else
 		plumb_info("webhook passed on to the leader", "gitsync", key);
-	cJSON_Delete(patch);
+	cJSON_Delete(body);
 }
 
 int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name)
