@@ -132,7 +132,9 @@ struct controller {
 	pthread_mutex_t lock;
 	cmap gitsyncs;            /* "ns/name" -> gitsync_state* */
 	cmap clusters;            /* "ns/name" -> cJSON* */
-	cmap secrets;             /* "ns/name" -> cJSON* */
+	cmap secrets;             /* "ns/name" -> cJSON*: only referenced Secrets,
+	                             reduced to the keys read (secret_reduce_locked) */
+	unsigned long secret_epoch; /* bumped on every change of c->secrets */
 	cmap targets;             /* "ns/name" -> target* */
 	kube_watch *mgmt_watches[3];
 	int synced[3];
@@ -462,6 +464,18 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 
 /* ---- management informers (hub thread) ------------------------------------------------ */
 
+static void secrets_prune_locked(controller *c);
+
+/* The Secret references of a GitSync or Cluster object, as one string: when
+ * it changes, kept Secrets may have lost their last reference. */
+static char *secret_refs(const cJSON *obj)
+{
+	return plumb_asprintf("%s|%s|%s|%s", jstr(obj, "spec.git.secretRef.name") ? jstr(obj, "spec.git.secretRef.name") : "",
+		jstr(obj, "spec.webhook.secretRef.name") ? jstr(obj, "spec.webhook.secretRef.name") : "",
+		jstr(obj, "spec.kubeConfigSecretRef.name") ? jstr(obj, "spec.kubeConfigSecretRef.name") : "",
+		jstr(obj, "spec.kubeConfigSecretRef.key") ? jstr(obj, "spec.kubeConfigSecretRef.key") : "");
+}
+
 static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
@@ -554,12 +568,22 @@ static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 		}
 		free(gone);
 		cmap_free(&seen);
+		secrets_prune_locked(c);
 		c->synced[0] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		char *k = obj_key(obj);
+		gitsync_state *g = cmap_get(&c->gitsyncs, k);
+		char *before = g ? secret_refs(g->obj) : NULL, *after = secret_refs(obj);
 		gitsync_upsert_locked(c, obj);
+		if (before && !streq(before, after))
+			secrets_prune_locked(c);
+		free(before);
+		free(after);
+		free(k);
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
 		gitsync_delete_locked(c, k);
+		secrets_prune_locked(c);
 		free(k);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -600,6 +624,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
 		}
+		secrets_prune_locked(c);
 		c->synced[1] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
@@ -607,7 +632,10 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		/* Our own status writes need no reaction: only spec and labels matter. */
 		int changed = !old || !diff_json_equal(jget(old, "spec"), jget(obj, "spec")) ||
 			!diff_json_equal(jget(old, "metadata.labels"), jget(obj, "metadata.labels"));
+		int refs_changed = old && !diff_json_equal(jget(old, "spec.kubeConfigSecretRef"), jget(obj, "spec.kubeConfigSecretRef"));
 		cache_replace_locked(&c->clusters, obj);
+		if (refs_changed)
+			secrets_prune_locked(c);
 		if (changed) {
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
@@ -616,6 +644,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
 		cJSON_Delete(cmap_del(&c->clusters, k));
+		secrets_prune_locked(c);
 		/* GitSyncs drop the cluster's status entry on their next sync. */
 		size_t i = 0;
 		const char *gk;
@@ -649,22 +678,241 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	}
 }
 
+/* ---- Secrets: only what a Cluster or GitSync references ------------------------------
+ * plumbd may watch every Secret of a namespace (or of the cluster), most of
+ * them none of its business and some large (Helm releases: up to 1 MiB). It
+ * keeps a Secret only while a Cluster (kubeConfigSecretRef) or a GitSync
+ * (git.secretRef, webhook.secretRef) in its namespace names it, and only the
+ * data keys those read; "plumbKeys" in the kept object records which keys it
+ * was reduced for. A reference that appears later, or wants other keys, is
+ * filled by a GET (secret_ensure) from the worker or HTTP thread that needs
+ * it. Lists of Secrets use small pages, so a relist never holds more than
+ * SECRET_LIST_LIMIT whole Secrets at once. */
+
+#define SECRET_LIST_LIMIT 16   /* Secrets are at most 1 MiB: a page is at most 16 MiB */
+
+static void free_json(void *j);
+
+static const char *const git_secret_keys[] = {
+	"username", "password", "bearerToken", "identity", "known_hosts", "caFile",
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The data keys plumbd reads from Secret ns/name, sorted, each followed by a
+ * newline, in *out (caller frees); NULL when nothing references it. */
+static char *secret_needs_locked(controller *c, const char *ns, const char *name)
+{
+	const char *keys[64];
+	size_t n = 0, i = 0;
+	const char *k;
+	void *v;
+	if (!ns || !name)
+		return NULL;
+	while (cmap_next(&c->clusters, &i, &k, &v) && n < 64) {
+		if (streq(jstr(v, "metadata.namespace"), ns) &&
+		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
+			const char *key = jstr(v, "spec.kubeConfigSecretRef.key");
+			keys[n++] = key ? key : "kubeconfig";
+		}
+	}
+	i = 0;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (!streq(g->ns, ns))
+			continue;
+		if (streq(jstr(g->obj, "spec.git.secretRef.name"), name))
+			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys) && n < 64; j++)
+				keys[n++] = git_secret_keys[j];
+		if (streq(jstr(g->obj, "spec.webhook.secretRef.name"), name) && n < 64)
+			keys[n++] = "token";
+	}
+	if (!n)
+		return NULL;
+	qsort(keys, n, sizeof(*keys), cmp_str);
+	plumb_buf b;
+	plumb_buf_init(&b, 64 * 1024);   /* 64 names of at most 253 bytes */
+	for (size_t j = 0; j < n; j++) {
+		if (j && !strcmp(keys[j], keys[j - 1]))
+			continue;
+		if (plumb_buf_append(&b, keys[j], strlen(keys[j])) || plumb_buf_append(&b, "\n", 1)) {
+			plumb_buf_free(&b);
+			return NULL;
+		}
+	}
+	return plumb_buf_detach(&b);
+}
+
+/* What plumbd keeps of Secret sec: its name, namespace and resourceVersion,
+ * and the data keys secret_needs_locked() names; NULL when unreferenced. */
+static cJSON *secret_reduce_locked(controller *c, const cJSON *sec)
+{
+	char *needs = secret_needs_locked(c, jstr(sec, "metadata.namespace"), jstr(sec, "metadata.name"));
+	if (!needs)
+		return NULL;
+	cJSON *r = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(r, "metadata");
+	cJSON *data = cJSON_AddObjectToObject(r, "data");
+	const char *fields[] = { "name", "namespace", "resourceVersion" };
+	for (size_t i = 0; i < 3; i++) {
+		const cJSON *f = jget(jget(sec, "metadata"), fields[i]);
+		if (cJSON_IsString(f))
+			cJSON_AddStringToObject(m, fields[i], f->valuestring);
+	}
+	const cJSON *all = jget(sec, "data");
+	for (char *p = needs, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		const cJSON *val = cJSON_GetObjectItemCaseSensitive(all, p);
+		if (val)
+			cJSON_AddItemToObject(data, p, cJSON_Duplicate(val, 1));
+		*nl = '\n';
+	}
+	cJSON_AddStringToObject(r, "plumbKeys", needs);
+	free(needs);
+	return r;
+}
+
+/* Drops kept Secrets that nothing references any more (after a Cluster or
+ * GitSync changed or went away). */
+static void secrets_prune_locked(controller *c)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	char **gone = NULL;
+	size_t ngone = 0;
+	while (cmap_next(&c->secrets, &i, &k, &v)) {
+		char *needs = secret_needs_locked(c, jstr(v, "metadata.namespace"), jstr(v, "metadata.name"));
+		if (!needs) {
+			char **p = realloc(gone, (ngone + 1) * sizeof(*p));
+			if (p) {
+				gone = p;
+				gone[ngone++] = plumb_strdup(k);
+			}
+		}
+		free(needs);
+	}
+	for (size_t j = 0; j < ngone; j++) {
+		cJSON_Delete(cmap_del(&c->secrets, gone[j]));
+		free(gone[j]);
+		c->secret_epoch++;
+	}
+	free(gone);
+}
+
+/* List pages of Secrets go through this on the list's helper thread. */
+static cJSON *reduce_secret(const cJSON *item, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	cJSON *r = secret_reduce_locked(c, item);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* Makes sure c->secrets holds Secret ns/name as the references need it now:
+ * GETs it when a reference is new or wants other keys. Call without c->lock.
+ * Returns 0, or the GET's error (PLUMB_ENOTFOUND when it does not exist). */
+static int secret_ensure(controller *c, const char *ns, const char *name)
+{
+	int rc = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", name ? name : "");
+		pthread_mutex_lock(&c->lock);
+		char *needs = secret_needs_locked(c, ns, name);
+		const cJSON *have = cmap_get(&c->secrets, sk);
+		int fine = !needs || (have && streq(jstr(have, "plumbKeys"), needs));
+		unsigned long epoch = c->secret_epoch;
+		pthread_mutex_unlock(&c->lock);
+		free(needs);
+		if (fine)
+			return 0;
+		cJSON *sec = NULL;
+		rc = kube_get(&sec, c->o.mgmt, &c->secret_res, ns, name);
+		pthread_mutex_lock(&c->lock);
+		if (c->secret_epoch != epoch) {
+			/* A watch event came in meanwhile: it is at least as new. */
+			pthread_mutex_unlock(&c->lock);
+			cJSON_Delete(sec);
+			continue;
+		}
+		cJSON *r = rc == 0 ? secret_reduce_locked(c, sec) : NULL;
+		void *old = NULL;
+		if (r) {
+			if (cmap_put(&c->secrets, sk, r, &old) == 0)
+				cJSON_Delete(old);
+			else
+				cJSON_Delete(r);
+			c->secret_epoch++;
+		} else if (rc == PLUMB_ENOTFOUND && cmap_get(&c->secrets, sk)) {
+			cJSON_Delete(cmap_del(&c->secrets, sk));
+			c->secret_epoch++;
+		}
+		pthread_mutex_unlock(&c->lock);
+		cJSON_Delete(sec);
+		return rc;
+	}
+	return rc;
+}
+
+/* secret_ensure() for the Secret named at path in GitSync/Cluster key's
+ * object (kind: 'g' GitSync, 'c' Cluster). */
+static int secret_ensure_ref(controller *c, char kind, const char *key, const char *path)
+{
+	char *ns = NULL, *name = NULL;
+	pthread_mutex_lock(&c->lock);
+	const cJSON *obj = NULL;
+	if (kind == 'g') {
+		gitsync_state *g = cmap_get(&c->gitsyncs, key);
+		obj = g ? g->obj : NULL;
+	} else {
+		obj = cmap_get(&c->clusters, key);
+	}
+	ns = plumb_strdup(jstr(obj, "metadata.namespace"));
+	name = plumb_strdup(jstr(obj, path));
+	pthread_mutex_unlock(&c->lock);
+	int rc = ns && name ? secret_ensure(c, ns, name) : 0;
+	free(ns);
+	free(name);
+	return rc;
+}
+
 static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 {
 	controller *c = data;
 	pthread_mutex_lock(&c->lock);
 	if (type == KUBE_WATCH_RESYNC) {
-		cache_resync_locked(&c->secrets, obj);
+		/* Items were reduced page by page (reduce_secret); keep those that
+		 * still fit today's references, the rest are fetched on demand. */
+		cmap_free_all(&c->secrets, free_json);
 		const cJSON *it;
+		cJSON_ArrayForEach(it, jget(obj, "items")) {
+			char *needs = secret_needs_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+			if (needs && streq(needs, jstr(it, "plumbKeys")))
+				cache_replace_locked(&c->secrets, it);
+			free(needs);
+		}
+		c->secret_epoch++;
 		cJSON_ArrayForEach(it, jget(obj, "items"))
 			secret_changed_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
 		c->synced[2] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
-		if (type == KUBE_WATCH_DELETED)
+		cJSON *r = type == KUBE_WATCH_DELETED ? NULL : secret_reduce_locked(c, obj);
+		void *old = NULL;
+		if (r) {
+			if (cmap_put(&c->secrets, k, r, &old) == 0)
+				cJSON_Delete(old);
+			else
+				cJSON_Delete(r);
+			c->secret_epoch++;
+		} else if (cmap_get(&c->secrets, k)) {
 			cJSON_Delete(cmap_del(&c->secrets, k));
-		else
-			cache_replace_locked(&c->secrets, obj);
+			c->secret_epoch++;
+		}
 		free(k);
 		secret_changed_locked(c, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
 	}
@@ -717,6 +965,10 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	kube_config *cfg = NULL;
 	target *t = NULL;
 
+	int erc = secret_ensure_ref(c, 'c', cl_key, "spec.kubeConfigSecretRef.name");
+	char emsg[512] = "";
+	if (erc < 0 && erc != PLUMB_ENOTFOUND)
+		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
 	const cJSON *cl = cmap_get(&c->clusters, cl_key);
 	if (!cl) {
@@ -736,7 +988,9 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
 		const cJSON *sec = cmap_get(&c->secrets, sk);
 		const cJSON *val = cJSON_GetObjectItemCaseSensitive(jget(sec, "data"), skey ? skey : "kubeconfig");
-		if (!sec) {
+		if (!sec && emsg[0]) {
+			rc = plumb_error_set(erc, "kubeconfig secret %s: %s", sk, emsg);
+		} else if (!sec) {
 			rc = plumb_error_set(PLUMB_ENOTFOUND, "kubeconfig secret %s not found", sk);
 		} else if (!cJSON_IsString(val)) {
 			rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig secret %s has no key \"%s\"",
@@ -1293,6 +1547,10 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	if (!g)
 		return 0;
 
+	int erc = secret_ensure_ref(c, 'g', gs_key, "spec.git.secretRef.name");
+	char emsg[512] = "";
+	if (erc < 0 && erc != PLUMB_ENOTFOUND)
+		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
 	const char *refname = NULL;
 	kind = ref_kind(g->obj, &refname);
@@ -1310,7 +1568,9 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
 		const cJSON *sec = cmap_get(&c->secrets, sk);
-		if (!sec)
+		if (!sec && emsg[0])
+			rc = plumb_error_set(erc, "git secret %s: %s", sk, emsg);
+		else if (!sec)
 			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
 		else
 			rc = source_credentials_from_secret_data(&creds, jget(sec, "data"));
@@ -2146,10 +2406,11 @@ fail:
 int controller_start(controller *c)
 {
 	kube_watch_opts wo = { .ns = c->o.ns };
+	kube_watch_opts swo = { .ns = c->o.ns, .list_limit = SECRET_LIST_LIMIT, .reduce = reduce_secret };
 	int rc;
 	if ((rc = kube_watch_start(&c->mgmt_watches[0], c->hub, c->o.mgmt, &c->gitsync_res, &wo, on_gitsync, c)) ||
 	    (rc = kube_watch_start(&c->mgmt_watches[1], c->hub, c->o.mgmt, &c->cluster_res, &wo, on_cluster, c)) ||
-	    (rc = kube_watch_start(&c->mgmt_watches[2], c->hub, c->o.mgmt, &c->secret_res, &wo, on_secret, c)))
+	    (rc = kube_watch_start(&c->mgmt_watches[2], c->hub, c->o.mgmt, &c->secret_res, &swo, on_secret, c)))
 		return rc;
 	if (pthread_create(&c->hub_thread, NULL, hub_main, c) != 0)
 		return plumb_error_set(PLUMB_EIO, "cannot start the watch thread");
@@ -2238,6 +2499,7 @@ int controller_webhook_secret(controller *c, char **out, size_t *outlen, const c
 	char key[600];
 	int rc = PLUMB_ENOTFOUND;
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	secret_ensure_ref(c, 'g', key, "spec.webhook.secretRef.name");
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = cmap_get(&c->gitsyncs, key);
 	const char *sname = g ? jstr(g->obj, "spec.webhook.secretRef.name") : NULL;
