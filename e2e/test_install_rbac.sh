@@ -130,6 +130,13 @@ lport=MPORT_$leader sport=MPORT_$standby swport=WPORT_$standby lpid=PID_$leader 
 t_eq "the Lease names the leader" "$(grep '"plumbd started"' "$WORK/plumbd-$leader.log" | jq -r .identity)" \
 	"$(kc c1 -n "$INS" get lease "$REL" -o jsonpath='{.spec.holderIdentity}')"
 
+# The webhook port (--webhook-addr, from the Deployment's args) serves only /hooks.
+t_ok "the Deployment serves webhooks on a port of their own" grep -q -- '^--webhook-addr=' <(printf '%s\n' "${dargs[@]}")
+t_ok "webhook port differs from the metrics port" test "${!swport}" != "${!sport}"
+t_eq "GET /metrics on the webhook port" 404 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${!swport}/metrics")"
+t_eq "/hooks on the metrics port" 404 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:${!sport}/hooks/$NS/web" -H "X-Gitlab-Token: $HOOK_SECRET" -d '{}')"
+t_eq "GET /metrics on the metrics port" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${!sport}/metrics")"
+
 # Sync and status.
 t_ok "first commit applied in c2" wait_for 30 bash -c "[[ \$(kc() { '$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' \"\$@\"; }; kc -n '$NS' get gitsync web -o json | jq -r '.status.clusters[]? | select(.name == \"c2\") | .state + \" \" + .commit') == 'Synced $first' ]]"
 t_eq "applied" info "$(kc c2 -n "$TNS" get cm settings -o jsonpath='{.data.LOG_LEVEL}')"

@@ -26,6 +26,7 @@ typedef struct {
 	const char *lease_ns;
 	const char *metrics_addr;
 	const char *health_addr;
+	const char *webhook_addr;
 	unsigned workers;
 	const char *log_level;
 	const char *cache_dir;
@@ -51,7 +52,10 @@ static void usage(FILE *f)
 		"  --leader-elect          elect a leader on a Lease; only the leader writes (default: off)\n"
 		"  --lease-name NAME       Lease name (default: plumbd)\n"
 		"  --lease-namespace NS    Lease namespace (default: --namespace, else the config's namespace)\n"
-		"  --metrics-addr ADDR     /metrics and /hooks/<ns>/<gitsync> listen address (default: :8080)\n"
+		"  --metrics-addr ADDR     /metrics listen address, and /hooks/<ns>/<gitsync> without --webhook-addr\n"
+		"                          (default: :8080)\n"
+		"  --webhook-addr ADDR     serve only /hooks/<ns>/<gitsync> on ADDR, and no /hooks on --metrics-addr,\n"
+		"                          so what exposes webhooks never exposes metrics (default: off)\n"
 		"  --health-addr ADDR      /healthz and /readyz listen address (default: :8081)\n"
 		"  --workers N             concurrent reconciles (default: 4)\n"
 		"  --log-level LEVEL       debug, info, warn or error (default: info)\n"
@@ -70,7 +74,7 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, WEBHOOK };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -80,6 +84,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "lease-namespace", required_argument, NULL, LEASE_NS },
 		{ "metrics-addr", required_argument, NULL, METRICS },
 		{ "health-addr", required_argument, NULL, HEALTH },
+		{ "webhook-addr", required_argument, NULL, WEBHOOK },
 		{ "workers", required_argument, NULL, WORKERS },
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
@@ -107,6 +112,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		case LEASE_NS: f->lease_ns = optarg; break;
 		case METRICS: f->metrics_addr = optarg; break;
 		case HEALTH: f->health_addr = optarg; break;
+		case WEBHOOK: f->webhook_addr = *optarg ? optarg : NULL; break;
 		case WORKERS: {
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 256) {
@@ -205,7 +211,7 @@ int main(int argc, char **argv)
 	kube_config *cfg = NULL;
 	kube_client *mgmt = NULL;
 	server_metrics *metrics = NULL;
-	server *metrics_srv = NULL, *health_srv = NULL;
+	server *metrics_srv = NULL, *health_srv = NULL, *webhook_srv = NULL;
 	controller *ctl = NULL;
 	controller_leader *leader = NULL;
 	char identity[300], host[256] = "plumbd", rnd[9];
@@ -260,19 +266,28 @@ int main(int argc, char **argv)
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
-	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .secret = webhook_secret,
-		.trigger = webhook_trigger, .data = ctl };
+	/* With --webhook-addr the webhooks get a listener of their own and the
+	 * metrics one serves no /hooks: an Ingress for Git hosts reaches only that. */
+	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .data = ctl };
+	server_opts wo = { .addr = f.webhook_addr, .secret = webhook_secret, .trigger = webhook_trigger, .data = ctl };
+	if (!f.webhook_addr) {
+		mo.secret = webhook_secret;
+		mo.trigger = webhook_trigger;
+	}
 	server_opts ho = { .addr = f.health_addr, .ready = ready, .data = ctl };
-	if ((rc = server_start(&metrics_srv, &mo)) || (rc = server_start(&health_srv, &ho)))
+	if ((rc = server_start(&metrics_srv, &mo)) || (rc = server_start(&health_srv, &ho)) ||
+	    (f.webhook_addr && (rc = server_start(&webhook_srv, &wo))))
 		goto fail;
 	if ((rc = controller_start(ctl)))
 		goto fail;
-	char mport[16], hport[16];
+	char mport[16], hport[16], wport[16];
 	snprintf(mport, sizeof(mport), "%d", server_port(metrics_srv));
 	snprintf(hport, sizeof(hport), "%d", server_port(health_srv));
+	snprintf(wport, sizeof(wport), "%d", server_port(webhook_srv ? webhook_srv : metrics_srv));
 	plumb_info("plumbd started", "version", PLUMB_VERSION, "identity", identity,
 		"server", kube_config_server(cfg), "namespace", f.ns ? f.ns : "(all)",
-		"metrics_port", mport, "health_port", hport, "leader_elect", f.leader_elect ? "true" : "false");
+		"metrics_port", mport, "health_port", hport, "webhook_port", wport,
+		"leader_elect", f.leader_elect ? "true" : "false");
 
 	if (f.leader_elect) {
 		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
@@ -311,6 +326,7 @@ fail:
 cleanup:
 	controller_leader_free(leader);
 	server_free(metrics_srv);
+	server_free(webhook_srv);
 	server_free(health_srv);
 	controller_free(ctl);
 	kube_client_free(mgmt);
