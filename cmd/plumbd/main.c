@@ -33,6 +33,8 @@ typedef struct {
 	double shutdown_timeout;
 	double kube_qps;
 	int kube_burst;
+	size_t target_max_objects;
+	size_t target_max_bytes;
 } flags;
 
 static atomic_int lost_lease;
@@ -64,6 +66,11 @@ static void usage(FILE *f)
 		"  --kube-qps N            client-side request rate limit per target cluster (default: 0 = none;\n"
 		"                          the API server's priority and fairness applies, 429 Retry-After is honoured)\n"
 		"  --kube-burst N          burst for --kube-qps (default: 2 x qps)\n"
+		"  --target-cache-max-objects N\n"
+		"                          objects plumbd caches of one target cluster; past it that cluster is\n"
+		"                          Failed and retried after a minute (default: 200000)\n"
+		"  --target-cache-max-bytes N\n"
+		"                          the same in bytes of cache (default: 67108864 = 64 MiB)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -74,7 +81,7 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, WEBHOOK };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, WEBHOOK, CACHE_OBJECTS, CACHE_BYTES };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -85,6 +92,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "metrics-addr", required_argument, NULL, METRICS },
 		{ "health-addr", required_argument, NULL, HEALTH },
 		{ "webhook-addr", required_argument, NULL, WEBHOOK },
+		{ "target-cache-max-objects", required_argument, NULL, CACHE_OBJECTS },
+		{ "target-cache-max-bytes", required_argument, NULL, CACHE_BYTES },
 		{ "workers", required_argument, NULL, WORKERS },
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
@@ -144,6 +153,17 @@ static int parse_flags(flags *f, int argc, char **argv)
 				return 2;
 			}
 			f->kube_burst = (int)n;
+			break;
+		}
+		case CACHE_OBJECTS:
+		case CACHE_BYTES: {
+			unsigned long long n = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' || n < 1 || n > (1ull << 40)) {
+				fprintf(stderr, "plumbd: --%s %s: want a whole number from 1 to 2^40\n",
+					c == CACHE_OBJECTS ? "target-cache-max-objects" : "target-cache-max-bytes", optarg);
+				return 2;
+			}
+			*(c == CACHE_OBJECTS ? &f->target_max_objects : &f->target_max_bytes) = (size_t)n;
 			break;
 		}
 		case VERSION:
@@ -263,7 +283,8 @@ int main(int argc, char **argv)
 	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir,
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
-		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps) };
+		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
+		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
 	/* With --webhook-addr the webhooks get a listener of their own and the

@@ -37,6 +37,7 @@
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
 #define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
+#define OVER_CAP_RETRY 60.0   /* seconds before a target over its cache cap is rebuilt */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -91,6 +92,9 @@ typedef struct {
 	kube_resource res;
 	kube_watch *w;
 	int synced;               /* under t->lock */
+	size_t listed;            /* items kept by reduce_live in this (re)list, under t->lock */
+	size_t listed_bytes;      /* and their entry_bytes() */
+	int list_over;            /* the (re)list had more than the cap, under t->lock */
 } target_watch;
 
 struct target {
@@ -104,6 +108,11 @@ struct target {
 	cmap cache;               /* "group|resource|ns|name" -> live_entry* */
 	cmap labels;              /* interned plumb.dev/gitsync values */
 	size_t pending;           /* bytes of live_entry bodies held */
+	size_t cache_bytes;       /* bytes of cache entries (estimated, with their keys) */
+	size_t label_bytes;       /* bytes of interned labels (kept until the target goes) */
+	atomic_int over_cap;      /* the cache hit a cap: Failed, rebuilt later */
+	double over_since;        /* monotonic, set before over_cap */
+	char cap_msg[256];        /* why, under t->lock */
 	target_watch **watches;
 	size_t nwatches;
 	cmap engines;             /* gitsync key -> apply_engine* */
@@ -1006,7 +1015,10 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	}
 	if (!rc) {
 		t = cmap_get(&c->targets, cl_key);
-		if (t && streq(t->cred_id, cred_id)) {
+		/* A target over its cache cap is built afresh (relisting
+		 * everything) once OVER_CAP_RETRY has passed. */
+		if (t && streq(t->cred_id, cred_id) &&
+		    !(t->over_cap && plumb_time_mono() - t->over_since >= OVER_CAP_RETRY)) {
 			t->refs++;
 			pthread_mutex_unlock(&c->lock);
 			*out = t;
@@ -1052,7 +1064,10 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	cmap_put(&c->targets, cl_key, t, (void **)&old);
 	pthread_mutex_unlock(&c->lock);
 	if (old) {
-		plumb_info("cluster credentials changed; reconnecting", "cluster", name);
+		if (old->over_cap)
+			plumb_info("cluster was over its cache cap; reconnecting", "cluster", name);
+		else
+			plumb_info("cluster credentials changed; reconnecting", "cluster", name);
 		target_unref(c, old);
 	}
 	*out = t;
@@ -1120,11 +1135,28 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
 	return ret;
 }
 
+/* What one cached object costs, roughly: the record, its key and the strings
+ * a reduced object carries (cmap slots included). */
+static size_t entry_bytes(const cJSON *reduced)
+{
+	size_t n = sizeof(live_entry) + 64;
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(reduced, "metadata"), *f, *g;
+	cJSON_ArrayForEach(f, meta) {
+		if (cJSON_IsString(f))
+			n += strlen(f->valuestring) + 1;
+		else
+			cJSON_ArrayForEach(g, f)
+				if (cJSON_IsString(g))
+					n += strlen(g->valuestring) + 1;
+	}
+	return n;
+}
+
 /* What the target watches keep of each listed object (runs on the list's
  * helper thread): the fields live_entry holds. */
 static cJSON *reduce_live(const cJSON *obj, void *data)
 {
-	(void)data;
+	target_watch *tw = data;
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
 	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
@@ -1149,19 +1181,79 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 	v = cJSON_GetObjectItemCaseSensitive(ann, APPLY_ANNOTATION_PRUNE);
 	if (cJSON_IsString(v))
 		cJSON_AddStringToObject(a, APPLY_ANNOTATION_PRUNE, v->valuestring);
+	/* A (re)list keeps at most the target's caps; past them the rest is
+	 * dropped and the RESYNC marks the target over its cap. */
+	size_t bytes = entry_bytes(o);
+	pthread_mutex_lock(&tw->t->lock);
+	int over = tw->list_over || tw->listed + 1 > tw->c->o.target_max_objects ||
+		tw->listed_bytes + bytes > tw->c->o.target_max_bytes;
+	if (over) {
+		tw->list_over = 1;
+	} else {
+		tw->listed++;
+		tw->listed_bytes += bytes;
+	}
+	pthread_mutex_unlock(&tw->t->lock);
+	if (over) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
+/* Marks t over its cache cap (t->lock held): Failed with why, its cache
+ * given back, watches no longer trusted; rebuilt after OVER_CAP_RETRY.
+ * Returns 1 when t was not over its cap before. */
+static int target_over_cap_locked(target *t, const char *why)
+{
+	if (t->over_cap)
+		return 0;
+	snprintf(t->cap_msg, sizeof(t->cap_msg), "%s", why);
+	t->over_since = plumb_time_mono();
+	t->over_cap = 1;
+	cmap_free_all(&t->cache, free_live_entry);
+	t->pending = 0;
+	t->cache_bytes = 0;
+	for (size_t i = 0; i < t->nwatches; i++)
+		t->watches[i]->synced = 0;
+	plumb_warn("cluster over its cache cap; failing it", "cluster", t->name, "error", why);
+	return 1;
+}
+
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
- * NULL) is kept when the pending budget allows. */
-static void cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
+ * NULL) is kept when the pending budget allows. Returns 1 when this store
+ * took t over its cache cap (target_over_cap_locked), else 0. */
+static int cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
 {
 	apply_live_info info;
+	if (t->over_cap) {
+		free(body);
+		return 0;
+	}
 	live_entry *e = cmap_get(&t->cache, key);
 	int fresh = e == NULL;
+	if (fresh) {
+		size_t need = sizeof(*e) + 64 + strlen(key) + 1;
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+		if (cJSON_IsString(lv) && !cmap_get(&t->labels, lv->valuestring))
+			need += strlen(lv->valuestring) + 1 + 64;
+		const controller_opts *o = &t->c->o;
+		if (t->cache.count + 1 > o->target_max_objects ||
+		    t->cache_bytes + t->label_bytes + need > o->target_max_bytes) {
+			char why[256];
+			if (t->cache.count + 1 > o->target_max_objects)
+				snprintf(why, sizeof(why), "the cluster has more than %zu objects plumbd would cache "
+					"(--target-cache-max-objects)", o->target_max_objects);
+			else
+				snprintf(why, sizeof(why), "what plumbd would cache of the cluster's objects is over "
+					"%zu bytes (--target-cache-max-bytes)", o->target_max_bytes);
+			free(body);
+			return target_over_cap_locked(t, why);
+		}
+	}
 	if (fresh && !(e = plumb_keep_alloc(sizeof(*e)))) {
 		free(body);
-		return;
+		return 0;
 	}
 	/* updated in place: no churn of long-lived records */
 	if (e->body) {
@@ -1176,10 +1268,12 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 		e->label = cmap_get(&t->labels, info.label);
 		if (!e->label) {
 			char *l = plumb_keep_strdup(info.label);
-			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0)
+			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0) {
 				e->label = l;
-			else
+				t->label_bytes += strlen(l) + 1 + 64;
+			} else {
 				plumb_keep_free(l);
+			}
 		}
 	}
 	e->prune_disabled = (unsigned)info.prune_disabled;
@@ -1198,7 +1292,10 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 		if (e->body)
 			t->pending -= e->body_len;
 		free_live_entry(e);
+	} else if (fresh) {
+		t->cache_bytes += sizeof(*e) + 64 + strlen(key) + 1;
 	}
+	return 0;
 }
 
 static void cache_drop_locked(target *t, const char *key)
@@ -1206,6 +1303,10 @@ static void cache_drop_locked(target *t, const char *key)
 	live_entry *old = cmap_del(&t->cache, key);
 	if (old && old->body)
 		t->pending -= old->body_len;
+	if (old) {
+		size_t n = sizeof(*old) + 64 + strlen(key) + 1;
+		t->cache_bytes -= n < t->cache_bytes ? n : t->cache_bytes;
+	}
 	free_live_entry(old);
 }
 
@@ -1301,15 +1402,25 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		}
 		free(drop);
 		const cJSON *it;
+		int went_over = 0;
+		if (tw->list_over) {
+			char why[300];
+			snprintf(why, sizeof(why), "listing %s gave more objects than plumbd caches for one cluster "
+				"(%zu objects or %zu bytes: --target-cache-max-objects, --target-cache-max-bytes)",
+				tw->res.resource, tw->c->o.target_max_objects, tw->c->o.target_max_bytes);
+			went_over = target_over_cap_locked(t, why);
+		}
+		tw->list_over = 0;
+		tw->listed = tw->listed_bytes = 0;
 		cJSON_ArrayForEach(it, jget(obj, "items")) {
 			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
-			cache_store_locked(t, key, it, NULL);
+			went_over |= cache_store_locked(t, key, it, NULL);
 		}
 		int was = tw->synced;
-		tw->synced = 1;
+		tw->synced = !t->over_cap;
 		pthread_mutex_unlock(&t->lock);
 		/* After an outage or an expiry: look at everything again. */
-		if (was == 0) {
+		if (was == 0 || went_over) {
 			pthread_mutex_lock(&tw->c->lock);
 			trigger_cluster_syncs_locked(tw->c, t->key, 0);
 			pthread_mutex_unlock(&tw->c->lock);
@@ -1329,13 +1440,19 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		char *body = plumb_strdup(printed);   /* plain malloc: freed with free() */
 		cJSON_free(printed);
 		pthread_mutex_lock(&t->lock);
+		int went_over = 0;
 		if (type == KUBE_WATCH_DELETED)
 			cache_drop_locked(t, key);
 		else
-			cache_store_locked(t, key, obj, body);
+			went_over = cache_store_locked(t, key, obj, body);
 		pthread_mutex_unlock(&t->lock);
-		if (needs)
+		if (went_over) {
+			pthread_mutex_lock(&tw->c->lock);
+			trigger_cluster_syncs_locked(tw->c, t->key, 0);
+			pthread_mutex_unlock(&tw->c->lock);
+		} else if (needs) {
 			trigger_owner(tw->c, t, obj);
+		}
 		break;
 	}
 	case KUBE_WATCH_ERROR:
@@ -1343,6 +1460,8 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		 * from the cluster instead (and sees an outage as one). */
 		pthread_mutex_lock(&t->lock);
 		tw->synced = 0;
+		tw->list_over = 0;   /* a failed (re)list starts over */
+		tw->listed = tw->listed_bytes = 0;
 		pthread_mutex_unlock(&t->lock);
 		plumb_debug("watch error", "cluster", t->name, "resource", tw->res.resource,
 			"message", jstr(obj, "message"));
@@ -1976,6 +2095,16 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		write_gitsync_status(c, g);
 		goto cleanup;
 	}
+	if (t->over_cap) {
+		/* Its cache is not whole: nothing is decided from it. */
+		pthread_mutex_lock(&t->lock);
+		rc = plumb_error_set(PLUMB_ETOOBIG, "%s", t->cap_msg);
+		pthread_mutex_unlock(&t->lock);
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
 	/* The revision's objects live in a region of their own, given back whole
 	 * at the end: they stay for the whole run, and in the heap they would
 	 * pin its pages under whatever else the run leaves behind. Only plain
@@ -2381,6 +2510,10 @@ int controller_new(controller **out, const controller_opts *opts)
 	c->o = *opts;
 	if (!c->o.workers)
 		c->o.workers = 4;
+	if (!c->o.target_max_objects)
+		c->o.target_max_objects = CONTROLLER_TARGET_MAX_OBJECTS;
+	if (!c->o.target_max_bytes)
+		c->o.target_max_bytes = CONTROLLER_TARGET_MAX_BYTES;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->lead_cond, NULL);
 	metrics_init(c);

@@ -116,7 +116,19 @@ typedef struct {
 	                               priority and fairness, 429 + Retry-After honoured) */
 	int kube_burst;
 	void *hook_data;
+	/* What plumbd caches of one target's watched objects (a target's API
+	 * server is untrusted input too): past either cap that target is Failed,
+	 * its cache dropped, and it is tried again after a minute. 0 = defaults:
+	 * CONTROLLER_TARGET_MAX_OBJECTS objects, CONTROLLER_TARGET_MAX_BYTES. */
+	size_t target_max_objects;
+	size_t target_max_bytes;
 } controller_opts;
+
+/* 200,000 objects: 20x the 10,000 a target of bench/ holds; at about 200
+ * bytes an entry (key, resourceVersion, hash, flags) that is ~40 MiB, under
+ * the 64 MiB byte cap, which also counts interned label values. */
+#define CONTROLLER_TARGET_MAX_OBJECTS 200000
+#define CONTROLLER_TARGET_MAX_BYTES (64u << 20)
 
 /* Resolves the plumb.dev resources (fails with a hint when the CRDs are not
  * installed), opens the Git cache. *out: free with controller_free(). */
