@@ -92,9 +92,6 @@ typedef struct {
 	kube_resource res;
 	kube_watch *w;
 	int synced;               /* under t->lock */
-	size_t listed;            /* items kept by reduce_live in this (re)list, under t->lock */
-	size_t listed_bytes;      /* and their entry_bytes() */
-	int list_over;            /* the (re)list had more than the cap, under t->lock */
 } target_watch;
 
 struct target {
@@ -1135,28 +1132,12 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
 	return ret;
 }
 
-/* What one cached object costs, roughly: the record, its key and the strings
- * a reduced object carries (cmap slots included). */
-static size_t entry_bytes(const cJSON *reduced)
-{
-	size_t n = sizeof(live_entry) + 64;
-	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(reduced, "metadata"), *f, *g;
-	cJSON_ArrayForEach(f, meta) {
-		if (cJSON_IsString(f))
-			n += strlen(f->valuestring) + 1;
-		else
-			cJSON_ArrayForEach(g, f)
-				if (cJSON_IsString(g))
-					n += strlen(g->valuestring) + 1;
-	}
-	return n;
-}
-
 /* What the target watches keep of each listed object (runs on the list's
  * helper thread): the fields live_entry holds. */
 static cJSON *reduce_live(const cJSON *obj, void *data)
 {
-	target_watch *tw = data;
+	/* data (the target_watch) may be gone: a stopped watch's list runs on */
+	(void)data;
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
 	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
@@ -1181,23 +1162,6 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 	v = cJSON_GetObjectItemCaseSensitive(ann, APPLY_ANNOTATION_PRUNE);
 	if (cJSON_IsString(v))
 		cJSON_AddStringToObject(a, APPLY_ANNOTATION_PRUNE, v->valuestring);
-	/* A (re)list keeps at most the target's caps; past them the rest is
-	 * dropped and the RESYNC marks the target over its cap. */
-	size_t bytes = entry_bytes(o);
-	pthread_mutex_lock(&tw->t->lock);
-	int over = tw->list_over || tw->listed + 1 > tw->c->o.target_max_objects ||
-		tw->listed_bytes + bytes > tw->c->o.target_max_bytes;
-	if (over) {
-		tw->list_over = 1;
-	} else {
-		tw->listed++;
-		tw->listed_bytes += bytes;
-	}
-	pthread_mutex_unlock(&tw->t->lock);
-	if (over) {
-		cJSON_Delete(o);
-		return NULL;
-	}
 	return o;
 }
 
@@ -1403,15 +1367,6 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		free(drop);
 		const cJSON *it;
 		int went_over = 0;
-		if (tw->list_over) {
-			char why[300];
-			snprintf(why, sizeof(why), "listing %s gave more objects than plumbd caches for one cluster "
-				"(%zu objects or %zu bytes: --target-cache-max-objects, --target-cache-max-bytes)",
-				tw->res.resource, tw->c->o.target_max_objects, tw->c->o.target_max_bytes);
-			went_over = target_over_cap_locked(t, why);
-		}
-		tw->list_over = 0;
-		tw->listed = tw->listed_bytes = 0;
 		cJSON_ArrayForEach(it, jget(obj, "items")) {
 			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
 			went_over |= cache_store_locked(t, key, it, NULL);
@@ -1460,9 +1415,22 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		 * from the cluster instead (and sees an outage as one). */
 		pthread_mutex_lock(&t->lock);
 		tw->synced = 0;
-		tw->list_over = 0;   /* a failed (re)list starts over */
-		tw->listed = tw->listed_bytes = 0;
+		int over = streq(jstr(obj, "reason"), plumb_strerror(PLUMB_ETOOBIG));
+		if (over) {
+			/* kube_watch_opts.list_max_*: the list went past the caps */
+			char why[300];
+			snprintf(why, sizeof(why), "%s: more than plumbd caches for one cluster "
+				"(--target-cache-max-objects %zu, --target-cache-max-bytes %zu)",
+				jstr(obj, "message") ? jstr(obj, "message") : "list too big",
+				tw->c->o.target_max_objects, tw->c->o.target_max_bytes);
+			over = target_over_cap_locked(t, why);
+		}
 		pthread_mutex_unlock(&t->lock);
+		if (over) {
+			pthread_mutex_lock(&tw->c->lock);
+			trigger_cluster_syncs_locked(tw->c, t->key, 0);
+			pthread_mutex_unlock(&tw->c->lock);
+		}
 		plumb_debug("watch error", "cluster", t->name, "resource", tw->res.resource,
 			"message", jstr(obj, "message"));
 		break;
@@ -1495,7 +1463,8 @@ static void target_watch_kind(controller *c, target *t, const kube_resource *res
 	w->res = *res;
 	t->watches[t->nwatches++] = w;
 	pthread_mutex_unlock(&t->lock);
-	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live };
+	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live,
+		.list_max_items = c->o.target_max_objects, .list_max_bytes = c->o.target_max_bytes };
 	if (kube_watch_start(&w->w, c->hub, t->client, res, &wo, on_target_event, w) != 0)
 		plumb_warn("cannot watch", "cluster", t->name, "resource", res->resource,
 			"error", plumb_error_last());
