@@ -45,6 +45,17 @@ spec:
   webhook: {secretRef: {name: hook}}
 EOF
 
+# Under AddressSanitizer freed memory sits in its quarantine: RSS says nothing
+# there, so only the behaviour is checked.
+asan=0
+grep -q __asan_init "$BUILD/plumbd" 2>/dev/null && asan=1
+mem_ok() { # NAME DELTA_KIB
+	if ((asan)); then
+		echo "SKIP $1 ($2 KiB; RSS is not measured under AddressSanitizer)"
+	else
+		t_ok "$1 ($2 KiB)" test "$2" -lt "$max"
+	fi
+}
 mem() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }   # PID VmRSS|VmHWM, KiB
 # hook_ok TOKEN: a webhook signed with TOKEN is accepted (the Secret as plumbd has it).
 hook_ok() {
@@ -79,8 +90,8 @@ t_fails "the old token no longer does" "" hook_ok "$HOOK"
 sleep 2
 rss1=$(mem "$PLUMBD_PID" VmRSS) hwm1=$(mem "$PLUMBD_PID" VmHWM)
 echo "plumbd with $n unrelated ${kib} KiB Secrets (watch): VmRSS $rss0 -> $rss1 KiB ($((rss1 - rss0)) KiB), VmHWM $hwm0 -> $hwm1 KiB ($((hwm1 - hwm0)) KiB)"
-t_ok "VmRSS grew by less than $max KiB ($((rss1 - rss0)))" test $((rss1 - rss0)) -lt "$max"
-t_ok "VmHWM grew by less than $max KiB ($((hwm1 - hwm0)))" test $((hwm1 - hwm0)) -lt "$max"
+mem_ok "VmRSS grew by less than $max KiB" $((rss1 - rss0))
+mem_ok "VmHWM grew by less than $max KiB" $((hwm1 - hwm0))
 
 # A fresh start lists the 500 (the relist path): compare with the first start.
 kill -TERM "$PLUMBD_PID"
@@ -94,7 +105,7 @@ t_ok "and syncs with the Git and kubeconfig Secrets" wait_for 30 bash -c "[[ \$(
 sleep 2
 rss2=$(mem "$PLUMBD_PID" VmRSS) hwm2=$(mem "$PLUMBD_PID" VmHWM)
 echo "plumbd started with $n unrelated ${kib} KiB Secrets present (list): VmRSS $rss2 KiB ($((rss2 - rss1)) vs the first run after them), VmHWM $hwm2 KiB ($((hwm2 - hwm0)) vs the first run before them)"
-t_ok "restart: VmRSS within $max KiB of the first run's ($((rss2 - rss1)))" test $((rss2 - rss1)) -lt "$max"
-t_ok "restart: VmHWM within $max KiB of the first run's before them ($((hwm2 - hwm0)))" test $((hwm2 - hwm0)) -lt "$max"
+mem_ok "restart: VmRSS within $max KiB of the first run's" $((rss2 - rss1))
+mem_ok "restart: VmHWM within $max KiB of the first run's before them" $((hwm2 - hwm0))
 
 t_done
