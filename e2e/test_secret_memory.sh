@@ -68,6 +68,23 @@ synced_one() { [[ $(cluster_state web c2) == Synced && $(cluster_commit web c2) 
 start_plumbd main
 t_ok "synced" wait_for 30 synced_one
 t_ok "webhook with the Secret's token" hook_ok "$HOOK"
+# One Secret read for several things by many GitSyncs: git-auth gets a
+# webhook token too, 40 suspended GitSyncs fetch with it, one verifies its
+# webhooks with it. plumbd keeps every key any of them reads.
+SHARED=shared-$RANDOM$RANDOM
+kc c1 -n "$NS" patch secret git-auth --type merge -p "{\"stringData\":{\"token\":\"$SHARED\"}}" >/dev/null
+for i in $(seq 1 40); do
+	printf -- '---\napiVersion: plumb.dev/v1alpha1\nkind: GitSync\nmetadata: {name: extra-%d, namespace: %s}\nspec:\n  git: {url: %s, ref: {branch: main}, secretRef: {name: git-auth}}\n  targets: {clusterNames: [c2]}\n  suspend: true\n' "$i" "$NS" "$REPO_URL"
+done | kc c1 apply -f - >/dev/null
+kc c1 -n "$NS" patch gitsync extra-40 --type merge -p '{"spec":{"webhook":{"secretRef":{"name":"git-auth"}}}}' >/dev/null
+shared_ok() {
+	local body='{"ref":"refs/heads/main"}'
+	[[ $(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$METRICS_PORT/hooks/$NS/extra-40" \
+		-H "X-Hub-Signature-256: sha256=$(hmac_sha256 "$SHARED" "$body")" -d "$body") == 202 ]]
+}
+t_ok "a Secret shared by 41 GitSyncs keeps the webhook token too" wait_for 15 shared_ok
+kc c1 -n "$NS" delete gitsync $(printf 'extra-%d ' $(seq 1 40)) >/dev/null
+
 sleep 2
 rss0=$(mem "$PLUMBD_PID" VmRSS) hwm0=$(mem "$PLUMBD_PID" VmHWM)
 

@@ -708,21 +708,36 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+#define SECRET_MAX_KEYS 64
+
+/* Adds key to keys[*n] unless it is there: many GitSyncs sharing one Git
+ * Secret still need only its six keys. */
+static void add_key(const char **keys, size_t *n, const char *key)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(keys[i], key))
+			return;
+	if (*n < SECRET_MAX_KEYS)
+		keys[(*n)++] = key;
+}
+
 /* The data keys plumbd reads from Secret ns/name, sorted, each followed by a
  * newline, in *out (caller frees); NULL when nothing references it. */
 static char *secret_needs_locked(controller *c, const char *ns, const char *name)
 {
-	const char *keys[64];
+	const char *keys[SECRET_MAX_KEYS];
 	size_t n = 0, i = 0;
+	int referenced = 0;
 	const char *k;
 	void *v;
 	if (!ns || !name)
 		return NULL;
-	while (cmap_next(&c->clusters, &i, &k, &v) && n < 64) {
+	while (cmap_next(&c->clusters, &i, &k, &v)) {
 		if (streq(jstr(v, "metadata.namespace"), ns) &&
 		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
 			const char *key = jstr(v, "spec.kubeConfigSecretRef.key");
-			keys[n++] = key ? key : "kubeconfig";
+			add_key(keys, &n, key ? key : "kubeconfig");
+			referenced = 1;
 		}
 	}
 	i = 0;
@@ -730,20 +745,22 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 		gitsync_state *g = v;
 		if (!streq(g->ns, ns))
 			continue;
-		if (streq(jstr(g->obj, "spec.git.secretRef.name"), name))
-			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys) && n < 64; j++)
-				keys[n++] = git_secret_keys[j];
-		if (streq(jstr(g->obj, "spec.webhook.secretRef.name"), name) && n < 64)
-			keys[n++] = "token";
+		if (streq(jstr(g->obj, "spec.git.secretRef.name"), name)) {
+			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys); j++)
+				add_key(keys, &n, git_secret_keys[j]);
+			referenced = 1;
+		}
+		if (streq(jstr(g->obj, "spec.webhook.secretRef.name"), name)) {
+			add_key(keys, &n, "token");
+			referenced = 1;
+		}
 	}
-	if (!n)
+	if (!referenced)
 		return NULL;
 	qsort(keys, n, sizeof(*keys), cmp_str);
 	plumb_buf b;
 	plumb_buf_init(&b, 64 * 1024);   /* 64 names of at most 253 bytes */
 	for (size_t j = 0; j < n; j++) {
-		if (j && !strcmp(keys[j], keys[j - 1]))
-			continue;
 		if (plumb_buf_append(&b, keys[j], strlen(keys[j])) || plumb_buf_append(&b, "\n", 1)) {
 			plumb_buf_free(&b);
 			return NULL;
