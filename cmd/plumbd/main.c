@@ -35,6 +35,7 @@ typedef struct {
 	int kube_burst;
 	size_t target_max_objects;
 	size_t target_max_bytes;
+	size_t gitsync_max_objects;
 } flags;
 
 static atomic_int lost_lease;
@@ -71,6 +72,9 @@ static void usage(FILE *f)
 		"                          Failed and retried after a minute (default: 200000)\n"
 		"  --target-cache-max-bytes N\n"
 		"                          the same in bytes of cache (default: 67108864 = 64 MiB)\n"
+		"  --gitsync-cache-max-objects N\n"
+		"                          objects labelled for one GitSync in one target's cache; past it only\n"
+		"                          that GitSync is Failed there (default: 100000)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -81,7 +85,7 @@ static void usage(FILE *f)
 static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
-		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, WEBHOOK, CACHE_OBJECTS, CACHE_BYTES };
+		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, WEBHOOK, CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -94,6 +98,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "webhook-addr", required_argument, NULL, WEBHOOK },
 		{ "target-cache-max-objects", required_argument, NULL, CACHE_OBJECTS },
 		{ "target-cache-max-bytes", required_argument, NULL, CACHE_BYTES },
+		{ "gitsync-cache-max-objects", required_argument, NULL, GS_OBJECTS },
 		{ "workers", required_argument, NULL, WORKERS },
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
@@ -156,14 +161,17 @@ static int parse_flags(flags *f, int argc, char **argv)
 			break;
 		}
 		case CACHE_OBJECTS:
-		case CACHE_BYTES: {
+		case CACHE_BYTES:
+		case GS_OBJECTS: {
 			unsigned long long n = strtoull(optarg, &end, 10);
+			const char *name = c == CACHE_OBJECTS ? "target-cache-max-objects" :
+				c == CACHE_BYTES ? "target-cache-max-bytes" : "gitsync-cache-max-objects";
 			if (*end || !*optarg || *optarg == '-' || n < 1 || n > (1ull << 40)) {
-				fprintf(stderr, "plumbd: --%s %s: want a whole number from 1 to 2^40\n",
-					c == CACHE_OBJECTS ? "target-cache-max-objects" : "target-cache-max-bytes", optarg);
+				fprintf(stderr, "plumbd: --%s %s: want a whole number from 1 to 2^40\n", name, optarg);
 				return 2;
 			}
-			*(c == CACHE_OBJECTS ? &f->target_max_objects : &f->target_max_bytes) = (size_t)n;
+			*(c == CACHE_OBJECTS ? &f->target_max_objects : c == CACHE_BYTES ? &f->target_max_bytes :
+				&f->gitsync_max_objects) = (size_t)n;
 			break;
 		}
 		case VERSION:
@@ -284,7 +292,8 @@ int main(int argc, char **argv)
 		.workers = f.workers, .metrics = metrics, .identity = identity,
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
-		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes };
+		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes,
+		.gitsync_max_objects = f.gitsync_max_objects };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
 	/* With --webhook-addr the webhooks get a listener of their own and the

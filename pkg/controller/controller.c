@@ -16,6 +16,7 @@
 
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,7 @@ struct target {
 	size_t pending;           /* bytes of live_entry bodies held */
 	size_t cache_bytes;       /* bytes of cache entries (estimated, with their keys) */
 	size_t label_bytes;       /* bytes of interned labels (kept until the target goes) */
+	cmap label_counts;        /* interned label -> (uintptr_t) cache entries with it */
 	atomic_int over_cap;      /* the cache hit a cap: Failed, rebuilt later */
 	double over_since;        /* monotonic, set before over_cap */
 	char cap_msg[256];        /* why, under t->lock */
@@ -968,6 +970,7 @@ static void target_unref(controller *c, target *t)
 	}
 	free(t->watches);
 	cmap_free_all(&t->cache, free_live_entry);
+	cmap_free(&t->label_counts);
 	cmap_free_all(&t->labels, plumb_keep_free);
 	cmap_free_all(&t->engines, free_engine);
 	kube_client_free(t->client);
@@ -1073,6 +1076,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	pthread_mutex_init(&t->lock, NULL);
 	t->cache.keep = 1;
 	t->labels.keep = 1;
+	t->label_counts.keep = 1;
 	pthread_mutex_lock(&c->lock);
 	target *old = NULL;
 	cmap_put(&c->targets, cl_key, t, (void **)&old);
@@ -1193,12 +1197,26 @@ static int target_over_cap_locked(target *t, const char *why)
 	t->over_since = plumb_time_mono();
 	t->over_cap = 1;
 	cmap_free_all(&t->cache, free_live_entry);
+	cmap_free(&t->label_counts);
 	t->pending = 0;
 	t->cache_bytes = 0;
 	for (size_t i = 0; i < t->nwatches; i++)
 		t->watches[i]->synced = 0;
 	plumb_warn("cluster over its cache cap; failing it", "cluster", t->name, "error", why);
 	return 1;
+}
+
+/* Counts cache entries per GitSync label (t->lock held); label may be NULL. */
+static void label_count_add_locked(target *t, const char *label, int d)
+{
+	if (!label)
+		return;
+	uintptr_t n = (uintptr_t)cmap_get(&t->label_counts, label);
+	n = d < 0 ? (n ? n - 1 : 0) : n + 1;
+	if (n)
+		cmap_put(&t->label_counts, label, (void *)n, NULL);
+	else
+		cmap_del(&t->label_counts, label);
 }
 
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
@@ -1241,6 +1259,7 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 		t->pending -= e->body_len;
 		free(e->body);
 	}
+	const char *old_label = e->label;
 	memset(e, 0, sizeof(*e));
 	apply_live_info_of(&info, obj);
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
@@ -1273,8 +1292,13 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 		if (e->body)
 			t->pending -= e->body_len;
 		free_live_entry(e);
-	} else if (fresh) {
+		return 0;
+	}
+	if (fresh)
 		t->cache_bytes += sizeof(*e) + 64 + strlen(key) + 1;
+	if (old_label != e->label) {
+		label_count_add_locked(t, old_label, -1);
+		label_count_add_locked(t, e->label, 1);
 	}
 	return 0;
 }
@@ -1287,6 +1311,7 @@ static void cache_drop_locked(target *t, const char *key)
 	if (old) {
 		size_t n = sizeof(*old) + 64 + strlen(key) + 1;
 		t->cache_bytes -= n < t->cache_bytes ? n : t->cache_bytes;
+		label_count_add_locked(t, old->label, -1);
 	}
 	free_live_entry(old);
 }
@@ -2081,11 +2106,16 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		write_gitsync_status(c, g);
 		goto cleanup;
 	}
-	if (t->over_cap) {
-		/* Its cache is not whole: nothing is decided from it. */
-		pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->lock);
+	size_t mine = (size_t)(uintptr_t)cmap_get(&t->label_counts, g->label);
+	if (t->over_cap)   /* its cache is not whole: nothing is decided from it */
 		rc = plumb_error_set(PLUMB_ETOOBIG, "%s", t->cap_msg);
-		pthread_mutex_unlock(&t->lock);
+	else if (mine > c->o.gitsync_max_objects)
+		rc = plumb_error_set(PLUMB_ETOOBIG, "the cluster has %zu objects labelled for this GitSync, "
+			"more than plumbd caches for one GitSync (--gitsync-cache-max-objects %zu)",
+			mine, c->o.gitsync_max_objects);
+	pthread_mutex_unlock(&t->lock);
+	if (rc) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
 		write_gitsync_status(c, g);
@@ -2500,6 +2530,8 @@ int controller_new(controller **out, const controller_opts *opts)
 		c->o.target_max_objects = CONTROLLER_TARGET_MAX_OBJECTS;
 	if (!c->o.target_max_bytes)
 		c->o.target_max_bytes = CONTROLLER_TARGET_MAX_BYTES;
+	if (!c->o.gitsync_max_objects)
+		c->o.gitsync_max_objects = CONTROLLER_GITSYNC_MAX_OBJECTS;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->lead_cond, NULL);
 	metrics_init(c);
