@@ -174,6 +174,25 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:${!swpor
 t_eq "new leader accepts the delivery" 202 "$code"
 t_ok "new leader applied the commit" wait_for 15 bash -c "[[ \$('$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c2/kubeconfig' -n '$TNS' get cm settings -o jsonpath='{.data.LOG_LEVEL}') == after-failover ]]"
 
+# Webhooks are unauthenticated: deliveries for a GitSync whose webhook Secret
+# does not exist are refused, and cost the API server a GET now and then,
+# not one per delivery.
+kc c1 -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: plumb.dev/v1alpha1
+kind: GitSync
+metadata: {name: nohook}
+spec:
+  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 1h}
+  targets: {clusterNames: [none]}
+  webhook: {secretRef: {name: missing-$id}}
+  suspend: true
+EOF
+sleep 1
+codes=$(for i in $(seq 1 30); do curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://127.0.0.1:${!swport}/hooks/$NS/nohook" -H "X-Gitlab-Token: x" -d '{}'; done | sort | uniq -c | awk '{print $1 "x" $2}')
+t_eq "30 deliveries without a Secret refused" "30x401" "$codes"
+gets=$(jq -r --arg u "$SA" --arg n "missing-$id" 'select(.user.username == $u and .verb == "get" and .objectRef.resource == "secrets" and .objectRef.name == $n) | .auditID' "$PLUMB_TESTBED/clusters/c1/audit.log" | sort -u | wc -l)
+t_ok "and cost at most 3 GETs of it ($gets)" test "$gets" -le 3 -a "$gets" -ge 1
+
 # The audit log: plumbd's requests as the ServiceAccount, none refused.
 audit() { jq -c --arg u "$SA" --arg since "$started" 'select(.user.username == $u and .stageTimestamp >= $since)' \
 	"$PLUMB_TESTBED/clusters/c1/audit.log"; }

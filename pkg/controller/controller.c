@@ -143,6 +143,7 @@ struct controller {
 	cmap secrets;             /* "ns/name" -> cJSON*: only referenced Secrets,
 	                             reduced to the keys read (secret_reduce_locked) */
 	unsigned long secret_epoch; /* bumped on every change of c->secrets */
+	cmap secret_misses;       /* "ns/name" -> double*: when a GET last found no such Secret */
 	cmap targets;             /* "ns/name" -> target* */
 	kube_watch *mgmt_watches[3];
 	int synced[3];
@@ -698,6 +699,7 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
  * SECRET_LIST_LIMIT whole Secrets at once. */
 
 #define SECRET_LIST_LIMIT 16   /* Secrets are at most 1 MiB: a page is at most 16 MiB */
+#define SECRET_MISS_TTL 5.0    /* seconds a GET's NotFound is believed (webhooks are unauthenticated) */
 
 static void free_json(void *j);
 
@@ -851,13 +853,32 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 		const cJSON *have = cmap_get(&c->secrets, sk);
 		int fine = !needs || (have && streq(jstr(have, "plumbKeys"), needs));
 		unsigned long epoch = c->secret_epoch;
+		const double *miss = cmap_get(&c->secret_misses, sk);
+		int recent_miss = !fine && miss && plumb_time_mono() - *miss < SECRET_MISS_TTL;
 		pthread_mutex_unlock(&c->lock);
 		free(needs);
 		if (fine)
 			return 0;
+		/* Anyone may POST to /hooks/…: a missing Secret costs one GET per
+		 * SECRET_MISS_TTL, not one per request. */
+		if (recent_miss)
+			return plumb_error_set(PLUMB_ENOTFOUND, "secret %s not found", sk);
 		cJSON *sec = NULL;
 		rc = kube_get(&sec, c->o.mgmt, &c->secret_res, ns, name);
 		pthread_mutex_lock(&c->lock);
+		if (rc == PLUMB_ENOTFOUND) {
+			double *t = malloc(sizeof(*t));
+			void *old = NULL;
+			if (t) {
+				*t = plumb_time_mono();
+				if (cmap_put(&c->secret_misses, sk, t, &old) == 0)
+					free(old);
+				else
+					free(t);
+			}
+		} else {
+			free(cmap_del(&c->secret_misses, sk));
+		}
 		if (c->secret_epoch != epoch) {
 			/* A watch event came in meanwhile: it is at least as new. */
 			pthread_mutex_unlock(&c->lock);
@@ -926,6 +947,7 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 		c->synced[2] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
+		free(cmap_del(&c->secret_misses, k));
 		cJSON *r = type == KUBE_WATCH_DELETED ? NULL : secret_reduce_locked(c, obj);
 		void *old = NULL;
 		if (r) {
@@ -2705,6 +2727,7 @@ void controller_free(controller *c)
 	cmap_free_all(&c->gitsyncs, free_gitsync);
 	cmap_free_all(&c->clusters, free_json);
 	cmap_free_all(&c->secrets, free_json);
+	cmap_free_all(&c->secret_misses, free);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	controller_queue_free(c->queue);
