@@ -26,6 +26,7 @@ typedef struct {
 	const char *lease_ns;
 	const char *metrics_addr;
 	const char *health_addr;
+	const char *webhook_addr;
 	unsigned workers;
 	const char *log_level;
 	const char *cache_dir;
@@ -40,6 +41,9 @@ typedef struct {
 	const char *default_sa;
 	const char *mgmt_target_ns;
 	int allow_file_urls;
+	size_t target_max_objects;
+	size_t target_max_bytes;
+	size_t gitsync_max_objects;
 } flags;
 
 static atomic_int lost_lease;
@@ -59,7 +63,10 @@ static void usage(FILE *f)
 		"  --leader-elect          elect a leader on a Lease; only the leader writes (default: off)\n"
 		"  --lease-name NAME       Lease name (default: plumbd)\n"
 		"  --lease-namespace NS    Lease namespace (default: --namespace, else the config's namespace)\n"
-		"  --metrics-addr ADDR     /metrics and /hooks/<ns>/<gitsync> listen address (default: :8080)\n"
+		"  --metrics-addr ADDR     /metrics listen address, and /hooks/<ns>/<gitsync> without --webhook-addr\n"
+		"                          (default: :8080)\n"
+		"  --webhook-addr ADDR     serve only /hooks/<ns>/<gitsync> on ADDR, and no /hooks on --metrics-addr,\n"
+		"                          so what exposes webhooks never exposes metrics (default: off)\n"
 		"  --health-addr ADDR      /healthz and /readyz listen address (default: :8081)\n"
 		"  --workers N             concurrent reconciles (default: 4)\n"
 		"  --log-level LEVEL       debug, info, warn or error (default: info)\n"
@@ -84,6 +91,14 @@ static void usage(FILE *f)
 		"                          the management cluster (default: none)\n"
 		"  --allow-file-urls       accept file:// URLs and local paths in spec.git.url (tests, demos;\n"
 		"                          default: refused, they read plumbd's own file system)\n"
+		"  --target-cache-max-objects N\n"
+		"                          objects plumbd caches of one target cluster; past it that cluster is\n"
+		"                          Failed and retried after a minute (default: 200000)\n"
+		"  --target-cache-max-bytes N\n"
+		"                          the same in bytes of cache (default: 67108864 = 64 MiB)\n"
+		"  --gitsync-cache-max-objects N\n"
+		"                          objects labelled for one GitSync in one target's cache; past it only\n"
+		"                          that GitSync is Failed there (default: 100000)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -95,7 +110,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 {
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
-		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS };
+		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
+		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -105,6 +121,10 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "lease-namespace", required_argument, NULL, LEASE_NS },
 		{ "metrics-addr", required_argument, NULL, METRICS },
 		{ "health-addr", required_argument, NULL, HEALTH },
+		{ "webhook-addr", required_argument, NULL, WEBHOOK },
+		{ "target-cache-max-objects", required_argument, NULL, CACHE_OBJECTS },
+		{ "target-cache-max-bytes", required_argument, NULL, CACHE_BYTES },
+		{ "gitsync-cache-max-objects", required_argument, NULL, GS_OBJECTS },
 		{ "workers", required_argument, NULL, WORKERS },
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
@@ -139,6 +159,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		case LEASE_NS: f->lease_ns = optarg; break;
 		case METRICS: f->metrics_addr = optarg; break;
 		case HEALTH: f->health_addr = optarg; break;
+		case WEBHOOK: f->webhook_addr = *optarg ? optarg : NULL; break;
 		case WORKERS: {
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 256) {
@@ -232,6 +253,20 @@ static int parse_flags(flags *f, int argc, char **argv)
 			break;
 		}
 		case ALLOW_FILE_URLS: f->allow_file_urls = 1; break;
+		case CACHE_OBJECTS:
+		case CACHE_BYTES:
+		case GS_OBJECTS: {
+			unsigned long long n = strtoull(optarg, &end, 10);
+			const char *name = c == CACHE_OBJECTS ? "target-cache-max-objects" :
+				c == CACHE_BYTES ? "target-cache-max-bytes" : "gitsync-cache-max-objects";
+			if (*end || !*optarg || *optarg == '-' || n < 1 || n > (1ull << 40)) {
+				fprintf(stderr, "plumbd: --%s %s: want a whole number from 1 to 2^40\n", name, optarg);
+				return 2;
+			}
+			*(c == CACHE_OBJECTS ? &f->target_max_objects : c == CACHE_BYTES ? &f->target_max_bytes :
+				&f->gitsync_max_objects) = (size_t)n;
+			break;
+		}
 		case VERSION:
 			printf("plumbd %s\n", PLUMB_VERSION);
 			exit(0);
@@ -297,7 +332,7 @@ int main(int argc, char **argv)
 	kube_config *cfg = NULL;
 	kube_client *mgmt = NULL;
 	server_metrics *metrics = NULL;
-	server *metrics_srv = NULL, *health_srv = NULL;
+	server *metrics_srv = NULL, *health_srv = NULL, *webhook_srv = NULL;
 	controller *ctl = NULL;
 	controller_leader *leader = NULL;
 	char identity[300], host[256] = "plumbd", rnd[9];
@@ -364,22 +399,33 @@ int main(int argc, char **argv)
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
 		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
-		.allow_file_urls = f.allow_file_urls };
+		.allow_file_urls = f.allow_file_urls,
+		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes,
+		.gitsync_max_objects = f.gitsync_max_objects };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
-	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .secret = webhook_secret,
-		.trigger = webhook_trigger, .data = ctl };
+	/* With --webhook-addr the webhooks get a listener of their own and the
+	 * metrics one serves no /hooks: an Ingress for Git hosts reaches only that. */
+	server_opts mo = { .addr = f.metrics_addr, .metrics = metrics, .data = ctl };
+	server_opts wo = { .addr = f.webhook_addr, .secret = webhook_secret, .trigger = webhook_trigger, .data = ctl };
+	if (!f.webhook_addr) {
+		mo.secret = webhook_secret;
+		mo.trigger = webhook_trigger;
+	}
 	server_opts ho = { .addr = f.health_addr, .ready = ready, .data = ctl };
-	if ((rc = server_start(&metrics_srv, &mo)) || (rc = server_start(&health_srv, &ho)))
+	if ((rc = server_start(&metrics_srv, &mo)) || (rc = server_start(&health_srv, &ho)) ||
+	    (f.webhook_addr && (rc = server_start(&webhook_srv, &wo))))
 		goto fail;
 	if ((rc = controller_start(ctl)))
 		goto fail;
-	char mport[16], hport[16];
+	char mport[16], hport[16], wport[16];
 	snprintf(mport, sizeof(mport), "%d", server_port(metrics_srv));
 	snprintf(hport, sizeof(hport), "%d", server_port(health_srv));
+	snprintf(wport, sizeof(wport), "%d", server_port(webhook_srv ? webhook_srv : metrics_srv));
 	plumb_info("plumbd started", "version", PLUMB_VERSION, "identity", identity,
 		"server", kube_config_server(cfg), "namespace", f.ns ? f.ns : "(all)",
-		"metrics_port", mport, "health_port", hport, "leader_elect", f.leader_elect ? "true" : "false");
+		"metrics_port", mport, "health_port", hport, "webhook_port", wport,
+		"leader_elect", f.leader_elect ? "true" : "false");
 
 	if (f.leader_elect) {
 		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
@@ -418,6 +464,7 @@ fail:
 cleanup:
 	controller_leader_free(leader);
 	server_free(metrics_srv);
+	server_free(webhook_srv);
 	server_free(health_srv);
 	controller_free(ctl);
 	kube_client_free(mgmt);

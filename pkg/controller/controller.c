@@ -16,6 +16,7 @@
 
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,18 @@
 #include "manifest/manifest.h"
 
 #define REQUESTED_AT "plumb.dev/requested-at"
+/* A standby hands a webhook to the leader through the GitSync's status (the
+ * install grants patch on gitsyncs/status, not on gitsyncs): its own field
+ * manager, so the leader's status applies never remove the field. */
+#define WEBHOOK_RECEIVED_AT "status.webhookReceivedAt"
+#define WEBHOOK_FIELD_MANAGER "plumb-webhook"
 #define MANAGED_SELECTOR APPLY_LABEL_MANAGED_BY "=" APPLY_FIELD_MANAGER
 #define MAX_DRIFT_LIST 50
 #define MAX_DRIFT_FIELDS 20
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
 #define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
+#define OVER_CAP_RETRY 60.0   /* seconds before a target over its cache cap is rebuilt */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -110,6 +117,12 @@ struct target {
 	cmap cache;               /* "group|resource|ns|name" -> live_entry* */
 	cmap labels;              /* interned plumb.dev/gitsync values */
 	size_t pending;           /* bytes of live_entry bodies held */
+	size_t cache_bytes;       /* bytes of cache entries (estimated, with their keys) */
+	size_t label_bytes;       /* bytes of interned labels (kept until the target goes) */
+	cmap label_counts;        /* interned label -> (uintptr_t) cache entries with it */
+	atomic_int over_cap;      /* the cache hit a cap: Failed, rebuilt later */
+	double over_since;        /* monotonic, set before over_cap */
+	char cap_msg[256];        /* why, under t->lock */
 	target_watch **watches;
 	size_t nwatches;
 	cmap engines;             /* gitsync key -> apply_engine* */
@@ -138,7 +151,10 @@ struct controller {
 	pthread_mutex_t lock;
 	cmap gitsyncs;            /* "ns/name" -> gitsync_state* */
 	cmap clusters;            /* "ns/name" -> cJSON* */
-	cmap secrets;             /* "ns/name" -> cJSON* */
+	cmap secrets;             /* "ns/name" -> cJSON*: only referenced Secrets,
+	                             reduced to the keys read (secret_reduce_locked) */
+	unsigned long secret_epoch; /* bumped on every change of c->secrets */
+	cmap secret_misses;       /* "ns/name" -> double*: when a GET last found no such Secret */
 	cmap targets;             /* "ns/name" -> target* */
 	kube_watch *mgmt_watches[3];
 	int synced[3];
@@ -488,6 +504,18 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 
 /* ---- management informers (hub thread) ------------------------------------------------ */
 
+static void secrets_prune_locked(controller *c);
+
+/* The Secret references of a GitSync or Cluster object, as one string: when
+ * it changes, kept Secrets may have lost their last reference. */
+static char *secret_refs(const cJSON *obj)
+{
+	return plumb_asprintf("%s|%s|%s|%s", jstr(obj, "spec.git.secretRef.name") ? jstr(obj, "spec.git.secretRef.name") : "",
+		jstr(obj, "spec.webhook.secretRef.name") ? jstr(obj, "spec.webhook.secretRef.name") : "",
+		jstr(obj, "spec.kubeConfigSecretRef.name") ? jstr(obj, "spec.kubeConfigSecretRef.name") : "",
+		jstr(obj, "spec.kubeConfigSecretRef.key") ? jstr(obj, "spec.kubeConfigSecretRef.key") : "");
+}
+
 static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
@@ -517,6 +545,8 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 	}
 	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
 	char *old_req = plumb_strdup(old_labels_req);
+	const char *hook = jstr(obj, WEBHOOK_RECEIVED_AT);
+	int hooked = !is_new && hook && !streq(hook, jstr(g->obj, WEBHOOK_RECEIVED_AT));
 	cJSON_Delete(g->obj);
 	g->obj = cJSON_Duplicate(obj, 1);
 	free(key);
@@ -528,6 +558,9 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 	if (is_new || spec_changed || requested) {
 		trigger_src(c, g->key, 0);
 		trigger_gitsync_syncs_locked(c, g, 0);
+	} else if (hooked) {
+		/* A standby received a webhook: fetch, as for one of our own. */
+		trigger_src(c, g->key, jduration(g->obj, "spec.debounce", 1));
 	}
 }
 
@@ -575,12 +608,22 @@ static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 		}
 		free(gone);
 		cmap_free(&seen);
+		secrets_prune_locked(c);
 		c->synced[0] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		char *k = obj_key(obj);
+		gitsync_state *g = cmap_get(&c->gitsyncs, k);
+		char *before = g ? secret_refs(g->obj) : NULL, *after = secret_refs(obj);
 		gitsync_upsert_locked(c, obj);
+		if (before && !streq(before, after))
+			secrets_prune_locked(c);
+		free(before);
+		free(after);
+		free(k);
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
 		gitsync_delete_locked(c, k);
+		secrets_prune_locked(c);
 		free(k);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -621,6 +664,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
 		}
+		secrets_prune_locked(c);
 		c->synced[1] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
@@ -628,7 +672,10 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		/* Our own status writes need no reaction: only spec and labels matter. */
 		int changed = !old || !diff_json_equal(jget(old, "spec"), jget(obj, "spec")) ||
 			!diff_json_equal(jget(old, "metadata.labels"), jget(obj, "metadata.labels"));
+		int refs_changed = old && !diff_json_equal(jget(old, "spec.kubeConfigSecretRef"), jget(obj, "spec.kubeConfigSecretRef"));
 		cache_replace_locked(&c->clusters, obj);
+		if (refs_changed)
+			secrets_prune_locked(c);
 		if (changed) {
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
@@ -637,6 +684,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
 		cJSON_Delete(cmap_del(&c->clusters, k));
+		secrets_prune_locked(c);
 		/* GitSyncs drop the cluster's status entry on their next sync. */
 		size_t i = 0;
 		const char *gk;
@@ -670,22 +718,279 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	}
 }
 
+/* ---- Secrets: only what a Cluster or GitSync references ------------------------------
+ * plumbd may watch every Secret of a namespace (or of the cluster), most of
+ * them none of its business and some large (Helm releases: up to 1 MiB). It
+ * keeps a Secret only while a Cluster (kubeConfigSecretRef) or a GitSync
+ * (git.secretRef, webhook.secretRef) in its namespace names it, and only the
+ * data keys those read; "plumbKeys" in the kept object records which keys it
+ * was reduced for. A reference that appears later, or wants other keys, is
+ * filled by a GET (secret_ensure) from the worker or HTTP thread that needs
+ * it. Lists of Secrets use small pages, so a relist never holds more than
+ * SECRET_LIST_LIMIT whole Secrets at once. */
+
+#define SECRET_LIST_LIMIT 16   /* Secrets are at most 1 MiB: a page is at most 16 MiB */
+#define SECRET_MISS_TTL 5.0    /* seconds a GET's NotFound is believed (webhooks are unauthenticated) */
+
+static void free_json(void *j);
+
+static const char *const git_secret_keys[] = {
+	"username", "password", "bearerToken", "identity", "known_hosts", "caFile",
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+#define SECRET_MAX_KEYS 64
+
+/* Adds key to keys[*n] unless it is there: many GitSyncs sharing one Git
+ * Secret still need only its six keys. */
+static void add_key(const char **keys, size_t *n, const char *key)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(keys[i], key))
+			return;
+	if (*n < SECRET_MAX_KEYS)
+		keys[(*n)++] = key;
+}
+
+/* The data keys plumbd reads from Secret ns/name, sorted, each followed by a
+ * newline, in *out (caller frees); NULL when nothing references it. */
+static char *secret_needs_locked(controller *c, const char *ns, const char *name)
+{
+	const char *keys[SECRET_MAX_KEYS];
+	size_t n = 0, i = 0;
+	int referenced = 0;
+	const char *k;
+	void *v;
+	if (!ns || !name)
+		return NULL;
+	while (cmap_next(&c->clusters, &i, &k, &v)) {
+		if (streq(jstr(v, "metadata.namespace"), ns) &&
+		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
+			const char *key = jstr(v, "spec.kubeConfigSecretRef.key");
+			add_key(keys, &n, key ? key : "kubeconfig");
+			referenced = 1;
+		}
+	}
+	i = 0;
+	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (!streq(g->ns, ns))
+			continue;
+		if (streq(jstr(g->obj, "spec.git.secretRef.name"), name)) {
+			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys); j++)
+				add_key(keys, &n, git_secret_keys[j]);
+			referenced = 1;
+		}
+		if (streq(jstr(g->obj, "spec.webhook.secretRef.name"), name)) {
+			add_key(keys, &n, "token");
+			referenced = 1;
+		}
+	}
+	if (!referenced)
+		return NULL;
+	qsort(keys, n, sizeof(*keys), cmp_str);
+	plumb_buf b;
+	plumb_buf_init(&b, 64 * 1024);   /* 64 names of at most 253 bytes */
+	for (size_t j = 0; j < n; j++) {
+		if (plumb_buf_append(&b, keys[j], strlen(keys[j])) || plumb_buf_append(&b, "\n", 1)) {
+			plumb_buf_free(&b);
+			return NULL;
+		}
+	}
+	return plumb_buf_detach(&b);
+}
+
+/* What plumbd keeps of Secret sec: its name, namespace and resourceVersion,
+ * and the data keys secret_needs_locked() names; NULL when unreferenced. */
+static cJSON *secret_reduce_locked(controller *c, const cJSON *sec)
+{
+	char *needs = secret_needs_locked(c, jstr(sec, "metadata.namespace"), jstr(sec, "metadata.name"));
+	if (!needs)
+		return NULL;
+	cJSON *r = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(r, "metadata");
+	cJSON *data = cJSON_AddObjectToObject(r, "data");
+	const char *fields[] = { "name", "namespace", "resourceVersion" };
+	for (size_t i = 0; i < 3; i++) {
+		const cJSON *f = jget(jget(sec, "metadata"), fields[i]);
+		if (cJSON_IsString(f))
+			cJSON_AddStringToObject(m, fields[i], f->valuestring);
+	}
+	const cJSON *all = jget(sec, "data");
+	for (char *p = needs, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+		*nl = '\0';
+		const cJSON *val = cJSON_GetObjectItemCaseSensitive(all, p);
+		if (val)
+			cJSON_AddItemToObject(data, p, cJSON_Duplicate(val, 1));
+		*nl = '\n';
+	}
+	cJSON_AddStringToObject(r, "plumbKeys", needs);
+	free(needs);
+	return r;
+}
+
+/* Drops kept Secrets that nothing references any more (after a Cluster or
+ * GitSync changed or went away). */
+static void secrets_prune_locked(controller *c)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	char **gone = NULL;
+	size_t ngone = 0;
+	while (cmap_next(&c->secrets, &i, &k, &v)) {
+		char *needs = secret_needs_locked(c, jstr(v, "metadata.namespace"), jstr(v, "metadata.name"));
+		if (!needs) {
+			char **p = realloc(gone, (ngone + 1) * sizeof(*p));
+			if (p) {
+				gone = p;
+				gone[ngone++] = plumb_strdup(k);
+			}
+		}
+		free(needs);
+	}
+	for (size_t j = 0; j < ngone; j++) {
+		cJSON_Delete(cmap_del(&c->secrets, gone[j]));
+		free(gone[j]);
+		c->secret_epoch++;
+	}
+	free(gone);
+}
+
+/* List pages of Secrets go through this on the list's helper thread. */
+static cJSON *reduce_secret(const cJSON *item, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	cJSON *r = secret_reduce_locked(c, item);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* Makes sure c->secrets holds Secret ns/name as the references need it now:
+ * GETs it when a reference is new or wants other keys. Call without c->lock.
+ * Returns 0, or the GET's error (PLUMB_ENOTFOUND when it does not exist). */
+static int secret_ensure(controller *c, const char *ns, const char *name)
+{
+	int rc = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", name ? name : "");
+		pthread_mutex_lock(&c->lock);
+		char *needs = secret_needs_locked(c, ns, name);
+		const cJSON *have = cmap_get(&c->secrets, sk);
+		int fine = !needs || (have && streq(jstr(have, "plumbKeys"), needs));
+		unsigned long epoch = c->secret_epoch;
+		const double *miss = cmap_get(&c->secret_misses, sk);
+		int recent_miss = !fine && miss && plumb_time_mono() - *miss < SECRET_MISS_TTL;
+		pthread_mutex_unlock(&c->lock);
+		free(needs);
+		if (fine)
+			return 0;
+		/* Anyone may POST to /hooks/…: a missing Secret costs one GET per
+		 * SECRET_MISS_TTL, not one per request. */
+		if (recent_miss)
+			return plumb_error_set(PLUMB_ENOTFOUND, "secret %s not found", sk);
+		cJSON *sec = NULL;
+		rc = kube_get(&sec, c->o.mgmt, &c->secret_res, ns, name);
+		pthread_mutex_lock(&c->lock);
+		if (rc == PLUMB_ENOTFOUND) {
+			double *t = malloc(sizeof(*t));
+			void *old = NULL;
+			if (t) {
+				*t = plumb_time_mono();
+				if (cmap_put(&c->secret_misses, sk, t, &old) == 0)
+					free(old);
+				else
+					free(t);
+			}
+		} else {
+			free(cmap_del(&c->secret_misses, sk));
+		}
+		if (c->secret_epoch != epoch) {
+			/* A watch event came in meanwhile: it is at least as new. */
+			pthread_mutex_unlock(&c->lock);
+			cJSON_Delete(sec);
+			continue;
+		}
+		cJSON *r = rc == 0 ? secret_reduce_locked(c, sec) : NULL;
+		void *old = NULL;
+		if (r) {
+			if (cmap_put(&c->secrets, sk, r, &old) == 0)
+				cJSON_Delete(old);
+			else
+				cJSON_Delete(r);
+			c->secret_epoch++;
+		} else if (rc == PLUMB_ENOTFOUND && cmap_get(&c->secrets, sk)) {
+			cJSON_Delete(cmap_del(&c->secrets, sk));
+			c->secret_epoch++;
+		}
+		pthread_mutex_unlock(&c->lock);
+		cJSON_Delete(sec);
+		return rc;
+	}
+	return rc;
+}
+
+/* secret_ensure() for the Secret named at path in GitSync/Cluster key's
+ * object (kind: 'g' GitSync, 'c' Cluster). */
+static int secret_ensure_ref(controller *c, char kind, const char *key, const char *path)
+{
+	char *ns = NULL, *name = NULL;
+	pthread_mutex_lock(&c->lock);
+	const cJSON *obj = NULL;
+	if (kind == 'g') {
+		gitsync_state *g = cmap_get(&c->gitsyncs, key);
+		obj = g ? g->obj : NULL;
+	} else {
+		obj = cmap_get(&c->clusters, key);
+	}
+	ns = plumb_strdup(jstr(obj, "metadata.namespace"));
+	name = plumb_strdup(jstr(obj, path));
+	pthread_mutex_unlock(&c->lock);
+	int rc = ns && name ? secret_ensure(c, ns, name) : 0;
+	free(ns);
+	free(name);
+	return rc;
+}
+
 static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 {
 	controller *c = data;
 	pthread_mutex_lock(&c->lock);
 	if (type == KUBE_WATCH_RESYNC) {
-		cache_resync_locked(&c->secrets, obj);
+		/* Items were reduced page by page (reduce_secret); keep those that
+		 * still fit today's references, the rest are fetched on demand. */
+		cmap_free_all(&c->secrets, free_json);
 		const cJSON *it;
+		cJSON_ArrayForEach(it, jget(obj, "items")) {
+			char *needs = secret_needs_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+			if (needs && streq(needs, jstr(it, "plumbKeys")))
+				cache_replace_locked(&c->secrets, it);
+			free(needs);
+		}
+		c->secret_epoch++;
 		cJSON_ArrayForEach(it, jget(obj, "items"))
 			secret_changed_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
 		c->synced[2] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
-		if (type == KUBE_WATCH_DELETED)
+		free(cmap_del(&c->secret_misses, k));
+		cJSON *r = type == KUBE_WATCH_DELETED ? NULL : secret_reduce_locked(c, obj);
+		void *old = NULL;
+		if (r) {
+			if (cmap_put(&c->secrets, k, r, &old) == 0)
+				cJSON_Delete(old);
+			else
+				cJSON_Delete(r);
+			c->secret_epoch++;
+		} else if (cmap_get(&c->secrets, k)) {
 			cJSON_Delete(cmap_del(&c->secrets, k));
-		else
-			cache_replace_locked(&c->secrets, obj);
+			c->secret_epoch++;
+		}
 		free(k);
 		secret_changed_locked(c, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
 	}
@@ -718,6 +1023,7 @@ static void target_unref(controller *c, target *t)
 	}
 	free(t->watches);
 	cmap_free_all(&t->cache, free_live_entry);
+	cmap_free(&t->label_counts);
 	cmap_free_all(&t->labels, plumb_keep_free);
 	cmap_free_all(&t->engines, free_engine);
 	kube_client_free(t->client);
@@ -771,6 +1077,10 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	kube_config *cfg = NULL;
 	target *t = NULL;
 
+	int erc = secret_ensure_ref(c, 'c', cl_key, "spec.kubeConfigSecretRef.name");
+	char emsg[512] = "";
+	if (erc < 0 && erc != PLUMB_ENOTFOUND)
+		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
 	const cJSON *cl = cmap_get(&c->clusters, cl_key);
 	if (!cl) {
@@ -792,7 +1102,9 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
 		const cJSON *sec = cmap_get(&c->secrets, sk);
 		const cJSON *val = cJSON_GetObjectItemCaseSensitive(jget(sec, "data"), skey ? skey : "kubeconfig");
-		if (!sec) {
+		if (!sec && emsg[0]) {
+			rc = plumb_error_set(erc, "kubeconfig secret %s: %s", sk, emsg);
+		} else if (!sec) {
 			rc = plumb_error_set(PLUMB_ENOTFOUND, "kubeconfig secret %s not found", sk);
 		} else if (!cJSON_IsString(val)) {
 			rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig secret %s has no key \"%s\"",
@@ -808,7 +1120,10 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	}
 	if (!rc) {
 		t = cmap_get(&c->targets, cl_key);
-		if (t && streq(t->cred_id, cred_id)) {
+		/* A target over its cache cap is built afresh (relisting
+		 * everything) once OVER_CAP_RETRY has passed. */
+		if (t && streq(t->cred_id, cred_id) &&
+		    !(t->over_cap && plumb_time_mono() - t->over_since >= OVER_CAP_RETRY)) {
 			t->refs++;
 			pthread_mutex_unlock(&c->lock);
 			*out = t;
@@ -849,12 +1164,16 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	pthread_mutex_init(&t->lock, NULL);
 	t->cache.keep = 1;
 	t->labels.keep = 1;
+	t->label_counts.keep = 1;
 	pthread_mutex_lock(&c->lock);
 	target *old = NULL;
 	cmap_put(&c->targets, cl_key, t, (void **)&old);
 	pthread_mutex_unlock(&c->lock);
 	if (old) {
-		plumb_info("cluster credentials changed; reconnecting", "cluster", name);
+		if (old->over_cap)
+			plumb_info("cluster was over its cache cap; reconnecting", "cluster", name);
+		else
+			plumb_info("cluster credentials changed; reconnecting", "cluster", name);
 		target_unref(c, old);
 	}
 	*out = t;
@@ -1039,6 +1358,7 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
  * helper thread): the fields live_entry holds. */
 static cJSON *reduce_live(const cJSON *obj, void *data)
 {
+	/* data (the target_watch) may be gone: a stopped watch's list runs on */
 	(void)data;
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
@@ -1067,22 +1387,80 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 	return o;
 }
 
+/* Marks t over its cache cap (t->lock held): Failed with why, its cache
+ * given back, watches no longer trusted; rebuilt after OVER_CAP_RETRY.
+ * Returns 1 when t was not over its cap before. */
+static int target_over_cap_locked(target *t, const char *why)
+{
+	if (t->over_cap)
+		return 0;
+	snprintf(t->cap_msg, sizeof(t->cap_msg), "%s", why);
+	t->over_since = plumb_time_mono();
+	t->over_cap = 1;
+	cmap_free_all(&t->cache, free_live_entry);
+	cmap_free(&t->label_counts);
+	t->pending = 0;
+	t->cache_bytes = 0;
+	for (size_t i = 0; i < t->nwatches; i++)
+		t->watches[i]->synced = 0;
+	plumb_warn("cluster over its cache cap; failing it", "cluster", t->name, "error", why);
+	return 1;
+}
+
+/* Counts cache entries per GitSync label (t->lock held); label may be NULL. */
+static void label_count_add_locked(target *t, const char *label, int d)
+{
+	if (!label)
+		return;
+	uintptr_t n = (uintptr_t)cmap_get(&t->label_counts, label);
+	n = d < 0 ? (n ? n - 1 : 0) : n + 1;
+	if (n)
+		cmap_put(&t->label_counts, label, (void *)n, NULL);
+	else
+		cmap_del(&t->label_counts, label);
+}
+
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
- * NULL) is kept when the pending budget allows. */
-static void cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
+ * NULL) is kept when the pending budget allows. Returns 1 when this store
+ * took t over its cache cap (target_over_cap_locked), else 0. */
+static int cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
 {
 	apply_live_info info;
+	if (t->over_cap) {
+		free(body);
+		return 0;
+	}
 	live_entry *e = cmap_get(&t->cache, key);
 	int fresh = e == NULL;
+	if (fresh) {
+		size_t need = sizeof(*e) + 64 + strlen(key) + 1;
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+		if (cJSON_IsString(lv) && !cmap_get(&t->labels, lv->valuestring))
+			need += strlen(lv->valuestring) + 1 + 64;
+		const controller_opts *o = &t->c->o;
+		if (t->cache.count + 1 > o->target_max_objects ||
+		    t->cache_bytes + t->label_bytes + need > o->target_max_bytes) {
+			char why[256];
+			if (t->cache.count + 1 > o->target_max_objects)
+				snprintf(why, sizeof(why), "the cluster has more than %zu objects plumbd would cache "
+					"(--target-cache-max-objects)", o->target_max_objects);
+			else
+				snprintf(why, sizeof(why), "what plumbd would cache of the cluster's objects is over "
+					"%zu bytes (--target-cache-max-bytes)", o->target_max_bytes);
+			free(body);
+			return target_over_cap_locked(t, why);
+		}
+	}
 	if (fresh && !(e = plumb_keep_alloc(sizeof(*e)))) {
 		free(body);
-		return;
+		return 0;
 	}
 	/* updated in place: no churn of long-lived records */
 	if (e->body) {
 		t->pending -= e->body_len;
 		free(e->body);
 	}
+	const char *old_label = e->label;
 	memset(e, 0, sizeof(*e));
 	apply_live_info_of(&info, obj);
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
@@ -1091,10 +1469,12 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 		e->label = cmap_get(&t->labels, info.label);
 		if (!e->label) {
 			char *l = plumb_keep_strdup(info.label);
-			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0)
+			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0) {
 				e->label = l;
-			else
+				t->label_bytes += strlen(l) + 1 + 64;
+			} else {
 				plumb_keep_free(l);
+			}
 		}
 	}
 	e->prune_disabled = (unsigned)info.prune_disabled;
@@ -1113,7 +1493,15 @@ static void cache_store_locked(target *t, const char *key, const cJSON *obj, cha
 		if (e->body)
 			t->pending -= e->body_len;
 		free_live_entry(e);
+		return 0;
 	}
+	if (fresh)
+		t->cache_bytes += sizeof(*e) + 64 + strlen(key) + 1;
+	if (old_label != e->label) {
+		label_count_add_locked(t, old_label, -1);
+		label_count_add_locked(t, e->label, 1);
+	}
+	return 0;
 }
 
 static void cache_drop_locked(target *t, const char *key)
@@ -1121,6 +1509,11 @@ static void cache_drop_locked(target *t, const char *key)
 	live_entry *old = cmap_del(&t->cache, key);
 	if (old && old->body)
 		t->pending -= old->body_len;
+	if (old) {
+		size_t n = sizeof(*old) + 64 + strlen(key) + 1;
+		t->cache_bytes -= n < t->cache_bytes ? n : t->cache_bytes;
+		label_count_add_locked(t, old->label, -1);
+	}
 	free_live_entry(old);
 }
 
@@ -1224,15 +1617,16 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		}
 		free(drop);
 		const cJSON *it;
+		int went_over = 0;
 		cJSON_ArrayForEach(it, jget(obj, "items")) {
 			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
-			cache_store_locked(t, key, it, NULL);
+			went_over |= cache_store_locked(t, key, it, NULL);
 		}
 		int was = tw->synced;
-		tw->synced = 1;
+		tw->synced = !t->over_cap;
 		pthread_mutex_unlock(&t->lock);
 		/* After an outage or an expiry: look at everything again. */
-		if (was == 0) {
+		if (was == 0 || went_over) {
 			pthread_mutex_lock(&tw->c->lock);
 			trigger_cluster_syncs_locked(tw->c, t->key, 0);
 			pthread_mutex_unlock(&tw->c->lock);
@@ -1252,13 +1646,19 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		char *body = plumb_strdup(printed);   /* plain malloc: freed with free() */
 		cJSON_free(printed);
 		pthread_mutex_lock(&t->lock);
+		int went_over = 0;
 		if (type == KUBE_WATCH_DELETED)
 			cache_drop_locked(t, key);
 		else
-			cache_store_locked(t, key, obj, body);
+			went_over = cache_store_locked(t, key, obj, body);
 		pthread_mutex_unlock(&t->lock);
-		if (needs)
+		if (went_over) {
+			pthread_mutex_lock(&tw->c->lock);
+			trigger_cluster_syncs_locked(tw->c, t->key, 0);
+			pthread_mutex_unlock(&tw->c->lock);
+		} else if (needs) {
 			trigger_owner(tw->c, t, obj);
+		}
 		break;
 	}
 	case KUBE_WATCH_ERROR:
@@ -1266,7 +1666,22 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		 * from the cluster instead (and sees an outage as one). */
 		pthread_mutex_lock(&t->lock);
 		tw->synced = 0;
+		int over = streq(jstr(obj, "reason"), plumb_strerror(PLUMB_ETOOBIG));
+		if (over) {
+			/* kube_watch_opts.list_max_*: the list went past the caps */
+			char why[300];
+			snprintf(why, sizeof(why), "%s: more than plumbd caches for one cluster "
+				"(--target-cache-max-objects %zu, --target-cache-max-bytes %zu)",
+				jstr(obj, "message") ? jstr(obj, "message") : "list too big",
+				tw->c->o.target_max_objects, tw->c->o.target_max_bytes);
+			over = target_over_cap_locked(t, why);
+		}
 		pthread_mutex_unlock(&t->lock);
+		if (over) {
+			pthread_mutex_lock(&tw->c->lock);
+			trigger_cluster_syncs_locked(tw->c, t->key, 0);
+			pthread_mutex_unlock(&tw->c->lock);
+		}
 		plumb_debug("watch error", "cluster", t->name, "resource", tw->res.resource,
 			"message", jstr(obj, "message"));
 		break;
@@ -1306,7 +1721,8 @@ static void target_watch_kind(controller *c, target *t, const kube_resource *res
 	t->watches[t->nwatches++] = w;
 	pthread_mutex_unlock(&t->lock);
 	kube_watch_opts wo = { .label_selector = MANAGED_SELECTOR, .reduce = reduce_live,
-		.ns = w->ns[0] ? w->ns : NULL };
+		.ns = w->ns[0] ? w->ns : NULL,
+		.list_max_items = c->o.target_max_objects, .list_max_bytes = c->o.target_max_bytes };
 	if (kube_watch_start(&w->w, c->hub, t->client, res, &wo, on_target_event, w) != 0)
 		plumb_warn("cannot watch", "cluster", t->name, "resource", res->resource,
 			"error", plumb_error_last());
@@ -1477,6 +1893,10 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	if (!g)
 		return 0;
 
+	int erc = secret_ensure_ref(c, 'g', gs_key, "spec.git.secretRef.name");
+	char emsg[512] = "";
+	if (erc < 0 && erc != PLUMB_ENOTFOUND)
+		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
 	const char *refname = NULL;
 	kind = ref_kind(g->obj, &refname);
@@ -1501,7 +1921,9 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
 		const cJSON *sec = cmap_get(&c->secrets, sk);
-		if (!sec)
+		if (!sec && emsg[0])
+			rc = plumb_error_set(erc, "git secret %s: %s", sk, emsg);
+		else if (!sec)
 			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
 		else
 			rc = source_credentials_from_secret_data(&creds, jget(sec, "data"));
@@ -1921,6 +2343,21 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		goto cleanup;
 	}
 	drop_engines(c, cl_key, gs_key, t);
+	pthread_mutex_lock(&t->lock);
+	size_t mine = (size_t)(uintptr_t)cmap_get(&t->label_counts, g->label);
+	if (t->over_cap)   /* its cache is not whole: nothing is decided from it */
+		rc = plumb_error_set(PLUMB_ETOOBIG, "%s", t->cap_msg);
+	else if (mine > c->o.gitsync_max_objects)
+		rc = plumb_error_set(PLUMB_ETOOBIG, "the cluster has %zu objects labelled for this GitSync, "
+			"more than plumbd caches for one GitSync (--gitsync-cache-max-objects %zu)",
+			mine, c->o.gitsync_max_objects);
+	pthread_mutex_unlock(&t->lock);
+	if (rc) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
 	/* The revision's objects live in a region of their own, given back whole
 	 * at the end: they stay for the whole run, and in the heap they would
 	 * pin its pages under whatever else the run leaves behind. Only plain
@@ -2352,6 +2789,12 @@ int controller_new(controller **out, const controller_opts *opts)
 	c->o = *opts;
 	if (!c->o.workers)
 		c->o.workers = 4;
+	if (!c->o.target_max_objects)
+		c->o.target_max_objects = CONTROLLER_TARGET_MAX_OBJECTS;
+	if (!c->o.target_max_bytes)
+		c->o.target_max_bytes = CONTROLLER_TARGET_MAX_BYTES;
+	if (!c->o.gitsync_max_objects)
+		c->o.gitsync_max_objects = CONTROLLER_GITSYNC_MAX_OBJECTS;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->lead_cond, NULL);
 	metrics_init(c);
@@ -2377,10 +2820,11 @@ fail:
 int controller_start(controller *c)
 {
 	kube_watch_opts wo = { .ns = c->o.ns };
+	kube_watch_opts swo = { .ns = c->o.ns, .list_limit = SECRET_LIST_LIMIT, .reduce = reduce_secret };
 	int rc;
 	if ((rc = kube_watch_start(&c->mgmt_watches[0], c->hub, c->o.mgmt, &c->gitsync_res, &wo, on_gitsync, c)) ||
 	    (rc = kube_watch_start(&c->mgmt_watches[1], c->hub, c->o.mgmt, &c->cluster_res, &wo, on_cluster, c)) ||
-	    (rc = kube_watch_start(&c->mgmt_watches[2], c->hub, c->o.mgmt, &c->secret_res, &wo, on_secret, c)))
+	    (rc = kube_watch_start(&c->mgmt_watches[2], c->hub, c->o.mgmt, &c->secret_res, &swo, on_secret, c)))
 		return rc;
 	if (pthread_create(&c->hub_thread, NULL, hub_main, c) != 0)
 		return plumb_error_set(PLUMB_EIO, "cannot start the watch thread");
@@ -2447,17 +2891,21 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 		return;
 	}
 	/* The Service may route a delivery to a standby: pass it on to the
-	 * leader the way a user would, with the requested-at annotation. */
+	 * leader through status.webhookReceivedAt, which the leader's GitSync
+	 * informer sees change. A write to the status subresource is what the
+	 * install's RBAC grants; the GitSync's spec and metadata stay the
+	 * tenant's. */
 	char now[48];
 	plumb_time_micro(now, sizeof(now), plumb_time_real());
-	cJSON *patch = cJSON_CreateObject();
-	cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
-	cJSON_AddStringToObject(ann, REQUESTED_AT, now);
-	if (kube_merge_patch(NULL, c->o.mgmt, &c->gitsync_res, ns, name, patch) != 0)
+	cJSON *st = cJSON_CreateObject();
+	cJSON_AddStringToObject(st, "webhookReceivedAt", now);
+	cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", ns, name, st);
+	kube_apply_opts ao = { .field_manager = WEBHOOK_FIELD_MANAGER, .force = 1 };
+	if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, ns, body, &ao) != 0)
 		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());
 	else
 		plumb_info("webhook passed on to the leader", "gitsync", key);
-	cJSON_Delete(patch);
+	cJSON_Delete(body);
 }
 
 int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name)
@@ -2465,6 +2913,7 @@ int controller_webhook_secret(controller *c, char **out, size_t *outlen, const c
 	char key[600];
 	int rc = PLUMB_ENOTFOUND;
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	secret_ensure_ref(c, 'g', key, "spec.webhook.secretRef.name");
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = cmap_get(&c->gitsyncs, key);
 	const char *sname = g ? jstr(g->obj, "spec.webhook.secretRef.name") : NULL;
@@ -2519,6 +2968,7 @@ void controller_free(controller *c)
 	cmap_free_all(&c->gitsyncs, free_gitsync);
 	cmap_free_all(&c->clusters, free_json);
 	cmap_free_all(&c->secrets, free_json);
+	cmap_free_all(&c->secret_misses, free);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	controller_queue_free(c->queue);

@@ -126,7 +126,24 @@ typedef struct {
 	const char *management_target_namespaces; /* comma-separated namespaces whose Clusters may
 	                               omit kubeConfigSecretRef (the management cluster); NULL = none */
 	int allow_file_urls;        /* accept file:// and local paths in spec.git.url */
+	/* What plumbd caches of one target's watched objects (a target's API
+	 * server is untrusted input too): past either cap that target is Failed,
+	 * its cache dropped, and it is tried again after a minute. 0 = defaults:
+	 * CONTROLLER_TARGET_MAX_OBJECTS objects, CONTROLLER_TARGET_MAX_BYTES. */
+	size_t target_max_objects;
+	size_t target_max_bytes;
+	/* Objects one GitSync's label may have in one target's cache: past it
+	 * only that (GitSync, cluster) is Failed. 0 = CONTROLLER_GITSYNC_MAX_OBJECTS. */
+	size_t gitsync_max_objects;
 } controller_opts;
+
+/* 200,000 objects: 20x the 10,000 a target of bench/ holds; at about 200
+ * bytes an entry (key, resourceVersion, hash, flags) that is ~40 MiB, under
+ * the 64 MiB byte cap, which also counts interned label values. */
+#define CONTROLLER_TARGET_MAX_OBJECTS 200000
+#define CONTROLLER_TARGET_MAX_BYTES (64u << 20)
+/* Half a target: one GitSync fails alone before the target's cap fails all. */
+#define CONTROLLER_GITSYNC_MAX_OBJECTS 100000
 
 /* Resolves the plumb.dev resources (fails with a hint when the CRDs are not
  * installed), opens the Git cache. *out: free with controller_free(). */

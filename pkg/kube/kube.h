@@ -333,6 +333,12 @@ typedef struct {
 	unsigned timeout_seconds;     /* per watch request; 0 = random [300, 600] */
 	unsigned list_limit;          /* page size of (re)lists; 0 = 500 */
 	kube_watch_reduce_fn reduce;  /* NULL = RESYNC holds whole objects */
+	/* With reduce: a (re)list keeping more than list_max_items reduced items,
+	 * or more than list_max_bytes of their strings, fails with PLUMB_ETOOBIG
+	 * (a KUBE_WATCH_ERROR with reason "ETOOBIG"; retried with backoff).
+	 * 0 = no cap. */
+	size_t list_max_items;
+	size_t list_max_bytes;
 } kube_watch_opts;
 
 /* *out: caller frees with kube_watch_hub_free() after the run returned. */

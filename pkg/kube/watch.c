@@ -145,6 +145,7 @@ struct kube_watch {
 	unsigned timeout_seconds;
 	unsigned list_limit;
 	kube_watch_reduce_fn reduce;
+	size_t list_max_items, list_max_bytes;
 	kube_watch_cb cb;
 	void *data;
 
@@ -286,6 +287,8 @@ int kube_watch_start(kube_watch **out, kube_watch_hub *hub, kube_client *c,
 	w->timeout_seconds = o.timeout_seconds;
 	w->list_limit = o.list_limit ? o.list_limit : 500;
 	w->reduce = o.reduce;
+	w->list_max_items = o.list_max_items;
+	w->list_max_bytes = o.list_max_bytes;
 	w->cb = cb;
 	w->data = data;
 	w->state = W_IDLE;
@@ -366,17 +369,39 @@ static void set_rv(kube_watch *w, const char *rv)
 typedef struct {
 	kube_watch *w;
 	cJSON *items;
+	size_t n, bytes;
 } reduce_ctx;
 
-/* Page callback of a reduced relist: keeps what reduce makes of each item. */
+/* Bytes of the strings (keys and values) in j, plus a little per node. */
+static size_t json_bytes(const cJSON *j)
+{
+	size_t n = 16 + (j->string ? strlen(j->string) : 0) + (cJSON_IsString(j) && j->valuestring ? strlen(j->valuestring) : 0);
+	const cJSON *c;
+	for (c = j->child; c; c = c->next)
+		n += json_bytes(c);
+	return n;
+}
+
+/* Page callback of a reduced relist: keeps what reduce makes of each item,
+ * up to the watch's caps. */
 static int reduce_page(const cJSON *page, void *data)
 {
 	reduce_ctx *r = data;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(page, "items")) {
 		cJSON *small = r->w->reduce(it, r->w->data);
-		if (small)
-			cJSON_AddItemToArray(r->items, small);
+		if (!small)
+			continue;
+		r->n++;
+		if (r->w->list_max_bytes)
+			r->bytes += json_bytes(small);
+		cJSON_AddItemToArray(r->items, small);
+		if (r->w->list_max_items && r->n > r->w->list_max_items)
+			return plumb_error_set(PLUMB_ETOOBIG, "listing %s gave more than %zu objects",
+				r->w->res.resource, r->w->list_max_items);
+		if (r->w->list_max_bytes && r->bytes > r->w->list_max_bytes)
+			return plumb_error_set(PLUMB_ETOOBIG, "listing %s gave more than %zu bytes of objects",
+				r->w->res.resource, r->w->list_max_bytes);
 	}
 	return 0;
 }

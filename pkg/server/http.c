@@ -169,6 +169,12 @@ static MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *ur
 			return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST\n");
 		return handle_hook(s, conn, url, ctx);
 	}
+	/* What this listener does not serve is not there, whatever the method:
+	 * a webhook-only listener answers /metrics like any unknown path. */
+	int served = (s->opts.metrics && strcmp(url, "/metrics") == 0) ||
+		(s->opts.ready && (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0));
+	if (!served)
+		return respond_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (s->opts.metrics && strcmp(url, "/metrics") == 0) {

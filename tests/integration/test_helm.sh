@@ -67,6 +67,7 @@ PodDisruptionBudget/$rel
 Role/$rel-leader-election
 RoleBinding/$rel-leader-election
 Service/$rel
+Service/$rel-webhook
 ServiceAccount/$rel" "$(kinds "$tmp/default.yaml")"
 
 t_ok "default render accepted by the apiserver (dry run)" \
@@ -74,7 +75,7 @@ t_ok "default render accepted by the apiserver (dry run)" \
 as_json "$tmp/default.yaml" >"$tmp/default.json"
 dep() { jq -r ".items[] | select(.kind == \"Deployment\") | $1" "$tmp/default.json"; }
 t_eq "replicas" 2 "$(dep .spec.replicas)"
-t_eq "args" "--leader-elect --lease-name=$rel --lease-namespace=$ns --metrics-addr=:8080 --health-addr=:8081 --workers=4 --log-level=info --cache-dir=/var/cache/plumb --shutdown-timeout=30s" \
+t_eq "args" "--leader-elect --lease-name=$rel --lease-namespace=$ns --metrics-addr=:8080 --health-addr=:8081 --webhook-addr=:8082 --workers=4 --log-level=info --cache-dir=/var/cache/plumb --shutdown-timeout=30s" \
 	"$(dep '.spec.template.spec.containers[0].args | join(" ")')"
 t_eq "container securityContext" '{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":65532,"runAsNonRoot":true,"runAsUser":65532,"seccompProfile":{"type":"RuntimeDefault"}}' \
 	"$(dep '.spec.template.spec.containers[0].securityContext | tojson')"
@@ -82,14 +83,23 @@ t_eq "pod securityContext" '{"fsGroup":65532,"runAsGroup":65532,"runAsNonRoot":t
 	"$(dep '.spec.template.spec.securityContext | tojson')"
 t_eq "liveness probe" "/healthz health" "$(dep '.spec.template.spec.containers[0].livenessProbe.httpGet | "\(.path) \(.port)"')"
 t_eq "readiness probe" "/readyz health" "$(dep '.spec.template.spec.containers[0].readinessProbe.httpGet | "\(.path) \(.port)"')"
-t_eq "ports" "metrics:8080 health:8081" "$(dep '[.spec.template.spec.containers[0].ports[] | "\(.name):\(.containerPort)"] | join(" ")')"
+t_eq "ports" "metrics:8080 health:8081 webhook:8082" "$(dep '[.spec.template.spec.containers[0].ports[] | "\(.name):\(.containerPort)"] | join(" ")')"
 t_eq "cache dir is an emptyDir mount" "emptyDir" \
 	"$(dep '. as $d | .spec.template.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/cache/plumb") | .name as $n | $d.spec.template.spec.volumes[] | select(.name == $n) | keys[] | select(. != "name")')"
 t_eq "topology spread selects own pods" "kubernetes.io/hostname=$rel topology.kubernetes.io/zone=$rel" \
 	"$(dep '[.spec.template.spec.topologySpreadConstraints[] | "\(.topologyKey)=\(.labelSelector.matchLabels["app.kubernetes.io/instance"])"] | join(" ")')"
 t_eq "resources" '{"limits":{"memory":"512Mi"},"requests":{"cpu":"100m","memory":"128Mi"}}' "$(dep '.spec.template.spec.containers[0].resources | tojson')"
 t_eq "image" "plumb:0.1.0-dev" "$(dep '.spec.template.spec.containers[0].image')"
-t_eq "service port" "metrics:8080->metrics" "$(jq -r '.items[] | select(.kind == "Service") | .spec.ports[0] | "\(.name):\(.port)->\(.targetPort)"' "$tmp/default.json")"
+t_eq "service port" "metrics:8080->metrics" "$(jq -r ".items[] | select(.kind == \"Service\" and .metadata.name == \"$rel\") | .spec.ports | map(\"\\(.name):\\(.port)->\\(.targetPort)\") | join(\" \")" "$tmp/default.json")"
+t_eq "webhook service port, and only that" "webhook:8082->webhook" "$(jq -r ".items[] | select(.kind == \"Service\" and .metadata.name == \"$rel-webhook\") | .spec.ports | map(\"\\(.name):\\(.port)->\\(.targetPort)\") | join(\" \")" "$tmp/default.json")"
+render --set webhook.enabled=false >"$tmp/nohook.yaml"
+t_eq "webhook.enabled=false: no webhook Service" "" "$(kinds "$tmp/nohook.yaml" | grep -- -webhook)"
+t_eq "webhook.enabled=false: no --webhook-addr, no webhook port" "0 0" \
+	"$(python3 -c 'import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        print(sum(a.startswith("--webhook-addr") for a in c["args"]), sum(p["name"] == "webhook" for p in c["ports"]))' "$tmp/nohook.yaml")"
 t_eq "pdb" 1 "$(jq -r '.items[] | select(.kind == "PodDisruptionBudget") | .spec.maxUnavailable' "$tmp/default.json")"
 t_eq "cluster role rules" \
 	'plumb.dev gitsyncs,clusters get,list,watch|plumb.dev gitsyncs/status,clusters/status get,update,patch| secrets get,list,watch|events.k8s.io events create,patch' \
@@ -205,7 +215,7 @@ plumbd_as() {
 # First with the default values, as a user would.
 t_ok "helm install (defaults)" h install "$rel-d" "$chart" -n "$ns"
 objects "$rel-d" "$tmp/objects-d"
-t_eq "installed object count (defaults)" 8 "$(wc -l <"$tmp/objects-d")"
+t_eq "installed object count (defaults)" 9 "$(wc -l <"$tmp/objects-d")"
 while read -r kind name namespace; do
 	t_ok "installed (defaults): $kind $name" exists "$kind" "$name" "$namespace"
 done <"$tmp/objects-d"
@@ -221,7 +231,7 @@ t_ok "helm install" h install "$rel" "$chart" -n "$ns" --set watchNamespace="$wn
 	--set 'managementTarget.rules[0].apiGroups[0]=' --set 'managementTarget.rules[0].resources[0]=configmaps' \
 	--set 'managementTarget.rules[0].verbs={get,list,watch,patch,delete}'
 objects "$rel" "$tmp/objects"
-t_eq "installed object count" 14 "$(wc -l <"$tmp/objects")"
+t_eq "installed object count" 15 "$(wc -l <"$tmp/objects")"
 while read -r kind name namespace; do
 	t_ok "installed: $kind $name" exists "$kind" "$name" "$namespace"
 done <"$tmp/objects"

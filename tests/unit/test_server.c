@@ -201,6 +201,43 @@ START_TEST(test_server__http_endpoints)
 }
 END_TEST
 
+/* plumbd --webhook-addr: one listener for /hooks only, the metrics one without them. */
+START_TEST(test_server__split_webhook_listener)
+{
+	server_metrics *m = NULL;
+	server *ms = NULL, *ws = NULL;
+	plumb_buf body = PLUMB_BUF_INIT(4 << 20);
+	server_metrics_new(&m);
+	server_gauge_set(server_gauge(m, "plumb_leader", "1 when leading.", 0, NULL), 1);
+	server_opts mo = { .addr = "127.0.0.1:0", .metrics = m };
+	server_opts wo = { .addr = "127.0.0.1:0", .secret = lookup_secret, .trigger = on_trigger };
+	ck_assert_int_eq(server_start(&ms, &mo), 0);
+	ck_assert_int_eq(server_start(&ws, &wo), 0);
+	int mport = server_port(ms), wport = server_port(ws);
+	char sig[200];
+	snprintf(sig, sizeof(sig), "X-Hub-Signature-256: %s", gh_sig);
+	int before = triggers;
+
+	ck_assert_int_eq(http(&body, wport, "GET", "/metrics", NULL, NULL, 0), 404);
+	ck_assert_ptr_null(strstr(body.ptr ? body.ptr : "", "plumb_leader"));
+	ck_assert_int_eq(http(&body, wport, "POST", "/metrics", NULL, "x", 1), 404);
+	ck_assert_int_eq(http(&body, wport, "GET", "/healthz", NULL, NULL, 0), 404);
+	ck_assert_int_eq(http(&body, wport, "POST", "/hooks/team-a/config", sig, gh_body, strlen(gh_body)), 202);
+	ck_assert_int_eq(triggers, before + 1);
+
+	ck_assert_int_eq(http(&body, mport, "GET", "/metrics", NULL, NULL, 0), 200);
+	ck_assert_ptr_nonnull(strstr(body.ptr, "plumb_leader 1\n"));
+	ck_assert_int_eq(http(&body, mport, "POST", "/hooks/team-a/config", sig, gh_body, strlen(gh_body)), 404);
+	ck_assert_int_eq(http(&body, mport, "GET", "/hooks/team-a/config", NULL, NULL, 0), 404);
+	ck_assert_int_eq(triggers, before + 1);
+
+	server_free(ms);
+	server_free(ws);
+	server_metrics_free(m);
+	plumb_buf_free(&body);
+}
+END_TEST
+
 START_TEST(test_server__bad_listen_address)
 {
 	server *s = NULL;
@@ -222,6 +259,7 @@ int main(void)
 	tcase_add_test(tc, test_server__histogram_buckets_are_cumulative);
 	tcase_add_test(tc, test_server__webhook_verify);
 	tcase_add_test(tc, test_server__http_endpoints);
+	tcase_add_test(tc, test_server__split_webhook_listener);
 	tcase_add_test(tc, test_server__bad_listen_address);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
