@@ -70,7 +70,7 @@ spec:
   debounce: 200ms
 EOF
 
-start_plumbd main --target-cache-max-objects=$CAP --gitsync-cache-max-objects=$GSCAP
+start_plumbd main --target-cache-max-objects=$CAP --gitsync-cache-max-objects=$GSCAP --target-cache-retry=5s
 state_is() { [[ $(cluster_state web "$1") == "$2" ]]; }
 synced_to() { [[ $(cluster_state web "$1") == Synced && $(cluster_commit web "$1") == "$2" ]]; }
 t_ok "c2 synced" wait_for 30 synced_to c2 "$first"
@@ -99,9 +99,9 @@ t_ok "c2 applies the next commit" wait_for 20 applied c2 warn
 t_ok "c3 still Failed" state_is c3 Failed
 t_ok "plumbd still answers" curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz"
 
-# Back within the cap: c3 is rebuilt (after a minute) and syncs.
+# Back within the cap: c3 is rebuilt (after --target-cache-retry) and syncs.
 kc c3 delete -f "$WORK/flood.yaml" >/dev/null
-t_ok "c3 recovers within the cap" wait_for 120 synced_to c3 "$second"
+t_ok "c3 recovers within the cap" wait_for 60 synced_to c3 "$second"
 t_ok "c3 has the second commit" applied c3 warn
 
 # The same past the cap through watch events (not a list): Failed at once.

@@ -44,6 +44,7 @@ typedef struct {
 	size_t target_max_objects;
 	size_t target_max_bytes;
 	size_t gitsync_max_objects;
+	double target_cache_retry;
 } flags;
 
 static atomic_int lost_lease;
@@ -99,6 +100,8 @@ static void usage(FILE *f)
 		"  --gitsync-cache-max-objects N\n"
 		"                          objects labelled for one GitSync in one target's cache; past it only\n"
 		"                          that GitSync is Failed there (default: 100000)\n"
+		"  --target-cache-retry D  how long a target over a cache cap waits before it is listed\n"
+		"                          again (default: 1m)\n"
 		"  --version               print the version and exit\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -111,7 +114,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
 		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
-		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS };
+		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -125,6 +128,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "target-cache-max-objects", required_argument, NULL, CACHE_OBJECTS },
 		{ "target-cache-max-bytes", required_argument, NULL, CACHE_BYTES },
 		{ "gitsync-cache-max-objects", required_argument, NULL, GS_OBJECTS },
+		{ "target-cache-retry", required_argument, NULL, CACHE_RETRY },
 		{ "workers", required_argument, NULL, WORKERS },
 		{ "log-level", required_argument, NULL, LOG_LEVEL },
 		{ "cache-dir", required_argument, NULL, CACHE },
@@ -171,6 +175,12 @@ static int parse_flags(flags *f, int argc, char **argv)
 		}
 		case LOG_LEVEL: f->log_level = optarg; break;
 		case CACHE: f->cache_dir = optarg; break;
+		case CACHE_RETRY:
+			if (plumb_duration_parse(&f->target_cache_retry, optarg) != 0 || f->target_cache_retry < 1) {
+				fprintf(stderr, "plumbd: --target-cache-retry %s: want a duration of 1s or more\n", optarg);
+				return 2;
+			}
+			break;
 		case SHUTDOWN:
 			if (plumb_duration_parse(&f->shutdown_timeout, optarg) != 0) {
 				fprintf(stderr, "plumbd: --shutdown-timeout: %s\n", plumb_error_last());
@@ -401,7 +411,7 @@ int main(int argc, char **argv)
 		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
 		.allow_file_urls = f.allow_file_urls,
 		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes,
-		.gitsync_max_objects = f.gitsync_max_objects };
+		.gitsync_max_objects = f.gitsync_max_objects, .target_cache_retry = f.target_cache_retry };
 	if ((rc = controller_new(&ctl, &co)))
 		goto fail;
 	/* With --webhook-addr the webhooks get a listener of their own and the

@@ -38,7 +38,6 @@
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
 #define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
-#define OVER_CAP_RETRY 60.0   /* seconds before a target over its cache cap is rebuilt */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -1121,9 +1120,9 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	if (!rc) {
 		t = cmap_get(&c->targets, cl_key);
 		/* A target over its cache cap is built afresh (relisting
-		 * everything) once OVER_CAP_RETRY has passed. */
+		 * everything) once opts.target_cache_retry has passed. */
 		if (t && streq(t->cred_id, cred_id) &&
-		    !(t->over_cap && plumb_time_mono() - t->over_since >= OVER_CAP_RETRY)) {
+		    !(t->over_cap && plumb_time_mono() - t->over_since >= c->o.target_cache_retry)) {
 			t->refs++;
 			pthread_mutex_unlock(&c->lock);
 			*out = t;
@@ -1388,7 +1387,7 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 }
 
 /* Marks t over its cache cap (t->lock held): Failed with why, its cache
- * given back, watches no longer trusted; rebuilt after OVER_CAP_RETRY.
+ * given back, watches no longer trusted; rebuilt after opts.target_cache_retry.
  * Returns 1 when t was not over its cap before. */
 static int target_over_cap_locked(target *t, const char *why)
 {
@@ -2795,6 +2794,8 @@ int controller_new(controller **out, const controller_opts *opts)
 		c->o.target_max_bytes = CONTROLLER_TARGET_MAX_BYTES;
 	if (!c->o.gitsync_max_objects)
 		c->o.gitsync_max_objects = CONTROLLER_GITSYNC_MAX_OBJECTS;
+	if (c->o.target_cache_retry <= 0)
+		c->o.target_cache_retry = CONTROLLER_TARGET_CACHE_RETRY;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->lead_cond, NULL);
 	metrics_init(c);

@@ -135,6 +135,8 @@ typedef struct {
 	/* Objects one GitSync's label may have in one target's cache: past it
 	 * only that (GitSync, cluster) is Failed. 0 = CONTROLLER_GITSYNC_MAX_OBJECTS. */
 	size_t gitsync_max_objects;
+	double target_cache_retry;  /* seconds before a target over a cap is rebuilt;
+	                               0 = CONTROLLER_TARGET_CACHE_RETRY */
 } controller_opts;
 
 /* 200,000 objects: 20x the 10,000 a target of bench/ holds; at about 200
@@ -144,6 +146,8 @@ typedef struct {
 #define CONTROLLER_TARGET_MAX_BYTES (64u << 20)
 /* Half a target: one GitSync fails alone before the target's cap fails all. */
 #define CONTROLLER_GITSYNC_MAX_OBJECTS 100000
+/* A minute: a target over its cap is listed whole again no more often. */
+#define CONTROLLER_TARGET_CACHE_RETRY 60.0
 
 /* Resolves the plumb.dev resources (fails with a hint when the CRDs are not
  * installed), opens the Git cache. *out: free with controller_free(). */
