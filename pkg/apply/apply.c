@@ -1275,8 +1275,14 @@ static void process_item(run *R, size_t i)
 				}
 			}
 		}
-		if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
+		/* validating a creation: only the verdict matters, not the body */
+		if ((err = do_apply(R, it, R->validating ? NULL : &result, R->o.dry_run || R->validating))) {
 			fail_desired(it, r, plumb_error_last(), err);
+			goto cleanup;
+		}
+		if (R->validating) {
+			r->action = APPLY_CREATED;
+			it->pending = 1;
 			goto cleanup;
 		}
 		proj = apply_project(result, it->obj);
@@ -1354,6 +1360,19 @@ static void process_item(run *R, size_t i)
 		}
 	}
 	/* desired changed (or adopting) */
+	if (R->validating && R->o.no_diffs) {
+		/* a controller reads neither the diff nor the changed paths of an
+		 * update: the dry run is only a verdict */
+		if ((err = do_apply(R, it, NULL, 1))) {
+			fail_desired(it, r, plumb_error_last(), err);
+			goto cleanup;
+		}
+		r->action = APPLY_UPDATED;
+		if (adopting)
+			set_message(r, "adopted");
+		it->pending = 1;
+		goto cleanup;
+	}
 	if ((err = do_apply(R, it, &result, R->o.dry_run || R->validating))) {
 		fail_desired(it, r, plumb_error_last(), err);
 		goto cleanup;
