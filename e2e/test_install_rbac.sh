@@ -158,7 +158,7 @@ t_ok "the standby wrote nothing but the hand-off" bash -c "! grep -E '\"(applied
 # Drift correction, and an Event about it.
 kc c2 -n "$TNS" patch cm settings --field-manager=rbac-editor --type=merge -p '{"data":{"LOG_LEVEL":"debug"}}' >/dev/null
 t_ok "drift corrected" wait_for 10 bash -c "[[ \$('$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c2/kubeconfig' -n '$TNS' get cm settings -o jsonpath='{.data.LOG_LEVEL}') == hooked ]]"
-t_ok "DriftCorrected Event" wait_for 10 bash -c "'$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get events.events.k8s.io -o json | jq -e '[.items[] | select(.reason == \"DriftCorrected\" and .regarding.name == \"web\")] | length > 0'"
+t_ok "DriftCorrected Event" wait_for 10 bash -c "'$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get events.events.k8s.io -o json | json_check '[.items[] | select(.reason == \"DriftCorrected\" and .regarding.name == \"web\")] | length > 0'"
 
 # SIGTERM on the leader: it releases the Lease, the other replica takes over
 # and acts on the next webhook itself.

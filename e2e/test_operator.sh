@@ -126,7 +126,7 @@ before=$(metric "$METRICS_PORT" 'plumb_drift_corrections_total{cluster="c2"}')
 kc c2 -n "$TNS" patch cm settings --field-manager=e2e-editor --type=merge -p '{"data":{"LOG_LEVEL":"debug"}}' >/dev/null
 t_ok "3 drift corrected" wait_for 5 bash -c "[[ \$('$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c2/kubeconfig' -n '$TNS' get cm settings -o jsonpath='{.data.LOG_LEVEL}') == warn ]]"
 t_ok "3 correction counted" wait_for 5 bash -c "(( \$(curl -s http://127.0.0.1:$METRICS_PORT/metrics | awk '/^plumb_drift_corrections_total\\{cluster=\"c2\"\\}/ {print \$2}') > $before ))"
-t_ok "3 correction event" wait_for 5 bash -c "'$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get events.events.k8s.io -o json | jq -e '[.items[] | select(.reason == \"DriftCorrected\") | select(.note | contains(\"data.LOG_LEVEL by e2e-editor\"))] | length > 0'"
+t_ok "3 correction event" wait_for 5 bash -c "'$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get events.events.k8s.io -o json | json_check '[.items[] | select(.reason == \"DriftCorrected\") | select(.note | contains(\"data.LOG_LEVEL by e2e-editor\"))] | length > 0'"
 kc c1 -n "$NS" patch gitsync web --type=merge -p '{"spec":{"driftPolicy":"Report"}}' >/dev/null
 wait_for 10 synced_at web "$c2_id"
 kc c3 -n "$TNS" patch cm settings --field-manager=e2e-editor --type=merge -p '{"data":{"LOG_LEVEL":"trace"}}' >/dev/null

@@ -1,6 +1,7 @@
 # Shared helpers for shell tests. Source it, call `t_ok NAME CMD…`,
 # `t_fails NAME PATTERN CMD…`, and end with `t_done` (prints "N passed, N failed"
-# and sets the exit status).
+# and sets the exit status). Check JSON with `CMD | json_check [JQ-ARGS…] FILTER`,
+# never with `CMD | jq -e FILTER` (see json_check).
 t_passed=0
 t_failed=0
 
@@ -45,6 +46,33 @@ t_eq() {
 		echo "FAIL $1: want [$2] got [$3]"
 	fi
 }
+
+# CMD | json_check [JQ-ARGS…] FILTER: succeeds only if stdin is non-empty JSON and
+# the filter's last result is neither false nor null (nor missing). Use it instead
+# of `jq -e`: Debian's jq 1.6 exits 0 on empty input even with -e, so
+# `kubectl get … -o json | jq -e …` passes when kubectl failed and printed nothing.
+# JQ-ARGS are passed to jq as they are (--arg, --argjson, …). Says why on stderr.
+json_check() {
+	local in out last
+	in=$(cat) || { echo "json_check: could not read stdin" >&2; return 1; }
+	if [[ -z ${in//[[:space:]]/} ]]; then
+		echo "json_check: empty input" >&2
+		return 1
+	fi
+	if ! out=$(jq -c "$@" <<<"$in"); then
+		echo "json_check: jq $* failed on input: ${in:0:300}" >&2
+		return 1
+	fi
+	last=${out##*$'\n'}
+	case $last in
+	'' | false | null)
+		echo "json_check: $* gave ${last:-no result}; input: ${in:0:300}" >&2
+		return 1
+		;;
+	esac
+}
+# Exported so that `wait_for N bash -c '… | json_check …'` finds it in the child shell.
+export -f json_check
 
 t_done() {
 	echo "$t_passed passed, $t_failed failed"

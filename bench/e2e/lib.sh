@@ -5,6 +5,10 @@
 
 bench_pids=()
 
+# json_check (a JSON check that fails on empty input, unlike `jq -e`) lives in tests/lib.sh.
+# shellcheck source=tests/lib.sh
+declare -F json_check >/dev/null || source "$ROOT/tests/lib.sh"
+
 now() { echo "$EPOCHREALTIME"; }                            # seconds, µs resolution
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print 0 }'; }
@@ -131,8 +135,8 @@ gitsync() {
 # synced NS NAME COMMIT COUNT: every one of COUNT clusters reports Synced at COMMIT.
 synced() {
 	api c1 GET "/apis/plumb.dev/v1alpha1/namespaces/$1/gitsyncs/$2" 2>/dev/null |
-		jq -e --arg c "$3" --argjson n "$4" \
-			'[.status.clusters[]? | select(.state == "Synced" and .commit == $c)] | length == $n' >/dev/null
+		json_check --arg c "$3" --argjson n "$4" \
+			'[.status.clusters[]? | select(.state == "Synced" and .commit == $c)] | length == $n' >/dev/null 2>&1
 }
 
 # wait_synced NS NAME COMMIT COUNT TIMEOUT: polls every 0.25 s.

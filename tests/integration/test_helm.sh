@@ -201,7 +201,7 @@ plumbd_as() {
 	t_ok "$release: plumbd as the ServiceAccount is ready" until_ok curl -fsS "http://127.0.0.1:$hport/readyz"
 	lease_ok() { [[ -n $(k get lease "$release" -n "$ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) ]]; }
 	stalled() { [[ $(k get gitsync "$gs" -n "$gns" -o jsonpath='{.status.conditions[?(@.type=="Stalled")].status}') == True ]]; }
-	evented() { k get events.events.k8s.io -n "$gns" -o json | jq -e --arg n "$gs" '[.items[] | select(.regarding.name == $n and .reason == "FetchFailed")] | length > 0'; }
+	evented() { k get events.events.k8s.io -n "$gns" -o json | json_check --arg n "$gs" '[.items[] | select(.regarding.name == $n and .reason == "FetchFailed")] | length > 0'; }
 	t_ok "$release: holds its Lease" until_ok lease_ok
 	t_ok "$release: writes GitSync status" until_ok stalled
 	t_ok "$release: posts Events" until_ok evented
