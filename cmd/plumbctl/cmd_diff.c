@@ -332,7 +332,7 @@ static int get_named(cJSON **out, plumbctl_conn *conn, const char *kind, const c
 		return rc;
 	rc = kube_get(out, conn->client, &r, conn->ns, name);
 	if (rc == PLUMB_ENOTFOUND) {
-		fprintf(stderr, "plumbctl: %s \"%s\" not found in namespace \"%s\" (kubectl get %ss.plumb.dev -n %s)\n",
+		fprintf(stderr, "plumbctl: %s \"%s\" not found in namespace \"%s\" (kubectl get %ss." PLUMB_API_GROUP " -n %s)\n",
 			kind, name, conn->ns, kind[0] == 'G' ? "gitsync" : "cluster", conn->ns);
 		return PLUMBCTL_EXIT_API;
 	}

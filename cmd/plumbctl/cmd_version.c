@@ -11,7 +11,7 @@ static const char version_usage[] =
 	"usage: plumbctl version [--client] [--kubeconfig PATH] [--context NAME]\n"
 	"\n"
 	"Prints plumbctl's version, then the management cluster's Kubernetes version,\n"
-	"whether it serves the plumb.dev/v1alpha1 API (the CRDs are installed), and each\n"
+	"whether it serves the " PLUMB_API_GROUP_VERSION " API (the CRDs are installed), and each\n"
 	"plumbd installed in it: the Deployments labelled app.kubernetes.io/name=plumb,\n"
 	"app.kubernetes.io/component=controller (what the Helm chart and the install\n"
 	"manifest create), with their app.kubernetes.io/version, image and ready replicas.\n"
@@ -108,11 +108,11 @@ int plumbctl_version(int argc, char **argv)
 		goto cleanup;
 	}
 	printf("kubernetes %s (%s)\n", ver, kube_config_server(conn.cfg));
-	rc = kube_resolve(&res, conn.client, "plumb.dev/v1alpha1", "GitSync");
+	rc = kube_resolve(&res, conn.client, PLUMB_API_GROUP_VERSION, "GitSync");
 	if (rc == 0)
-		printf("plumb.dev/v1alpha1 served (GitSync, Cluster CRDs installed)\n");
+		printf(PLUMB_API_GROUP_VERSION " served (GitSync, Cluster CRDs installed)\n");
 	else if (rc == PLUMB_ENOTFOUND)
-		printf("plumb.dev/v1alpha1 not served: install the CRDs (kubectl apply -f manifests/crds/)\n");
+		printf(PLUMB_API_GROUP_VERSION " not served: install the CRDs (kubectl apply -f manifests/crds/)\n");
 	else {
 		plumbctl_api_error(rc, "discovery");
 		goto cleanup;

@@ -138,9 +138,9 @@ int plumbctl_api_error(int rc, const char *what)
 
 int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind)
 {
-	int rc = kube_resolve(out, c->client, "plumb.dev/v1alpha1", kind);
+	int rc = kube_resolve(out, c->client, PLUMB_API_GROUP_VERSION, kind);
 	if (rc == PLUMB_ENOTFOUND) {
-		fprintf(stderr, "plumbctl: the cluster at %s does not serve plumb.dev/v1alpha1 %s: "
+		fprintf(stderr, "plumbctl: the cluster at %s does not serve " PLUMB_API_GROUP_VERSION " %s: "
 			"install the CRDs first (kubectl apply -f manifests/crds/) or point --kubeconfig at the "
 			"management cluster\n", kube_config_server(c->cfg), kind);
 		return PLUMBCTL_EXIT_API;

@@ -1,7 +1,8 @@
 /*
  * pkg/base — what every other plumb module stands on: error codes with a
  * per-thread message, JSON logging, size-capped buffers, time, durations,
- * backoff, base64 and randomness. Nothing here depends on another module.
+ * backoff, base64 and randomness, and the name of plumb's API group. Nothing
+ * here depends on another module.
  */
 #ifndef PLUMB_BASE_H
 #define PLUMB_BASE_H
@@ -9,6 +10,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- plumb's API ------------------------------------------------------
+ * The group and version of the GitSync and Cluster CRDs (manifests/crds/),
+ * spelled only here. String literals, so they join others:
+ * "… " PLUMB_API_GROUP_VERSION " …".
+ */
+#define PLUMB_API_GROUP "plumb.dev"
+#define PLUMB_API_VERSION "v1alpha1"
+#define PLUMB_API_GROUP_VERSION PLUMB_API_GROUP "/" PLUMB_API_VERSION
 
 /* ---- errors -------------------------------------------------------------
  * Functions return 0 or one of these negative codes. The one-line message

@@ -1795,7 +1795,7 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 	}
 	free(arr);
 	if (rc == 0 && !(prev && diff_json_equal(st, prev) && diff_json_equal(prev, st))) {
-		cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", g->ns, g->name, cJSON_Duplicate(st, 1));
+		cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", g->ns, g->name, cJSON_Duplicate(st, 1));
 		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
 		if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, g->ns, body, &ao) == 0) {
 			cJSON_Delete(g->last_written);
@@ -2642,7 +2642,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 		char ts[48];
 		plumb_time_rfc3339(ts, sizeof(ts), plumb_time_real());
 		cJSON_AddStringToObject(st, "lastProbeTime", ts);
-		cJSON *body = status_body("plumb.dev/v1alpha1", "Cluster", ns, name, st);
+		cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "Cluster", ns, name, st);
 		st = NULL;
 		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
 		if (kube_apply_status(NULL, c->o.mgmt, &c->cluster_res, ns, body, &ao) != 0)
@@ -2799,9 +2799,9 @@ int controller_new(controller **out, const controller_opts *opts)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->lead_cond, NULL);
 	metrics_init(c);
-	if ((rc = kube_resolve(&c->gitsync_res, opts->mgmt, "plumb.dev/v1alpha1", "GitSync")) ||
-	    (rc = kube_resolve(&c->cluster_res, opts->mgmt, "plumb.dev/v1alpha1", "Cluster"))) {
-		plumb_error_prefix(rc, "the plumb.dev CRDs are not installed (kubectl apply -f manifests/crds/)");
+	if ((rc = kube_resolve(&c->gitsync_res, opts->mgmt, PLUMB_API_GROUP_VERSION, "GitSync")) ||
+	    (rc = kube_resolve(&c->cluster_res, opts->mgmt, PLUMB_API_GROUP_VERSION, "Cluster"))) {
+		plumb_error_prefix(rc, "the " PLUMB_API_GROUP " CRDs are not installed (kubectl apply -f manifests/crds/)");
 		goto fail;
 	}
 	if ((rc = kube_resolve(&c->secret_res, opts->mgmt, "v1", "Secret")))
@@ -2900,7 +2900,7 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 	plumb_time_micro(now, sizeof(now), plumb_time_real());
 	cJSON *st = cJSON_CreateObject();
 	cJSON_AddStringToObject(st, "webhookReceivedAt", now);
-	cJSON *body = status_body("plumb.dev/v1alpha1", "GitSync", ns, name, st);
+	cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", ns, name, st);
 	kube_apply_opts ao = { .field_manager = WEBHOOK_FIELD_MANAGER, .force = 1 };
 	if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, ns, body, &ao) != 0)
 		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());

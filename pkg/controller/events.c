@@ -99,7 +99,7 @@ void controller_events_post(controller_events *ev, const char *ns, const char *n
 	cJSON_AddStringToObject(e, "note", n ? n : "");
 	free(n);
 	cJSON *reg = cJSON_AddObjectToObject(e, "regarding");
-	cJSON_AddStringToObject(reg, "apiVersion", "plumb.dev/v1alpha1");
+	cJSON_AddStringToObject(reg, "apiVersion", PLUMB_API_GROUP_VERSION);
 	cJSON_AddStringToObject(reg, "kind", "GitSync");
 	cJSON_AddStringToObject(reg, "namespace", ns);
 	cJSON_AddStringToObject(reg, "name", name);
