@@ -173,9 +173,9 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *cl,
 	const kube_config_policy *policy)
 {
-	const char *sname = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.name");
-	const char *key = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.key");
-	const char *ctx = plumbctl_jstr(cl, "spec.kubeConfigSecretRef.context");
+	const char *sname = plumb_json_str(cl, "spec.kubeConfigSecretRef.name");
+	const char *key = plumb_json_str(cl, "spec.kubeConfigSecretRef.key");
+	const char *ctx = plumb_json_str(cl, "spec.kubeConfigSecretRef.context");
 	kube_resource sr;
 	cJSON *sec = NULL;
 	char *data = NULL, *origin = NULL;
@@ -192,7 +192,7 @@ static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *c
 		snprintf(what, sizeof(what), "read the Cluster's kubeconfig Secret %s/%s", conn->ns, sname);
 		return plumbctl_api_error(rc, what);
 	}
-	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(plumbctl_jget(sec, "data"), key);
+	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(sec, "data"), key);
 	if (!cJSON_IsString(dv)) {
 		fprintf(stderr, "plumbctl: Secret %s/%s has no key \"%s\": put the target's kubeconfig there "
 			"(kubectl create secret generic %s --from-file=%s=PATH)\n", conn->ns, sname, key, sname, key);
@@ -251,8 +251,8 @@ static void make_parents(const char *dir)
 static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, const cJSON *gs,
 	const char *cache_dir)
 {
-	const char *url = plumbctl_jstr(gs, "spec.git.url"), *path = plumbctl_jstr(gs, "spec.git.path");
-	const char *secret = plumbctl_jstr(gs, "spec.git.secretRef.name"), *to = plumbctl_jstr(gs, "spec.git.timeout");
+	const char *url = plumb_json_str(gs, "spec.git.url"), *path = plumb_json_str(gs, "spec.git.path");
+	const char *secret = plumb_json_str(gs, "spec.git.secretRef.name"), *to = plumb_json_str(gs, "spec.git.timeout");
 	const char *ref;
 	source_ref_kind kind;
 	source_cache *cache = NULL;
@@ -264,11 +264,11 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 	double timeout = 60;
 	int rc, code = PLUMBCTL_EXIT_API;
 
-	if ((ref = plumbctl_jstr(gs, "spec.git.ref.branch")))
+	if ((ref = plumb_json_str(gs, "spec.git.ref.branch")))
 		kind = SOURCE_REF_BRANCH;
-	else if ((ref = plumbctl_jstr(gs, "spec.git.ref.tag")))
+	else if ((ref = plumb_json_str(gs, "spec.git.ref.tag")))
 		kind = SOURCE_REF_TAG;
-	else if ((ref = plumbctl_jstr(gs, "spec.git.ref.commit")))
+	else if ((ref = plumb_json_str(gs, "spec.git.ref.commit")))
 		kind = SOURCE_REF_COMMIT;
 	if (!url || !ref) {
 		fprintf(stderr, "plumbctl: the GitSync has no spec.git.url or spec.git.ref\n");
@@ -287,7 +287,7 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 			plumbctl_api_error(rc, what);
 			goto cleanup;
 		}
-		if ((rc = source_credentials_from_secret_data(&creds, plumbctl_jget(sec, "data")))) {
+		if ((rc = source_credentials_from_secret_data(&creds, plumb_json_get(sec, "data")))) {
 			fprintf(stderr, "plumbctl: Git Secret %s/%s: %s\n", conn->ns, secret, plumb_error_last());
 			goto cleanup;
 		}
@@ -346,7 +346,7 @@ static int get_named(cJSON **out, plumbctl_conn *conn, const char *kind, const c
 
 static int jbool(const cJSON *o, const char *path, int dflt)
 {
-	const cJSON *v = plumbctl_jget(o, path);
+	const cJSON *v = plumb_json_get(o, path);
 	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
@@ -379,7 +379,7 @@ int plumbctl_diff(int argc, char **argv)
 			goto cleanup;
 		}
 		/* Flags given on the command line win over the GitSync and Cluster. */
-		cJSON_ArrayForEach(v, plumbctl_jget(gs, "spec.substitute"))
+		cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.substitute"))
 			if (cJSON_IsString(v) && f.nvars < MAX_VARS) {
 				int given = 0;
 				for (size_t i = 0; i < f.nvars; i++)
@@ -387,7 +387,7 @@ int plumbctl_diff(int argc, char **argv)
 				if (!given)
 					f.vars[f.nvars++] = (manifest_var){ v->string, v->valuestring };
 			}
-		cJSON_ArrayForEach(v, plumbctl_jget(cl, "metadata.labels"))
+		cJSON_ArrayForEach(v, plumb_json_get(cl, "metadata.labels"))
 			if (cJSON_IsString(v) && f.nlabels < MAX_VARS) {
 				int given = 0;
 				for (size_t i = 0; i < f.nlabels; i++)
@@ -398,7 +398,7 @@ int plumbctl_diff(int argc, char **argv)
 		if (!f.cluster_name)
 			f.cluster_name = f.cluster;
 		if (!f.target_ns)
-			f.target_ns = plumbctl_jstr(gs, "spec.targetNamespace");
+			f.target_ns = plumb_json_str(gs, "spec.targetNamespace");
 		if (!f.target_ns)
 			f.target_ns = conn.ns;
 		if (!f.owner)
@@ -506,7 +506,7 @@ int plumbctl_diff(int argc, char **argv)
 		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 		goto cleanup;
 	}
-	const char *policy = gs ? plumbctl_jstr(gs, "spec.driftPolicy") : NULL;
+	const char *policy = gs ? plumb_json_str(gs, "spec.driftPolicy") : NULL;
 	apply_opts ao = {
 		.prune = gs ? jbool(gs, "spec.prune", 1) : 1,
 		.allow_empty = gs ? jbool(gs, "spec.allowEmpty", 0) : 0,

@@ -63,18 +63,18 @@ static void one_line(char *out, size_t len, const char *s, size_t max)
 static cJSON *view(const cJSON *gs)
 {
 	cJSON *v = cJSON_CreateObject();
-	const cJSON *gen = plumbctl_jget(gs, "metadata.generation");
-	const cJSON *ogen = plumbctl_jget(gs, "status.observedGeneration");
+	const cJSON *gen = plumb_json_get(gs, "metadata.generation");
+	const cJSON *ogen = plumb_json_get(gs, "status.observedGeneration");
 	const char *s;
-	cJSON_AddStringToObject(v, "namespace", plumbctl_jstr(gs, "metadata.namespace"));
-	cJSON_AddStringToObject(v, "name", plumbctl_jstr(gs, "metadata.name"));
+	cJSON_AddStringToObject(v, "namespace", plumb_json_str(gs, "metadata.namespace"));
+	cJSON_AddStringToObject(v, "name", plumb_json_str(gs, "metadata.name"));
 	if (cJSON_IsNumber(gen))
 		cJSON_AddNumberToObject(v, "generation", gen->valuedouble);
 	if (cJSON_IsNumber(ogen))
 		cJSON_AddNumberToObject(v, "observedGeneration", ogen->valuedouble);
-	if ((s = plumbctl_jstr(gs, "spec.git.url")))
+	if ((s = plumb_json_str(gs, "spec.git.url")))
 		cJSON_AddStringToObject(v, "url", s);
-	if ((s = plumbctl_jstr(gs, "status.lastFetchedCommit")))
+	if ((s = plumb_json_str(gs, "status.lastFetchedCommit")))
 		cJSON_AddStringToObject(v, "fetchedCommit", s);
 	const char *types[] = { "Ready", "Stalled", "Reconciling", "Drifted" };
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
@@ -84,13 +84,13 @@ static cJSON *view(const cJSON *gs)
 		char key[32];
 		snprintf(key, sizeof(key), "%c%s", types[i][0] + ('a' - 'A'), types[i] + 1);
 		cJSON *o = cJSON_AddObjectToObject(v, key);
-		cJSON_AddStringToObject(o, "status", plumbctl_jstr(c, "status") ? plumbctl_jstr(c, "status") : "Unknown");
-		if ((s = plumbctl_jstr(c, "reason")))
+		cJSON_AddStringToObject(o, "status", plumb_json_str(c, "status") ? plumb_json_str(c, "status") : "Unknown");
+		if ((s = plumb_json_str(c, "reason")))
 			cJSON_AddStringToObject(o, "reason", s);
-		if ((s = plumbctl_jstr(c, "message")) && *s)
+		if ((s = plumb_json_str(c, "message")) && *s)
 			cJSON_AddStringToObject(o, "message", s);
 	}
-	const cJSON *cl = plumbctl_jget(gs, "status.clusters");
+	const cJSON *cl = plumb_json_get(gs, "status.clusters");
 	cJSON_AddItemToObject(v, "clusters", cl ? cJSON_Duplicate(cl, 1) : cJSON_CreateArray());
 	return v;
 }
@@ -102,24 +102,24 @@ static void print_table(const cJSON *items, int show_ns)
 	printf("%s%-20s %-14s %-11s %-12s %7s %7s %7s  %s\n", show_ns ? "NAMESPACE        " : "",
 		"GITSYNC", "CLUSTER", "STATE", "COMMIT", "OBJECTS", "DRIFTED", "LAG", "MESSAGE");
 	cJSON_ArrayForEach(gs, items) {
-		const char *ns = plumbctl_jstr(gs, "metadata.namespace");
-		const char *name = plumbctl_jstr(gs, "metadata.name");
-		const cJSON *clusters = plumbctl_jget(gs, "status.clusters");
+		const char *ns = plumb_json_str(gs, "metadata.namespace");
+		const char *name = plumb_json_str(gs, "metadata.name");
+		const cJSON *clusters = plumb_json_get(gs, "status.clusters");
 		const cJSON *ready = plumbctl_condition(gs, "Ready");
-		const char *rs = ready ? plumbctl_jstr(ready, "status") : NULL;
+		const char *rs = ready ? plumb_json_str(ready, "status") : NULL;
 		int rows = 0;
 		cJSON_ArrayForEach(cl, clusters) {
 			char lag[32], msg[512], commit[13];
-			const cJSON *objs = plumbctl_jget(cl, "objects");
-			const cJSON *drifted = plumbctl_jget(cl, "drifted.count");
-			snprintf(commit, sizeof(commit), "%.12s", plumbctl_jstr(cl, "commit") ? plumbctl_jstr(cl, "commit") : "-");
-			fmt_lag(lag, sizeof(lag), plumbctl_jget(cl, "lagSeconds"));
-			one_line(msg, sizeof(msg), plumbctl_jstr(cl, "message"), MAX_MESSAGE_COLUMN);
+			const cJSON *objs = plumb_json_get(cl, "objects");
+			const cJSON *drifted = plumb_json_get(cl, "drifted.count");
+			snprintf(commit, sizeof(commit), "%.12s", plumb_json_str(cl, "commit") ? plumb_json_str(cl, "commit") : "-");
+			fmt_lag(lag, sizeof(lag), plumb_json_get(cl, "lagSeconds"));
+			one_line(msg, sizeof(msg), plumb_json_str(cl, "message"), MAX_MESSAGE_COLUMN);
 			if (show_ns)
 				printf("%-16s ", ns ? ns : "");
 			printf("%-20s %-14s %-11s %-12s %7ld %7ld %7s  %s\n", name ? name : "",
-				plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "",
-				plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?", commit,
+				plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "",
+				plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?", commit,
 				cJSON_IsNumber(objs) ? (long)objs->valuedouble : 0L,
 				cJSON_IsNumber(drifted) ? (long)drifted->valuedouble : 0L, lag, msg);
 			rows++;
@@ -132,8 +132,8 @@ static void print_table(const cJSON *items, int show_ns)
 				ready ? "" : "not reconciled yet: is plumbd running and watching this namespace?");
 		}
 		if (ready && (!rs || strcmp(rs, "True"))) {
-			const char *reason = plumbctl_jstr(ready, "reason");
-			const char *m = plumbctl_jstr(ready, "message");
+			const char *reason = plumb_json_str(ready, "reason");
+			const char *m = plumb_json_str(ready, "message");
 			plumb_buf_printf(&notes, "%s%s%s: Ready=%s (%s): %s\n", show_ns && ns ? ns : "",
 				show_ns ? "/" : "", name ? name : "", rs ? rs : "Unknown",
 				reason ? reason : "", m ? m : "");

@@ -29,7 +29,7 @@ static const char sync_usage[] =
 
 static long number(const cJSON *obj, const char *path, long dflt)
 {
-	const cJSON *v = plumbctl_jget(obj, path);
+	const cJSON *v = plumb_json_get(obj, path);
 	return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
 }
 
@@ -41,14 +41,14 @@ static long number(const cJSON *obj, const char *path, long dflt)
  * in targets.clusterNames or matched by targets.clusterSelector. */
 static int expr_matches(const cJSON *expr, const cJSON *labels)
 {
-	const char *key = plumbctl_jstr(expr, "key"), *op = plumbctl_jstr(expr, "operator");
+	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
 	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
 	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
 	const cJSON *v;
 	int in = 0;
 	if (!key || !op)
 		return 0;
-	cJSON_ArrayForEach(v, plumbctl_jget(expr, "values"))
+	cJSON_ArrayForEach(v, plumb_json_get(expr, "values"))
 		in |= val && cJSON_IsString(v) && !strcmp(v->valuestring, val);
 	if (!strcmp(op, "In"))
 		return in;
@@ -61,12 +61,12 @@ static int expr_matches(const cJSON *expr, const cJSON *labels)
 
 static int targets(const cJSON *gs, const cJSON *cl)
 {
-	const char *name = plumbctl_jstr(cl, "metadata.name");
-	const cJSON *v, *sel = plumbctl_jget(gs, "spec.targets.clusterSelector");
-	const cJSON *labels = plumbctl_jget(cl, "metadata.labels");
+	const char *name = plumb_json_str(cl, "metadata.name");
+	const cJSON *v, *sel = plumb_json_get(gs, "spec.targets.clusterSelector");
+	const cJSON *labels = plumb_json_get(cl, "metadata.labels");
 	if (!name)
 		return 0;
-	cJSON_ArrayForEach(v, plumbctl_jget(gs, "spec.targets.clusterNames"))
+	cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.targets.clusterNames"))
 		if (cJSON_IsString(v) && !strcmp(v->valuestring, name))
 			return 1;
 	if (!cJSON_IsObject(sel))
@@ -88,13 +88,13 @@ static int entries_complete(const cJSON *gs, const cJSON *clusters)
 {
 	const cJSON *cl, *e;
 	cJSON_ArrayForEach(cl, clusters) {
-		const cJSON *susp = plumbctl_jget(cl, "spec.suspend");
-		const char *name = plumbctl_jstr(cl, "metadata.name");
+		const cJSON *susp = plumb_json_get(cl, "spec.suspend");
+		const char *name = plumb_json_str(cl, "metadata.name");
 		int found = 0;
 		if (cJSON_IsTrue(susp) || !targets(gs, cl))
 			continue;
-		cJSON_ArrayForEach(e, plumbctl_jget(gs, "status.clusters")) {
-			const char *en = plumbctl_jstr(e, "name");
+		cJSON_ArrayForEach(e, plumb_json_get(gs, "status.clusters")) {
+			const char *en = plumb_json_str(e, "name");
 			found |= en && name && !strcmp(en, name);
 		}
 		if (!found)
@@ -108,19 +108,19 @@ static int entries_complete(const cJSON *gs, const cJSON *clusters)
  * remembers when a handled NoClusters was first seen (0 = not seen). */
 static int finished(const cJSON *gs, const cJSON *clusters, const char *token, double *no_clusters_since)
 {
-	const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+	const char *handled = plumb_json_str(gs, "status.lastHandledRequestedAt");
 	const cJSON *ready = plumbctl_condition(gs, "Ready");
 	const cJSON *stalled = plumbctl_condition(gs, "Stalled");
-	const char *fetched = plumbctl_jstr(gs, "status.lastFetchedCommit");
+	const char *fetched = plumb_json_str(gs, "status.lastFetchedCommit");
 	const cJSON *cl;
 	if (!handled || strcmp(handled, token) || !ready)
 		return 0;
 	if (number(ready, "observedGeneration", -1) != number(gs, "metadata.generation", 0))
 		return 0;
-	const char *ss = stalled ? plumbctl_jstr(stalled, "status") : NULL;
+	const char *ss = stalled ? plumb_json_str(stalled, "status") : NULL;
 	if (ss && !strcmp(ss, "True"))
 		return 1;
-	const char *reason = plumbctl_jstr(ready, "reason");
+	const char *reason = plumb_json_str(ready, "reason");
 	if (reason && !strcmp(reason, "NoClusters")) {
 		if (*no_clusters_since == 0)
 			*no_clusters_since = plumb_time_mono();
@@ -129,8 +129,8 @@ static int finished(const cJSON *gs, const cJSON *clusters, const char *token, d
 	*no_clusters_since = 0;
 	if (!entries_complete(gs, clusters))
 		return 0;
-	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
-		const char *state = plumbctl_jstr(cl, "state"), *commit = plumbctl_jstr(cl, "commit");
+	cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters")) {
+		const char *state = plumb_json_str(cl, "state"), *commit = plumb_json_str(cl, "commit");
 		if (!state || !strcmp(state, "Pending"))
 			return 0;
 		if (!strcmp(state, "Failed") || !strcmp(state, "Unreachable"))
@@ -144,20 +144,20 @@ static int finished(const cJSON *gs, const cJSON *clusters, const char *token, d
 /* One line describing where things stand; printed when it changes. */
 static void progress(plumb_buf *b, const cJSON *gs, const char *token)
 {
-	const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+	const char *handled = plumb_json_str(gs, "status.lastHandledRequestedAt");
 	const cJSON *ready = plumbctl_condition(gs, "Ready"), *cl;
-	const char *fetched = plumbctl_jstr(gs, "status.lastFetchedCommit");
+	const char *fetched = plumb_json_str(gs, "status.lastFetchedCommit");
 	plumb_buf_reset(b);
 	plumb_buf_printf(b, "%s", handled && !strcmp(handled, token) ? "fetched" : "waiting for plumbd");
 	if (fetched)
 		plumb_buf_printf(b, " %.12s", fetched);
 	if (ready)
-		plumb_buf_printf(b, "; Ready=%s (%s)", plumbctl_jstr(ready, "status") ? plumbctl_jstr(ready, "status") : "?",
-			plumbctl_jstr(ready, "reason") ? plumbctl_jstr(ready, "reason") : "");
-	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
-		const char *c = plumbctl_jstr(cl, "commit");
-		plumb_buf_printf(b, "; %s %s%s%.12s", plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "?",
-			plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?", c ? " " : "", c ? c : "");
+		plumb_buf_printf(b, "; Ready=%s (%s)", plumb_json_str(ready, "status") ? plumb_json_str(ready, "status") : "?",
+			plumb_json_str(ready, "reason") ? plumb_json_str(ready, "reason") : "");
+	cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters")) {
+		const char *c = plumb_json_str(cl, "commit");
+		plumb_buf_printf(b, "; %s %s%s%.12s", plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "?",
+			plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?", c ? " " : "", c ? c : "");
 	}
 }
 
@@ -264,7 +264,7 @@ int plumbctl_sync(int argc, char **argv)
 				break;
 		}
 		if (plumb_time_mono() > deadline) {
-			const char *handled = plumbctl_jstr(gs, "status.lastHandledRequestedAt");
+			const char *handled = plumb_json_str(gs, "status.lastHandledRequestedAt");
 			fprintf(stderr, "plumbctl: timed out after %s waiting for GitSync %s/%s: %s\n", timeout_s,
 				conn.ns, name, handled && !strcmp(handled, token)
 					? "plumbd handled the request but some clusters have not finished (see `plumbctl status`)"
@@ -276,16 +276,16 @@ int plumbctl_sync(int argc, char **argv)
 	}
 
 	const cJSON *ready = plumbctl_condition(gs, "Ready"), *cl;
-	const char *rs = plumbctl_jstr(ready, "status");
-	cJSON_ArrayForEach(cl, plumbctl_jget(gs, "status.clusters")) {
-		const char *m = plumbctl_jstr(cl, "message");
-		printf("  %-14s %-11s %.12s%s%s\n", plumbctl_jstr(cl, "name") ? plumbctl_jstr(cl, "name") : "?",
-			plumbctl_jstr(cl, "state") ? plumbctl_jstr(cl, "state") : "?",
-			plumbctl_jstr(cl, "commit") ? plumbctl_jstr(cl, "commit") : "-", m && *m ? "  " : "", m ? m : "");
+	const char *rs = plumb_json_str(ready, "status");
+	cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters")) {
+		const char *m = plumb_json_str(cl, "message");
+		printf("  %-14s %-11s %.12s%s%s\n", plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "?",
+			plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?",
+			plumb_json_str(cl, "commit") ? plumb_json_str(cl, "commit") : "-", m && *m ? "  " : "", m ? m : "");
 	}
 	printf("gitsync %s/%s: Ready=%s (%s) %s\n", conn.ns, name, rs ? rs : "Unknown",
-		plumbctl_jstr(ready, "reason") ? plumbctl_jstr(ready, "reason") : "",
-		plumbctl_jstr(ready, "message") ? plumbctl_jstr(ready, "message") : "");
+		plumb_json_str(ready, "reason") ? plumb_json_str(ready, "reason") : "",
+		plumb_json_str(ready, "message") ? plumb_json_str(ready, "message") : "");
 	code = rs && !strcmp(rs, "True") ? PLUMBCTL_EXIT_OK : PLUMBCTL_EXIT_FAIL;
 cleanup:
 	plumb_buf_free(&line);

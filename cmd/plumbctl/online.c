@@ -150,33 +150,11 @@ int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind)
 	return 0;
 }
 
-const cJSON *plumbctl_jget(const cJSON *obj, const char *path)
-{
-	char key[256];
-	while (obj && *path) {
-		const char *dot = strchr(path, '.');
-		size_t n = dot ? (size_t)(dot - path) : strlen(path);
-		if (n >= sizeof(key))
-			return NULL;
-		memcpy(key, path, n);
-		key[n] = '\0';
-		obj = cJSON_GetObjectItemCaseSensitive(obj, key);
-		path += n + (dot ? 1 : 0);
-	}
-	return obj;
-}
-
-const char *plumbctl_jstr(const cJSON *obj, const char *path)
-{
-	const cJSON *v = plumbctl_jget(obj, path);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 const cJSON *plumbctl_condition(const cJSON *obj, const char *t)
 {
 	const cJSON *c;
-	cJSON_ArrayForEach(c, plumbctl_jget(obj, "status.conditions")) {
-		const char *type = plumbctl_jstr(c, "type");
+	cJSON_ArrayForEach(c, plumb_json_get(obj, "status.conditions")) {
+		const char *type = plumb_json_str(c, "type");
 		if (type && !strcmp(type, t))
 			return c;
 	}

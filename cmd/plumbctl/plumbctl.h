@@ -73,10 +73,6 @@ int plumbctl_api_error(int rc, const char *what);
  * about installing the CRDs and returns an exit code. */
 int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind);
 
-/* obj at a dotted path ("status.conditions"); NULL when absent. */
-const cJSON *plumbctl_jget(const cJSON *obj, const char *path);
-/* The string at path, or NULL. */
-const char *plumbctl_jstr(const cJSON *obj, const char *path);
 /* The condition of type t in obj's status.conditions, or NULL. */
 const cJSON *plumbctl_condition(const cJSON *obj, const char *t);
 

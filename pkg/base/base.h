@@ -1,8 +1,8 @@
 /*
  * pkg/base — what every other plumb module stands on: error codes with a
  * per-thread message, JSON logging, size-capped buffers, time, durations,
- * backoff, base64 and randomness, and the name of plumb's API group. Nothing
- * here depends on another module.
+ * backoff, base64 and randomness, dot-path lookups in JSON, and the name of
+ * plumb's API group. Nothing here depends on another module.
  */
 #ifndef PLUMB_BASE_H
 #define PLUMB_BASE_H
@@ -183,6 +183,17 @@ void plumb_hex_encode(char *out, const unsigned char *in, size_t n);
 /* The first 2n hex digits of hex (either case) into n bytes. 0, or
  * PLUMB_EINVALID when hex is shorter or holds another character. */
 int plumb_hex_decode(unsigned char *out, size_t n, const char *hex);
+
+/* ---- JSON lookups ----------------------------------------------------------
+ * "spec.git.ref.branch": the member ref of ... of obj, each step an object
+ * member by exact (case-sensitive) name; "" is obj itself. No escaping: a
+ * member whose name holds a '.' cannot be reached (use cJSON directly). What
+ * is returned is borrowed from obj; NULL when obj is NULL, a step is missing
+ * or a step's parent is not an object. */
+struct cJSON;
+const struct cJSON *plumb_json_get(const struct cJSON *obj, const char *path);
+/* The string at path, or NULL when it is missing or not a string. */
+const char *plumb_json_str(const struct cJSON *obj, const char *path);
 
 /* ---- long-lived records ------------------------------------------------------
  * What plumbd remembers per managed object (hashes, versions, cache

@@ -168,39 +168,15 @@ struct controller {
 
 /* ---- small helpers -------------------------------------------------------------- */
 
-static const cJSON *jget(const cJSON *o, const char *path)
-{
-	/* "a.b.c" lookup; no escaping needed for the fields used here. */
-	char key[128];
-	const char *p = path;
-	while (o && *p) {
-		const char *dot = strchr(p, '.');
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-		if (n >= sizeof(key))
-			return NULL;
-		memcpy(key, p, n);
-		key[n] = '\0';
-		o = cJSON_GetObjectItemCaseSensitive(o, key);
-		p = dot ? dot + 1 : p + n;
-	}
-	return o;
-}
-
-static const char *jstr(const cJSON *o, const char *path)
-{
-	const cJSON *v = jget(o, path);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static int jbool(const cJSON *o, const char *path, int dflt)
 {
-	const cJSON *v = jget(o, path);
+	const cJSON *v = plumb_json_get(o, path);
 	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
 static double jduration(const cJSON *o, const char *path, double dflt)
 {
-	const char *s = jstr(o, path);
+	const char *s = plumb_json_str(o, path);
 	double d;
 	if (!s || plumb_duration_parse(&d, s) != 0)
 		return dflt;
@@ -228,13 +204,13 @@ static double git_timeout(const cJSON *gs)
 
 static const char *annotation(const cJSON *obj, const char *name)
 {
-	const cJSON *a = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.annotations"), name);
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.annotations"), name);
 	return cJSON_IsString(a) ? a->valuestring : NULL;
 }
 
 static char *obj_key(const cJSON *obj)
 {
-	const char *ns = jstr(obj, "metadata.namespace"), *name = jstr(obj, "metadata.name");
+	const char *ns = plumb_json_str(obj, "metadata.namespace"), *name = plumb_json_str(obj, "metadata.name");
 	return plumb_asprintf("%s/%s", ns ? ns : "", name ? name : "");
 }
 
@@ -340,8 +316,8 @@ static void free_gitsync(void *g) { gitsync_unref(g); }
 static void seed_from_status(gitsync_state *g)
 {
 	const cJSON *e;
-	cJSON_ArrayForEach(e, jget(g->obj, "status.clusters")) {
-		const char *name = jstr(e, "name"), *state = jstr(e, "state"), *commit = jstr(e, "commit");
+	cJSON_ArrayForEach(e, plumb_json_get(g->obj, "status.clusters")) {
+		const char *name = plumb_json_str(e, "name"), *state = plumb_json_str(e, "state"), *commit = plumb_json_str(e, "commit");
 		if (!name || cmap_get(&g->clusters, name))
 			continue;
 		controller_cluster_status *s = calloc(1, sizeof(*s));
@@ -353,24 +329,24 @@ static void seed_from_status(gitsync_state *g)
 			if (state && strcmp(state, controller_state_name(st)) == 0)
 				s->state = st;
 		snprintf(s->commit, sizeof(s->commit), "%s", commit ? commit : "");
-		const cJSON *n = jget(e, "objects");
+		const cJSON *n = plumb_json_get(e, "objects");
 		s->objects = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
-		n = jget(e, "drifted.count");
+		n = plumb_json_get(e, "drifted.count");
 		s->drifted_count = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
-		const cJSON *d = jget(e, "drifted.objects");
+		const cJSON *d = plumb_json_get(e, "drifted.objects");
 		s->drifted_objects = d ? cJSON_Duplicate(d, 1) : NULL;
-		const char *ts = jstr(e, "lastSyncTime");
+		const char *ts = plumb_json_str(e, "lastSyncTime");
 		if (ts)
 			plumb_time_parse(&s->last_sync_time, ts);
-		n = jget(e, "lagSeconds");
+		n = plumb_json_get(e, "lagSeconds");
 		s->lag_seconds = cJSON_IsNumber(n) ? n->valuedouble : -1;
-		s->message = plumb_strdup(jstr(e, "message"));
+		s->message = plumb_strdup(plumb_json_str(e, "message"));
 		cmap_put(&g->clusters, name, s, NULL);
 	}
-	const char *handled = jstr(g->obj, "status.lastHandledRequestedAt");
+	const char *handled = plumb_json_str(g->obj, "status.lastHandledRequestedAt");
 	if (handled && !g->handled_req)
 		g->handled_req = plumb_strdup(handled);
-	const char *fetched = jstr(g->obj, "status.lastFetchedCommit");
+	const char *fetched = plumb_json_str(g->obj, "status.lastFetchedCommit");
 	if (fetched && !g->fetched[0])
 		snprintf(g->fetched, sizeof(g->fetched), "%s", fetched);
 }
@@ -407,14 +383,14 @@ static void trigger_probe(controller *c, const char *cl_key)
 
 static int expr_matches(const cJSON *expr, const cJSON *labels)
 {
-	const char *key = jstr(expr, "key"), *op = jstr(expr, "operator");
+	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
 	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
 	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
 	int in = 0;
 	const cJSON *v;
 	if (!key || !op)
 		return 0;
-	cJSON_ArrayForEach(v, jget(expr, "values"))
+	cJSON_ArrayForEach(v, plumb_json_get(expr, "values"))
 		if (val && cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
 			in = 1;
 	if (!strcmp(op, "In"))
@@ -432,18 +408,18 @@ static int expr_matches(const cJSON *expr, const cJSON *labels)
  * clusterNames or matched by clusterSelector. */
 static int selects(const cJSON *gs, const cJSON *cl)
 {
-	const char *gns = jstr(gs, "metadata.namespace"), *cns = jstr(cl, "metadata.namespace");
-	const char *name = jstr(cl, "metadata.name");
+	const char *gns = plumb_json_str(gs, "metadata.namespace"), *cns = plumb_json_str(cl, "metadata.namespace");
+	const char *name = plumb_json_str(cl, "metadata.name");
 	const cJSON *v;
 	if (!streq(gns, cns) || !name)
 		return 0;
-	cJSON_ArrayForEach(v, jget(gs, "spec.targets.clusterNames"))
+	cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.targets.clusterNames"))
 		if (cJSON_IsString(v) && strcmp(v->valuestring, name) == 0)
 			return 1;
-	const cJSON *sel = jget(gs, "spec.targets.clusterSelector");
+	const cJSON *sel = plumb_json_get(gs, "spec.targets.clusterSelector");
 	if (!cJSON_IsObject(sel))
 		return 0;
-	const cJSON *labels = jget(cl, "metadata.labels");
+	const cJSON *labels = plumb_json_get(cl, "metadata.labels");
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
 		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
 		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
@@ -486,7 +462,7 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 	while (cmap_next(&c->clusters, &i, &k, &v)) {
 		if (selects(g->obj, v)) {
 			/* Listed as Pending until its first sync says more. */
-			const char *name = jstr(v, "metadata.name");
+			const char *name = plumb_json_str(v, "metadata.name");
 			if (name)
 				entry_locked(g, name);
 			trigger_sync(c, g->key, k, debounce);
@@ -509,18 +485,18 @@ static void secrets_prune_locked(controller *c);
  * it changes, kept Secrets may have lost their last reference. */
 static char *secret_refs(const cJSON *obj)
 {
-	return plumb_asprintf("%s|%s|%s|%s", jstr(obj, "spec.git.secretRef.name") ? jstr(obj, "spec.git.secretRef.name") : "",
-		jstr(obj, "spec.webhook.secretRef.name") ? jstr(obj, "spec.webhook.secretRef.name") : "",
-		jstr(obj, "spec.kubeConfigSecretRef.name") ? jstr(obj, "spec.kubeConfigSecretRef.name") : "",
-		jstr(obj, "spec.kubeConfigSecretRef.key") ? jstr(obj, "spec.kubeConfigSecretRef.key") : "");
+	return plumb_asprintf("%s|%s|%s|%s", plumb_json_str(obj, "spec.git.secretRef.name") ? plumb_json_str(obj, "spec.git.secretRef.name") : "",
+		plumb_json_str(obj, "spec.webhook.secretRef.name") ? plumb_json_str(obj, "spec.webhook.secretRef.name") : "",
+		plumb_json_str(obj, "spec.kubeConfigSecretRef.name") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.name") : "",
+		plumb_json_str(obj, "spec.kubeConfigSecretRef.key") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.key") : "");
 }
 
 static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
 	gitsync_state *g = cmap_get(&c->gitsyncs, key);
-	long gen = (long)(cJSON_IsNumber(jget(obj, "metadata.generation")) ?
-		jget(obj, "metadata.generation")->valuedouble : 0);
+	long gen = (long)(cJSON_IsNumber(plumb_json_get(obj, "metadata.generation")) ?
+		plumb_json_get(obj, "metadata.generation")->valuedouble : 0);
 	int is_new = 0, spec_changed = 0;
 	if (!g) {
 		g = calloc(1, sizeof(*g));
@@ -531,21 +507,21 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		g->refs = 1;
 		g->key = key;
 		key = NULL;
-		g->ns = plumb_strdup(jstr(obj, "metadata.namespace"));
-		g->name = plumb_strdup(jstr(obj, "metadata.name"));
+		g->ns = plumb_strdup(plumb_json_str(obj, "metadata.namespace"));
+		g->name = plumb_strdup(plumb_json_str(obj, "metadata.name"));
 		apply_gitsync_label(g->label, sizeof(g->label), g->ns, g->name);
 		pthread_mutex_init(&g->status_lock, NULL);
 		g->fetched_generation = -1;
 		cmap_put(&c->gitsyncs, g->key, g, NULL);
 		is_new = 1;
 	} else {
-		const cJSON *old_gen = jget(g->obj, "metadata.generation");
+		const cJSON *old_gen = plumb_json_get(g->obj, "metadata.generation");
 		spec_changed = !cJSON_IsNumber(old_gen) || (long)old_gen->valuedouble != gen;
 	}
 	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
 	char *old_req = plumb_strdup(old_labels_req);
-	const char *hook = jstr(obj, WEBHOOK_RECEIVED_AT);
-	int hooked = !is_new && hook && !streq(hook, jstr(g->obj, WEBHOOK_RECEIVED_AT));
+	const char *hook = plumb_json_str(obj, WEBHOOK_RECEIVED_AT);
+	int hooked = !is_new && hook && !streq(hook, plumb_json_str(g->obj, WEBHOOK_RECEIVED_AT));
 	cJSON_Delete(g->obj);
 	g->obj = cJSON_Duplicate(obj, 1);
 	free(key);
@@ -581,7 +557,7 @@ static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 		/* Replace everything: forget GitSyncs that are gone. */
 		cmap seen = { 0 };
 		const cJSON *it;
-		cJSON_ArrayForEach(it, jget(obj, "items")) {
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
 			char *k = obj_key(it);
 			cmap_put(&seen, k, (void *)1, NULL);
 			free(k);
@@ -646,7 +622,7 @@ static void cache_resync_locked(cmap *m, const cJSON *list)
 		cJSON_Delete(v);
 	cmap_free(m);
 	const cJSON *it;
-	cJSON_ArrayForEach(it, jget(list, "items"))
+	cJSON_ArrayForEach(it, plumb_json_get(list, "items"))
 		cache_replace_locked(m, it);
 }
 
@@ -669,9 +645,9 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		char *k = obj_key(obj);
 		const cJSON *old = cmap_get(&c->clusters, k);
 		/* Our own status writes need no reaction: only spec and labels matter. */
-		int changed = !old || !diff_json_equal(jget(old, "spec"), jget(obj, "spec")) ||
-			!diff_json_equal(jget(old, "metadata.labels"), jget(obj, "metadata.labels"));
-		int refs_changed = old && !diff_json_equal(jget(old, "spec.kubeConfigSecretRef"), jget(obj, "spec.kubeConfigSecretRef"));
+		int changed = !old || !diff_json_equal(plumb_json_get(old, "spec"), plumb_json_get(obj, "spec")) ||
+			!diff_json_equal(plumb_json_get(old, "metadata.labels"), plumb_json_get(obj, "metadata.labels"));
+		int refs_changed = old && !diff_json_equal(plumb_json_get(old, "spec.kubeConfigSecretRef"), plumb_json_get(obj, "spec.kubeConfigSecretRef"));
 		cache_replace_locked(&c->clusters, obj);
 		if (refs_changed)
 			secrets_prune_locked(c);
@@ -689,7 +665,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		const char *gk;
 		void *v;
 		while (cmap_next(&c->gitsyncs, &i, &gk, &v))
-			if (cmap_get(&((gitsync_state *)v)->clusters, jstr(obj, "metadata.name") ? jstr(obj, "metadata.name") : ""))
+			if (cmap_get(&((gitsync_state *)v)->clusters, plumb_json_str(obj, "metadata.name") ? plumb_json_str(obj, "metadata.name") : ""))
 				trigger_sync(c, gk, k, 0);
 		free(k);
 	}
@@ -703,8 +679,8 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	const char *k;
 	void *v;
 	while (cmap_next(&c->clusters, &i, &k, &v)) {
-		if (streq(jstr(v, "metadata.namespace"), ns) &&
-		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
+		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
+		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
 		}
@@ -712,7 +688,7 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	i = 0;
 	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
-		if (streq(g->ns, ns) && streq(jstr(g->obj, "spec.git.secretRef.name"), name))
+		if (streq(g->ns, ns) && streq(plumb_json_str(g->obj, "spec.git.secretRef.name"), name))
 			trigger_src(c, g->key, 0);
 	}
 }
@@ -767,9 +743,9 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 	if (!ns || !name)
 		return NULL;
 	while (cmap_next(&c->clusters, &i, &k, &v)) {
-		if (streq(jstr(v, "metadata.namespace"), ns) &&
-		    streq(jstr(v, "spec.kubeConfigSecretRef.name"), name)) {
-			const char *key = jstr(v, "spec.kubeConfigSecretRef.key");
+		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
+		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
+			const char *key = plumb_json_str(v, "spec.kubeConfigSecretRef.key");
 			add_key(keys, &n, key ? key : "kubeconfig");
 			referenced = 1;
 		}
@@ -779,12 +755,12 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 		gitsync_state *g = v;
 		if (!streq(g->ns, ns))
 			continue;
-		if (streq(jstr(g->obj, "spec.git.secretRef.name"), name)) {
+		if (streq(plumb_json_str(g->obj, "spec.git.secretRef.name"), name)) {
 			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys); j++)
 				add_key(keys, &n, git_secret_keys[j]);
 			referenced = 1;
 		}
-		if (streq(jstr(g->obj, "spec.webhook.secretRef.name"), name)) {
+		if (streq(plumb_json_str(g->obj, "spec.webhook.secretRef.name"), name)) {
 			add_key(keys, &n, "token");
 			referenced = 1;
 		}
@@ -807,18 +783,18 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
  * and the data keys secret_needs_locked() names; NULL when unreferenced. */
 static cJSON *secret_reduce_locked(controller *c, const cJSON *sec)
 {
-	char *needs = secret_needs_locked(c, jstr(sec, "metadata.namespace"), jstr(sec, "metadata.name"));
+	char *needs = secret_needs_locked(c, plumb_json_str(sec, "metadata.namespace"), plumb_json_str(sec, "metadata.name"));
 	if (!needs)
 		return NULL;
 	cJSON *r = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(r, "metadata");
 	cJSON *data = cJSON_AddObjectToObject(r, "data");
 	const char *fields[] = { "name", "namespace", "resourceVersion" };
 	for (size_t i = 0; i < 3; i++) {
-		const cJSON *f = jget(jget(sec, "metadata"), fields[i]);
+		const cJSON *f = plumb_json_get(plumb_json_get(sec, "metadata"), fields[i]);
 		if (cJSON_IsString(f))
 			cJSON_AddStringToObject(m, fields[i], f->valuestring);
 	}
-	const cJSON *all = jget(sec, "data");
+	const cJSON *all = plumb_json_get(sec, "data");
 	for (char *p = needs, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
 		*nl = '\0';
 		const cJSON *val = cJSON_GetObjectItemCaseSensitive(all, p);
@@ -841,7 +817,7 @@ static void secrets_prune_locked(controller *c)
 	char **gone = NULL;
 	size_t ngone = 0;
 	while (cmap_next(&c->secrets, &i, &k, &v)) {
-		char *needs = secret_needs_locked(c, jstr(v, "metadata.namespace"), jstr(v, "metadata.name"));
+		char *needs = secret_needs_locked(c, plumb_json_str(v, "metadata.namespace"), plumb_json_str(v, "metadata.name"));
 		if (!needs) {
 			char **p = realloc(gone, (ngone + 1) * sizeof(*p));
 			if (p) {
@@ -881,7 +857,7 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 		pthread_mutex_lock(&c->lock);
 		char *needs = secret_needs_locked(c, ns, name);
 		const cJSON *have = cmap_get(&c->secrets, sk);
-		int fine = !needs || (have && streq(jstr(have, "plumbKeys"), needs));
+		int fine = !needs || (have && streq(plumb_json_str(have, "plumbKeys"), needs));
 		unsigned long epoch = c->secret_epoch;
 		const double *miss = cmap_get(&c->secret_misses, sk);
 		int recent_miss = !fine && miss && plumb_time_mono() - *miss < SECRET_MISS_TTL;
@@ -947,8 +923,8 @@ static int secret_ensure_ref(controller *c, char kind, const char *key, const ch
 	} else {
 		obj = cmap_get(&c->clusters, key);
 	}
-	ns = plumb_strdup(jstr(obj, "metadata.namespace"));
-	name = plumb_strdup(jstr(obj, path));
+	ns = plumb_strdup(plumb_json_str(obj, "metadata.namespace"));
+	name = plumb_strdup(plumb_json_str(obj, path));
 	pthread_mutex_unlock(&c->lock);
 	int rc = ns && name ? secret_ensure(c, ns, name) : 0;
 	free(ns);
@@ -965,15 +941,15 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 		 * still fit today's references, the rest are fetched on demand. */
 		cmap_free_all(&c->secrets, free_json);
 		const cJSON *it;
-		cJSON_ArrayForEach(it, jget(obj, "items")) {
-			char *needs = secret_needs_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
-			if (needs && streq(needs, jstr(it, "plumbKeys")))
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
+			char *needs = secret_needs_locked(c, plumb_json_str(it, "metadata.namespace"), plumb_json_str(it, "metadata.name"));
+			if (needs && streq(needs, plumb_json_str(it, "plumbKeys")))
 				cache_replace_locked(&c->secrets, it);
 			free(needs);
 		}
 		c->secret_epoch++;
-		cJSON_ArrayForEach(it, jget(obj, "items"))
-			secret_changed_locked(c, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items"))
+			secret_changed_locked(c, plumb_json_str(it, "metadata.namespace"), plumb_json_str(it, "metadata.name"));
 		c->synced[2] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
@@ -991,7 +967,7 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 			c->secret_epoch++;
 		}
 		free(k);
-		secret_changed_locked(c, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+		secret_changed_locked(c, plumb_json_str(obj, "metadata.namespace"), plumb_json_str(obj, "metadata.name"));
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -1054,16 +1030,16 @@ static int in_list(const char *list, const char *ns)
  * with plumbd's own credentials: only from namespaces the operator names. */
 static int management_target_allowed(const controller *c, const cJSON *cl)
 {
-	return in_list(c->o.management_target_namespaces, jstr(cl, "metadata.namespace"));
+	return in_list(c->o.management_target_namespaces, plumb_json_str(cl, "metadata.namespace"));
 }
 
 static int management_target_refused(const cJSON *cl)
 {
-	const char *ns = jstr(cl, "metadata.namespace");
+	const char *ns = plumb_json_str(cl, "metadata.namespace");
 	return plumb_error_set(PLUMB_EFORBIDDEN, "%s: Cluster %s/%s has no kubeConfigSecretRef, which makes "
 		"the management cluster its target; plumbd allows that only in the namespaces of "
 		"--management-target-namespaces, and \"%s\" is not one", MANAGEMENT_TARGET_NOT_ALLOWED,
-		ns ? ns : "", jstr(cl, "metadata.name") ? jstr(cl, "metadata.name") : "", ns ? ns : "");
+		ns ? ns : "", plumb_json_str(cl, "metadata.name") ? plumb_json_str(cl, "metadata.name") : "", ns ? ns : "");
 }
 
 /* The target for Cluster cl_key, (re)built when its credentials changed.
@@ -1086,11 +1062,11 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		pthread_mutex_unlock(&c->lock);
 		return plumb_error_set(PLUMB_ENOTFOUND, "cluster %s not found", cl_key);
 	}
-	name = plumb_strdup(jstr(cl, "metadata.name"));
-	const char *ns = jstr(cl, "metadata.namespace");
-	const char *sname = jstr(cl, "spec.kubeConfigSecretRef.name");
-	const char *skey = jstr(cl, "spec.kubeConfigSecretRef.key");
-	context = plumb_strdup(jstr(cl, "spec.kubeConfigSecretRef.context"));
+	name = plumb_strdup(plumb_json_str(cl, "metadata.name"));
+	const char *ns = plumb_json_str(cl, "metadata.namespace");
+	const char *sname = plumb_json_str(cl, "spec.kubeConfigSecretRef.name");
+	const char *skey = plumb_json_str(cl, "spec.kubeConfigSecretRef.key");
+	context = plumb_strdup(plumb_json_str(cl, "spec.kubeConfigSecretRef.context"));
 	if (!sname && !management_target_allowed(c, cl)) {
 		rc = management_target_refused(cl);
 	} else if (!sname) {
@@ -1100,7 +1076,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
 		const cJSON *sec = cmap_get(&c->secrets, sk);
-		const cJSON *val = cJSON_GetObjectItemCaseSensitive(jget(sec, "data"), skey ? skey : "kubeconfig");
+		const cJSON *val = cJSON_GetObjectItemCaseSensitive(plumb_json_get(sec, "data"), skey ? skey : "kubeconfig");
 		if (!sec && emsg[0]) {
 			rc = plumb_error_set(erc, "kubeconfig secret %s: %s", sk, emsg);
 		} else if (!sec) {
@@ -1109,7 +1085,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 			rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig secret %s has no key \"%s\"",
 				sk, skey ? skey : "kubeconfig");
 		} else {
-			cred_id = plumb_asprintf("%s|%s|%s|%s", sk, jstr(sec, "metadata.resourceVersion"),
+			cred_id = plumb_asprintf("%s|%s|%s|%s", sk, plumb_json_str(sec, "metadata.resourceVersion"),
 				skey ? skey : "kubeconfig", context ? context : "");
 			origin = plumb_asprintf("secret %s", sk);
 			rc = plumb_base64_decode(&kc, &kclen, val->valuestring, strlen(val->valuestring));
@@ -1196,13 +1172,13 @@ cleanup:
  * field for a name that is no service account name. */
 static int gitsync_identity(char *out, size_t outlen, const controller *c, const cJSON *gs)
 {
-	const char *sa = jstr(gs, "spec.serviceAccountName");
+	const char *sa = plumb_json_str(gs, "spec.serviceAccountName");
 	out[0] = '\0';
 	if (!sa || !*sa)
 		sa = c->o.default_service_account;
 	if (!sa || !*sa)
 		return 0;
-	return kube_service_account_user(out, outlen, jstr(gs, "metadata.namespace"), sa);
+	return kube_service_account_user(out, outlen, plumb_json_str(gs, "metadata.namespace"), sa);
 }
 
 /* The target for Cluster cl_key as user ("" or NULL: plumbd's own). An
@@ -1433,7 +1409,7 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 	int fresh = e == NULL;
 	if (fresh) {
 		size_t need = sizeof(*e) + 64 + strlen(key) + 1;
-		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
 		if (cJSON_IsString(lv) && !cmap_get(&t->labels, lv->valuestring))
 			need += strlen(lv->valuestring) + 1 + 64;
 		const controller_opts *o = &t->c->o;
@@ -1536,7 +1512,7 @@ static char *gitsync_of_label(controller *c, const char *lv)
  * resourceVersion), nor the deletion of an object the engine no longer wants. */
 static int event_needs_sync(target *t, kube_watch_event type, const kube_resource *res, const cJSON *obj)
 {
-	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
 	char *gk;
 	int needs = 1;
 	if (!cJSON_IsString(lv) || !(gk = gitsync_of_label(t->c, lv->valuestring)))
@@ -1544,10 +1520,10 @@ static int event_needs_sync(target *t, kube_watch_event type, const kube_resourc
 	pthread_mutex_lock(&t->lock);
 	apply_engine *e = cmap_get(&t->engines, gk);
 	if (e && type == KUBE_WATCH_DELETED)
-		needs = apply_engine_tracks(e, res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+		needs = apply_engine_tracks(e, res, plumb_json_str(obj, "metadata.namespace"), plumb_json_str(obj, "metadata.name"));
 	else if (e)
-		needs = !apply_engine_verified(e, res, jstr(obj, "metadata.namespace"),
-			jstr(obj, "metadata.name"), jstr(obj, "metadata.resourceVersion"));
+		needs = !apply_engine_verified(e, res, plumb_json_str(obj, "metadata.namespace"),
+			plumb_json_str(obj, "metadata.name"), plumb_json_str(obj, "metadata.resourceVersion"));
 	pthread_mutex_unlock(&t->lock);
 	free(gk);
 	return needs;
@@ -1556,7 +1532,7 @@ static int event_needs_sync(target *t, kube_watch_event type, const kube_resourc
 /* Triggers sync items for the GitSync owning obj (by its label) on target t. */
 static void trigger_owner(controller *c, target *t, const cJSON *obj)
 {
-	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(jget(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
 	if (!cJSON_IsString(lv))
 		return;
 	pthread_mutex_lock(&c->lock);
@@ -1617,8 +1593,8 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		free(drop);
 		const cJSON *it;
 		int went_over = 0;
-		cJSON_ArrayForEach(it, jget(obj, "items")) {
-			cache_key(key, sizeof(key), &tw->res, jstr(it, "metadata.namespace"), jstr(it, "metadata.name"));
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
+			cache_key(key, sizeof(key), &tw->res, plumb_json_str(it, "metadata.namespace"), plumb_json_str(it, "metadata.name"));
 			went_over |= cache_store_locked(t, key, it, NULL);
 		}
 		int was = tw->synced;
@@ -1630,7 +1606,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			trigger_cluster_syncs_locked(tw->c, t->key, 0);
 			pthread_mutex_unlock(&tw->c->lock);
 		} else {
-			cJSON_ArrayForEach(it, jget(obj, "items"))
+			cJSON_ArrayForEach(it, plumb_json_get(obj, "items"))
 				if (event_needs_sync(t, KUBE_WATCH_MODIFIED, &tw->res, it))
 					trigger_owner(tw->c, t, it);
 		}
@@ -1640,7 +1616,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 	case KUBE_WATCH_MODIFIED:
 	case KUBE_WATCH_DELETED: {
 		int needs = event_needs_sync(t, type, &tw->res, obj);
-		cache_key(key, sizeof(key), &tw->res, jstr(obj, "metadata.namespace"), jstr(obj, "metadata.name"));
+		cache_key(key, sizeof(key), &tw->res, plumb_json_str(obj, "metadata.namespace"), plumb_json_str(obj, "metadata.name"));
 		char *printed = type != KUBE_WATCH_DELETED && needs ? cJSON_PrintUnformatted(obj) : NULL;
 		char *body = plumb_strdup(printed);   /* plain malloc: freed with free() */
 		cJSON_free(printed);
@@ -1665,13 +1641,13 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		 * from the cluster instead (and sees an outage as one). */
 		pthread_mutex_lock(&t->lock);
 		tw->synced = 0;
-		int over = streq(jstr(obj, "reason"), plumb_strerror(PLUMB_ETOOBIG));
+		int over = streq(plumb_json_str(obj, "reason"), plumb_strerror(PLUMB_ETOOBIG));
 		if (over) {
 			/* kube_watch_opts.list_max_*: the list went past the caps */
 			char why[300];
 			snprintf(why, sizeof(why), "%s: more than plumbd caches for one cluster "
 				"(--target-cache-max-objects %zu, --target-cache-max-bytes %zu)",
-				jstr(obj, "message") ? jstr(obj, "message") : "list too big",
+				plumb_json_str(obj, "message") ? plumb_json_str(obj, "message") : "list too big",
 				tw->c->o.target_max_objects, tw->c->o.target_max_bytes);
 			over = target_over_cap_locked(t, why);
 		}
@@ -1682,7 +1658,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			pthread_mutex_unlock(&tw->c->lock);
 		}
 		plumb_debug("watch error", "cluster", t->name, "resource", tw->res.resource,
-			"message", jstr(obj, "message"));
+			"message", plumb_json_str(obj, "message"));
 		break;
 	case KUBE_WATCH_BOOKMARK:
 		break;
@@ -1765,14 +1741,14 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 		return;
 	}
 	prev = g->last_written ? cJSON_Duplicate(g->last_written, 1) :
-		cJSON_Duplicate(jget(g->obj, "status"), 1);
+		cJSON_Duplicate(plumb_json_get(g->obj, "status"), 1);
 	size_t n = g->clusters.count, k = 0, i = 0;
 	controller_cluster_status *arr = calloc(n ? n : 1, sizeof(*arr));
 	const char *key;
 	void *v;
 	while (arr && cmap_next(&g->clusters, &i, &key, &v) && k < n)
 		arr[k++] = *(controller_cluster_status *)v;
-	const cJSON *gen = jget(g->obj, "metadata.generation");
+	const cJSON *gen = plumb_json_get(g->obj, "metadata.generation");
 	controller_gitsync_summary sum = {
 		.generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0,
 		.fetched_commit = g->fetched,
@@ -1785,8 +1761,8 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 	if (rc == 0) {
 		const cJSON *cd;
 		cJSON_ArrayForEach(cd, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
-			const char *type = jstr(cd, "type");
-			int yes = streq(jstr(cd, "status"), "True");
+			const char *type = plumb_json_str(cd, "type");
+			int yes = streq(plumb_json_str(cd, "status"), "True");
 			if (streq(type, "Ready"))
 				server_gauge_set(c->m.gs_ready, yes, g->key);
 			else if (streq(type, "Stalled"))
@@ -1838,7 +1814,7 @@ static void set_stall(controller *c, gitsync_state *g, const char *reason, const
 	int same = was && reason && streq(g->stall_reason, reason) && streq(g->stall_msg, msg);
 	set_str(&g->stall_reason, reason);
 	set_str(&g->stall_msg, reason ? msg : NULL);
-	const char *uid = jstr(g->obj, "metadata.uid");
+	const char *uid = plumb_json_str(g->obj, "metadata.uid");
 	char *uidc = plumb_strdup(uid);
 	pthread_mutex_unlock(&c->lock);
 	if (reason && !same) {
@@ -1856,11 +1832,11 @@ static void set_stall(controller *c, gitsync_state *g, const char *reason, const
 
 static source_ref_kind ref_kind(const cJSON *gs, const char **name)
 {
-	if ((*name = jstr(gs, "spec.git.ref.tag")))
+	if ((*name = plumb_json_str(gs, "spec.git.ref.tag")))
 		return SOURCE_REF_TAG;
-	if ((*name = jstr(gs, "spec.git.ref.commit")))
+	if ((*name = plumb_json_str(gs, "spec.git.ref.commit")))
 		return SOURCE_REF_COMMIT;
-	*name = jstr(gs, "spec.git.ref.branch");
+	*name = plumb_json_str(gs, "spec.git.ref.branch");
 	return SOURCE_REF_BRANCH;
 }
 
@@ -1899,21 +1875,21 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	pthread_mutex_lock(&c->lock);
 	const char *refname = NULL;
 	kind = ref_kind(g->obj, &refname);
-	url = plumb_strdup(jstr(g->obj, "spec.git.url"));
+	url = plumb_strdup(plumb_json_str(g->obj, "spec.git.url"));
 	ref = plumb_strdup(refname);
-	path = plumb_strdup(jstr(g->obj, "spec.git.path") ? jstr(g->obj, "spec.git.path") : "");
-	secret_name = plumb_strdup(jstr(g->obj, "spec.git.secretRef.name"));
+	path = plumb_strdup(plumb_json_str(g->obj, "spec.git.path") ? plumb_json_str(g->obj, "spec.git.path") : "");
+	secret_name = plumb_strdup(plumb_json_str(g->obj, "spec.git.secretRef.name"));
 	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
 	*next = git_interval(g->obj);
 	timeout = git_timeout(g->obj);
-	const cJSON *genj = jget(g->obj, "metadata.generation");
+	const cJSON *genj = plumb_json_get(g->obj, "metadata.generation");
 	gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
 	if (g->clamp_logged != gen && (*next != jduration(g->obj, "spec.git.interval", 60) ||
 			timeout != jduration(g->obj, "spec.git.timeout", 60))) {
 		g->clamp_logged = gen;
 		plumb_warn("spec.git.interval below 10s or spec.git.timeout above 10m; using the bound",
-			"gitsync", gs_key, "interval", jstr(g->obj, "spec.git.interval"),
-			"timeout", jstr(g->obj, "spec.git.timeout"));
+			"gitsync", gs_key, "interval", plumb_json_str(g->obj, "spec.git.interval"),
+			"timeout", plumb_json_str(g->obj, "spec.git.timeout"));
 	}
 	int suspended = jbool(g->obj, "spec.suspend", 0);
 	if (secret_name && !suspended) {
@@ -1925,7 +1901,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 		else if (!sec)
 			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
 		else
-			rc = source_credentials_from_secret_data(&creds, jget(sec, "data"));
+			rc = source_credentials_from_secret_data(&creds, plumb_json_get(sec, "data"));
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (suspended || !url || !ref)
@@ -2147,7 +2123,7 @@ static int render_for(cJSON **out, char ***origins, char **errmsg, const revisio
 		mf[i].data = files->items[i].data;
 		mf[i].len = files->items[i].len;
 	}
-	const cJSON *sub = jget(gs, "spec.substitute"), *lab = jget(cl, "metadata.labels");
+	const cJSON *sub = plumb_json_get(gs, "spec.substitute"), *lab = plumb_json_get(cl, "metadata.labels");
 	vars = calloc((size_t)cJSON_GetArraySize(sub) + 1, sizeof(*vars));
 	labels = calloc((size_t)cJSON_GetArraySize(lab) + 1, sizeof(*labels));
 	if (!vars || !labels) {
@@ -2160,11 +2136,11 @@ static int render_for(cJSON **out, char ***origins, char **errmsg, const revisio
 	cJSON_ArrayForEach(v, lab)
 		if (cJSON_IsString(v))
 			labels[nlabels++] = (manifest_var){ v->string, v->valuestring };
-	const char *tns = jstr(gs, "spec.targetNamespace");
+	const char *tns = plumb_json_str(gs, "spec.targetNamespace");
 	manifest_render_opts ro = {
 		.vars = { .enabled = 1, .vars = vars, .nvars = nvars,
-			.cluster_name = jstr(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
-		.default_namespace = tns ? tns : jstr(gs, "metadata.namespace"),
+			.cluster_name = plumb_json_str(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
+		.default_namespace = tns ? tns : plumb_json_str(gs, "metadata.namespace"),
 	};
 	rc = manifest_render(&set, mf, files->count, &ro, &errs);
 	if (rc) {
@@ -2378,7 +2354,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
 			errmsg ? errmsg : plumb_error_last());
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
-		controller_events_post(c->events, g->ns, g->name, jstr(gs, "metadata.uid"),
+		controller_events_post(c->events, g->ns, g->name, plumb_json_str(gs, "metadata.uid"),
 			"Warning", "RenderFailed", "Render", msg);
 		free(msg);
 		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
@@ -2388,7 +2364,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	}
 
 	apply_engine *e = target_engine(t, g);
-	const char *policy = jstr(gs, "spec.driftPolicy");
+	const char *policy = plumb_json_str(gs, "spec.driftPolicy");
 	apply_opts ao = {
 		.prune = jbool(gs, "spec.prune", 1),
 		.allow_empty = jbool(gs, "spec.allowEmpty", 0),
@@ -2407,13 +2383,13 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	cJSON_ArrayForEach(obj, desired) {
 		char gvk[900];
 		/* an identity's target watches per namespace: the kinds per namespace */
-		const char *ons = t->identity ? jstr(obj, "metadata.namespace") : NULL;
-		snprintf(gvk, sizeof(gvk), "%s|%s|%s", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "",
-			jstr(obj, "kind") ? jstr(obj, "kind") : "", ons ? ons : "");
+		const char *ons = t->identity ? plumb_json_str(obj, "metadata.namespace") : NULL;
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", plumb_json_str(obj, "apiVersion") ? plumb_json_str(obj, "apiVersion") : "",
+			plumb_json_str(obj, "kind") ? plumb_json_str(obj, "kind") : "", ons ? ons : "");
 		if (kinds && !cJSON_GetObjectItemCaseSensitive(kinds, gvk)) {
 			cJSON *k = cJSON_AddObjectToObject(kinds, gvk);
-			cJSON_AddStringToObject(k, "apiVersion", jstr(obj, "apiVersion") ? jstr(obj, "apiVersion") : "");
-			cJSON_AddStringToObject(k, "kind", jstr(obj, "kind") ? jstr(obj, "kind") : "");
+			cJSON_AddStringToObject(k, "apiVersion", plumb_json_str(obj, "apiVersion") ? plumb_json_str(obj, "apiVersion") : "");
+			cJSON_AddStringToObject(k, "kind", plumb_json_str(obj, "kind") ? plumb_json_str(obj, "kind") : "");
 			cJSON_AddStringToObject(k, "namespace", ons ? ons : g->ns);
 		}
 	}
@@ -2442,12 +2418,12 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	cJSON_ArrayForEach(obj, kinds) {
 		kube_resource kr;
 		char gvk[900];
-		snprintf(gvk, sizeof(gvk), "%s|%s|%s", jstr(obj, "apiVersion"), jstr(obj, "kind"),
-			jstr(obj, "namespace"));
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", plumb_json_str(obj, "apiVersion"), plumb_json_str(obj, "kind"),
+			plumb_json_str(obj, "namespace"));
 		if (applied && !cJSON_GetObjectItemCaseSensitive(applied, gvk))
 			continue;
 		if (kube_resolve_object(&kr, t->client, obj) == 0)
-			target_watch_kind(c, t, &kr, jstr(obj, "namespace"));
+			target_watch_kind(c, t, &kr, plumb_json_str(obj, "namespace"));
 	}
 	cJSON_Delete(applied);
 	cJSON_Delete(kinds);
@@ -2522,7 +2498,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	server_gauge_set(c->m.drifted, (double)res.totals[APPLY_DRIFTED], gs_key, cl_name);
 	if (new_commit && lag >= 0)
 		server_histogram_observe(c->m.lag, lag, cl_name);
-	const char *uid = jstr(gs, "metadata.uid");
+	const char *uid = plumb_json_str(gs, "metadata.uid");
 	char shortc[13];
 	snprintf(shortc, sizeof(shortc), "%.12s", rev->commit);
 	if (res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]) {
@@ -2593,11 +2569,11 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 
 	pthread_mutex_lock(&c->lock);
 	const cJSON *cl = cmap_get(&c->clusters, cl_key);
-	cJSON *prev = cl ? cJSON_Duplicate(jget(cl, "status"), 1) : NULL;
-	const cJSON *genj = jget(cl, "metadata.generation");
+	cJSON *prev = cl ? cJSON_Duplicate(plumb_json_get(cl, "status"), 1) : NULL;
+	const cJSON *genj = plumb_json_get(cl, "metadata.generation");
 	long gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
 	int exists = cl != NULL;
-	int mgmt_refused = cl && !jstr(cl, "spec.kubeConfigSecretRef.name") && !management_target_allowed(c, cl);
+	int mgmt_refused = cl && !plumb_json_str(cl, "spec.kubeConfigSecretRef.name") && !management_target_allowed(c, cl);
 	pthread_mutex_unlock(&c->lock);
 	if (!exists)
 		return 0;
@@ -2621,7 +2597,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 
 	cJSON *st = cJSON_CreateObject();
 	cJSON_AddNumberToObject(st, "observedGeneration", (double)gen);
-	const char *old_version = jstr(prev, "serverVersion");
+	const char *old_version = plumb_json_str(prev, "serverVersion");
 	if (up)
 		cJSON_AddStringToObject(st, "serverVersion", version);
 	else if (old_version)
@@ -2917,11 +2893,11 @@ int controller_webhook_secret(controller *c, char **out, size_t *outlen, const c
 	secret_ensure_ref(c, 'g', key, "spec.webhook.secretRef.name");
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = cmap_get(&c->gitsyncs, key);
-	const char *sname = g ? jstr(g->obj, "spec.webhook.secretRef.name") : NULL;
+	const char *sname = g ? plumb_json_str(g->obj, "spec.webhook.secretRef.name") : NULL;
 	if (sname) {
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", ns, sname);
-		const cJSON *tok = cJSON_GetObjectItemCaseSensitive(jget(cmap_get(&c->secrets, sk), "data"), "token");
+		const cJSON *tok = cJSON_GetObjectItemCaseSensitive(plumb_json_get(cmap_get(&c->secrets, sk), "data"), "token");
 		if (cJSON_IsString(tok))
 			rc = plumb_base64_decode(out, outlen, tok->valuestring, strlen(tok->valuestring));
 	}

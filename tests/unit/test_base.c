@@ -247,6 +247,36 @@ START_TEST(test_base__hex)
 }
 END_TEST
 
+START_TEST(test_base__json_get)
+{
+	cJSON *o = cJSON_Parse("{\"spec\": {\"git\": {\"url\": \"https://x\", \"ref\": {\"branch\": \"main\"}},"
+		" \"n\": 3, \"list\": [{\"a\": 1}], \"\": {\"e\": \"empty\"}, \"Spec\": \"other\","
+		" \"a.b\": \"dotted\", \"long\": {\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\": \"y\"}}}");
+	ck_assert_ptr_nonnull(o);
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(o, "spec");
+	ck_assert_ptr_eq(plumb_json_get(o, "spec"), spec);
+	ck_assert_ptr_eq(plumb_json_get(o, ""), o);
+	ck_assert_str_eq(plumb_json_str(o, "spec.git.url"), "https://x");
+	ck_assert_str_eq(plumb_json_str(o, "spec.git.ref.branch"), "main");
+	ck_assert_ptr_nonnull(plumb_json_get(o, "spec.git.ref"));
+	ck_assert_str_eq(plumb_json_str(o, "spec..e"), "empty");   /* an empty step is the member "" */
+	ck_assert_str_eq(plumb_json_str(o, "spec.git.url."), "https://x"); /* a trailing dot ends the path */
+	ck_assert_ptr_null(plumb_json_str(o, "spec.n"));            /* not a string */
+	ck_assert_int_eq((int)plumb_json_get(o, "spec.n")->valuedouble, 3);
+	ck_assert_ptr_null(plumb_json_get(o, "spec.git.tag"));      /* missing */
+	ck_assert_ptr_null(plumb_json_get(o, "spec.git.url.x"));    /* below a string */
+	ck_assert_ptr_null(plumb_json_get(o, "spec.list.a"));       /* arrays are not walked */
+	ck_assert_ptr_null(plumb_json_get(o, "spec.gi"));           /* a prefix of a name is not the name */
+	ck_assert_ptr_null(plumb_json_get(o, "spec.gitx"));
+	ck_assert_ptr_null(plumb_json_get(o, "SPEC"));              /* names are case-sensitive */
+	ck_assert_ptr_null(plumb_json_get(o, "spec.a.b"));          /* no escaping of dots */
+	ck_assert_str_eq(plumb_json_str(o, "spec.long.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), "y");
+	ck_assert_ptr_null(plumb_json_get(NULL, "spec"));
+	ck_assert_ptr_null(plumb_json_str(NULL, ""));
+	cJSON_Delete(o);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("base");
@@ -263,6 +293,7 @@ int main(void)
 	tcase_add_test(tc, test_base__keep_records_threads);
 	tcase_add_test(tc, test_base__json_regions);
 	tcase_add_test(tc, test_base__hex);
+	tcase_add_test(tc, test_base__json_get);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
