@@ -13,160 +13,6 @@
 #define CRD_KIND "CustomResourceDefinition"
 #define EXISTENCE_LIST_MIN 16   /* missing objects of one (kind, ns) before one LIST beats GETs */
 
-/* ---- a small string-keyed hash map ---------------------------------------- */
-typedef struct {
-	char **keys;
-	void **vals;
-	size_t cap;
-	size_t n;
-	int keep;      /* keys are long-lived records (plumb_keep_strdup) */
-} smap;
-
-static void key_free(const smap *m, char *key)
-{
-	if (m->keep)
-		plumb_keep_free(key);
-	else
-		free(key);
-}
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static void smap_free(smap *m, void (*free_val)(void *))
-{
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->keys[i])
-			continue;
-		key_free(m, m->keys[i]);
-		if (free_val)
-			free_val(m->vals[i]);
-	}
-	free(m->keys);
-	free(m->vals);
-	int keep = m->keep;
-	memset(m, 0, sizeof(*m));
-	m->keep = keep;
-}
-
-static void **smap_slot(const smap *m, const char *key, size_t *idx)
-{
-	if (!m->cap)
-		return NULL;
-	for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-		if (!m->keys[i]) {
-			*idx = i;
-			return NULL;
-		}
-		if (!strcmp(m->keys[i], key)) {
-			*idx = i;
-			return &m->vals[i];
-		}
-	}
-}
-
-static void *smap_get(const smap *m, const char *key)
-{
-	size_t idx;
-	void **v = smap_slot(m, key, &idx);
-	return v ? *v : NULL;
-}
-
-static int smap_has(const smap *m, const char *key)
-{
-	size_t idx;
-	return smap_slot(m, key, &idx) != NULL;
-}
-
-/* Inserts or replaces; returns the old value in *old (may be NULL). */
-static int smap_put(smap *m, const char *key, void *val, void **old)
-{
-	size_t idx;
-	void **v;
-
-	if (old)
-		*old = NULL;
-	if ((m->n + 1) * 2 > m->cap) {
-		smap bigger = { .keep = m->keep };
-		bigger.cap = m->cap ? m->cap * 2 : 64;
-		bigger.keys = calloc(bigger.cap, sizeof(char *));
-		bigger.vals = calloc(bigger.cap, sizeof(void *));
-		if (!bigger.keys || !bigger.vals) {
-			free(bigger.keys);
-			free(bigger.vals);
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		}
-		for (size_t i = 0; i < m->cap; i++) {
-			if (!m->keys[i])
-				continue;
-			smap_slot(&bigger, m->keys[i], &idx);
-			bigger.keys[idx] = m->keys[i];
-			bigger.vals[idx] = m->vals[i];
-		}
-		bigger.n = m->n;
-		free(m->keys);
-		free(m->vals);
-		*m = bigger;
-	}
-	v = smap_slot(m, key, &idx);
-	if (v) {
-		if (old)
-			*old = *v;
-		*v = val;
-		return 0;
-	}
-	if (!(m->keys[idx] = m->keep ? plumb_keep_strdup(key) : plumb_strdup(key)))
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	m->vals[idx] = val;
-	m->n++;
-	return 0;
-}
-
-/* Keeps the entries with a value keep() accepts, freeing the others (keys,
- * and values with free_val). The map is rebuilt, keys moved, not copied. */
-static int smap_retain(smap *m, int (*keep)(const char *key, void *data), void *data,
-	void (*free_val)(void *))
-{
-	smap out = { .keep = m->keep };
-	size_t kept = 0, idx;
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->keys[i] && m->vals[i] && keep(m->keys[i], data))
-			kept++;
-	out.cap = 64;
-	while ((kept + 1) * 2 > out.cap)
-		out.cap *= 2;
-	out.keys = calloc(out.cap, sizeof(char *));
-	out.vals = calloc(out.cap, sizeof(void *));
-	if (!out.keys || !out.vals) {
-		free(out.keys);
-		free(out.vals);
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	}
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->keys[i])
-			continue;
-		if (m->vals[i] && keep(m->keys[i], data)) {
-			smap_slot(&out, m->keys[i], &idx);
-			out.keys[idx] = m->keys[i];
-			out.vals[idx] = m->vals[i];
-			out.n++;
-			continue;
-		}
-		key_free(m, m->keys[i]);
-		if (free_val && m->vals[i])
-			free_val(m->vals[i]);
-	}
-	free(m->keys);
-	free(m->vals);
-	*m = out;
-	return 0;
-}
-
 /* ---- engine --------------------------------------------------------------- */
 
 /* What the engine remembers of an object it applied or verified: hashes, not
@@ -206,8 +52,8 @@ struct apply_engine {
 	char *selector;
 	pthread_mutex_t run_lock;   /* one run at a time */
 	pthread_mutex_t lock;       /* guards state, proj and proj_bytes */
-	smap state;                 /* key -> obj_state */
-	smap proj;                  /* key -> proj_entry, for objects without p_desired */
+	plumb_map state;            /* key -> obj_state */
+	plumb_map proj;             /* key -> proj_entry, for objects without p_desired */
 	size_t proj_bytes;          /* text held in proj, at most APPLY_MAX_PROJ_BYTES */
 	apply_inv_state inv;
 };
@@ -439,8 +285,8 @@ void apply_engine_forget(apply_engine *e)
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->lock);
-	smap_free(&e->state, plumb_keep_free);
-	smap_free(&e->proj, proj_entry_free);
+	plumb_map_free(&e->state, plumb_keep_free);
+	plumb_map_free(&e->proj, proj_entry_free);
 	e->proj_bytes = 0;
 	apply_inv_state_clear(&e->inv);
 	pthread_mutex_unlock(&e->lock);
@@ -458,7 +304,7 @@ int apply_engine_verified(apply_engine *e, const kube_resource *res, const char 
 	if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
 		return 0;
 	pthread_mutex_lock(&e->lock);
-	obj_state *st = smap_get(&e->state, key);
+	obj_state *st = plumb_map_get(&e->state, key);
 	yes = st && st->rv[0] && !strcmp(st->rv, rv);
 	pthread_mutex_unlock(&e->lock);
 	free(key);
@@ -475,7 +321,7 @@ int apply_engine_tracks(apply_engine *e, const kube_resource *res, const char *n
 	if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
 		return 0;
 	pthread_mutex_lock(&e->lock);
-	yes = smap_has(&e->state, key);
+	yes = plumb_map_has(&e->state, key);
 	pthread_mutex_unlock(&e->lock);
 	free(key);
 	return yes;
@@ -485,8 +331,8 @@ void apply_engine_free(apply_engine *e)
 {
 	if (!e)
 		return;
-	smap_free(&e->state, plumb_keep_free);
-	smap_free(&e->proj, proj_entry_free);
+	plumb_map_free(&e->state, plumb_keep_free);
+	plumb_map_free(&e->proj, proj_entry_free);
 	apply_inv_state_clear(&e->inv);
 	if (e->gitsync_id) {
 		pthread_mutex_destroy(&e->lock);
@@ -646,12 +492,12 @@ typedef struct {
 	size_t n;
 	cand *cands;
 	size_t ncands;
-	smap want;             /* key -> item* of every desired object */
-	smap kinds;            /* "apiVersion/kind" -> kube_resource* (resolved) */
-	smap live;             /* key -> const cJSON* (borrowed from lists) */
-	smap unowned;          /* key -> const cJSON* from existence lists */
-	smap listed;           /* "group/kind" -> 1: labelled LIST done */
-	smap exist_listed;     /* "group/kind/ns" -> 1 */
+	plumb_map want;        /* key -> item* of every desired object */
+	plumb_map kinds;       /* "apiVersion/kind" -> kube_resource* (resolved) */
+	plumb_map live;        /* key -> const cJSON* (borrowed from lists) */
+	plumb_map unowned;     /* key -> const cJSON* from existence lists */
+	plumb_map listed;      /* "group/kind" -> 1: labelled LIST done */
+	plumb_map exist_listed;     /* "group/kind/ns" -> 1 */
 	cJSON **lists;
 	size_t nlists, alists;
 	atomic_size_t writes;
@@ -785,7 +631,7 @@ static void fill_type(cJSON *obj, const kube_resource *res)
 
 /* Keeps a LIST answer for the run and indexes its items into m by
  * (group, kind, namespace, name). Takes list over. */
-static int keep_list(run *R, cJSON *list, const kube_resource *res, smap *m)
+static int keep_list(run *R, cJSON *list, const kube_resource *res, plumb_map *m)
 {
 	const cJSON *item;
 	int err;
@@ -808,7 +654,7 @@ static int keep_list(run *R, cJSON *list, const kube_resource *res, smap *m)
 			continue;
 		if (!(key = make_key(res->group, res->kind, res->namespaced && ns ? ns : "", name)))
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		err = smap_put(m, key, (void *)item, NULL);
+		err = plumb_map_put(m, key, (void *)item, NULL);
 		free(key);
 		if (err)
 			return err;
@@ -825,13 +671,13 @@ static int list_labelled(run *R, const kube_resource *res)
 	int err;
 
 	snprintf(gk, sizeof(gk), "%s/%s", res->group, res->kind);
-	if (smap_has(&R->listed, gk))
+	if (plumb_map_has(&R->listed, gk))
 		return 0;
 	if ((err = kube_list(&list, R->e->c, res, NULL, &lo)))
 		return plumb_error_prefix(err, "listing %s", res->resource);
 	if ((err = keep_list(R, list, res, &R->live)))
 		return err;
-	return smap_put(&R->listed, gk, (void *)1, NULL);
+	return plumb_map_put(&R->listed, gk, (void *)1, NULL);
 }
 
 /* Unlabelled LIST of res in ns (existence check of many objects at once). */
@@ -842,13 +688,13 @@ static int list_existing(run *R, const kube_resource *res, const char *ns)
 	int err;
 
 	snprintf(k, sizeof(k), "%s/%s/%s", res->group, res->kind, ns);
-	if (smap_has(&R->exist_listed, k))
+	if (plumb_map_has(&R->exist_listed, k))
 		return 0;
 	if ((err = kube_list(&list, R->e->c, res, res->namespaced ? ns : NULL, NULL)))
 		return err;
 	if ((err = keep_list(R, list, res, &R->unowned)))
 		return err;
-	return smap_put(&R->exist_listed, k, (void *)1, NULL);
+	return plumb_map_put(&R->exist_listed, k, (void *)1, NULL);
 }
 
 static apply_object_result *res_of(run *R, size_t ri)
@@ -882,7 +728,7 @@ static int process_page(const cJSON *page, void *data)
 		if (!name || !(key = make_key(P->res->group, P->res->kind,
 			P->res->namespaced && ns ? ns : "", name)))
 			continue;
-		it = smap_get(&R->want, key);
+		it = plumb_map_get(&R->want, key);
 		free(key);
 		if (!it || it->done || it->live || !it->resolved ||
 		    res_of(R, it->ri)->action != APPLY_UNCHANGED)
@@ -941,7 +787,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 	/* many to read of one kind: one labelled LIST, page by page */
 	for (size_t i = 0; i < R->n; i++)
 		if ((size_t)R->items[i].cls == cls && R->items[i].resolved)
-			smap_put(&R->want, R->items[i].key, &R->items[i], NULL);
+			plumb_map_put(&R->want, R->items[i].key, &R->items[i], NULL);
 	for (size_t i = 0; i < R->n; i++) {
 		item *it = &R->items[i];
 		size_t same = 0;
@@ -949,7 +795,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		if (!needs_read(R, it, cls))
 			continue;
 		snprintf(gk, sizeof(gk), "paged:%s/%s", it->res->group, it->res->kind);
-		if (smap_has(&R->listed, gk))
+		if (plumb_map_has(&R->listed, gk))
 			continue;
 		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++)
 			if (needs_read(R, &R->items[j], cls) && !strcmp(R->items[j].res->group, it->res->group) &&
@@ -961,7 +807,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		kube_list_opts lo = { .label_selector = R->e->selector };
 		kube_resource res = *it->res;
 		P.res = &res;
-		if (smap_put(&R->listed, gk, (void *)1, NULL))
+		if (plumb_map_put(&R->listed, gk, (void *)1, NULL))
 			continue;
 		if (kube_list_pages(R->e->c, &res, NULL, &lo, process_page, &P, NULL, NULL)) {
 			plumb_warn("labelled list failed; reading objects one by one", "resource",
@@ -983,7 +829,7 @@ static void fetch_live(run *R, size_t cls, size_t *idx)
 		if ((size_t)it->cls != cls || it->done || it->live_state != 2)
 			continue;
 		snprintf(k, sizeof(k), "%s/%s/%s", it->res->group, it->res->kind, it->ns);
-		if (smap_has(&R->exist_listed, k))
+		if (plumb_map_has(&R->exist_listed, k))
 			continue;
 		for (size_t j = i; j < R->n && same < EXISTENCE_LIST_MIN; j++) {
 			item *o = &R->items[j];
@@ -1071,15 +917,15 @@ static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *pr
 	}
 	pthread_mutex_lock(&R->e->lock);
 	/* updated in place: no churn of long-lived records */
-	if ((st = smap_get(&R->e->state, it->key))) {
+	if ((st = plumb_map_get(&R->e->state, it->key))) {
 		*st = fresh;
 	} else if ((st = plumb_keep_alloc(sizeof(*st)))) {
 		*st = fresh;
-		if (smap_put(&R->e->state, it->key, st, NULL))
+		if (plumb_map_put(&R->e->state, it->key, st, NULL))
 			plumb_keep_free(st);
 	}
 	{
-		proj_entry *cur = smap_get(&R->e->proj, it->key), *dropped = NULL;
+		proj_entry *cur = plumb_map_get(&R->e->proj, it->key), *dropped = NULL;
 		if (cur)
 			R->e->proj_bytes -= strlen(cur->proj);
 		if (pe && R->e->proj_bytes + strlen(pe->proj) > APPLY_MAX_PROJ_BYTES) {
@@ -1087,7 +933,7 @@ static void state_set(run *R, item *it, const unsigned char *ph, const cJSON *pr
 			pe = NULL;
 		}
 		/* a dropped entry keeps its slot, with no value, until the run's end */
-		if ((pe || cur) && smap_put(&R->e->proj, it->key, pe, (void **)&oldp)) {
+		if ((pe || cur) && plumb_map_put(&R->e->proj, it->key, pe, (void **)&oldp)) {
 			dropped = pe;   /* cur stays, unaccounted: counted again at the run's end */
 			pe = NULL;
 			oldp = NULL;
@@ -1106,7 +952,7 @@ static void state_set_rv(run *R, const item *it, const char *rv)
 	if (R->o.dry_run)
 		return;
 	pthread_mutex_lock(&R->e->lock);
-	obj_state *st = smap_get(&R->e->state, it->key);
+	obj_state *st = plumb_map_get(&R->e->state, it->key);
 	if (st)
 		snprintf(st->rv, sizeof(st->rv), "%s", rv && strlen(rv) < sizeof(st->rv) ? rv : "");
 	pthread_mutex_unlock(&R->e->lock);
@@ -1120,7 +966,7 @@ static int state_check(run *R, const item *it, const unsigned char ph[16])
 	int ret = -1;
 	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
-	obj_state *st = smap_get(&R->e->state, it->key);
+	obj_state *st = plumb_map_get(&R->e->state, it->key);
 	if (st && !memcmp(st->dhash, d, 16))
 		ret = !memcmp(st->phash, ph, 16);
 	pthread_mutex_unlock(&R->e->lock);
@@ -1137,7 +983,7 @@ static int state_fast(run *R, const item *it, const char *rv)
 		return 0;
 	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
-	obj_state *st = smap_get(&R->e->state, it->key);
+	obj_state *st = plumb_map_get(&R->e->state, it->key);
 	yes = st && st->rv[0] && !memcmp(st->dhash, d, 16) && !strcmp(st->rv, rv);
 	pthread_mutex_unlock(&R->e->lock);
 	return yes;
@@ -1151,9 +997,9 @@ static cJSON *state_proj(run *R, const item *it)
 	int desired = 0;
 	plumb_hex_decode(d, 16, it->hash);
 	pthread_mutex_lock(&R->e->lock);
-	obj_state *st = smap_get(&R->e->state, it->key);
+	obj_state *st = plumb_map_get(&R->e->state, it->key);
 	if (st && !memcmp(st->dhash, d, 16)) {
-		proj_entry *pe = smap_get(&R->e->proj, it->key);
+		proj_entry *pe = plumb_map_get(&R->e->proj, it->key);
 		desired = st->p_desired;
 		if (!desired && pe && !strcmp(pe->hash, it->hash))
 			text = plumb_strdup(pe->proj);
@@ -1239,8 +1085,8 @@ static void process_item(run *R, size_t i)
 	if (!live) {
 		char k[800];
 		snprintf(k, sizeof(k), "%s/%s/%s", it->res->group, it->res->kind, it->ns);
-		if (it->live_state == 2 && smap_has(&R->exist_listed, k)) {
-			live = smap_get(&R->unowned, it->key);
+		if (it->live_state == 2 && plumb_map_has(&R->exist_listed, k)) {
+			live = plumb_map_get(&R->unowned, it->key);
 		} else {
 			err = kube_get(&got, R->e->c, it->res, *it->ns ? it->ns : NULL, it->name);
 			if (err && err != PLUMB_ENOTFOUND) {
@@ -1535,11 +1381,11 @@ static int resolve_interned(const kube_resource **out, run *R, const char *api_v
 	kube_resource *r;
 	int err;
 	snprintf(k, sizeof(k), "%s/%s", api_version, kind);
-	if ((*out = smap_get(&R->kinds, k)))
+	if ((*out = plumb_map_get(&R->kinds, k)))
 		return 0;
 	if (!(r = calloc(1, sizeof(*r))))
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	if ((err = kube_resolve(r, R->e->c, api_version, kind)) || (err = smap_put(&R->kinds, k, r, NULL))) {
+	if ((err = kube_resolve(r, R->e->c, api_version, kind)) || (err = plumb_map_put(&R->kinds, k, r, NULL))) {
 		free(r);
 		return err;
 	}
@@ -1547,7 +1393,7 @@ static int resolve_interned(const kube_resource **out, run *R, const char *api_v
 	return 0;
 }
 
-static void resolve_item(run *R, item *it, smap *neg)
+static void resolve_item(run *R, item *it, plumb_map *neg)
 {
 	apply_object_result *r = res_of(R, it->ri);
 	const cJSON *av = cJSON_GetObjectItemCaseSensitive(it->obj, "apiVersion");
@@ -1557,8 +1403,8 @@ static void resolve_item(run *R, item *it, smap *neg)
 	if (it->resolved || r->action != APPLY_UNCHANGED)
 		return;
 	snprintf(nk, sizeof(nk), "%s/%s", av->valuestring, it->kind);
-	if (smap_has(neg, nk)) {
-		fail_desired(it, r, smap_get(neg, nk), PLUMB_ENOTFOUND);
+	if (plumb_map_has(neg, nk)) {
+		fail_desired(it, r, plumb_map_get(neg, nk), PLUMB_ENOTFOUND);
 		return;
 	}
 	err = resolve_interned(&it->res, R, av->valuestring, it->kind);
@@ -1568,7 +1414,7 @@ static void resolve_item(run *R, item *it, smap *neg)
 			plumb_asprintf("discovery for %s %s: %s", av->valuestring, it->kind, plumb_error_last());
 		fail_desired(it, r, msg ? msg : "unknown kind", err);
 		/* only "not served" is remembered: an outage is asked again */
-		if (msg && (err != PLUMB_ENOTFOUND || smap_put(neg, nk, msg, NULL)))
+		if (msg && (err != PLUMB_ENOTFOUND || plumb_map_put(neg, nk, msg, NULL)))
 			free(msg);
 		return;
 	}
@@ -1663,7 +1509,7 @@ static void abort_invalid(run *R, size_t invalid)
 
 /* Validates the pending items of the classes >= 2 that were deferred until
  * their CRD or Namespace was written. */
-static void validate_deferred(run *R, smap *neg, size_t *idx)
+static void validate_deferred(run *R, plumb_map *neg, size_t *idx)
 {
 	for (size_t i = 0; i < R->n; i++) {
 		item *it = &R->items[i];
@@ -1680,7 +1526,7 @@ static void validate_deferred(run *R, smap *neg, size_t *idx)
 static int inventory_of_items(run *R, apply_inventory *out, int final);
 
 /* A real run: validate the whole revision, then write it (apply.h). */
-static int validate_and_write(run *R, smap *neg, size_t *idx)
+static int validate_and_write(run *R, plumb_map *neg, size_t *idx)
 {
 	apply_engine *e = R->e;
 	size_t invalid, changed = 0, n = 0, had_deferred = 0;
@@ -1822,7 +1668,7 @@ static void prune_one(run *R, size_t i)
 
 	if (!c->resolved || r->action != APPLY_UNCHANGED)
 		return;
-	live = smap_get(&R->live, c->key);
+	live = plumb_map_get(&R->live, c->key);
 	if (!live) {
 		/* not among the labelled objects: gone, or someone took it over */
 		err = kube_get(&got, R->e->c, c->res, *c->e.ns ? c->e.ns : NULL, c->e.name);
@@ -1948,7 +1794,7 @@ static void prune(run *R, size_t *idx)
 					R->alists = na;
 				}
 			}
-			if (R->nlists < R->alists && !smap_put(&R->live, c->key, obj, NULL)) {
+			if (R->nlists < R->alists && !plumb_map_put(&R->live, c->key, obj, NULL)) {
 				R->lists[R->nlists++] = obj;
 				obj = NULL;
 			}
@@ -2079,17 +1925,19 @@ static void run_free(run *R)
 	for (size_t i = 0; i < R->nlists; i++)
 		cJSON_Delete(R->lists[i]);
 	free(R->lists);
-	smap_free(&R->want, NULL);
-	smap_free(&R->kinds, free);
-	smap_free(&R->live, NULL);
-	smap_free(&R->unowned, NULL);
-	smap_free(&R->listed, NULL);
-	smap_free(&R->exist_listed, NULL);
+	plumb_map_free(&R->want, NULL);
+	plumb_map_free(&R->kinds, free);
+	plumb_map_free(&R->live, NULL);
+	plumb_map_free(&R->unowned, NULL);
+	plumb_map_free(&R->listed, NULL);
+	plumb_map_free(&R->exist_listed, NULL);
 }
 
-static int wanted(const char *key, void *data)
+/* An entry stays while it has a value (a dropped entry keeps its key, with no
+ * value, until the run's end) and the revision still holds the object. */
+static int wanted(const char *key, void *val, void *data)
 {
-	return smap_has(&((run *)data)->want, key);
+	return val && plumb_map_has(&((run *)data)->want, key);
 }
 
 static void compact_results(run *R)
@@ -2134,7 +1982,7 @@ int apply_engine_run_take(apply_result *out, apply_engine *e, cJSON *desired,
 /* plumbctl diff: what a real run would do, all of it dryRun=All. Kinds a
  * CRD of the revision will serve, and objects in a Namespace it creates,
  * cannot be judged before those exist: they are shown as created. */
-static void plan_dry_run(run *R, smap *neg, size_t *idx)
+static void plan_dry_run(run *R, plumb_map *neg, size_t *idx)
 {
 	for (size_t i = 0; i < R->n; i++)
 		if (R->items[i].cls == 0)
@@ -2166,7 +2014,7 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 	run R;
 	apply_result *res = out;
 	apply_inventory next = { 0 };
-	smap neg = { 0 };
+	plumb_map neg = { 0 };
 	size_t *idx = NULL;
 	int err = 0, prune_ok;
 
@@ -2197,7 +2045,7 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 
 	/* what is desired, and what of the inventory is not */
 	for (size_t i = 0; i < R.n; i++)
-		if ((err = smap_put(&R.want, R.items[i].key, &R.items[i], NULL)))
+		if ((err = plumb_map_put(&R.want, R.items[i].key, &R.items[i], NULL)))
 			goto cleanup;
 	R.cands = calloc(e->inv.inv.count ? e->inv.inv.count : 1, sizeof(*R.cands));
 	if (!R.cands) {
@@ -2212,7 +2060,7 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 			err = plumb_error_set(PLUMB_ENOMEM, "out of memory");
 			goto cleanup;
 		}
-		if ((it = smap_get(&R.want, key))) {
+		if ((it = plumb_map_get(&R.want, key))) {
 			it->in_old = 1;
 			free(key);
 			continue;
@@ -2300,8 +2148,8 @@ static int engine_run(apply_result *out, apply_engine *e, cJSON *desired, int ta
 	/* forget objects no longer desired (pruned, or left) */
 	if (!R.o.dry_run) {
 		pthread_mutex_lock(&e->lock);
-		smap_retain(&e->state, wanted, &R, plumb_keep_free);
-		smap_retain(&e->proj, wanted, &R, proj_entry_free);
+		plumb_map_retain(&e->state, wanted, &R, plumb_keep_free);
+		plumb_map_retain(&e->proj, wanted, &R, proj_entry_free);
 		e->proj_bytes = 0;
 		for (size_t i = 0; i < e->proj.cap; i++)
 			if (e->proj.keys[i] && e->proj.vals[i])
@@ -2335,7 +2183,7 @@ cleanup:
 	res->dry_runs = atomic_load(&R.dry_runs);
 	run_free(&R);
 	apply_inventory_free(&next);
-	smap_free(&neg, free);
+	plumb_map_free(&neg, free);
 	free(idx);
 	pthread_mutex_unlock(&e->run_lock);
 	return err;

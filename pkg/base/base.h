@@ -1,8 +1,8 @@
 /*
  * pkg/base — what every other plumb module stands on: error codes with a
  * per-thread message, JSON logging, size-capped buffers, time, durations,
- * backoff, base64 and randomness, dot-path lookups in JSON, and the name of
- * plumb's API group. Nothing here depends on another module.
+ * backoff, base64 and randomness, a string-keyed hash map, dot-path lookups
+ * in JSON, and the name of plumb's API group. Nothing here depends on another module.
  */
 #ifndef PLUMB_BASE_H
 #define PLUMB_BASE_H
@@ -183,6 +183,46 @@ void plumb_hex_encode(char *out, const unsigned char *in, size_t n);
 /* The first 2n hex digits of hex (either case) into n bytes. 0, or
  * PLUMB_EINVALID when hex is shorter or holds another character. */
 int plumb_hex_decode(unsigned char *out, size_t n, const char *hex);
+
+/* ---- a string-keyed hash map -------------------------------------------------
+ * Open addressing (FNV-1a, linear probing) with owned keys; values are the
+ * caller's, NULL allowed (plumb_map_has() tells a NULL value from a missing
+ * key). Zero-initialise it ({ 0 }); set keep before the first put for maps of
+ * long-lived per-object records: their keys then come from plumb_keep_strdup().
+ * The table grows to keep it under 3/4 full (removed entries counted until the
+ * next rebuild) and is rebuilt at the size its entries need, so churn does not
+ * grow it. Not thread-safe: the caller's lock guards it. */
+typedef struct {
+	char **keys;             /* NULL: empty slot; an internal marker: removed */
+	void **vals;
+	size_t cap, count, used; /* used counts removed slots too */
+	int keep;
+} plumb_map;
+
+/* The value under key, or NULL (missing, or stored as NULL). */
+void *plumb_map_get(const plumb_map *m, const char *key);
+/* 1 when key is in the map (whatever its value), else 0. */
+int plumb_map_has(const plumb_map *m, const char *key);
+/* Stores val under key (the key is copied); the previous value, or NULL, goes
+ * to *old (old may be NULL). 0, or PLUMB_ENOMEM with the map unchanged. */
+int plumb_map_put(plumb_map *m, const char *key, void *val, void **old);
+/* Removes key; returns its value (the caller frees it) or NULL. Safe while
+ * iterating with plumb_map_next(), also for the entry just returned. */
+void *plumb_map_del(plumb_map *m, const char *key);
+/* Iterates: start with *i = 0; each call gives the next entry and returns 1,
+ * then 0 at the end. key and val are borrowed. No put while iterating. */
+int plumb_map_next(const plumb_map *m, size_t *i, const char **key, void **val);
+/* Keeps the entries keep(key, val, data) returns non-zero for (called once
+ * each) and removes the others, freeing their values with free_val (NULL: not
+ * freed; a NULL value is not passed to it); then rebuilds the table at the
+ * size the rest needs when anything was removed. Never fails (without memory
+ * for the rebuild the table stays as it is, still correct). Not while
+ * iterating; keep and free_val must not touch the map. */
+void plumb_map_retain(plumb_map *m, int (*keep)(const char *key, void *val, void *data), void *data,
+	void (*free_val)(void *));
+/* Frees every non-NULL value with free_val (NULL: values are not freed), the
+ * keys and the table; the map is empty again and keeps its keep setting. */
+void plumb_map_free(plumb_map *m, void (*free_val)(void *));
 
 /* ---- JSON lookups ----------------------------------------------------------
  * "spec.git.ref.branch": the member ref of ... of obj, each step an object

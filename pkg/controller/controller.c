@@ -64,7 +64,7 @@ typedef struct {
 	char *stall_reason, *stall_msg;
 	char *handled_req;
 	long fetched_generation;
-	cmap clusters;            /* cluster name -> controller_cluster_status* */
+	plumb_map clusters;       /* cluster name -> controller_cluster_status* */
 	pthread_mutex_t status_lock;
 	cJSON *last_written;      /* status we last wrote (under status_lock) */
 	int deleted;
@@ -113,18 +113,18 @@ struct target {
 	kube_client *client;
 	controller *c;
 	pthread_mutex_t lock;
-	cmap cache;               /* "group|resource|ns|name" -> live_entry* */
-	cmap labels;              /* interned plumb.dev/gitsync values */
+	plumb_map cache;          /* "group|resource|ns|name" -> live_entry* */
+	plumb_map labels;         /* interned plumb.dev/gitsync values */
 	size_t pending;           /* bytes of live_entry bodies held */
 	size_t cache_bytes;       /* bytes of cache entries (estimated, with their keys) */
 	size_t label_bytes;       /* bytes of interned labels (kept until the target goes) */
-	cmap label_counts;        /* interned label -> (uintptr_t) cache entries with it */
+	plumb_map label_counts;   /* interned label -> (uintptr_t) cache entries with it */
 	atomic_int over_cap;      /* the cache hit a cap: Failed, rebuilt later */
 	double over_since;        /* monotonic, set before over_cap */
 	char cap_msg[256];        /* why, under t->lock */
 	target_watch **watches;
 	size_t nwatches;
-	cmap engines;             /* gitsync key -> apply_engine* */
+	plumb_map engines;        /* gitsync key -> apply_engine* */
 	char version[64];
 	int up;
 };
@@ -148,13 +148,13 @@ struct controller {
 	unsigned long last_retries;
 
 	pthread_mutex_t lock;
-	cmap gitsyncs;            /* "ns/name" -> gitsync_state* */
-	cmap clusters;            /* "ns/name" -> cJSON* */
-	cmap secrets;             /* "ns/name" -> cJSON*: only referenced Secrets,
+	plumb_map gitsyncs;       /* "ns/name" -> gitsync_state* */
+	plumb_map clusters;       /* "ns/name" -> cJSON* */
+	plumb_map secrets;        /* "ns/name" -> cJSON*: only referenced Secrets,
 	                             reduced to the keys read (secret_reduce_locked) */
 	unsigned long secret_epoch; /* bumped on every change of c->secrets */
-	cmap secret_misses;       /* "ns/name" -> double*: when a GET last found no such Secret */
-	cmap targets;             /* "ns/name" -> target* */
+	plumb_map secret_misses;  /* "ns/name" -> double*: when a GET last found no such Secret */
+	plumb_map targets;        /* "ns/name" -> target* */
 	kube_watch *mgmt_watches[3];
 	int synced[3];
 
@@ -293,9 +293,9 @@ static void gitsync_unref(gitsync_state *g)
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&g->clusters, &i, &k, &v))
+	while (plumb_map_next(&g->clusters, &i, &k, &v))
 		cluster_status_free(v);
-	cmap_free(&g->clusters);
+	plumb_map_free(&g->clusters, NULL);
 	revision_unref(g->rev);
 	cJSON_Delete(g->obj);
 	cJSON_Delete(g->last_written);
@@ -318,7 +318,7 @@ static void seed_from_status(gitsync_state *g)
 	const cJSON *e;
 	cJSON_ArrayForEach(e, plumb_json_get(g->obj, "status.clusters")) {
 		const char *name = plumb_json_str(e, "name"), *state = plumb_json_str(e, "state"), *commit = plumb_json_str(e, "commit");
-		if (!name || cmap_get(&g->clusters, name))
+		if (!name || plumb_map_get(&g->clusters, name))
 			continue;
 		controller_cluster_status *s = calloc(1, sizeof(*s));
 		if (!s)
@@ -341,7 +341,7 @@ static void seed_from_status(gitsync_state *g)
 		n = plumb_json_get(e, "lagSeconds");
 		s->lag_seconds = cJSON_IsNumber(n) ? n->valuedouble : -1;
 		s->message = plumb_strdup(plumb_json_str(e, "message"));
-		cmap_put(&g->clusters, name, s, NULL);
+		plumb_map_put(&g->clusters, name, s, NULL);
 	}
 	const char *handled = plumb_json_str(g->obj, "status.lastHandledRequestedAt");
 	if (handled && !g->handled_req)
@@ -435,13 +435,13 @@ static int selects(const cJSON *gs, const cJSON *cl)
  * Called with c->lock held. */
 static void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override)
 {
-	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
 	size_t i = 0;
 	const char *k;
 	void *v;
 	if (!cl)
 		return;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
 		if (selects(g->obj, cl))
 			trigger_sync(c, g->key, cl_key, debounce_override >= 0 ? debounce_override :
@@ -459,7 +459,7 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->clusters, &i, &k, &v)) {
+	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
 		if (selects(g->obj, v)) {
 			/* Listed as Pending until its first sync says more. */
 			const char *name = plumb_json_str(v, "metadata.name");
@@ -469,10 +469,10 @@ static void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double
 		}
 	}
 	i = 0;
-	while (cmap_next(&g->clusters, &i, &k, &v)) {
+	while (plumb_map_next(&g->clusters, &i, &k, &v)) {
 		char cl_key[600];
 		snprintf(cl_key, sizeof(cl_key), "%s/%s", g->ns, k);
-		if (!cmap_get(&c->clusters, cl_key))
+		if (!plumb_map_get(&c->clusters, cl_key))
 			trigger_sync(c, g->key, cl_key, debounce);
 	}
 }
@@ -494,7 +494,7 @@ static char *secret_refs(const cJSON *obj)
 static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
-	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 	long gen = (long)(cJSON_IsNumber(plumb_json_get(obj, "metadata.generation")) ?
 		plumb_json_get(obj, "metadata.generation")->valuedouble : 0);
 	int is_new = 0, spec_changed = 0;
@@ -512,7 +512,7 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		apply_gitsync_label(g->label, sizeof(g->label), g->ns, g->name);
 		pthread_mutex_init(&g->status_lock, NULL);
 		g->fetched_generation = -1;
-		cmap_put(&c->gitsyncs, g->key, g, NULL);
+		plumb_map_put(&c->gitsyncs, g->key, g, NULL);
 		is_new = 1;
 	} else {
 		const cJSON *old_gen = plumb_json_get(g->obj, "metadata.generation");
@@ -539,14 +539,27 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 	}
 }
 
+/* Forgets a GitSync taken out of c->gitsyncs. */
+static void gitsync_forget(void *v)
+{
+	gitsync_state *g = v;
+	g->deleted = 1;
+	plumb_info("gitsync deleted; its objects stay in the clusters", "gitsync", g->key);
+	gitsync_unref(g);
+}
+
 static void gitsync_delete_locked(controller *c, const char *key)
 {
-	gitsync_state *g = cmap_del(&c->gitsyncs, key);
-	if (g) {
-		g->deleted = 1;
-		plumb_info("gitsync deleted; its objects stay in the clusters", "gitsync", key);
-		gitsync_unref(g);
-	}
+	gitsync_state *g = plumb_map_del(&c->gitsyncs, key);
+	if (g)
+		gitsync_forget(g);
+}
+
+/* For a resync: a GitSync stays while the list (seen) holds it. */
+static int gitsync_listed(const char *key, void *val, void *seen)
+{
+	(void)val;
+	return plumb_map_has(seen, key);
 }
 
 static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
@@ -555,39 +568,21 @@ static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 	pthread_mutex_lock(&c->lock);
 	if (type == KUBE_WATCH_RESYNC) {
 		/* Replace everything: forget GitSyncs that are gone. */
-		cmap seen = { 0 };
+		plumb_map seen = { 0 };
 		const cJSON *it;
 		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
 			char *k = obj_key(it);
-			cmap_put(&seen, k, (void *)1, NULL);
+			plumb_map_put(&seen, k, (void *)1, NULL);
 			free(k);
 			gitsync_upsert_locked(c, it);
 		}
-		size_t i = 0;
-		const char *k;
-		void *v;
-		char **gone = NULL;
-		size_t ngone = 0;
-		while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
-			if (!cmap_get(&seen, k)) {
-				char **p = realloc(gone, (ngone + 1) * sizeof(*p));
-				if (p) {
-					gone = p;
-					gone[ngone++] = plumb_strdup(k);
-				}
-			}
-		}
-		for (size_t j = 0; j < ngone; j++) {
-			gitsync_delete_locked(c, gone[j]);
-			free(gone[j]);
-		}
-		free(gone);
-		cmap_free(&seen);
+		plumb_map_retain(&c->gitsyncs, gitsync_listed, &seen, gitsync_forget);
+		plumb_map_free(&seen, NULL);
 		secrets_prune_locked(c);
 		c->synced[0] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
-		gitsync_state *g = cmap_get(&c->gitsyncs, k);
+		gitsync_state *g = plumb_map_get(&c->gitsyncs, k);
 		char *before = g ? secret_refs(g->obj) : NULL, *after = secret_refs(obj);
 		gitsync_upsert_locked(c, obj);
 		if (before && !streq(before, after))
@@ -604,23 +599,23 @@ static void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void cache_replace_locked(cmap *m, const cJSON *obj)
+static void cache_replace_locked(plumb_map *m, const cJSON *obj)
 {
 	char *k = obj_key(obj);
 	void *old = NULL;
-	if (cmap_put(m, k, cJSON_Duplicate(obj, 1), &old) == 0)
+	if (plumb_map_put(m, k, cJSON_Duplicate(obj, 1), &old) == 0)
 		cJSON_Delete(old);
 	free(k);
 }
 
-static void cache_resync_locked(cmap *m, const cJSON *list)
+static void cache_resync_locked(plumb_map *m, const cJSON *list)
 {
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(m, &i, &k, &v))
+	while (plumb_map_next(m, &i, &k, &v))
 		cJSON_Delete(v);
-	cmap_free(m);
+	plumb_map_free(m, NULL);
 	const cJSON *it;
 	cJSON_ArrayForEach(it, plumb_json_get(list, "items"))
 		cache_replace_locked(m, it);
@@ -635,7 +630,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		size_t i = 0;
 		const char *k;
 		void *v;
-		while (cmap_next(&c->clusters, &i, &k, &v)) {
+		while (plumb_map_next(&c->clusters, &i, &k, &v)) {
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
 		}
@@ -643,7 +638,7 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		c->synced[1] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
-		const cJSON *old = cmap_get(&c->clusters, k);
+		const cJSON *old = plumb_map_get(&c->clusters, k);
 		/* Our own status writes need no reaction: only spec and labels matter. */
 		int changed = !old || !diff_json_equal(plumb_json_get(old, "spec"), plumb_json_get(obj, "spec")) ||
 			!diff_json_equal(plumb_json_get(old, "metadata.labels"), plumb_json_get(obj, "metadata.labels"));
@@ -658,14 +653,14 @@ static void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		free(k);
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
-		cJSON_Delete(cmap_del(&c->clusters, k));
+		cJSON_Delete(plumb_map_del(&c->clusters, k));
 		secrets_prune_locked(c);
 		/* GitSyncs drop the cluster's status entry on their next sync. */
 		size_t i = 0;
 		const char *gk;
 		void *v;
-		while (cmap_next(&c->gitsyncs, &i, &gk, &v))
-			if (cmap_get(&((gitsync_state *)v)->clusters, plumb_json_str(obj, "metadata.name") ? plumb_json_str(obj, "metadata.name") : ""))
+		while (plumb_map_next(&c->gitsyncs, &i, &gk, &v))
+			if (plumb_map_get(&((gitsync_state *)v)->clusters, plumb_json_str(obj, "metadata.name") ? plumb_json_str(obj, "metadata.name") : ""))
 				trigger_sync(c, gk, k, 0);
 		free(k);
 	}
@@ -678,7 +673,7 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->clusters, &i, &k, &v)) {
+	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
 		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
 		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
 			trigger_probe(c, k);
@@ -686,7 +681,7 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 		}
 	}
 	i = 0;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
 		if (streq(g->ns, ns) && streq(plumb_json_str(g->obj, "spec.git.secretRef.name"), name))
 			trigger_src(c, g->key, 0);
@@ -742,7 +737,7 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 	void *v;
 	if (!ns || !name)
 		return NULL;
-	while (cmap_next(&c->clusters, &i, &k, &v)) {
+	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
 		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
 		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
 			const char *key = plumb_json_str(v, "spec.kubeConfigSecretRef.key");
@@ -751,7 +746,7 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 		}
 	}
 	i = 0;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
 		if (!streq(g->ns, ns))
 			continue;
@@ -807,32 +802,25 @@ static cJSON *secret_reduce_locked(controller *c, const cJSON *sec)
 	return r;
 }
 
+/* A kept Secret stays while a Cluster or GitSync references it; each one
+ * dropped bumps the epoch. */
+static int secret_referenced_locked(const char *key, void *val, void *data)
+{
+	controller *c = data;
+	(void)key;
+	char *needs = secret_needs_locked(c, plumb_json_str(val, "metadata.namespace"), plumb_json_str(val, "metadata.name"));
+	int keep = needs != NULL;
+	free(needs);
+	if (!keep)
+		c->secret_epoch++;
+	return keep;
+}
+
 /* Drops kept Secrets that nothing references any more (after a Cluster or
  * GitSync changed or went away). */
 static void secrets_prune_locked(controller *c)
 {
-	size_t i = 0;
-	const char *k;
-	void *v;
-	char **gone = NULL;
-	size_t ngone = 0;
-	while (cmap_next(&c->secrets, &i, &k, &v)) {
-		char *needs = secret_needs_locked(c, plumb_json_str(v, "metadata.namespace"), plumb_json_str(v, "metadata.name"));
-		if (!needs) {
-			char **p = realloc(gone, (ngone + 1) * sizeof(*p));
-			if (p) {
-				gone = p;
-				gone[ngone++] = plumb_strdup(k);
-			}
-		}
-		free(needs);
-	}
-	for (size_t j = 0; j < ngone; j++) {
-		cJSON_Delete(cmap_del(&c->secrets, gone[j]));
-		free(gone[j]);
-		c->secret_epoch++;
-	}
-	free(gone);
+	plumb_map_retain(&c->secrets, secret_referenced_locked, c, free_json);
 }
 
 /* List pages of Secrets go through this on the list's helper thread. */
@@ -856,10 +844,10 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", name ? name : "");
 		pthread_mutex_lock(&c->lock);
 		char *needs = secret_needs_locked(c, ns, name);
-		const cJSON *have = cmap_get(&c->secrets, sk);
+		const cJSON *have = plumb_map_get(&c->secrets, sk);
 		int fine = !needs || (have && streq(plumb_json_str(have, "plumbKeys"), needs));
 		unsigned long epoch = c->secret_epoch;
-		const double *miss = cmap_get(&c->secret_misses, sk);
+		const double *miss = plumb_map_get(&c->secret_misses, sk);
 		int recent_miss = !fine && miss && plumb_time_mono() - *miss < SECRET_MISS_TTL;
 		pthread_mutex_unlock(&c->lock);
 		free(needs);
@@ -877,13 +865,13 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 			void *old = NULL;
 			if (t) {
 				*t = plumb_time_mono();
-				if (cmap_put(&c->secret_misses, sk, t, &old) == 0)
+				if (plumb_map_put(&c->secret_misses, sk, t, &old) == 0)
 					free(old);
 				else
 					free(t);
 			}
 		} else {
-			free(cmap_del(&c->secret_misses, sk));
+			free(plumb_map_del(&c->secret_misses, sk));
 		}
 		if (c->secret_epoch != epoch) {
 			/* A watch event came in meanwhile: it is at least as new. */
@@ -894,13 +882,13 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 		cJSON *r = rc == 0 ? secret_reduce_locked(c, sec) : NULL;
 		void *old = NULL;
 		if (r) {
-			if (cmap_put(&c->secrets, sk, r, &old) == 0)
+			if (plumb_map_put(&c->secrets, sk, r, &old) == 0)
 				cJSON_Delete(old);
 			else
 				cJSON_Delete(r);
 			c->secret_epoch++;
-		} else if (rc == PLUMB_ENOTFOUND && cmap_get(&c->secrets, sk)) {
-			cJSON_Delete(cmap_del(&c->secrets, sk));
+		} else if (rc == PLUMB_ENOTFOUND && plumb_map_get(&c->secrets, sk)) {
+			cJSON_Delete(plumb_map_del(&c->secrets, sk));
 			c->secret_epoch++;
 		}
 		pthread_mutex_unlock(&c->lock);
@@ -918,10 +906,10 @@ static int secret_ensure_ref(controller *c, char kind, const char *key, const ch
 	pthread_mutex_lock(&c->lock);
 	const cJSON *obj = NULL;
 	if (kind == 'g') {
-		gitsync_state *g = cmap_get(&c->gitsyncs, key);
+		gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 		obj = g ? g->obj : NULL;
 	} else {
-		obj = cmap_get(&c->clusters, key);
+		obj = plumb_map_get(&c->clusters, key);
 	}
 	ns = plumb_strdup(plumb_json_str(obj, "metadata.namespace"));
 	name = plumb_strdup(plumb_json_str(obj, path));
@@ -939,7 +927,7 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 	if (type == KUBE_WATCH_RESYNC) {
 		/* Items were reduced page by page (reduce_secret); keep those that
 		 * still fit today's references, the rest are fetched on demand. */
-		cmap_free_all(&c->secrets, free_json);
+		plumb_map_free(&c->secrets, free_json);
 		const cJSON *it;
 		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
 			char *needs = secret_needs_locked(c, plumb_json_str(it, "metadata.namespace"), plumb_json_str(it, "metadata.name"));
@@ -953,17 +941,17 @@ static void on_secret(kube_watch_event type, const cJSON *obj, void *data)
 		c->synced[2] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED || type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
-		free(cmap_del(&c->secret_misses, k));
+		free(plumb_map_del(&c->secret_misses, k));
 		cJSON *r = type == KUBE_WATCH_DELETED ? NULL : secret_reduce_locked(c, obj);
 		void *old = NULL;
 		if (r) {
-			if (cmap_put(&c->secrets, k, r, &old) == 0)
+			if (plumb_map_put(&c->secrets, k, r, &old) == 0)
 				cJSON_Delete(old);
 			else
 				cJSON_Delete(r);
 			c->secret_epoch++;
-		} else if (cmap_get(&c->secrets, k)) {
-			cJSON_Delete(cmap_del(&c->secrets, k));
+		} else if (plumb_map_get(&c->secrets, k)) {
+			cJSON_Delete(plumb_map_del(&c->secrets, k));
 			c->secret_epoch++;
 		}
 		free(k);
@@ -997,10 +985,10 @@ static void target_unref(controller *c, target *t)
 		free(t->watches[i]);
 	}
 	free(t->watches);
-	cmap_free_all(&t->cache, free_live_entry);
-	cmap_free(&t->label_counts);
-	cmap_free_all(&t->labels, plumb_keep_free);
-	cmap_free_all(&t->engines, free_engine);
+	plumb_map_free(&t->cache, free_live_entry);
+	plumb_map_free(&t->label_counts, NULL);
+	plumb_map_free(&t->labels, plumb_keep_free);
+	plumb_map_free(&t->engines, free_engine);
 	kube_client_free(t->client);
 	pthread_mutex_destroy(&t->lock);
 	free(t->key);
@@ -1057,7 +1045,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	if (erc < 0 && erc != PLUMB_ENOTFOUND)
 		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
-	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
 	if (!cl) {
 		pthread_mutex_unlock(&c->lock);
 		return plumb_error_set(PLUMB_ENOTFOUND, "cluster %s not found", cl_key);
@@ -1075,7 +1063,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	} else {
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
-		const cJSON *sec = cmap_get(&c->secrets, sk);
+		const cJSON *sec = plumb_map_get(&c->secrets, sk);
 		const cJSON *val = cJSON_GetObjectItemCaseSensitive(plumb_json_get(sec, "data"), skey ? skey : "kubeconfig");
 		if (!sec && emsg[0]) {
 			rc = plumb_error_set(erc, "kubeconfig secret %s: %s", sk, emsg);
@@ -1094,7 +1082,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		}
 	}
 	if (!rc) {
-		t = cmap_get(&c->targets, cl_key);
+		t = plumb_map_get(&c->targets, cl_key);
 		/* A target over its cache cap is built afresh (relisting
 		 * everything) once opts.target_cache_retry has passed. */
 		if (t && streq(t->cred_id, cred_id) &&
@@ -1142,7 +1130,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	t->label_counts.keep = 1;
 	pthread_mutex_lock(&c->lock);
 	target *old = NULL;
-	cmap_put(&c->targets, cl_key, t, (void **)&old);
+	plumb_map_put(&c->targets, cl_key, t, (void **)&old);
 	pthread_mutex_unlock(&c->lock);
 	if (old) {
 		if (old->over_cap)
@@ -1201,7 +1189,7 @@ static int target_for(target **out, controller *c, const char *cl_key, const cha
 		goto cleanup;
 	}
 	pthread_mutex_lock(&c->lock);
-	t = cmap_get(&c->targets, mkey);
+	t = plumb_map_get(&c->targets, mkey);
 	if (t && streq(t->cred_id, cred_id)) {
 		t->refs++;
 		pthread_mutex_unlock(&c->lock);
@@ -1228,7 +1216,7 @@ static int target_for(target **out, controller *c, const char *cl_key, const cha
 	t->cache.keep = 1;
 	t->labels.keep = 1;
 	pthread_mutex_lock(&c->lock);
-	cmap_put(&c->targets, mkey, t, (void **)&old);
+	plumb_map_put(&c->targets, mkey, t, (void **)&old);
 	pthread_mutex_unlock(&c->lock);
 	if (old)
 		target_unref(c, old);
@@ -1251,12 +1239,12 @@ static void drop_engines(controller *c, const char *cl_key, const char *gs_key, 
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->targets, &i, &k, &v)) {
+	while (plumb_map_next(&c->targets, &i, &k, &v)) {
 		target *t = v;
 		if (t == keep || !streq(t->key, cl_key))
 			continue;
 		pthread_mutex_lock(&t->lock);
-		apply_engine_free(cmap_del(&t->engines, gs_key));
+		apply_engine_free(plumb_map_del(&t->engines, gs_key));
 		int empty = t->identity && t->engines.count == 0;
 		pthread_mutex_unlock(&t->lock);
 		if (empty && ndrop < sizeof(drop) / sizeof(drop[0]))
@@ -1264,8 +1252,8 @@ static void drop_engines(controller *c, const char *cl_key, const char *gs_key, 
 	}
 	for (size_t j = 0; j < ndrop; j++) {
 		char *mkey = plumb_asprintf("%s|%s", drop[j]->key, drop[j]->identity);
-		if (mkey && cmap_get(&c->targets, mkey) == drop[j])
-			cmap_del(&c->targets, mkey);
+		if (mkey && plumb_map_get(&c->targets, mkey) == drop[j])
+			plumb_map_del(&c->targets, mkey);
 		else
 			drop[j] = NULL;
 		free(mkey);
@@ -1305,7 +1293,7 @@ static int target_live(apply_live_info *info, void *data, const kube_resource *r
 	pthread_mutex_lock(&t->lock);
 	target_watch *w = find_watch_locked(t, res, res->namespaced ? ns : NULL);
 	if (w && w->synced) {
-		live_entry *e = cmap_get(&t->cache, key);
+		live_entry *e = plumb_map_get(&t->cache, key);
 		ret = e ? 1 : 0;
 		if (e) {
 			snprintf(info->rv, sizeof(info->rv), "%s", e->rv);
@@ -1372,8 +1360,8 @@ static int target_over_cap_locked(target *t, const char *why)
 	snprintf(t->cap_msg, sizeof(t->cap_msg), "%s", why);
 	t->over_since = plumb_time_mono();
 	t->over_cap = 1;
-	cmap_free_all(&t->cache, free_live_entry);
-	cmap_free(&t->label_counts);
+	plumb_map_free(&t->cache, free_live_entry);
+	plumb_map_free(&t->label_counts, NULL);
 	t->pending = 0;
 	t->cache_bytes = 0;
 	for (size_t i = 0; i < t->nwatches; i++)
@@ -1387,12 +1375,12 @@ static void label_count_add_locked(target *t, const char *label, int d)
 {
 	if (!label)
 		return;
-	uintptr_t n = (uintptr_t)cmap_get(&t->label_counts, label);
+	uintptr_t n = (uintptr_t)plumb_map_get(&t->label_counts, label);
 	n = d < 0 ? (n ? n - 1 : 0) : n + 1;
 	if (n)
-		cmap_put(&t->label_counts, label, (void *)n, NULL);
+		plumb_map_put(&t->label_counts, label, (void *)n, NULL);
 	else
-		cmap_del(&t->label_counts, label);
+		plumb_map_del(&t->label_counts, label);
 }
 
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
@@ -1405,12 +1393,12 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 		free(body);
 		return 0;
 	}
-	live_entry *e = cmap_get(&t->cache, key);
+	live_entry *e = plumb_map_get(&t->cache, key);
 	int fresh = e == NULL;
 	if (fresh) {
 		size_t need = sizeof(*e) + 64 + strlen(key) + 1;
 		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
-		if (cJSON_IsString(lv) && !cmap_get(&t->labels, lv->valuestring))
+		if (cJSON_IsString(lv) && !plumb_map_get(&t->labels, lv->valuestring))
 			need += strlen(lv->valuestring) + 1 + 64;
 		const controller_opts *o = &t->c->o;
 		if (t->cache.count + 1 > o->target_max_objects ||
@@ -1441,10 +1429,10 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
 	e->has_hash = strlen(info.hash) == 64 && plumb_hex_decode(e->hash, sizeof(e->hash), info.hash) == 0;
 	if (info.label[0]) {
-		e->label = cmap_get(&t->labels, info.label);
+		e->label = plumb_map_get(&t->labels, info.label);
 		if (!e->label) {
 			char *l = plumb_keep_strdup(info.label);
-			if (l && cmap_put(&t->labels, info.label, l, NULL) == 0) {
+			if (l && plumb_map_put(&t->labels, info.label, l, NULL) == 0) {
 				e->label = l;
 				t->label_bytes += strlen(l) + 1 + 64;
 			} else {
@@ -1464,7 +1452,7 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 			free(body);
 		}
 	}
-	if (fresh && cmap_put(&t->cache, key, e, NULL) != 0) {
+	if (fresh && plumb_map_put(&t->cache, key, e, NULL) != 0) {
 		if (e->body)
 			t->pending -= e->body_len;
 		free_live_entry(e);
@@ -1481,7 +1469,7 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 
 static void cache_drop_locked(target *t, const char *key)
 {
-	live_entry *old = cmap_del(&t->cache, key);
+	live_entry *old = plumb_map_del(&t->cache, key);
 	if (old && old->body)
 		t->pending -= old->body_len;
 	if (old) {
@@ -1500,7 +1488,7 @@ static char *gitsync_of_label(controller *c, const char *lv)
 	const char *k;
 	void *v;
 	pthread_mutex_lock(&c->lock);
-	while (!out && cmap_next(&c->gitsyncs, &i, &k, &v))
+	while (!out && plumb_map_next(&c->gitsyncs, &i, &k, &v))
 		if (strcmp(((gitsync_state *)v)->label, lv) == 0)
 			out = plumb_strdup(((gitsync_state *)v)->key);
 	pthread_mutex_unlock(&c->lock);
@@ -1518,7 +1506,7 @@ static int event_needs_sync(target *t, kube_watch_event type, const kube_resourc
 	if (!cJSON_IsString(lv) || !(gk = gitsync_of_label(t->c, lv->valuestring)))
 		return 1;
 	pthread_mutex_lock(&t->lock);
-	apply_engine *e = cmap_get(&t->engines, gk);
+	apply_engine *e = plumb_map_get(&t->engines, gk);
 	if (e && type == KUBE_WATCH_DELETED)
 		needs = apply_engine_tracks(e, res, plumb_json_str(obj, "metadata.namespace"), plumb_json_str(obj, "metadata.name"));
 	else if (e)
@@ -1539,7 +1527,7 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
 		char user[600];
 		if (strcmp(g->label, lv->valuestring) == 0) {
@@ -1576,7 +1564,7 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		void *v;
 		char **drop = NULL;
 		size_t ndrop = 0;
-		while (cmap_next(&t->cache, &i, &k, &v)) {
+		while (plumb_map_next(&t->cache, &i, &k, &v)) {
 			if (strncmp(k, prefix, plen) == 0) {
 				char **p = realloc(drop, (ndrop + 1) * sizeof(*p));
 				if (p) {
@@ -1706,9 +1694,9 @@ static void target_watch_kind(controller *c, target *t, const kube_resource *res
 static apply_engine *target_engine(target *t, const gitsync_state *g)
 {
 	pthread_mutex_lock(&t->lock);
-	apply_engine *e = cmap_get(&t->engines, g->key);
+	apply_engine *e = plumb_map_get(&t->engines, g->key);
 	if (!e && apply_engine_new(&e, t->client, g->ns, g->name) == 0)
-		cmap_put(&t->engines, g->key, e, NULL);
+		plumb_map_put(&t->engines, g->key, e, NULL);
 	pthread_mutex_unlock(&t->lock);
 	return e;
 }
@@ -1746,7 +1734,7 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 	controller_cluster_status *arr = calloc(n ? n : 1, sizeof(*arr));
 	const char *key;
 	void *v;
-	while (arr && cmap_next(&g->clusters, &i, &key, &v) && k < n)
+	while (arr && plumb_map_next(&g->clusters, &i, &key, &v) && k < n)
 		arr[k++] = *(controller_cluster_status *)v;
 	const cJSON *gen = plumb_json_get(g->obj, "metadata.generation");
 	controller_gitsync_summary sum = {
@@ -1791,7 +1779,7 @@ static void write_gitsync_status(controller *c, gitsync_state *g)
 static gitsync_state *gitsync_get(controller *c, const char *key)
 {
 	pthread_mutex_lock(&c->lock);
-	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 	if (g)
 		g->refs++;
 	pthread_mutex_unlock(&c->lock);
@@ -1895,7 +1883,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 	if (secret_name && !suspended) {
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
-		const cJSON *sec = cmap_get(&c->secrets, sk);
+		const cJSON *sec = plumb_map_get(&c->secrets, sk);
 		if (!sec && emsg[0])
 			rc = plumb_error_set(erc, "git secret %s: %s", sk, emsg);
 		else if (!sec)
@@ -1973,7 +1961,7 @@ static int reconcile_source(controller *c, const char *gs_key, double *next)
 				size_t i = 0;
 				const char *k;
 				void *v;
-				while (cmap_next(&g->clusters, &i, &k, &v)) {
+				while (plumb_map_next(&g->clusters, &i, &k, &v)) {
 					controller_cluster_status *s = v;
 					if (!strcmp(s->commit, old_commit))
 						snprintf(s->commit, sizeof(s->commit), "%s", commit.id);
@@ -2069,11 +2057,11 @@ cleanup:
 
 static controller_cluster_status *entry_locked(gitsync_state *g, const char *name)
 {
-	controller_cluster_status *s = cmap_get(&g->clusters, name);
+	controller_cluster_status *s = plumb_map_get(&g->clusters, name);
 	if (!s && (s = calloc(1, sizeof(*s)))) {
 		s->name = plumb_strdup(name);
 		s->lag_seconds = -1;
-		cmap_put(&g->clusters, name, s, NULL);
+		plumb_map_put(&g->clusters, name, s, NULL);
 	}
 	return s;
 }
@@ -2278,11 +2266,11 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	}
 	pthread_mutex_lock(&c->lock);
 	gs = cJSON_Duplicate(g->obj, 1);
-	const cJSON *clo = cmap_get(&c->clusters, cl_key);
+	const cJSON *clo = plumb_map_get(&c->clusters, cl_key);
 	cl = clo ? cJSON_Duplicate(clo, 1) : NULL;
 	int selected = cl && selects(gs, cl);
 	if (!selected) {
-		controller_cluster_status *s = cmap_del(&g->clusters, cl_name);
+		controller_cluster_status *s = plumb_map_del(&g->clusters, cl_name);
 		cluster_status_free(s);
 	}
 	rev = g->rev;
@@ -2319,7 +2307,7 @@ static int reconcile_sync(controller *c, const char *gs_key, const char *cl_key,
 	}
 	drop_engines(c, cl_key, gs_key, t);
 	pthread_mutex_lock(&t->lock);
-	size_t mine = (size_t)(uintptr_t)cmap_get(&t->label_counts, g->label);
+	size_t mine = (size_t)(uintptr_t)plumb_map_get(&t->label_counts, g->label);
 	if (t->over_cap)   /* its cache is not whole: nothing is decided from it */
 		rc = plumb_error_set(PLUMB_ETOOBIG, "%s", t->cap_msg);
 	else if (mine > c->o.gitsync_max_objects)
@@ -2568,7 +2556,7 @@ static int reconcile_probe(controller *c, const char *cl_key, double *next)
 	*next = PROBE_PERIOD;
 
 	pthread_mutex_lock(&c->lock);
-	const cJSON *cl = cmap_get(&c->clusters, cl_key);
+	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
 	cJSON *prev = cl ? cJSON_Duplicate(plumb_json_get(cl, "status"), 1) : NULL;
 	const cJSON *genj = plumb_json_get(cl, "metadata.generation");
 	long gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
@@ -2828,12 +2816,12 @@ void controller_set_leading(controller *c, int leading)
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->gitsyncs, &i, &k, &v)) {
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		trigger_src(c, k, 0);
 		trigger_gitsync_syncs_locked(c, v, 0);
 	}
 	i = 0;
-	while (cmap_next(&c->clusters, &i, &k, &v))
+	while (plumb_map_next(&c->clusters, &i, &k, &v))
 		trigger_probe(c, k);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -2858,7 +2846,7 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 	char key[600];
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	pthread_mutex_lock(&c->lock);
-	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 	double debounce = g ? jduration(g->obj, "spec.debounce", 1) : 0;
 	pthread_mutex_unlock(&c->lock);
 	if (!g)
@@ -2892,12 +2880,12 @@ int controller_webhook_secret(controller *c, char **out, size_t *outlen, const c
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	secret_ensure_ref(c, 'g', key, "spec.webhook.secretRef.name");
 	pthread_mutex_lock(&c->lock);
-	gitsync_state *g = cmap_get(&c->gitsyncs, key);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 	const char *sname = g ? plumb_json_str(g->obj, "spec.webhook.secretRef.name") : NULL;
 	if (sname) {
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", ns, sname);
-		const cJSON *tok = cJSON_GetObjectItemCaseSensitive(plumb_json_get(cmap_get(&c->secrets, sk), "data"), "token");
+		const cJSON *tok = cJSON_GetObjectItemCaseSensitive(plumb_json_get(plumb_map_get(&c->secrets, sk), "data"), "token");
 		if (cJSON_IsString(tok))
 			rc = plumb_base64_decode(out, outlen, tok->valuestring, strlen(tok->valuestring));
 	}
@@ -2935,17 +2923,17 @@ void controller_free(controller *c)
 	size_t i = 0;
 	const char *k;
 	void *v;
-	while (cmap_next(&c->targets, &i, &k, &v)) {
+	while (plumb_map_next(&c->targets, &i, &k, &v)) {
 		target *t = v;
 		t->refs = 1;
 		target_unref(c, t);
 	}
-	cmap_free(&c->targets);
+	plumb_map_free(&c->targets, NULL);
 	kube_watch_hub_free(c->hub);
-	cmap_free_all(&c->gitsyncs, free_gitsync);
-	cmap_free_all(&c->clusters, free_json);
-	cmap_free_all(&c->secrets, free_json);
-	cmap_free_all(&c->secret_misses, free);
+	plumb_map_free(&c->gitsyncs, free_gitsync);
+	plumb_map_free(&c->clusters, free_json);
+	plumb_map_free(&c->secrets, free_json);
+	plumb_map_free(&c->secret_misses, free);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	controller_queue_free(c->queue);

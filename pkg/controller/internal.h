@@ -11,26 +11,6 @@
 #include "server/server.h"
 #include "source/source.h"
 
-/* ---- a string-keyed hash map (open addressing, owned keys) ------------------ */
-typedef struct {
-	char **keys;
-	void **vals;
-	size_t cap, count, used; /* used counts tombstones too */
-	int keep;                /* keys are long-lived records (plumb_keep_strdup):
-	                            set before the first put, for per-object maps */
-} cmap;
-
-void *cmap_get(const cmap *m, const char *key);
-/* Stores val under key; the previous value (or NULL) goes to *old. */
-int cmap_put(cmap *m, const char *key, void *val, void **old);
-/* Removes key; returns its value or NULL. */
-void *cmap_del(cmap *m, const char *key);
-/* Iterates: returns the next index >= *i holding an entry, or 0 at the end. */
-int cmap_next(const cmap *m, size_t *i, const char **key, void **val);
-void cmap_free(cmap *m);
-/* Frees every value with free_value (NULL: values are not freed), then the map. */
-void cmap_free_all(cmap *m, void (*free_value)(void *));
-
 /* ---- events ------------------------------------------------------------------- */
 typedef struct controller_events controller_events;
 int controller_events_new(controller_events **out, kube_client *mgmt, const char *instance);

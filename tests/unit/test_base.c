@@ -2,6 +2,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,6 +278,170 @@ START_TEST(test_base__json_get)
 }
 END_TEST
 
+START_TEST(test_base__map_basics)
+{
+	plumb_map m = { 0 };
+	void *old = (void *)1;
+	ck_assert_ptr_null(plumb_map_get(&m, "a"));   /* an empty map has no table */
+	ck_assert_int_eq(plumb_map_has(&m, "a"), 0);
+	ck_assert_ptr_null(plumb_map_del(&m, "a"));
+	ck_assert_int_eq(plumb_map_put(&m, "a", (void *)10, &old), 0);
+	ck_assert_ptr_null(old);
+	ck_assert_int_eq(plumb_map_put(&m, "b", NULL, NULL), 0);
+	ck_assert_ptr_eq(plumb_map_get(&m, "a"), (void *)10);
+	ck_assert_ptr_null(plumb_map_get(&m, "b"));
+	ck_assert_int_eq(plumb_map_has(&m, "b"), 1);  /* a NULL value is not a missing key */
+	ck_assert_int_eq(plumb_map_has(&m, "c"), 0);
+	ck_assert_int_eq(plumb_map_put(&m, "a", (void *)11, &old), 0);
+	ck_assert_ptr_eq(old, (void *)10);
+	ck_assert_uint_eq(m.count, 2);
+	ck_assert_ptr_eq(plumb_map_del(&m, "a"), (void *)11);
+	ck_assert_int_eq(plumb_map_has(&m, "a"), 0);
+	ck_assert_ptr_null(plumb_map_del(&m, "a"));
+	ck_assert_uint_eq(m.count, 1);
+	ck_assert_int_eq(plumb_map_put(&m, "a", (void *)12, NULL), 0); /* back after removal */
+	ck_assert_ptr_eq(plumb_map_get(&m, "a"), (void *)12);
+	char key[32];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		ck_assert_int_eq(plumb_map_put(&m, key, (void *)(intptr_t)(i + 1), NULL), 0);
+	}
+	ck_assert_uint_eq(m.count, 5002);
+	ck_assert_uint_le(m.used * 4, m.cap * 3);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		ck_assert_ptr_eq(plumb_map_get(&m, key), (void *)(intptr_t)(i + 1));
+	}
+	size_t i = 0, n = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(&m, &i, &k, &v))
+		n++;
+	ck_assert_uint_eq(n, 5002);
+	plumb_map_free(&m, NULL);
+	ck_assert_uint_eq(m.count, 0);
+	ck_assert_ptr_null(m.keys);
+	ck_assert_ptr_null(plumb_map_get(&m, "a"));
+}
+END_TEST
+
+/* Removing the entry the iteration just returned leaves the rest reachable. */
+START_TEST(test_base__map_del_while_iterating)
+{
+	plumb_map m = { 0 };
+	char key[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		ck_assert_int_eq(plumb_map_put(&m, key, (void *)(intptr_t)i, NULL), 0);
+	}
+	size_t i = 0, seen = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(&m, &i, &k, &v)) {
+		seen++;
+		if ((intptr_t)v % 2)
+			ck_assert_ptr_eq(plumb_map_del(&m, k), v);
+	}
+	ck_assert_uint_eq(seen, 300);
+	ck_assert_uint_eq(m.count, 150);
+	for (int j = 0; j < 300; j++) {
+		snprintf(key, sizeof(key), "k%d", j);
+		ck_assert_int_eq(plumb_map_has(&m, key), j % 2 == 0);
+	}
+	plumb_map_free(&m, NULL);
+}
+END_TEST
+
+/* Put/remove churn over a steady set of keys does not grow the table. */
+START_TEST(test_base__map_churn_does_not_grow)
+{
+	plumb_map m = { 0 };
+	char key[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "steady%d", i);
+		ck_assert_int_eq(plumb_map_put(&m, key, (void *)1, NULL), 0);
+	}
+	size_t cap = m.cap;
+	for (int i = 0; i < 100000; i++) {
+		snprintf(key, sizeof(key), "churn%d", i);
+		ck_assert_int_eq(plumb_map_put(&m, key, (void *)2, NULL), 0);
+		ck_assert_ptr_eq(plumb_map_del(&m, key), (void *)2);
+	}
+	ck_assert_uint_eq(m.count, 100);
+	ck_assert_uint_eq(m.cap, cap);
+	ck_assert_uint_le(m.used * 4, m.cap * 3);
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "steady%d", i);
+		ck_assert_ptr_eq(plumb_map_get(&m, key), (void *)1);
+	}
+	plumb_map_free(&m, NULL);
+}
+END_TEST
+
+static int retain_even(const char *key, void *val, void *data)
+{
+	(void)key;
+	(*(int *)data)++;
+	return val && *(int *)val % 2 == 0;
+}
+
+static int map_freed;
+static void count_free(void *p)
+{
+	map_freed++;
+	plumb_keep_free(p);
+}
+
+/* retain: one call per entry, NULL values passed to keep but not to free_val,
+ * the table right-sized afterwards; keep-maps take keys from the keep chunks. */
+START_TEST(test_base__map_retain_and_keep)
+{
+	plumb_map m = { .keep = 1 };
+	size_t mapped = plumb_keep_mapped();
+	char key[32];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "obj/%d", i);
+		int *v = plumb_keep_alloc(sizeof(int));
+		ck_assert_ptr_nonnull(v);
+		*v = i;
+		ck_assert_int_eq(plumb_map_put(&m, key, v, NULL), 0);
+	}
+	ck_assert_int_eq(plumb_map_put(&m, "nothing", NULL, NULL), 0);
+	ck_assert_uint_gt(plumb_keep_mapped(), mapped);
+	size_t cap = m.cap;
+	int calls = 0;
+	map_freed = 0;
+	plumb_map_retain(&m, retain_even, &calls, count_free);
+	ck_assert_int_eq(calls, 2001);
+	ck_assert_int_eq(map_freed, 1000);            /* the NULL value was dropped, not freed */
+	ck_assert_uint_eq(m.count, 1000);
+	ck_assert_int_eq(plumb_map_has(&m, "nothing"), 0);
+	ck_assert_uint_lt(m.cap, cap);                /* rebuilt at the size 1000 entries need */
+	ck_assert_uint_eq(m.used, m.count);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "obj/%d", i);
+		int *v = plumb_map_get(&m, key);
+		if (i % 2) {
+			ck_assert_ptr_null(v);
+		} else {
+			ck_assert_ptr_nonnull(v);
+			ck_assert_int_eq(*v, i);
+		}
+	}
+	/* Nothing removed: the table stays as it is. */
+	char **keys = m.keys;
+	calls = 0;
+	plumb_map_retain(&m, retain_even, &calls, count_free);
+	ck_assert_int_eq(calls, 1000);
+	ck_assert_ptr_eq(m.keys, keys);
+	map_freed = 0;
+	plumb_map_free(&m, count_free);
+	ck_assert_int_eq(map_freed, 1000);
+	ck_assert_int_eq(m.keep, 1);                  /* free keeps the setting for reuse */
+	ck_assert_uint_eq(m.count, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("base");
@@ -294,6 +459,10 @@ int main(void)
 	tcase_add_test(tc, test_base__json_regions);
 	tcase_add_test(tc, test_base__hex);
 	tcase_add_test(tc, test_base__json_get);
+	tcase_add_test(tc, test_base__map_basics);
+	tcase_add_test(tc, test_base__map_del_while_iterating);
+	tcase_add_test(tc, test_base__map_churn_does_not_grow);
+	tcase_add_test(tc, test_base__map_retain_and_keep);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
