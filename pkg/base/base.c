@@ -898,17 +898,30 @@ static void map_key_free(const plumb_map *m, char *key)
 		free(key);
 }
 
-static size_t map_find(const plumb_map *m, const char *key)
+/* The slot holding key, or SIZE_MAX; *ins (when not NULL) gets the slot a
+ * new key would take: the first removed or empty one on its probe path. */
+static size_t map_probe(const plumb_map *m, const char *key, uint64_t h, size_t *ins)
 {
 	if (!m->cap)
 		return SIZE_MAX;
-	size_t mask = m->cap - 1, i = (size_t)map_hash(key) & mask;
+	size_t mask = m->cap - 1, i = (size_t)h & mask, first = SIZE_MAX;
 	while (m->keys[i]) {
-		if (m->keys[i] != map_removed && strcmp(m->keys[i], key) == 0)
+		if (m->keys[i] == map_removed) {
+			if (first == SIZE_MAX)
+				first = i;
+		} else if (strcmp(m->keys[i], key) == 0) {
 			return i;
+		}
 		i = (i + 1) & mask;
 	}
+	if (ins)
+		*ins = first != SIZE_MAX ? first : i;
 	return SIZE_MAX;
+}
+
+static size_t map_find(const plumb_map *m, const char *key)
+{
+	return map_probe(m, key, map_hash(key), NULL);
 }
 
 /* The table size for n entries: a power of two, at least 64, at most half
@@ -963,24 +976,24 @@ int plumb_map_has(const plumb_map *m, const char *key)
 
 int plumb_map_put(plumb_map *m, const char *key, void *val, void **old)
 {
+	uint64_t h = map_hash(key);
+	size_t i = 0, found;
 	if (old)
 		*old = NULL;
-	size_t i = map_find(m, key);
-	if (i != SIZE_MAX) {
+	if ((found = map_probe(m, key, h, &i)) != SIZE_MAX) {
 		if (old)
-			*old = m->vals[i];
-		m->vals[i] = val;
+			*old = m->vals[found];
+		m->vals[found] = val;
 		return 0;
 	}
-	if ((m->used + 1) * 4 >= m->cap * 3 && map_rebuild(m, map_size_for(m->count)))
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	if ((m->used + 1) * 4 >= m->cap * 3) {
+		if (map_rebuild(m, map_size_for(m->count)))
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		map_probe(m, key, h, &i);
+	}
 	char *k = m->keep ? plumb_keep_strdup(key) : plumb_strdup(key);
 	if (!k)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	size_t mask = m->cap - 1;
-	i = (size_t)map_hash(key) & mask;
-	while (map_live(m->keys[i]))
-		i = (i + 1) & mask;
 	if (!m->keys[i])
 		m->used++;
 	m->keys[i] = k;
