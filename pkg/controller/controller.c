@@ -1032,6 +1032,35 @@ static int management_target_refused(const cJSON *cl)
 
 /* The target for Cluster cl_key, (re)built when its credentials changed.
  * *out holds a reference: target_unref() it. */
+/* The fields every target starts with, whoever it acts as; takes *cred_id
+ * over. refs = 2: the map's and the caller's. */
+static void target_init(target *t, controller *c, const char *cl_key, const char *name,
+	const char *identity, char **cred_id)
+{
+	t->refs = 2;
+	t->key = plumb_strdup(cl_key);
+	t->name = plumb_strdup(name);
+	t->identity = identity ? plumb_strdup(identity) : NULL;
+	t->cred_id = *cred_id;
+	*cred_id = NULL;
+	t->c = c;
+	pthread_mutex_init(&t->lock, NULL);
+	t->cache.keep = 1;
+	t->labels.keep = 1;
+	t->label_counts.keep = 1;
+}
+
+/* Puts t in the targets under mkey; returns the one it replaces (the
+ * caller unrefs it) or NULL. */
+static target *target_publish(controller *c, const char *mkey, target *t)
+{
+	target *old = NULL;
+	pthread_mutex_lock(&c->lock);
+	plumb_map_put(&c->targets, mkey, t, (void **)&old);
+	pthread_mutex_unlock(&c->lock);
+	return old;
+}
+
 static int target_get(target **out, controller *c, const char *cl_key)
 {
 	char *cred_id = NULL, *kc = NULL, *context = NULL, *origin = NULL, *name = NULL;
@@ -1118,20 +1147,8 @@ static int target_get(target **out, controller *c, const char *cl_key)
 		t = NULL;
 		goto cleanup;
 	}
-	t->refs = 2; /* the map's and the caller's */
-	t->key = plumb_strdup(cl_key);
-	t->name = plumb_strdup(name);
-	t->cred_id = cred_id;
-	cred_id = NULL;
-	t->c = c;
-	pthread_mutex_init(&t->lock, NULL);
-	t->cache.keep = 1;
-	t->labels.keep = 1;
-	t->label_counts.keep = 1;
-	pthread_mutex_lock(&c->lock);
-	target *old = NULL;
-	plumb_map_put(&c->targets, cl_key, t, (void **)&old);
-	pthread_mutex_unlock(&c->lock);
+	target_init(t, c, cl_key, name, NULL, &cred_id);
+	target *old = target_publish(c, cl_key, t);
 	if (old) {
 		if (old->over_cap)
 			plumb_info("cluster was over its cache cap; reconnecting", "cluster", name);
@@ -1205,19 +1222,8 @@ static int target_for(target **out, controller *c, const char *cl_key, const cha
 		free(t);
 		goto cleanup;
 	}
-	t->refs = 2; /* the map's and the caller's */
-	t->key = plumb_strdup(cl_key);
-	t->name = plumb_strdup(base->name);
-	t->identity = plumb_strdup(user);
-	t->cred_id = cred_id;
-	cred_id = NULL;
-	t->c = c;
-	pthread_mutex_init(&t->lock, NULL);
-	t->cache.keep = 1;
-	t->labels.keep = 1;
-	pthread_mutex_lock(&c->lock);
-	plumb_map_put(&c->targets, mkey, t, (void **)&old);
-	pthread_mutex_unlock(&c->lock);
+	target_init(t, c, cl_key, base->name, user, &cred_id);
+	old = target_publish(c, mkey, t);
 	if (old)
 		target_unref(c, old);
 	*out = t;
