@@ -3,11 +3,16 @@
 #define PLUMB_CONTROLLER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "apply/apply.h"
 #include "controller/controller.h"
 #include "kube/kube.h"
+#include "manifest/manifest.h"
 #include "server/server.h"
 #include "source/source.h"
 
@@ -19,5 +24,273 @@ int controller_events_new(controller_events **out, kube_client *mgmt, const char
 void controller_events_post(controller_events *ev, const char *ns, const char *name,
 	const char *uid, const char *type, const char *reason, const char *action, const char *note);
 void controller_events_free(controller_events *ev);
+
+
+#define REQUESTED_AT "plumb.dev/requested-at"
+/* A standby hands a webhook to the leader through the GitSync's status (the
+ * install grants patch on gitsyncs/status, not on gitsyncs): its own field
+ * manager, so the leader's status applies never remove the field. */
+#define WEBHOOK_RECEIVED_AT "status.webhookReceivedAt"
+#define WEBHOOK_FIELD_MANAGER "plumb-webhook"
+#define MANAGED_SELECTOR APPLY_LABEL_MANAGED_BY "=" APPLY_FIELD_MANAGER
+#define MAX_DRIFT_LIST 50
+#define MAX_DRIFT_FIELDS 20
+#define PROBE_PERIOD 60.0
+#define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
+#define SECRET_LIST_LIMIT 16   /* Secrets are at most 1 MiB: a page is at most 16 MiB */
+#define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
+
+
+/* ---- state ------------------------------------------------------------------- */
+
+/* A validated revision. Its files are not kept: each render reads them again
+ * from the local mirror (no network), which costs milliseconds and saves
+ * holding every manifest of every GitSync in memory between syncs. */
+typedef struct {
+	int refs;                 /* under c->lock */
+	char commit[41];
+	char *url;
+	char *cred_id;            /* the mirror's credential id (source_credentials_id) */
+	char *path;
+	double first_seen;        /* wall clock the source stage first saw commit */
+} revision;
+
+typedef struct {
+	int refs;
+	char *key;                /* "ns/name" */
+	char *ns, *name;
+	char label[64];           /* plumb.dev/gitsync value */
+	cJSON *obj;               /* latest from the watch */
+	revision *rev;            /* last good revision */
+	char fetched[41];
+	char *stall_reason, *stall_msg;
+	char *handled_req;
+	long fetched_generation;
+	plumb_map clusters;       /* cluster name -> controller_cluster_status* */
+	pthread_mutex_t status_lock;
+	cJSON *last_written;      /* status we last wrote (under status_lock) */
+	int deleted;
+	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
+} gitsync_state;
+
+typedef struct controller controller;
+typedef struct target target;
+
+/* What a target's cache keeps of a live object plumb manages: what decides
+ * whether it needs a look, not the object. A changed object (a watch event
+ * that is not the echo of plumb's own write) is kept whole until the next
+ * reconcile takes it, up to PENDING_MAX bytes a target; past that, or after
+ * a relist, the engine reads what it needs. */
+typedef struct {
+	char *body;               /* compact JSON, or NULL */
+	size_t body_len;
+	const char *label;        /* interned in target.labels, or NULL */
+	unsigned char hash[32];   /* plumb.dev/desired-hash */
+	unsigned has_hash : 1, prune_disabled : 1, deleting : 1;
+	char rv[24];
+} live_entry;
+
+typedef struct {
+	controller *c;
+	target *t;
+	kube_resource res;
+	char ns[254];             /* "" = all namespaces; identity targets watch per namespace */
+	kube_watch *w;
+	int synced;               /* under t->lock */
+} target_watch;
+
+/* A target is a Cluster as one identity sees it: plumbd's own credentials
+ * (identity NULL; the map key is the Cluster's key), or, for GitSyncs with
+ * a service account (spec.serviceAccountName or --default-service-account),
+ * a client impersonating it (map key "<cluster key>|<user>"), with its own
+ * watches, live cache and engines. Nothing a GitSync does in a target goes
+ * through another identity's client, cache or watches, so it never acts or
+ * reads with more rights than its own. */
+struct target {
+	int refs;                 /* under c->lock */
+	char *key;                /* Cluster "ns/name" */
+	char *name;
+	char *cred_id;            /* what the client was built from */
+	char *identity;           /* impersonated user, NULL = plumbd's own credentials */
+	kube_client *client;
+	controller *c;
+	pthread_mutex_t lock;
+	plumb_map cache;          /* "group|resource|ns|name" -> live_entry* */
+	plumb_map labels;         /* interned plumb.dev/gitsync values */
+	size_t pending;           /* bytes of live_entry bodies held */
+	size_t cache_bytes;       /* bytes of cache entries (estimated, with their keys) */
+	size_t label_bytes;       /* bytes of interned labels (kept until the target goes) */
+	plumb_map label_counts;   /* interned label -> (uintptr_t) cache entries with it */
+	atomic_int over_cap;      /* the cache hit a cap: Failed, rebuilt later */
+	double over_since;        /* monotonic, set before over_cap */
+	char cap_msg[256];        /* why, under t->lock */
+	target_watch **watches;
+	size_t nwatches;
+	plumb_map engines;        /* gitsync key -> apply_engine* */
+	char version[64];
+	int up;
+};
+
+typedef struct {
+	server_family *lag, *duration, *reconciles, *applied, *pruned, *drifted, *corrections,
+		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader,
+		*gs_ready, *gs_stalled;
+} metrics_set;
+
+struct controller {
+	controller_opts o;
+	kube_resource gitsync_res, cluster_res, secret_res;
+	kube_watch_hub *hub;
+	pthread_t hub_thread;
+	int hub_started;
+	source_cache *sources;
+	controller_queue *queue;
+	controller_events *events;
+	metrics_set m;
+	unsigned long last_retries;
+
+	pthread_mutex_t lock;
+	plumb_map gitsyncs;       /* "ns/name" -> gitsync_state* */
+	plumb_map clusters;       /* "ns/name" -> cJSON* */
+	plumb_map secrets;        /* "ns/name" -> cJSON*: only referenced Secrets,
+	                             reduced to the keys read (secret_reduce_locked) */
+	unsigned long secret_epoch; /* bumped on every change of c->secrets */
+	plumb_map secret_misses;  /* "ns/name" -> double*: when a GET last found no such Secret */
+	plumb_map targets;        /* "ns/name" -> target* */
+	kube_watch *mgmt_watches[3];
+	int synced[3];
+
+	pthread_t *workers;
+	unsigned nworkers;
+	pthread_cond_t lead_cond;
+	atomic_int leading;
+	atomic_int stopping;
+	atomic_int in_flight;
+};
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static inline int jbool(const cJSON *o, const char *path, int dflt)
+{
+	const cJSON *v = plumb_json_get(o, path);
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+static inline double jduration(const cJSON *o, const char *path, double dflt)
+{
+	const char *s = plumb_json_str(o, path);
+	double d;
+	if (!s || plumb_duration_parse(&d, s) != 0)
+		return dflt;
+	return d;
+}
+
+/* spec.git.interval has a floor and spec.git.timeout a ceiling, as the CRD
+ * validates; applied here too for objects stored before that validation (or
+ * with it bypassed), so no tenant polls its Git host every second or holds a
+ * worker for an hour. */
+#define GIT_INTERVAL_MIN 10.0
+#define GIT_TIMEOUT_MAX 600.0
+
+static inline double git_interval(const cJSON *gs)
+{
+	double d = jduration(gs, "spec.git.interval", 60);
+	return d < GIT_INTERVAL_MIN ? GIT_INTERVAL_MIN : d;
+}
+
+static inline double git_timeout(const cJSON *gs)
+{
+	double d = jduration(gs, "spec.git.timeout", 60);
+	return d > GIT_TIMEOUT_MAX ? GIT_TIMEOUT_MAX : d;
+}
+
+static inline const char *annotation(const cJSON *obj, const char *name)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.annotations"), name);
+	return cJSON_IsString(a) ? a->valuestring : NULL;
+}
+
+static inline char *obj_key(const cJSON *obj)
+{
+	const char *ns = plumb_json_str(obj, "metadata.namespace"), *name = plumb_json_str(obj, "metadata.name");
+	return plumb_asprintf("%s/%s", ns ? ns : "", name ? name : "");
+}
+
+static inline int streq(const char *a, const char *b)
+{
+	return (a ? a : "")[0] == (b ? b : "")[0] && strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static inline void set_str(char **dst, const char *src)
+{
+	char *n = plumb_strdup(src);
+	free(*dst);
+	*dst = n;
+}
+
+
+/* ---- functions shared by the controller's files ---------------------------------- */
+
+/* controller.c */
+
+/* informers.c */
+void revision_unref(revision *r);
+void cluster_status_free(controller_cluster_status *s);
+void free_gitsync(void *g);
+int selects(const cJSON *gs, const cJSON *cl);
+void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override);
+void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double debounce);
+void on_gitsync(kube_watch_event type, const cJSON *obj, void *data);
+void cache_replace_locked(plumb_map *m, const cJSON *obj);
+void on_cluster(kube_watch_event type, const cJSON *obj, void *data);
+gitsync_state *gitsync_get(controller *c, const char *key);
+void gitsync_put(controller *c, gitsync_state *g);
+
+/* livecache.c */
+int target_live(apply_live_info *info, void *data, const kube_resource *res,
+	const char *ns, const char *name);
+void target_watch_kind(controller *c, target *t, const kube_resource *res, const char *ns);
+
+/* secrets.c */
+void secrets_prune_locked(controller *c);
+cJSON *reduce_secret(const cJSON *item, void *data);
+int secret_ensure_ref(controller *c, char kind, const char *key, const char *path);
+void on_secret(kube_watch_event type, const cJSON *obj, void *data);
+
+/* source_stage.c */
+char *join_errors(const manifest_errors *errs);
+int reconcile_source(controller *c, const char *gs_key, double *next);
+
+/* status_write.c */
+cJSON *status_body(const char *api_version, const char *kind, const char *ns,
+	const char *name, cJSON *status);
+void write_gitsync_status(controller *c, gitsync_state *g);
+void set_stall(controller *c, gitsync_state *g, const char *reason, const char *msg);
+controller_cluster_status *entry_locked(gitsync_state *g, const char *name);
+void set_entry(controller *c, gitsync_state *g, const char *cluster,
+	controller_cluster_state state, const char *message);
+cJSON *drift_entry(const apply_object_result *o);
+void report(controller *c, gitsync_state *g, const char *uid, const char *cluster,
+	const apply_result *r, apply_action action, const char *what, const char *type,
+	const char *reason, const char *event_action, int post);
+char *failure_message(const apply_result *res, size_t failed);
+
+/* sync_stage.c */
+int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next);
+
+/* targets.c */
+void free_json(void *j);
+void free_live_entry(void *p);
+void target_unref(controller *c, target *t);
+int gitsync_identity(char *out, size_t outlen, const controller *c, const cJSON *gs);
+int target_for(target **out, controller *c, const char *cl_key, const char *user);
+void drop_engines(controller *c, const char *cl_key, const char *gs_key, const target *keep);
+apply_engine *target_engine(target *t, const gitsync_state *g);
+int reconcile_probe(controller *c, const char *cl_key, double *next);
+
+/* work.c */
+void trigger_src(controller *c, const char *gs_key, double debounce);
+void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce);
+void trigger_probe(controller *c, const char *cl_key);
 
 #endif

@@ -1,6 +1,8 @@
 /* pkg/controller: building GitSync status (kstatus conditions, per-cluster
  * entries, the summary the printer columns show). Pure: no I/O. */
-#include "controller/controller.h"
+#include "controller/internal.h"
+
+#include "diff/diff.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,3 +203,216 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	*out = st;
 	return 0;
 }
+
+/* ---- status writing ---------------------------------------------------------------- */
+
+cJSON *status_body(const char *api_version, const char *kind, const char *ns,
+	const char *name, cJSON *status)
+{
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "apiVersion", api_version);
+	cJSON_AddStringToObject(b, "kind", kind);
+	cJSON *m = cJSON_AddObjectToObject(b, "metadata");
+	cJSON_AddStringToObject(m, "name", name);
+	cJSON_AddStringToObject(m, "namespace", ns);
+	cJSON_AddItemToObject(b, "status", status);
+	return b;
+}
+
+/* Builds the GitSync's status and writes it when it differs from what is
+ * there. Only the leader's workers call this. */
+void write_gitsync_status(controller *c, gitsync_state *g)
+{
+	cJSON *st = NULL, *prev = NULL;
+	pthread_mutex_lock(&g->status_lock);
+	pthread_mutex_lock(&c->lock);
+	if (g->deleted) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&g->status_lock);
+		return;
+	}
+	prev = g->last_written ? cJSON_Duplicate(g->last_written, 1) :
+		cJSON_Duplicate(plumb_json_get(g->obj, "status"), 1);
+	size_t n = g->clusters.count, k = 0, i = 0;
+	controller_cluster_status *arr = calloc(n ? n : 1, sizeof(*arr));
+	const char *key;
+	void *v;
+	while (arr && plumb_map_next(&g->clusters, &i, &key, &v) && k < n)
+		arr[k++] = *(controller_cluster_status *)v;
+	const cJSON *gen = plumb_json_get(g->obj, "metadata.generation");
+	controller_gitsync_summary sum = {
+		.generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0,
+		.fetched_commit = g->fetched,
+		.handled_requested_at = g->handled_req,
+		.stalled_reason = g->stall_reason,
+		.stalled_message = g->stall_msg,
+	};
+	int rc = arr ? controller_status_build(&st, &sum, arr, k, prev, plumb_time_real()) : PLUMB_ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0) {
+		const cJSON *cd;
+		cJSON_ArrayForEach(cd, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+			const char *type = plumb_json_str(cd, "type");
+			int yes = streq(plumb_json_str(cd, "status"), "True");
+			if (streq(type, "Ready"))
+				server_gauge_set(c->m.gs_ready, yes, g->key);
+			else if (streq(type, "Stalled"))
+				server_gauge_set(c->m.gs_stalled, yes, g->key);
+		}
+	}
+	free(arr);
+	if (rc == 0 && !(prev && diff_json_equal(st, prev) && diff_json_equal(prev, st))) {
+		cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", g->ns, g->name, cJSON_Duplicate(st, 1));
+		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
+		if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, g->ns, body, &ao) == 0) {
+			cJSON_Delete(g->last_written);
+			g->last_written = st;
+			st = NULL;
+		} else {
+			plumb_warn("cannot write status", "gitsync", g->key, "error", plumb_error_last());
+		}
+		cJSON_Delete(body);
+	}
+	cJSON_Delete(st);
+	cJSON_Delete(prev);
+	pthread_mutex_unlock(&g->status_lock);
+}
+
+/* Sets or clears (reason NULL) the GitSync's stall; posts an event when it
+ * starts or ends. */
+void set_stall(controller *c, gitsync_state *g, const char *reason, const char *msg)
+{
+	pthread_mutex_lock(&c->lock);
+	int was = g->stall_reason != NULL;
+	int same = was && reason && streq(g->stall_reason, reason) && streq(g->stall_msg, msg);
+	set_str(&g->stall_reason, reason);
+	set_str(&g->stall_msg, reason ? msg : NULL);
+	const char *uid = plumb_json_str(g->obj, "metadata.uid");
+	char *uidc = plumb_strdup(uid);
+	pthread_mutex_unlock(&c->lock);
+	if (reason && !same) {
+		plumb_warn("gitsync stalled", "gitsync", g->key, "reason", reason, "error", msg);
+		controller_events_post(c->events, g->ns, g->name, uidc, "Warning", reason, "Stall", msg);
+	} else if (!reason && was) {
+		plumb_info("gitsync recovered", "gitsync", g->key);
+		controller_events_post(c->events, g->ns, g->name, uidc, "Normal", "Recovered", "Fetch",
+			"the revision is valid again");
+	}
+	free(uidc);
+}
+
+/* ---- sync reconcile ---------------------------------------------------------------------- */
+
+controller_cluster_status *entry_locked(gitsync_state *g, const char *name)
+{
+	controller_cluster_status *s = plumb_map_get(&g->clusters, name);
+	if (!s && (s = calloc(1, sizeof(*s)))) {
+		s->name = plumb_strdup(name);
+		s->lag_seconds = -1;
+		plumb_map_put(&g->clusters, name, s, NULL);
+	}
+	return s;
+}
+
+void set_entry(controller *c, gitsync_state *g, const char *cluster,
+	controller_cluster_state state, const char *message)
+{
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *s = entry_locked(g, cluster);
+	if (s) {
+		if (s->state != state)
+			s->last_sync_time = plumb_time_real();
+		s->state = state;
+		s->invalid = 0;
+		set_str(&s->message, message);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+cJSON *drift_entry(const apply_object_result *o)
+{
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "apiVersion", o->api_version);
+	cJSON_AddStringToObject(e, "kind", o->kind);
+	if (o->ns && o->ns[0])
+		cJSON_AddStringToObject(e, "namespace", o->ns);
+	cJSON_AddStringToObject(e, "name", o->name);
+	cJSON *f = cJSON_AddArrayToObject(e, "fields");
+	const char *manager = NULL;
+	for (size_t i = 0; i < o->nfields && i < MAX_DRIFT_FIELDS; i++) {
+		cJSON_AddItemToArray(f, cJSON_CreateString(o->fields[i].path));
+		if (!manager && o->fields[i].manager && o->fields[i].manager[0])
+			manager = o->fields[i].manager;
+	}
+	if (manager)
+		cJSON_AddStringToObject(e, "manager", manager);
+	return e;
+}
+
+/* One line per object for events: "ConfigMap team-a/cfg (data.X by kubectl-edit)". */
+static void describe(plumb_buf *b, const apply_result *r, apply_action action, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		const apply_object_result *o = &r->objects[i];
+		if (o->action != action)
+			continue;
+		if (n++ >= max) {
+			plumb_buf_printf(b, ", …");
+			break;
+		}
+		plumb_buf_printf(b, "%s%s %s%s%s", n > 1 ? ", " : "", o->kind,
+			o->ns && o->ns[0] ? o->ns : "", o->ns && o->ns[0] ? "/" : "", o->name);
+		if (o->nfields && (action == APPLY_CORRECTED || action == APPLY_DRIFTED)) {
+			plumb_buf_printf(b, " (%s", o->fields[0].path);
+			if (o->fields[0].manager && o->fields[0].manager[0])
+				plumb_buf_printf(b, " by %s", o->fields[0].manager);
+			plumb_buf_puts(b, ")");
+		}
+	}
+}
+
+/* Logs (and posts as an Event when post) the objects of r with action. */
+void report(controller *c, gitsync_state *g, const char *uid, const char *cluster,
+	const apply_result *r, apply_action action, const char *what, const char *type,
+	const char *reason, const char *event_action, int post)
+{
+	if (!r->totals[action])
+		return;
+	plumb_buf b = PLUMB_BUF_INIT(1024);
+	plumb_buf_printf(&b, "cluster %s: %s ", cluster, what);
+	describe(&b, r, action, 10);
+	plumb_info(what, "gitsync", g->key, "cluster", cluster, "detail", b.ptr);
+	if (post)
+		controller_events_post(c->events, g->ns, g->name, uid, type, reason, event_action, b.ptr);
+	plumb_buf_free(&b);
+}
+
+/* The message of a cluster whose run had failures: the first three, each
+ * "file:line: Kind ns/name (apiVersion): reason", and how many more, so the
+ * status never grows with the size of the revision. */
+char *failure_message(const apply_result *res, size_t failed)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8192);
+	size_t n = 0;
+	if (res->invalid)
+		plumb_buf_printf(&b, "%zu object%s failed validation, nothing applied or pruned: ",
+			res->invalid, res->invalid == 1 ? "" : "s");
+	else if (res->stopped && res->message)
+		plumb_buf_printf(&b, "%s: ", res->message);
+	for (size_t i = 0; i < res->count && n < 3; i++) {
+		const apply_object_result *o = &res->objects[i];
+		char *why;
+		if (o->action != APPLY_FAILED && o->action != APPLY_CONFLICT)
+			continue;
+		why = plumb_strndup(o->message ? o->message : "", 600);
+		plumb_buf_printf(&b, "%s%s%s%s %s%s%s (%s): %s", n++ ? "; " : "", o->origin ? o->origin : "",
+			o->origin ? ": " : "", o->kind, o->ns[0] ? o->ns : "", o->ns[0] ? "/" : "", o->name,
+			o->api_version, why ? why : "");
+		free(why);
+	}
+	if (failed > 3)
+		plumb_buf_printf(&b, "; and %zu more", failed - 3);
+	return plumb_buf_detach(&b);
+}
+

@@ -1,0 +1,400 @@
+/* pkg/controller/informers.c: TODO */
+#include "controller/internal.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff/diff.h"
+
+/* ---- GitSync states ------------------------------------------------------------ */
+
+void revision_unref(revision *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	free(r->url);
+	free(r->cred_id);
+	free(r->path);
+	free(r);
+}
+
+void cluster_status_free(controller_cluster_status *s)
+{
+	if (!s)
+		return;
+	free(s->name);
+	free(s->message);
+	cJSON_Delete(s->drifted_objects);
+	free(s);
+}
+
+static void gitsync_unref(gitsync_state *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(&g->clusters, &i, &k, &v))
+		cluster_status_free(v);
+	plumb_map_free(&g->clusters, NULL);
+	revision_unref(g->rev);
+	cJSON_Delete(g->obj);
+	cJSON_Delete(g->last_written);
+	pthread_mutex_destroy(&g->status_lock);
+	free(g->key);
+	free(g->ns);
+	free(g->name);
+	free(g->stall_reason);
+	free(g->stall_msg);
+	free(g->handled_req);
+	free(g);
+}
+
+void free_gitsync(void *g) { gitsync_unref(g); }
+
+/* Seeds per-cluster entries from the status a previous leader wrote, so a
+ * restart that finds nothing to do writes nothing either. */
+static void seed_from_status(gitsync_state *g)
+{
+	const cJSON *e;
+	cJSON_ArrayForEach(e, plumb_json_get(g->obj, "status.clusters")) {
+		const char *name = plumb_json_str(e, "name"), *state = plumb_json_str(e, "state"), *commit = plumb_json_str(e, "commit");
+		if (!name || plumb_map_get(&g->clusters, name))
+			continue;
+		controller_cluster_status *s = calloc(1, sizeof(*s));
+		if (!s)
+			continue;
+		s->name = plumb_strdup(name);
+		s->state = CONTROLLER_PENDING;
+		for (int st = CONTROLLER_PENDING; st <= CONTROLLER_UNREACHABLE; st++)
+			if (state && strcmp(state, controller_state_name(st)) == 0)
+				s->state = st;
+		snprintf(s->commit, sizeof(s->commit), "%s", commit ? commit : "");
+		const cJSON *n = plumb_json_get(e, "objects");
+		s->objects = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+		n = plumb_json_get(e, "drifted.count");
+		s->drifted_count = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+		const cJSON *d = plumb_json_get(e, "drifted.objects");
+		s->drifted_objects = d ? cJSON_Duplicate(d, 1) : NULL;
+		const char *ts = plumb_json_str(e, "lastSyncTime");
+		if (ts)
+			plumb_time_parse(&s->last_sync_time, ts);
+		n = plumb_json_get(e, "lagSeconds");
+		s->lag_seconds = cJSON_IsNumber(n) ? n->valuedouble : -1;
+		s->message = plumb_strdup(plumb_json_str(e, "message"));
+		plumb_map_put(&g->clusters, name, s, NULL);
+	}
+	const char *handled = plumb_json_str(g->obj, "status.lastHandledRequestedAt");
+	if (handled && !g->handled_req)
+		g->handled_req = plumb_strdup(handled);
+	const char *fetched = plumb_json_str(g->obj, "status.lastFetchedCommit");
+	if (fetched && !g->fetched[0])
+		snprintf(g->fetched, sizeof(g->fetched), "%s", fetched);
+}
+
+/* ---- cluster selection ------------------------------------------------------------ */
+
+static int expr_matches(const cJSON *expr, const cJSON *labels)
+{
+	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
+	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
+	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
+	int in = 0;
+	const cJSON *v;
+	if (!key || !op)
+		return 0;
+	cJSON_ArrayForEach(v, plumb_json_get(expr, "values"))
+		if (val && cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
+			in = 1;
+	if (!strcmp(op, "In"))
+		return in;
+	if (!strcmp(op, "NotIn"))
+		return !in;
+	if (!strcmp(op, "Exists"))
+		return val != NULL;
+	if (!strcmp(op, "DoesNotExist"))
+		return val == NULL;
+	return 0;
+}
+
+/* 1 when GitSync gs targets Cluster cl: same namespace, and named in
+ * clusterNames or matched by clusterSelector. */
+int selects(const cJSON *gs, const cJSON *cl)
+{
+	const char *gns = plumb_json_str(gs, "metadata.namespace"), *cns = plumb_json_str(cl, "metadata.namespace");
+	const char *name = plumb_json_str(cl, "metadata.name");
+	const cJSON *v;
+	if (!streq(gns, cns) || !name)
+		return 0;
+	cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.targets.clusterNames"))
+		if (cJSON_IsString(v) && strcmp(v->valuestring, name) == 0)
+			return 1;
+	const cJSON *sel = plumb_json_get(gs, "spec.targets.clusterSelector");
+	if (!cJSON_IsObject(sel))
+		return 0;
+	const cJSON *labels = plumb_json_get(cl, "metadata.labels");
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
+		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
+		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
+			return 0;
+	}
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
+		if (!expr_matches(v, labels))
+			return 0;
+	return 1;
+}
+
+/* Triggers the sync items of every GitSync that targets cluster cl_key.
+ * Called with c->lock held. */
+void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override)
+{
+	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
+	size_t i = 0;
+	const char *k;
+	void *v;
+	if (!cl)
+		return;
+	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		if (selects(g->obj, cl))
+			trigger_sync(c, g->key, cl_key, debounce_override >= 0 ? debounce_override :
+				jduration(g->obj, "spec.debounce", 1));
+	}
+}
+
+/* Triggers sync items of gitsync g for every cluster it targets, and for
+ * clusters it has a status entry for (so a deselected one leaves status).
+ * Called with c->lock held. */
+void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double debounce)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
+		if (selects(g->obj, v)) {
+			/* Listed as Pending until its first sync says more. */
+			const char *name = plumb_json_str(v, "metadata.name");
+			if (name)
+				entry_locked(g, name);
+			trigger_sync(c, g->key, k, debounce);
+		}
+	}
+	i = 0;
+	while (plumb_map_next(&g->clusters, &i, &k, &v)) {
+		char cl_key[600];
+		snprintf(cl_key, sizeof(cl_key), "%s/%s", g->ns, k);
+		if (!plumb_map_get(&c->clusters, cl_key))
+			trigger_sync(c, g->key, cl_key, debounce);
+	}
+}
+
+/* ---- management informers (hub thread) ------------------------------------------------ */
+
+/* The Secret references of a GitSync or Cluster object, as one string: when
+ * it changes, kept Secrets may have lost their last reference. */
+static char *secret_refs(const cJSON *obj)
+{
+	return plumb_asprintf("%s|%s|%s|%s", plumb_json_str(obj, "spec.git.secretRef.name") ? plumb_json_str(obj, "spec.git.secretRef.name") : "",
+		plumb_json_str(obj, "spec.webhook.secretRef.name") ? plumb_json_str(obj, "spec.webhook.secretRef.name") : "",
+		plumb_json_str(obj, "spec.kubeConfigSecretRef.name") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.name") : "",
+		plumb_json_str(obj, "spec.kubeConfigSecretRef.key") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.key") : "");
+}
+
+static void gitsync_upsert_locked(controller *c, const cJSON *obj)
+{
+	char *key = obj_key(obj);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
+	long gen = (long)(cJSON_IsNumber(plumb_json_get(obj, "metadata.generation")) ?
+		plumb_json_get(obj, "metadata.generation")->valuedouble : 0);
+	int is_new = 0, spec_changed = 0;
+	if (!g) {
+		g = calloc(1, sizeof(*g));
+		if (!g) {
+			free(key);
+			return;
+		}
+		g->refs = 1;
+		g->key = key;
+		key = NULL;
+		g->ns = plumb_strdup(plumb_json_str(obj, "metadata.namespace"));
+		g->name = plumb_strdup(plumb_json_str(obj, "metadata.name"));
+		apply_gitsync_label(g->label, sizeof(g->label), g->ns, g->name);
+		pthread_mutex_init(&g->status_lock, NULL);
+		g->fetched_generation = -1;
+		plumb_map_put(&c->gitsyncs, g->key, g, NULL);
+		is_new = 1;
+	} else {
+		const cJSON *old_gen = plumb_json_get(g->obj, "metadata.generation");
+		spec_changed = !cJSON_IsNumber(old_gen) || (long)old_gen->valuedouble != gen;
+	}
+	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
+	char *old_req = plumb_strdup(old_labels_req);
+	const char *hook = plumb_json_str(obj, WEBHOOK_RECEIVED_AT);
+	int hooked = !is_new && hook && !streq(hook, plumb_json_str(g->obj, WEBHOOK_RECEIVED_AT));
+	cJSON_Delete(g->obj);
+	g->obj = cJSON_Duplicate(obj, 1);
+	free(key);
+	if (is_new)
+		seed_from_status(g);
+	const char *req = annotation(obj, REQUESTED_AT);
+	int requested = req && !streq(req, g->handled_req) && !streq(req, old_req);
+	free(old_req);
+	if (is_new || spec_changed || requested) {
+		trigger_src(c, g->key, 0);
+		trigger_gitsync_syncs_locked(c, g, 0);
+	} else if (hooked) {
+		/* A standby received a webhook: fetch, as for one of our own. */
+		trigger_src(c, g->key, jduration(g->obj, "spec.debounce", 1));
+	}
+}
+
+/* Forgets a GitSync taken out of c->gitsyncs. */
+static void gitsync_forget(void *v)
+{
+	gitsync_state *g = v;
+	g->deleted = 1;
+	plumb_info("gitsync deleted; its objects stay in the clusters", "gitsync", g->key);
+	gitsync_unref(g);
+}
+
+static void gitsync_delete_locked(controller *c, const char *key)
+{
+	gitsync_state *g = plumb_map_del(&c->gitsyncs, key);
+	if (g)
+		gitsync_forget(g);
+}
+
+/* For a resync: a GitSync stays while the list (seen) holds it. */
+static int gitsync_listed(const char *key, void *val, void *seen)
+{
+	(void)val;
+	return plumb_map_has(seen, key);
+}
+
+void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	if (type == KUBE_WATCH_RESYNC) {
+		/* Replace everything: forget GitSyncs that are gone. */
+		plumb_map seen = { 0 };
+		const cJSON *it;
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
+			char *k = obj_key(it);
+			plumb_map_put(&seen, k, (void *)1, NULL);
+			free(k);
+			gitsync_upsert_locked(c, it);
+		}
+		plumb_map_retain(&c->gitsyncs, gitsync_listed, &seen, gitsync_forget);
+		plumb_map_free(&seen, NULL);
+		secrets_prune_locked(c);
+		c->synced[0] = 1;
+	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		char *k = obj_key(obj);
+		gitsync_state *g = plumb_map_get(&c->gitsyncs, k);
+		char *before = g ? secret_refs(g->obj) : NULL, *after = secret_refs(obj);
+		gitsync_upsert_locked(c, obj);
+		if (before && !streq(before, after))
+			secrets_prune_locked(c);
+		free(before);
+		free(after);
+		free(k);
+	} else if (type == KUBE_WATCH_DELETED) {
+		char *k = obj_key(obj);
+		gitsync_delete_locked(c, k);
+		secrets_prune_locked(c);
+		free(k);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_replace_locked(plumb_map *m, const cJSON *obj)
+{
+	char *k = obj_key(obj);
+	void *old = NULL;
+	if (plumb_map_put(m, k, cJSON_Duplicate(obj, 1), &old) == 0)
+		cJSON_Delete(old);
+	free(k);
+}
+
+static void cache_resync_locked(plumb_map *m, const cJSON *list)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(m, &i, &k, &v))
+		cJSON_Delete(v);
+	plumb_map_free(m, NULL);
+	const cJSON *it;
+	cJSON_ArrayForEach(it, plumb_json_get(list, "items"))
+		cache_replace_locked(m, it);
+}
+
+void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
+{
+	controller *c = data;
+	pthread_mutex_lock(&c->lock);
+	if (type == KUBE_WATCH_RESYNC) {
+		cache_resync_locked(&c->clusters, obj);
+		size_t i = 0;
+		const char *k;
+		void *v;
+		while (plumb_map_next(&c->clusters, &i, &k, &v)) {
+			trigger_probe(c, k);
+			trigger_cluster_syncs_locked(c, k, 0);
+		}
+		secrets_prune_locked(c);
+		c->synced[1] = 1;
+	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
+		char *k = obj_key(obj);
+		const cJSON *old = plumb_map_get(&c->clusters, k);
+		/* Our own status writes need no reaction: only spec and labels matter. */
+		int changed = !old || !diff_json_equal(plumb_json_get(old, "spec"), plumb_json_get(obj, "spec")) ||
+			!diff_json_equal(plumb_json_get(old, "metadata.labels"), plumb_json_get(obj, "metadata.labels"));
+		int refs_changed = old && !diff_json_equal(plumb_json_get(old, "spec.kubeConfigSecretRef"), plumb_json_get(obj, "spec.kubeConfigSecretRef"));
+		cache_replace_locked(&c->clusters, obj);
+		if (refs_changed)
+			secrets_prune_locked(c);
+		if (changed) {
+			trigger_probe(c, k);
+			trigger_cluster_syncs_locked(c, k, 0);
+		}
+		free(k);
+	} else if (type == KUBE_WATCH_DELETED) {
+		char *k = obj_key(obj);
+		cJSON_Delete(plumb_map_del(&c->clusters, k));
+		secrets_prune_locked(c);
+		/* GitSyncs drop the cluster's status entry on their next sync. */
+		size_t i = 0;
+		const char *gk;
+		void *v;
+		while (plumb_map_next(&c->gitsyncs, &i, &gk, &v))
+			if (plumb_map_get(&((gitsync_state *)v)->clusters, plumb_json_str(obj, "metadata.name") ? plumb_json_str(obj, "metadata.name") : ""))
+				trigger_sync(c, gk, k, 0);
+		free(k);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The GitSync with key, referenced (gitsync_unref under c->lock), or NULL. */
+gitsync_state *gitsync_get(controller *c, const char *key)
+{
+	pthread_mutex_lock(&c->lock);
+	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
+	if (g)
+		g->refs++;
+	pthread_mutex_unlock(&c->lock);
+	return g;
+}
+
+void gitsync_put(controller *c, gitsync_state *g)
+{
+	pthread_mutex_lock(&c->lock);
+	gitsync_unref(g);
+	pthread_mutex_unlock(&c->lock);
+}
+

@@ -1,0 +1,248 @@
+/* pkg/controller/source_stage.c: TODO */
+#include "controller/internal.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest/manifest.h"
+
+/* ---- source reconcile ------------------------------------------------------------------ */
+
+static source_ref_kind ref_kind(const cJSON *gs, const char **name)
+{
+	if ((*name = plumb_json_str(gs, "spec.git.ref.tag")))
+		return SOURCE_REF_TAG;
+	if ((*name = plumb_json_str(gs, "spec.git.ref.commit")))
+		return SOURCE_REF_COMMIT;
+	*name = plumb_json_str(gs, "spec.git.ref.branch");
+	return SOURCE_REF_BRANCH;
+}
+
+/* Joins the first errors into one message. */
+char *join_errors(const manifest_errors *errs)
+{
+	plumb_buf b = PLUMB_BUF_INIT(8192);
+	for (size_t i = 0; i < errs->count && i < 5; i++)
+		plumb_buf_printf(&b, "%s%s", i ? "; " : "", errs->msgs[i]);
+	if (errs->count + errs->dropped > 5)
+		plumb_buf_printf(&b, "; and %zu more", errs->count + errs->dropped - 5);
+	return plumb_buf_detach(&b);
+}
+
+int reconcile_source(controller *c, const char *gs_key, double *next)
+{
+	gitsync_state *g = gitsync_get(c, gs_key);
+	char *url = NULL, *ref = NULL, *path = NULL, *secret_name = NULL, *req = NULL;
+	source_credentials *creds = NULL;
+	source_files *files = NULL;
+	source_commit commit = { 0 };
+	manifest_file *mf = NULL;
+	manifest_errors errs = { 0 };
+	char redacted[1024], cred_id[65] = "";
+	int rc = 0, commit_ok = 0;
+	long gen = 0;
+	double timeout;
+	source_ref_kind kind;
+	if (!g)
+		return 0;
+
+	int erc = secret_ensure_ref(c, 'g', gs_key, "spec.git.secretRef.name");
+	char emsg[512] = "";
+	if (erc < 0 && erc != PLUMB_ENOTFOUND)
+		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
+	pthread_mutex_lock(&c->lock);
+	const char *refname = NULL;
+	kind = ref_kind(g->obj, &refname);
+	url = plumb_strdup(plumb_json_str(g->obj, "spec.git.url"));
+	ref = plumb_strdup(refname);
+	path = plumb_strdup(plumb_json_str(g->obj, "spec.git.path") ? plumb_json_str(g->obj, "spec.git.path") : "");
+	secret_name = plumb_strdup(plumb_json_str(g->obj, "spec.git.secretRef.name"));
+	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
+	*next = git_interval(g->obj);
+	timeout = git_timeout(g->obj);
+	const cJSON *genj = plumb_json_get(g->obj, "metadata.generation");
+	gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
+	if (g->clamp_logged != gen && (*next != jduration(g->obj, "spec.git.interval", 60) ||
+			timeout != jduration(g->obj, "spec.git.timeout", 60))) {
+		g->clamp_logged = gen;
+		plumb_warn("spec.git.interval below 10s or spec.git.timeout above 10m; using the bound",
+			"gitsync", gs_key, "interval", plumb_json_str(g->obj, "spec.git.interval"),
+			"timeout", plumb_json_str(g->obj, "spec.git.timeout"));
+	}
+	int suspended = jbool(g->obj, "spec.suspend", 0);
+	if (secret_name && !suspended) {
+		char sk[600];
+		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
+		const cJSON *sec = plumb_map_get(&c->secrets, sk);
+		if (!sec && emsg[0])
+			rc = plumb_error_set(erc, "git secret %s: %s", sk, emsg);
+		else if (!sec)
+			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
+		else
+			rc = source_credentials_from_secret_data(&creds, plumb_json_get(sec, "data"));
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (suspended || !url || !ref)
+		goto cleanup;
+	source_url_redact(redacted, sizeof(redacted), url);
+	if (rc) {
+		set_stall(c, g, "CredentialsInvalid", plumb_error_last());
+		goto done;
+	}
+	if (!c->o.allow_file_urls && source_url_is_local(url)) {
+		/* a tenant's repository would be a path on plumbd's machine */
+		char *msg = plumb_asprintf("spec.git.url %s: file:// URLs and local paths read plumbd's own "
+			"file system; plumbd refuses them unless started with --allow-file-urls", redacted);
+		set_stall(c, g, "FileURLNotAllowed", msg);
+		free(msg);
+		rc = 0; /* waits for a spec change */
+		goto done;
+	}
+	/* The mirror this GitSync reads is the one its own credentials fetched. */
+	source_credentials_id(cred_id, c->sources, creds);
+
+	double t0 = plumb_time_mono();
+	source_fetch_opts fo = { .kind = kind, .ref = ref, .max_bytes = c->o.git_max_fetch_bytes };
+	rc = source_fetch_ref(NULL, c->sources, url, creds, timeout, &fo);
+	server_histogram_observe(c->m.fetch_duration, plumb_time_mono() - t0, gs_key);
+	if (rc) {
+		server_counter_add(c->m.fetch_errors, 1, gs_key);
+		char *msg = plumb_asprintf("fetch %s: %s", redacted, plumb_error_last());
+		set_stall(c, g, rc == PLUMB_EAUTH ? "AuthenticationFailed" : "FetchFailed", msg);
+		free(msg);
+		goto done;
+	}
+	if ((rc = source_resolve(&commit, c->sources, url, cred_id, kind, ref))) {
+		set_stall(c, g, "RefNotFound", plumb_error_last());
+		goto done;
+	}
+	commit_ok = 1;
+
+	pthread_mutex_lock(&c->lock);
+	revision *cur = g->rev;
+	int same = cur && !strcmp(cur->commit, commit.id) && streq(cur->path, path) &&
+		streq(cur->cred_id, cred_id) && g->fetched_generation == gen;
+	int invalid_again = !cur && !strcmp(g->fetched, commit.id) && g->stall_reason &&
+		!strcmp(g->stall_reason, "InvalidRevision") && g->fetched_generation == gen;
+	char old_commit[41] = "";
+	if (cur)
+		snprintf(old_commit, sizeof(old_commit), "%s", cur->commit);
+	if (!same && cur && g->stall_reason && !strcmp(g->stall_reason, "InvalidRevision") &&
+	    !strcmp(g->fetched, commit.id) && g->fetched_generation == gen)
+		invalid_again = 1;
+	pthread_mutex_unlock(&c->lock);
+	if (same) {
+		set_stall(c, g, NULL, NULL);
+		goto done;
+	}
+	if (invalid_again)
+		goto done;
+
+	/* A commit that touches nothing under path costs no reconcile. */
+	if (old_commit[0] && g->fetched_generation == gen) {
+		int changed = 1;
+		if (source_changed(&changed, c->sources, url, cred_id, old_commit, commit.id, path) == 0 && !changed) {
+			pthread_mutex_lock(&c->lock);
+			revision *r = g->rev;
+			if (r && r->refs == 1 && streq(r->cred_id, cred_id)) {
+				/* Nobody else holds it: renaming the revision is safe. */
+				snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
+				snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+				size_t i = 0;
+				const char *k;
+				void *v;
+				while (plumb_map_next(&g->clusters, &i, &k, &v)) {
+					controller_cluster_status *s = v;
+					if (!strcmp(s->commit, old_commit))
+						snprintf(s->commit, sizeof(s->commit), "%s", commit.id);
+				}
+				pthread_mutex_unlock(&c->lock);
+				plumb_info("new commit changes nothing under path", "gitsync", gs_key,
+					"commit", commit.id);
+				set_stall(c, g, NULL, NULL);
+				goto done;
+			}
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+
+	if ((rc = source_read(&files, c->sources, url, cred_id, commit.id, path, NULL))) {
+		set_stall(c, g, rc == PLUMB_ENOTFOUND ? "PathNotFound" : "InvalidRevision", plumb_error_last());
+		pthread_mutex_lock(&c->lock);
+		snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+		g->fetched_generation = gen;
+		pthread_mutex_unlock(&c->lock);
+		goto done;
+	}
+	mf = calloc(files->count ? files->count : 1, sizeof(*mf));
+	if (!mf) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < files->count; i++) {
+		mf[i].file = files->items[i].path;
+		mf[i].data = files->items[i].data;
+		mf[i].len = files->items[i].len;
+	}
+	if (manifest_vet(mf, files->count, &errs) != 0) {
+		/* The whole revision is refused; the last good one stays applied. */
+		char *msg = join_errors(&errs);
+		char *full = plumb_asprintf("commit %.12s: %s", commit.id, msg);
+		set_stall(c, g, "InvalidRevision", full);
+		free(msg);
+		free(full);
+		pthread_mutex_lock(&c->lock);
+		snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+		g->fetched_generation = gen;
+		pthread_mutex_unlock(&c->lock);
+		rc = 0;
+		goto done;
+	}
+
+	revision *r = calloc(1, sizeof(*r));
+	if (!r) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto done;
+	}
+	r->refs = 1;
+	snprintf(r->commit, sizeof(r->commit), "%s", commit.id);
+	r->path = plumb_strdup(path);
+	r->url = plumb_strdup(url);
+	r->cred_id = plumb_strdup(cred_id);
+	r->first_seen = plumb_time_real();
+	pthread_mutex_lock(&c->lock);
+	revision_unref(g->rev);
+	g->rev = r;
+	snprintf(g->fetched, sizeof(g->fetched), "%s", commit.id);
+	g->fetched_generation = gen;
+	trigger_gitsync_syncs_locked(c, g, 0);
+	pthread_mutex_unlock(&c->lock);
+	plumb_info("new revision", "gitsync", gs_key, "commit", commit.id, "subject", commit.subject);
+	set_stall(c, g, NULL, NULL);
+
+done:
+	if (commit_ok || rc == 0) {
+		pthread_mutex_lock(&c->lock);
+		if (req && !streq(req, g->handled_req))
+			set_str(&g->handled_req, req);
+		pthread_mutex_unlock(&c->lock);
+	}
+	write_gitsync_status(c, g);
+cleanup:
+	free(mf);
+	manifest_errors_free(&errs);
+	source_files_free(files);
+	source_commit_clear(&commit);
+	source_credentials_free(creds);
+	free(url);
+	free(ref);
+	free(path);
+	free(secret_name);
+	free(req);
+	gitsync_put(c, g);
+	return rc;
+}
+

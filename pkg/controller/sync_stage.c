@@ -1,0 +1,386 @@
+/* pkg/controller/sync_stage.c: TODO */
+#include "controller/internal.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest/manifest.h"
+
+static int is_unreachable(int rc)
+{
+	return rc == PLUMB_EUNAVAILABLE || rc == PLUMB_ETIMEOUT || rc == PLUMB_EUNREACHABLE ||
+		rc == PLUMB_ETLS;
+}
+
+/* Renders the revision for one cluster into a cJSON array (caller frees).
+ * On a render error, *errmsg gets the joined file:line messages. */
+static int render_for(cJSON **out, char ***origins, char **errmsg, const revision *rev,
+	const cJSON *gs, const cJSON *cl, controller *c)
+{
+	source_files *files = NULL;
+	manifest_file *mf = NULL;
+	manifest_var *vars = NULL, *labels = NULL;
+	size_t nvars = 0, nlabels = 0;
+	manifest_set set = { 0 };
+	manifest_errors errs = { 0 };
+	const cJSON *v;
+	int rc;
+	if ((rc = source_read(&files, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, NULL)))
+		return plumb_error_prefix(rc, "reading commit %.12s from the mirror", rev->commit);
+	if (!(mf = calloc(files->count ? files->count : 1, sizeof(*mf)))) {
+		source_files_free(files);
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < files->count; i++) {
+		mf[i].file = files->items[i].path;
+		mf[i].data = files->items[i].data;
+		mf[i].len = files->items[i].len;
+	}
+	const cJSON *sub = plumb_json_get(gs, "spec.substitute"), *lab = plumb_json_get(cl, "metadata.labels");
+	vars = calloc((size_t)cJSON_GetArraySize(sub) + 1, sizeof(*vars));
+	labels = calloc((size_t)cJSON_GetArraySize(lab) + 1, sizeof(*labels));
+	if (!vars || !labels) {
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(v, sub)
+		if (cJSON_IsString(v))
+			vars[nvars++] = (manifest_var){ v->string, v->valuestring };
+	cJSON_ArrayForEach(v, lab)
+		if (cJSON_IsString(v))
+			labels[nlabels++] = (manifest_var){ v->string, v->valuestring };
+	const char *tns = plumb_json_str(gs, "spec.targetNamespace");
+	manifest_render_opts ro = {
+		.vars = { .enabled = 1, .vars = vars, .nvars = nvars,
+			.cluster_name = plumb_json_str(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
+		.default_namespace = tns ? tns : plumb_json_str(gs, "metadata.namespace"),
+	};
+	rc = manifest_render(&set, mf, files->count, &ro, &errs);
+	if (rc) {
+		*errmsg = join_errors(&errs);
+		goto cleanup;
+	}
+	cJSON *arr = cJSON_CreateArray();
+	char **orig = calloc(set.count + 1, sizeof(*orig));
+	for (size_t i = 0; i < set.count; i++) {
+		cJSON_AddItemToArray(arr, set.items[i].obj);
+		set.items[i].obj = NULL;
+		/* where each object comes from, for the messages of a failed run */
+		if (orig)
+			orig[i] = plumb_asprintf("%s:%d", set.items[i].file, set.items[i].line);
+	}
+	*out = arr;
+	*origins = orig;
+cleanup:
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+	free(vars);
+	free(labels);
+	free(mf);
+	source_files_free(files);
+	return rc;
+}
+
+int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next)
+{
+	gitsync_state *g = gitsync_get(c, gs_key);
+	target *t = NULL;
+	revision *rev = NULL;
+	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
+	char *errmsg = NULL, *cl_name = NULL, **origins = NULL;
+	apply_result res = { 0 };
+	plumb_region *rg = NULL;   /* the render's and the run's JSON */
+	int rc = 0;
+	double t0 = plumb_time_mono();
+	const char *slash = strchr(cl_key, '/');
+	cl_name = plumb_strdup(slash ? slash + 1 : cl_key);
+
+	if (!g) {
+		/* The GitSync is gone: drop its engine (objects stay), whichever
+		 * identity's target holds it. */
+		drop_engines(c, cl_key, gs_key, NULL);
+		free(cl_name);
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	gs = cJSON_Duplicate(g->obj, 1);
+	const cJSON *clo = plumb_map_get(&c->clusters, cl_key);
+	cl = clo ? cJSON_Duplicate(clo, 1) : NULL;
+	int selected = cl && selects(gs, cl);
+	if (!selected) {
+		controller_cluster_status *s = plumb_map_del(&g->clusters, cl_name);
+		cluster_status_free(s);
+	}
+	rev = g->rev;
+	if (rev)
+		rev->refs++;
+	*next = git_interval(gs);
+	pthread_mutex_unlock(&c->lock);
+	if (!selected) {
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	if (jbool(gs, "spec.suspend", 0) || jbool(cl, "spec.suspend", 0))
+		goto cleanup;
+	if (!rev) {
+		set_entry(c, g, cl_name, CONTROLLER_PENDING, "waiting for the first revision");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+
+	/* Every request for this GitSync goes through its identity's client. */
+	char user[600];
+	if ((rc = gitsync_identity(user, sizeof(user), c, gs))) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		rc = 0; /* waits for a spec change */
+		goto cleanup;
+	}
+	if ((rc = target_for(&t, c, cl_key, user))) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	drop_engines(c, cl_key, gs_key, t);
+	pthread_mutex_lock(&t->lock);
+	size_t mine = (size_t)(uintptr_t)plumb_map_get(&t->label_counts, g->label);
+	if (t->over_cap)   /* its cache is not whole: nothing is decided from it */
+		rc = plumb_error_set(PLUMB_ETOOBIG, "%s", t->cap_msg);
+	else if (mine > c->o.gitsync_max_objects)
+		rc = plumb_error_set(PLUMB_ETOOBIG, "the cluster has %zu objects labelled for this GitSync, "
+			"more than plumbd caches for one GitSync (--gitsync-cache-max-objects %zu)",
+			mine, c->o.gitsync_max_objects);
+	pthread_mutex_unlock(&t->lock);
+	if (rc) {
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	/* The revision's objects live in a region of their own, given back whole
+	 * at the end: they stay for the whole run, and in the heap they would
+	 * pin its pages under whatever else the run leaves behind. Only plain
+	 * strings leave the region (errmsg). The run itself allocates from the
+	 * heap: what it parses and builds per object is freed as it goes, which
+	 * a region would keep until the end. */
+	rg = plumb_region_new();
+	plumb_region_enter(rg);
+	rc = render_for(&desired, &origins, &errmsg, rev, gs, cl, c);
+	plumb_region_leave();
+	if (rc && !errmsg) {
+		/* not the revision's fault (the mirror could not be read): retried */
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
+		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
+		write_gitsync_status(c, g);
+		goto cleanup;
+	}
+	if (rc) {
+		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
+			errmsg ? errmsg : plumb_error_last());
+		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
+		controller_events_post(c->events, g->ns, g->name, plumb_json_str(gs, "metadata.uid"),
+			"Warning", "RenderFailed", "Render", msg);
+		free(msg);
+		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
+		write_gitsync_status(c, g);
+		rc = 0; /* a render error waits for a new commit, not a retry */
+		goto cleanup;
+	}
+
+	apply_engine *e = target_engine(t, g);
+	const char *policy = plumb_json_str(gs, "spec.driftPolicy");
+	apply_opts ao = {
+		.prune = jbool(gs, "spec.prune", 1),
+		.allow_empty = jbool(gs, "spec.allowEmpty", 0),
+		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
+		.adopt = jbool(gs, "spec.adopt", 0),
+		.live = target_live,
+		.live_data = t,
+		.no_diffs = 1,   /* status and events name fields; plumbctl diff shows diffs */
+		.origins = (const char *const *)origins,
+		.norigins = origins ? (size_t)cJSON_GetArraySize(desired) : 0,
+	};
+	/* the kinds to watch, before the engine takes the objects over */
+	cJSON *kinds = cJSON_CreateObject();
+	const cJSON *obj;
+	long nobjects = cJSON_GetArraySize(desired);
+	cJSON_ArrayForEach(obj, desired) {
+		char gvk[900];
+		/* an identity's target watches per namespace: the kinds per namespace */
+		const char *ons = t->identity ? plumb_json_str(obj, "metadata.namespace") : NULL;
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", plumb_json_str(obj, "apiVersion") ? plumb_json_str(obj, "apiVersion") : "",
+			plumb_json_str(obj, "kind") ? plumb_json_str(obj, "kind") : "", ons ? ons : "");
+		if (kinds && !cJSON_GetObjectItemCaseSensitive(kinds, gvk)) {
+			cJSON *k = cJSON_AddObjectToObject(kinds, gvk);
+			cJSON_AddStringToObject(k, "apiVersion", plumb_json_str(obj, "apiVersion") ? plumb_json_str(obj, "apiVersion") : "");
+			cJSON_AddStringToObject(k, "kind", plumb_json_str(obj, "kind") ? plumb_json_str(obj, "kind") : "");
+			cJSON_AddStringToObject(k, "namespace", ons ? ons : g->ns);
+		}
+	}
+	rc = e ? apply_engine_run_take(&res, e, desired, &ao) : PLUMB_ENOMEM;
+	if (!e)
+		cJSON_Delete(desired);
+	desired = NULL;
+	/* the run's parallel connections are not needed until the next one */
+	kube_client_shrink(t->client, 2);
+
+	/* Watch what we manage so drift is seen at once (and no LIST is needed).
+	 * An identity watches only the kinds (per namespace) it could apply:
+	 * what it may not touch it may usually not watch either, and a watch
+	 * refused with 403 would retry for ever. */
+	cJSON *applied = t->identity ? cJSON_CreateObject() : NULL;
+	for (size_t i = 0; applied && i < res.count; i++) {
+		const apply_object_result *o = &res.objects[i];
+		char gvk[900];
+		if (o->action == APPLY_FAILED)
+			continue;
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", o->api_version ? o->api_version : "",
+			o->kind ? o->kind : "", o->ns && o->ns[0] ? o->ns : g->ns);
+		if (!cJSON_GetObjectItemCaseSensitive(applied, gvk))
+			cJSON_AddBoolToObject(applied, gvk, 1);
+	}
+	cJSON_ArrayForEach(obj, kinds) {
+		kube_resource kr;
+		char gvk[900];
+		snprintf(gvk, sizeof(gvk), "%s|%s|%s", plumb_json_str(obj, "apiVersion"), plumb_json_str(obj, "kind"),
+			plumb_json_str(obj, "namespace"));
+		if (applied && !cJSON_GetObjectItemCaseSensitive(applied, gvk))
+			continue;
+		if (kube_resolve_object(&kr, t->client, obj) == 0)
+			target_watch_kind(c, t, &kr, plumb_json_str(obj, "namespace"));
+	}
+	cJSON_Delete(applied);
+	cJSON_Delete(kinds);
+
+	size_t failed = res.totals[APPLY_FAILED] + res.totals[APPLY_CONFLICT];
+	size_t changed = res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED] +
+		res.totals[APPLY_PRUNED] + res.totals[APPLY_CORRECTED];
+	controller_cluster_state state;
+	char *message = NULL;
+	int refused = 0;   /* the revision itself was refused by this cluster */
+	if (rc) {
+		state = is_unreachable(rc) ? CONTROLLER_UNREACHABLE : CONTROLLER_FAILED;
+		message = plumb_strdup(plumb_error_last());
+	} else if (failed) {
+		state = CONTROLLER_FAILED;
+		message = failure_message(&res, failed);
+		/* Failures without an answer from the API server are an outage, not
+		 * a bad object (and say nothing about the revision). */
+		size_t outage = 0;
+		for (size_t i = 0; i < res.count; i++)
+			if (res.objects[i].action == APPLY_FAILED && is_unreachable(res.objects[i].code) &&
+			    res.objects[i].http_status == 0)
+				outage++;
+		if (outage && outage == res.totals[APPLY_FAILED])
+			state = CONTROLLER_UNREACHABLE;
+		refused = res.invalid && !outage;
+	} else if (res.totals[APPLY_DRIFTED]) {
+		state = CONTROLLER_DRIFTED;
+	} else {
+		state = CONTROLLER_SYNCED;
+	}
+	if (!message && res.message)
+		message = plumb_strdup(res.message);
+
+	double now = plumb_time_real();
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *s = entry_locked(g, cl_name);
+	int new_commit = 0, news = 0;
+	if (s) {
+		news = message && (!s->message || strcmp(s->message, message));
+		if (s->state != state || changed)
+			s->last_sync_time = now;
+		if ((state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED) && strcmp(s->commit, rev->commit)) {
+			new_commit = 1;
+			snprintf(s->commit, sizeof(s->commit), "%s", rev->commit);
+			s->lag_seconds = now - rev->first_seen;
+			s->last_sync_time = now;
+		}
+		s->state = state;
+		s->invalid = refused;
+		s->objects = nobjects;
+		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
+		cJSON_Delete(s->drifted_objects);
+		s->drifted_objects = NULL;
+		if (res.totals[APPLY_DRIFTED]) {
+			s->drifted_objects = cJSON_CreateArray();
+			for (size_t i = 0, n = 0; i < res.count && n < MAX_DRIFT_LIST; i++)
+				if (res.objects[i].action == APPLY_DRIFTED) {
+					cJSON_AddItemToArray(s->drifted_objects, drift_entry(&res.objects[i]));
+					n++;
+				}
+		}
+		set_str(&s->message, message);
+	}
+	double lag = s ? s->lag_seconds : -1;
+	pthread_mutex_unlock(&c->lock);
+
+	/* Metrics, events, logs. */
+	server_counter_add(c->m.applied, (double)(res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]), cl_name);
+	server_counter_add(c->m.pruned, (double)res.totals[APPLY_PRUNED], cl_name);
+	server_counter_add(c->m.corrections, (double)res.totals[APPLY_CORRECTED], cl_name);
+	server_gauge_set(c->m.drifted, (double)res.totals[APPLY_DRIFTED], gs_key, cl_name);
+	if (new_commit && lag >= 0)
+		server_histogram_observe(c->m.lag, lag, cl_name);
+	const char *uid = plumb_json_str(gs, "metadata.uid");
+	char shortc[13];
+	snprintf(shortc, sizeof(shortc), "%.12s", rev->commit);
+	if (res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]) {
+		char note[512];
+		snprintf(note, sizeof(note), "cluster %s, commit %s: %zu created, %zu updated", cl_name,
+			shortc, res.totals[APPLY_CREATED], res.totals[APPLY_UPDATED]);
+		controller_events_post(c->events, g->ns, g->name, uid, "Normal", "Applied", "Apply", note);
+		plumb_info("applied", "gitsync", gs_key, "cluster", cl_name, "commit", rev->commit, "detail", note);
+	}
+	report(c, g, uid, cl_name, &res, APPLY_PRUNED, "pruned", "Normal", "Pruned", "Prune", 1);
+	report(c, g, uid, cl_name, &res, APPLY_CORRECTED, "corrected drift in", "Normal",
+		"DriftCorrected", "Correct", 1);
+	/* Reported drift is an event when it is news, not on every look. */
+	report(c, g, uid, cl_name, &res, APPLY_DRIFTED, "drift in", "Warning", "DriftDetected",
+		"Detect", res.writes || changed || new_commit);
+	if (state == CONTROLLER_FAILED || state == CONTROLLER_UNREACHABLE)
+		plumb_warn("sync failed", "gitsync", gs_key, "cluster", cl_name, "error", message);
+	if (news && (refused || res.stopped)) {
+		/* once per new failure, not on every retry */
+		char *note = plumb_asprintf("cluster %s, commit %s: %s", cl_name, shortc, message);
+		controller_events_post(c->events, g->ns, g->name, uid, "Warning",
+			refused ? "ValidationFailed" : "ApplyFailed", refused ? "Validate" : "Apply",
+			note ? note : message);
+		free(note);
+	}
+	if (state == CONTROLLER_UNREACHABLE)
+		trigger_probe(c, cl_key); /* so the Cluster's Ready condition says so too */
+	free(message);
+	server_counter_add(c->m.reconciles, 1, cl_name,
+		state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED ? "success" : "failure");
+	server_histogram_observe(c->m.duration, plumb_time_mono() - t0, cl_name);
+	write_gitsync_status(c, g);
+	if (rc == 0 && failed)
+		rc = state == CONTROLLER_UNREACHABLE ? PLUMB_EUNAVAILABLE : PLUMB_ERROR;
+cleanup:
+	apply_result_free(&res);
+	cJSON_Delete(desired);
+	for (size_t i = 0; origins && origins[i]; i++)
+		free(origins[i]);
+	free(origins);
+	plumb_region_free(rg);
+	cJSON_Delete(gs);
+	cJSON_Delete(cl);
+	free(errmsg);
+	free(cl_name);
+	if (t)
+		target_unref(c, t);
+	if (rev) {
+		pthread_mutex_lock(&c->lock);
+		revision_unref(rev);
+		pthread_mutex_unlock(&c->lock);
+	}
+	gitsync_put(c, g);
+	return rc;
+}
+
