@@ -60,35 +60,23 @@ static void update_queue_metrics(controller *c)
 		server_counter_add(c->m.retries, (double)delta);
 }
 
-/* Splits "a|b|c|d" in place into parts; returns how many. */
-static int split(char *s, char **parts, int max)
-{
-	int n = 0;
-	while (s && n < max) {
-		parts[n++] = s;
-		s = strchr(s, '|');
-		if (s)
-			*s++ = '\0';
-	}
-	return n;
-}
-
+/* Runs one work item; on failure it is retried after its backoff, on
+ * success again after what the stage asked for (*next: poll interval,
+ * probe period). */
 static void process(controller *c, const char *key)
 {
-	char *copy = plumb_strdup(key), *p[6];
-	int n = split(copy, p, 6), rc = 0;
+	work_item w;
 	double next = 0;
-	char a[600], b[600];
-	if (n == 3 && !strcmp(p[0], "src")) {
-		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
-		rc = reconcile_source(c, a, &next);
-	} else if (n == 5 && !strcmp(p[0], "sync")) {
-		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
-		snprintf(b, sizeof(b), "%s/%s", p[3], p[4]);
-		rc = reconcile_sync(c, a, b, &next);
-	} else if (n == 3 && !strcmp(p[0], "probe")) {
-		snprintf(a, sizeof(a), "%s/%s", p[1], p[2]);
-		rc = reconcile_probe(c, a, &next);
+	int rc = work_parse(&w, key);
+	if (rc == 0) {
+		switch (w.kind) {
+		case WORK_SOURCE: rc = reconcile_source(c, w.gitsync, &next); break;
+		case WORK_SYNC: rc = reconcile_sync(c, w.gitsync, w.cluster, &next); break;
+		case WORK_PROBE: rc = reconcile_probe(c, w.cluster, &next); break;
+		}
+	} else {
+		plumb_warn("dropping a work item", "item", key, "error", plumb_error_last());
+		return;
 	}
 	if (rc) {
 		double d = controller_queue_backoff(c->queue, key, 0);
@@ -100,7 +88,6 @@ static void process(controller *c, const char *key)
 		if (next > 0)
 			controller_queue_add_after(c->queue, key, next);
 	}
-	free(copy);
 }
 
 static void *worker(void *arg)
@@ -271,22 +258,7 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 		trigger_src(c, key, debounce);
 		return;
 	}
-	/* The Service may route a delivery to a standby: pass it on to the
-	 * leader through status.webhookReceivedAt, which the leader's GitSync
-	 * informer sees change. A write to the status subresource is what the
-	 * install's RBAC grants; the GitSync's spec and metadata stay the
-	 * tenant's. */
-	char now[48];
-	plumb_time_micro(now, sizeof(now), plumb_time_real());
-	cJSON *st = cJSON_CreateObject();
-	cJSON_AddStringToObject(st, "webhookReceivedAt", now);
-	cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", ns, name, st);
-	kube_apply_opts ao = { .field_manager = WEBHOOK_FIELD_MANAGER, .force = 1 };
-	if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, ns, body, &ao) != 0)
-		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());
-	else
-		plumb_info("webhook passed on to the leader", "gitsync", key);
-	cJSON_Delete(body);
+	pass_webhook_on(c, ns, name);
 }
 
 int controller_webhook_secret(controller *c, char **out, size_t *outlen, const char *ns, const char *name)

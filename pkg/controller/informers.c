@@ -204,13 +204,28 @@ static char *secret_refs(const cJSON *obj)
 		plumb_json_str(obj, "spec.kubeConfigSecretRef.key") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.key") : "");
 }
 
+gitsync_event_action gitsync_event_decide(const cJSON *old, const cJSON *obj, const char *handled_req)
+{
+	if (!old)
+		return GITSYNC_EVENT_ALL;
+	const cJSON *gen = plumb_json_get(obj, "metadata.generation"), *old_gen = plumb_json_get(old, "metadata.generation");
+	long g = (long)(cJSON_IsNumber(gen) ? gen->valuedouble : 0);
+	if (!cJSON_IsNumber(old_gen) || (long)old_gen->valuedouble != g)
+		return GITSYNC_EVENT_ALL;   /* the spec changed */
+	const char *req = annotation(obj, REQUESTED_AT);
+	if (req && !streq(req, handled_req) && !streq(req, annotation(old, REQUESTED_AT)))
+		return GITSYNC_EVENT_ALL;   /* plumbctl sync asked */
+	const char *hook = plumb_json_str(obj, WEBHOOK_RECEIVED_AT);
+	if (hook && !streq(hook, plumb_json_str(old, WEBHOOK_RECEIVED_AT)))
+		return GITSYNC_EVENT_FETCH; /* a standby received a webhook */
+	return GITSYNC_EVENT_NONE;
+}
+
 static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
 	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
-	long gen = (long)(cJSON_IsNumber(plumb_json_get(obj, "metadata.generation")) ?
-		plumb_json_get(obj, "metadata.generation")->valuedouble : 0);
-	int is_new = 0, spec_changed = 0;
+	cJSON *old = NULL;
 	if (!g) {
 		g = calloc(1, sizeof(*g));
 		if (!g) {
@@ -226,27 +241,19 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		pthread_mutex_init(&g->status_lock, NULL);
 		g->fetched_generation = -1;
 		plumb_map_put(&c->gitsyncs, g->key, g, NULL);
-		is_new = 1;
 	} else {
-		const cJSON *old_gen = plumb_json_get(g->obj, "metadata.generation");
-		spec_changed = !cJSON_IsNumber(old_gen) || (long)old_gen->valuedouble != gen;
+		old = g->obj;
 	}
-	const char *old_labels_req = g->obj ? annotation(g->obj, REQUESTED_AT) : NULL;
-	char *old_req = plumb_strdup(old_labels_req);
-	const char *hook = plumb_json_str(obj, WEBHOOK_RECEIVED_AT);
-	int hooked = !is_new && hook && !streq(hook, plumb_json_str(g->obj, WEBHOOK_RECEIVED_AT));
-	cJSON_Delete(g->obj);
 	g->obj = cJSON_Duplicate(obj, 1);
 	free(key);
-	if (is_new)
+	if (!old)
 		seed_from_status(g);
-	const char *req = annotation(obj, REQUESTED_AT);
-	int requested = req && !streq(req, g->handled_req) && !streq(req, old_req);
-	free(old_req);
-	if (is_new || spec_changed || requested) {
+	gitsync_event_action act = gitsync_event_decide(old, obj, g->handled_req);
+	cJSON_Delete(old);
+	if (act == GITSYNC_EVENT_ALL) {
 		trigger_src(c, g->key, 0);
 		trigger_gitsync_syncs_locked(c, g, 0);
-	} else if (hooked) {
+	} else if (act == GITSYNC_EVENT_FETCH) {
 		/* A standby received a webhook: fetch, as for one of our own. */
 		trigger_src(c, g->key, jduration(g->obj, "spec.debounce", 1));
 	}
@@ -334,6 +341,15 @@ static void cache_resync_locked(plumb_map *m, const cJSON *list)
 		cache_replace_locked(m, it);
 }
 
+int cluster_event_decide(const cJSON *old, const cJSON *obj, int *refs_changed)
+{
+	*refs_changed = old && !diff_json_equal(plumb_json_get(old, "spec.kubeConfigSecretRef"),
+		plumb_json_get(obj, "spec.kubeConfigSecretRef"));
+	/* Our own status writes need no reaction: only spec and labels matter. */
+	return !old || !diff_json_equal(plumb_json_get(old, "spec"), plumb_json_get(obj, "spec")) ||
+		!diff_json_equal(plumb_json_get(old, "metadata.labels"), plumb_json_get(obj, "metadata.labels"));
+}
+
 void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 {
 	controller *c = data;
@@ -351,11 +367,8 @@ void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		c->synced[1] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
-		const cJSON *old = plumb_map_get(&c->clusters, k);
-		/* Our own status writes need no reaction: only spec and labels matter. */
-		int changed = !old || !diff_json_equal(plumb_json_get(old, "spec"), plumb_json_get(obj, "spec")) ||
-			!diff_json_equal(plumb_json_get(old, "metadata.labels"), plumb_json_get(obj, "metadata.labels"));
-		int refs_changed = old && !diff_json_equal(plumb_json_get(old, "spec.kubeConfigSecretRef"), plumb_json_get(obj, "spec.kubeConfigSecretRef"));
+		int refs_changed = 0;
+		int changed = cluster_event_decide(plumb_map_get(&c->clusters, k), obj, &refs_changed);
 		cache_replace_locked(&c->clusters, obj);
 		if (refs_changed)
 			secrets_prune_locked(c);

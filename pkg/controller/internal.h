@@ -229,6 +229,46 @@ static inline void set_str(char **dst, const char *src)
 }
 
 
+/* ---- work items (work.c) ---------------------------------------------------------- */
+typedef enum {
+	WORK_SOURCE,              /* fetch and validate a GitSync's revision */
+	WORK_SYNC,                /* render, apply and prune one GitSync in one Cluster */
+	WORK_PROBE,               /* ask a Cluster's API server for /version, write its status */
+} work_kind;
+
+/* 63-character namespace, '/', 253-character name, NUL */
+#define WORK_OBJECT_MAX 320
+#define WORK_KEY_MAX (8 + 2 * WORK_OBJECT_MAX)
+
+typedef struct {
+	work_kind kind;
+	char gitsync[WORK_OBJECT_MAX];   /* "ns/name" (WORK_SOURCE, WORK_SYNC), else "" */
+	char cluster[WORK_OBJECT_MAX];   /* "ns/name" (WORK_SYNC, WORK_PROBE), else "" */
+} work_item;
+
+/* The queue key of w; PLUMB_EINVALID for an object key that is not ns/name. */
+int work_key(char *out, size_t outlen, const work_item *w);
+/* The item a queue key stands for; PLUMB_EINVALID for any other string. */
+int work_parse(work_item *w, const char *key);
+void work_trigger(controller *c, const work_item *w, double debounce);
+
+/* ---- decisions (informers.c), pure ------------------------------------------------ */
+typedef enum {
+	GITSYNC_EVENT_NONE,       /* nothing to do (our own status write, a resync) */
+	GITSYNC_EVENT_ALL,        /* fetch now and sync every cluster it targets now */
+	GITSYNC_EVENT_FETCH,      /* fetch, debounced (a webhook a standby passed on) */
+} gitsync_event_action;
+
+/* What a GitSync's watch event schedules: old is the object before the
+ * event (NULL: new to plumbd), handled_req the plumb.dev/requested-at value
+ * last handled. New, a changed generation or a new request: everything;
+ * a new status.webhookReceivedAt: a fetch; anything else: nothing. */
+gitsync_event_action gitsync_event_decide(const cJSON *old, const cJSON *obj, const char *handled_req);
+/* 1 when a Cluster's watch event asks for a probe and the syncs of the
+ * GitSyncs that select it (new, spec or labels changed; not a status
+ * write); *refs_changed: its kubeConfigSecretRef changed. */
+int cluster_event_decide(const cJSON *old, const cJSON *obj, int *refs_changed);
+
 /* ---- functions shared by the controller's files ---------------------------------- */
 
 /* controller.c */
@@ -265,6 +305,8 @@ int reconcile_source(controller *c, const char *gs_key, double *next);
 cJSON *status_body(const char *api_version, const char *kind, const char *ns,
 	const char *name, cJSON *status);
 void write_gitsync_status(controller *c, gitsync_state *g);
+void write_cluster_status(controller *c, const char *ns, const char *name, cJSON *status);
+void pass_webhook_on(controller *c, const char *ns, const char *name);
 void set_stall(controller *c, gitsync_state *g, const char *reason, const char *msg);
 controller_cluster_status *entry_locked(gitsync_state *g, const char *name);
 void set_entry(controller *c, gitsync_state *g, const char *cluster,

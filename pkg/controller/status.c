@@ -416,3 +416,35 @@ char *failure_message(const apply_result *res, size_t failed)
 	return plumb_buf_detach(&b);
 }
 
+/* A standby's webhook, handed to the leader. The Service may route a
+ * delivery to a standby: it passes it on through status.webhookReceivedAt,
+ * which the leader's GitSync informer sees change. A write to the status
+ * subresource is what the install's RBAC grants; the GitSync's spec and
+ * metadata stay the tenant's. */
+void pass_webhook_on(controller *c, const char *ns, const char *name)
+{
+	char key[WORK_OBJECT_MAX], now[48];
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	plumb_time_micro(now, sizeof(now), plumb_time_real());
+	cJSON *st = cJSON_CreateObject();
+	cJSON_AddStringToObject(st, "webhookReceivedAt", now);
+	cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", ns, name, st);
+	kube_apply_opts ao = { .field_manager = WEBHOOK_FIELD_MANAGER, .force = 1 };
+	if (kube_apply_status(NULL, c->o.mgmt, &c->gitsync_res, ns, body, &ao) != 0)
+		plumb_warn("standby could not pass a webhook on", "gitsync", key, "error", plumb_error_last());
+	else
+		plumb_info("webhook passed on to the leader", "gitsync", key);
+	cJSON_Delete(body);
+}
+
+/* Writes a Cluster's status (the probe's one write); takes status over. */
+void write_cluster_status(controller *c, const char *ns, const char *name, cJSON *status)
+{
+	char key[WORK_OBJECT_MAX];
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "Cluster", ns, name, status);
+	kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
+	if (kube_apply_status(NULL, c->o.mgmt, &c->cluster_res, ns, body, &ao) != 0)
+		plumb_warn("cannot write cluster status", "cluster", key, "error", plumb_error_last());
+	cJSON_Delete(body);
+}

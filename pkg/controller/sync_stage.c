@@ -93,7 +93,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	char *errmsg = NULL, *cl_name = NULL, **origins = NULL;
 	apply_result res = { 0 };
 	plumb_region *rg = NULL;   /* the render's and the run's JSON */
-	int rc = 0;
+	int rc = 0, write_status = 0;
 	double t0 = plumb_time_mono();
 	const char *slash = strchr(cl_key, '/');
 	cl_name = plumb_strdup(slash ? slash + 1 : cl_key);
@@ -120,14 +120,14 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	*next = git_interval(gs);
 	pthread_mutex_unlock(&c->lock);
 	if (!selected) {
-		write_gitsync_status(c, g);
+		write_status = 1;
 		goto cleanup;
 	}
 	if (jbool(gs, "spec.suspend", 0) || jbool(cl, "spec.suspend", 0))
 		goto cleanup;
 	if (!rev) {
 		set_entry(c, g, cl_name, CONTROLLER_PENDING, "waiting for the first revision");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		goto cleanup;
 	}
 
@@ -136,14 +136,14 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	if ((rc = gitsync_identity(user, sizeof(user), c, gs))) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		rc = 0; /* waits for a spec change */
 		goto cleanup;
 	}
 	if ((rc = target_for(&t, c, cl_key, user))) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		goto cleanup;
 	}
 	drop_engines(c, cl_key, gs_key, t);
@@ -159,7 +159,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	if (rc) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		goto cleanup;
 	}
 	/* The revision's objects live in a region of their own, given back whole
@@ -176,7 +176,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		/* not the revision's fault (the mirror could not be read): retried */
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		goto cleanup;
 	}
 	if (rc) {
@@ -187,7 +187,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 			"Warning", "RenderFailed", "Render", msg);
 		free(msg);
 		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
-		write_gitsync_status(c, g);
+		write_status = 1;
 		rc = 0; /* a render error waits for a new commit, not a retry */
 		goto cleanup;
 	}
@@ -359,7 +359,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	server_counter_add(c->m.reconciles, 1, cl_name,
 		state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED ? "success" : "failure");
 	server_histogram_observe(c->m.duration, plumb_time_mono() - t0, cl_name);
-	write_gitsync_status(c, g);
+	write_status = 1;
 	if (rc == 0 && failed)
 		rc = state == CONTROLLER_UNREACHABLE ? PLUMB_EUNAVAILABLE : PLUMB_ERROR;
 cleanup:
@@ -380,6 +380,9 @@ cleanup:
 		revision_unref(rev);
 		pthread_mutex_unlock(&c->lock);
 	}
+	/* the sync stage's one status write, whichever way it ended */
+	if (write_status)
+		write_gitsync_status(c, g);
 	gitsync_put(c, g);
 	return rc;
 }

@@ -394,12 +394,8 @@ int reconcile_probe(controller *c, const char *cl_key, double *next)
 		char ts[48];
 		plumb_time_rfc3339(ts, sizeof(ts), plumb_time_real());
 		cJSON_AddStringToObject(st, "lastProbeTime", ts);
-		cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "Cluster", ns, name, st);
+		write_cluster_status(c, ns, name, st);
 		st = NULL;
-		kube_apply_opts ao = { .field_manager = APPLY_FIELD_MANAGER, .force = 1 };
-		if (kube_apply_status(NULL, c->o.mgmt, &c->cluster_res, ns, body, &ao) != 0)
-			plumb_warn("cannot write cluster status", "cluster", cl_key, "error", plumb_error_last());
-		cJSON_Delete(body);
 		plumb_info(up ? "cluster ready" : "cluster not ready", "cluster", cl_key,
 			"version", up ? version : NULL, "error", msg);
 	}
