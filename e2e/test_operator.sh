@@ -195,6 +195,7 @@ t_ok "8 synced after the gitlab webhook" wait_for 5 synced_at web "$gl_id"
 # 7. A burst of 20 commits within 2 s, each with its webhook: far fewer reconciles.
 before2=$(metric "$METRICS_PORT" 'plumb_reconcile_total{cluster="c2",result="success"}')
 hook_pids=()
+burst_start=$(date +%s%N)
 for i in $(seq 1 20); do
 	sed -i "s/^  LOG_LEVEL: .*/  LOG_LEVEL: burst-$i/" "$WORKTREE/deploy/settings.yaml"
 	burst_id=$(commit "burst $i")
@@ -203,13 +204,19 @@ for i in $(seq 1 20); do
 	sleep 0.05
 done
 wait "${hook_pids[@]}"
+burst_ms=$((($(date +%s%N) - burst_start) / 1000000))
 t_ok "7 final commit applied" wait_for 15 synced_at web "$burst_id"
 t_eq "7 final value" burst-20 "$(kc c3 -n "$TNS" get cm settings -o jsonpath='{.data.LOG_LEVEL}')"
 sleep 2
 after2=$(metric "$METRICS_PORT" 'plumb_reconcile_total{cluster="c2",result="success"}')
 reconciles=$((${after2%.*} - ${before2%.*}))
-echo "    burst of 20 commits: $reconciles reconciles of c2"
-t_ok "7 far fewer than 20 reconciles ($reconciles)" test "$reconciles" -le 8
+# debounce 1s: at most one run a second while the burst lasts, the first at
+# once and one after the last trigger. On a loaded machine the 20 commits
+# take longer than 2 s; the bound follows what the burst took (8 for <= 3 s).
+bound=$(((burst_ms + 999) / 1000 + 5))
+((bound < 20)) || bound=19
+echo "    burst of 20 commits in ${burst_ms} ms: $reconciles reconciles of c2 (at most $bound)"
+t_ok "7 far fewer than 20 reconciles ($reconciles)" test "$reconciles" -le "$bound"
 
 # 5. One target down: it is Unreachable, the other keeps syncing; back up: converges.
 bash "$root/hack/cluster.sh" stop-apiserver c3

@@ -1,4 +1,15 @@
-/* pkg/controller/controller.c: TODO */
+/* pkg/controller/controller.c: the controller's life and its workers.
+ *
+ * controller_new resolves the plumb.dev resources and opens the Git cache;
+ * controller_start starts the three management watches (informers.c,
+ * secrets.c) on the watch hub's thread and the workers; the leader elector
+ * (leader.c, driven by cmd/plumbd) flips controller_set_leading, and only a
+ * leader's workers take work. A worker takes a work item from the queue
+ * (queue.c), reads it (work.c) and runs its stage: reconcile_source
+ * (source_stage.c), reconcile_sync (sync_stage.c) or reconcile_probe
+ * (targets.c). controller_webhook is called from the HTTP server's threads.
+ *
+ * Threads and locks: see internal.h. */
 #include "controller/internal.h"
 
 #include <malloc.h>

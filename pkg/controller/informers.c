@@ -1,4 +1,14 @@
-/* pkg/controller/informers.c: TODO */
+/* pkg/controller/informers.c: what plumbd knows of the management
+ * cluster's GitSyncs and Clusters, and what their changes schedule.
+ *
+ * on_gitsync and on_cluster run on the watch hub's thread, under c->lock:
+ * they keep c->gitsyncs (gitsync_state: the latest object, the last good
+ * revision, the per-cluster status entries) and c->clusters (the objects),
+ * and turn each change into work items (work.c) through the pure decisions
+ * gitsync_event_decide and cluster_event_decide. selects() is the one rule
+ * for "this GitSync targets this Cluster". gitsync_get/gitsync_put lend a
+ * state to a worker for the length of a reconcile (its refs are under
+ * c->lock). */
 #include "controller/internal.h"
 
 #include <stdatomic.h>

@@ -1,4 +1,34 @@
-/* pkg/controller internals shared by its .c files. Not a public API. */
+/* pkg/controller internals shared by its .c files. Not a public API.
+ *
+ * The controller's files, by concern:
+ *   controller.c    life cycle, workers, the public API
+ *   work.c          work items and their queue keys
+ *   queue.c         the work queue (debounce, backoff)
+ *   informers.c     GitSyncs and Clusters: states, selection, what a change schedules
+ *   secrets.c       the referenced Secrets
+ *   targets.c       targets (clients, credentials, identities), the probe stage
+ *   livecache.c     a target's watch cache of managed objects
+ *   source_stage.c  the source stage (fetch, parse, keep the revision)
+ *   sync_stage.c    the sync stage (render, apply, prune in one cluster)
+ *   status.c        GitSync and Cluster status: building and writing
+ *   events.c        Kubernetes Events, sent from a thread of their own
+ *   leader.c        leader election on a Lease
+ *
+ * Threads: the watch hub's thread runs every watch callback (on_gitsync,
+ * on_cluster, on_secret, on_target_event); the workers (opts.workers, only
+ * while leading) run the stages; the apply engine's pool threads call
+ * target_live; the HTTP server's threads call controller_webhook and
+ * controller_webhook_secret; the events sender and the leader elector have
+ * threads of their own.
+ *
+ * Locks, never taken the other way round:
+ *   gitsync_state.status_lock   one GitSync's status build and write
+ *     -> c->lock                c->gitsyncs, c->clusters, c->secrets,
+ *                               c->secret_misses, c->targets, the refs of
+ *                               states, revisions and targets, every field of a
+ *                               gitsync_state but last_written
+ *     -> target.lock            a target's cache, label counts, engines, up/version
+ * The queue and the event sender lock inside themselves only. */
 #ifndef PLUMB_CONTROLLER_INTERNAL_H
 #define PLUMB_CONTROLLER_INTERNAL_H
 
@@ -24,7 +54,6 @@ int controller_events_new(controller_events **out, kube_client *mgmt, const char
 void controller_events_post(controller_events *ev, const char *ns, const char *name,
 	const char *uid, const char *type, const char *reason, const char *action, const char *note);
 void controller_events_free(controller_events *ev);
-
 
 #define REQUESTED_AT "plumb.dev/requested-at"
 /* A standby hands a webhook to the leader through the GitSync's status (the

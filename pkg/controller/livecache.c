@@ -1,4 +1,15 @@
-/* pkg/controller/livecache.c: TODO */
+/* pkg/controller/livecache.c: a target's watch cache of the objects plumb
+ * manages there.
+ *
+ * Each kind plumb applies in a target is watched (target_watch_kind); the
+ * events land in on_target_event on the watch hub's thread, which keeps
+ * t->cache (a live_entry per object: resourceVersion, desired hash, flags,
+ * and the whole object while it waits for a reconcile), counts objects per
+ * GitSync label, enforces the target's and a GitSync's cache caps, and
+ * triggers the owning GitSync's sync when an object drifted or went away.
+ * target_live is the apply engine's view of that cache; it runs on the
+ * engine's pool threads. Everything here is under t->lock; c->lock is taken
+ * only to find a GitSync or to trigger. */
 #include "controller/internal.h"
 
 #include <stdatomic.h>

@@ -1,4 +1,11 @@
-/* pkg/controller/secrets.c: TODO */
+/* pkg/controller/secrets.c: the Secrets plumbd keeps, which are only
+ * those a Cluster or a GitSync references, reduced to the keys it reads.
+ *
+ * on_secret runs on the watch hub's thread; secret_ensure and
+ * secret_ensure_ref fetch a reference the watch has not delivered (a worker
+ * or the HTTP thread that needs it). All of c->secrets and
+ * c->secret_misses is under c->lock; no Secret data leaves this file but
+ * through c->secrets, and none is logged. */
 #include "controller/internal.h"
 
 #include <stdatomic.h>

@@ -1,4 +1,12 @@
-/* pkg/controller/source_stage.c: TODO */
+/* pkg/controller/source_stage.c: the source stage of a GitSync
+ * (WORK_SOURCE), run by a worker.
+ *
+ * Fetches the GitSync's ref into its mirror (pkg/source), reads and parses
+ * every manifest of the new commit once (pkg/manifest) so that a revision
+ * that does not parse never reaches a cluster, keeps it as the GitSync's
+ * revision, triggers the sync of every cluster it targets and writes the
+ * GitSync's status once. Fetch and credential failures stall the GitSync
+ * (set_stall) and keep the last good revision. */
 #include "controller/internal.h"
 
 #include <stdatomic.h>

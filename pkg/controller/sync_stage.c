@@ -1,4 +1,12 @@
-/* pkg/controller/sync_stage.c: TODO */
+/* pkg/controller/sync_stage.c: the sync stage of one GitSync in one
+ * Cluster (WORK_SYNC), run by a worker.
+ *
+ * reconcile_sync takes the GitSync's revision, renders it for the cluster
+ * (render_for: substitutions, targetNamespace), runs the target's apply
+ * engine for the GitSync (validate, apply, prune, drift: pkg/apply) through
+ * the GitSync's identity, starts watches for the kinds it applied, turns the
+ * engine's result into the cluster's status entry, metrics, Events and
+ * logs, and writes the GitSync's status once, whichever way it ended. */
 #include "controller/internal.h"
 
 #include <stdatomic.h>

@@ -1,4 +1,14 @@
-/* pkg/controller/targets.c: TODO */
+/* pkg/controller/targets.c: targets, a Cluster as one identity sees it.
+ *
+ * target_get builds (and rebuilds when its credentials change) the client
+ * for a Cluster from its kubeconfig Secret under the tenant kubeconfig
+ * policy, or plumbd's own config for the management cluster where the
+ * operator allows it; target_for derives an impersonating target for a
+ * GitSync's service account; target_engine is the GitSync's apply engine
+ * in a target. reconcile_probe (WORK_PROBE) asks a Cluster's API server
+ * for /version and writes the Cluster's status. c->targets and target
+ * refs are under c->lock; a target's engines, cache and flags under
+ * t->lock. Workers run all of this. */
 #include "controller/internal.h"
 
 #include <stdatomic.h>
