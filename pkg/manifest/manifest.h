@@ -149,6 +149,19 @@ int manifest_selector_matches(const manifest_selector *sel,
 		const manifest_var *labels, size_t nlabels);
 void manifest_selector_free(manifest_selector *sel);
 
+/* A selector built from parts (a GitSync's clusterSelector): an empty one
+ * selects everything; manifest_selector_add() ANDs a requirement on key
+ * (values copied; unchecked, as they come from an API object). */
+typedef enum {
+	MANIFEST_SELECTOR_IN,
+	MANIFEST_SELECTOR_NOTIN,
+	MANIFEST_SELECTOR_EXISTS,
+	MANIFEST_SELECTOR_NOTEXISTS,
+} manifest_selector_op;
+int manifest_selector_new(manifest_selector **out);
+int manifest_selector_add(manifest_selector *sel, const char *key, manifest_selector_op op,
+		const char *const *values, size_t nvalues);
+
 /* ---- rendering ----------------------------------------------------------- */
 
 /* Tells whether apiVersion/kind is cluster-scoped: 1 yes, 0 namespaced,

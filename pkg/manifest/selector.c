@@ -320,3 +320,30 @@ int manifest_selector_matches(const manifest_selector *sel, const manifest_var *
 	}
 	return 1;
 }
+
+int manifest_selector_new(manifest_selector **out)
+{
+	if (!(*out = calloc(1, sizeof(**out))))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	return 0;
+}
+
+int manifest_selector_add(manifest_selector *sel, const char *key, manifest_selector_op op,
+		const char *const *values, size_t nvalues)
+{
+	static const int ops[] = { OP_IN, OP_NOTIN, OP_EXISTS, OP_NOTEXISTS };
+	requirement *p = realloc(sel->reqs, (sel->nreqs + 1) * sizeof(*p));
+	int rc = 0;
+	if (!p)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	sel->reqs = p;
+	requirement *r = memset(&sel->reqs[sel->nreqs++], 0, sizeof(*r));
+	r->op = ops[op];
+	if (!(r->key = plumb_strdup(key)))
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	for (size_t i = 0; i < nvalues && !rc; i++) {
+		char *v = plumb_strdup(values[i]);
+		rc = v ? add_value(r, v) : plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	return rc;
+}

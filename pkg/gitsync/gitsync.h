@@ -1,0 +1,244 @@
+/*
+ * pkg/gitsync — what a GitSync and a Cluster object mean, read once, and
+ * the steps of the pipeline that follow from them. It sits between
+ * pkg/apply and pkg/controller and is shared by both binaries: plumbd's
+ * controller and plumbctl (diff, sync, status) call the same functions, so
+ * the two cannot disagree about a default, a ref, a selector, a kubeconfig
+ * or a substitution.
+ *
+ *   gitsync_spec_parse()     a GitSync object -> gitsync_spec (typed, owned)
+ *   gitsync_cluster_parse()  a Cluster object -> gitsync_cluster
+ *   gitsync_selects()        does this GitSync target this Cluster
+ *   gitsync_fetch_opts()     what the source stage fetches (ref kind, name)
+ *   gitsync_git_credentials()  the Git credentials from spec.git.secretRef's Secret
+ *   gitsync_kubeconfig_*()   a Cluster's kubeconfig from its Secret, under a
+ *                            kube_config_policy (the trust-boundary rules)
+ *   gitsync_render()         a revision's files rendered for one Cluster
+ *   gitsync_apply_opts()     the apply options the GitSync asks for
+ *
+ * Parsing never refuses an object plumbd accepts: every value is what the
+ * controller has always computed from the JSON (a malformed duration or a
+ * boolean of the wrong type falls back to its default, as before), and
+ * what the CRD's validation would have refused is recorded in
+ * gitsync_spec.errors, each message naming the field
+ * ("spec.debounce: not a duration"). Callers choose what to do with them.
+ *
+ * No threads, no locks: the structs are values, owned by whoever parsed
+ * them; every function here may be called from any thread on its own data.
+ */
+#ifndef PLUMB_GITSYNC_H
+#define PLUMB_GITSYNC_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+#include "apply/apply.h"
+#include "kube/kube.h"
+#include "manifest/manifest.h"
+#include "source/source.h"
+
+/* The bounds on spec.git.interval and spec.git.timeout, as the CRD
+ * validates; applied here too for objects stored before that validation
+ * (or with it bypassed), so no tenant polls its Git host every second or
+ * holds a worker for an hour. */
+#define GITSYNC_INTERVAL_MIN 10.0
+#define GITSYNC_TIMEOUT_MAX 600.0
+#define GITSYNC_INTERVAL_DEFAULT 60.0
+#define GITSYNC_TIMEOUT_DEFAULT 60.0
+#define GITSYNC_DEBOUNCE_DEFAULT 1.0
+/* Field errors kept per object; past it they are counted in errors_dropped. */
+#define GITSYNC_MAX_ERRORS 32
+
+/* spec.git */
+typedef struct {
+	char *url;               /* NULL when absent */
+	source_ref_kind ref_kind;/* see gitsync_ref() */
+	char *ref;               /* the ref's name; NULL when no ref is set */
+	char *path;              /* "" when absent */
+	char *secret_name;       /* spec.git.secretRef.name; NULL = anonymous */
+	double interval;         /* seconds: default 60, floored at 10 */
+	double timeout;          /* seconds: default 60, capped at 10m */
+	int interval_clamped;    /* the floor applied (the given value was lower) */
+	int timeout_clamped;     /* the cap applied */
+	char *interval_text;     /* spec.git.interval as written (NULL: absent), for logs */
+	char *timeout_text;
+} gitsync_source;
+
+/* spec.targets */
+typedef struct {
+	char **cluster_names;
+	size_t ncluster_names;
+	/* spec.targets.clusterSelector, NULL when absent or when it can never
+	 * match (an unknown operator, an expression without key or operator, a
+	 * matchLabels value that is not a string: the selector then selects
+	 * nothing, as it always has; clusterNames still apply). */
+	manifest_selector *selector;
+	int has_selector;        /* clusterSelector is an object */
+} gitsync_targets;
+
+typedef struct {
+	char *ns;                /* metadata.namespace */
+	char *name;              /* metadata.name */
+	char *uid;               /* metadata.uid, NULL when absent */
+	long generation;         /* metadata.generation, 0 when absent */
+	gitsync_source git;
+	gitsync_targets targets;
+	int prune;               /* default 1 */
+	int allow_empty;         /* default 0 */
+	int adopt;               /* default 0 */
+	int suspend;             /* default 0 */
+	apply_drift_policy drift;/* "Report" reports; anything else corrects */
+	double debounce;         /* seconds, default 1 */
+	manifest_var *substitute;/* string values of spec.substitute, in order
+	                            (the strings are owned by the spec) */
+	size_t nsubstitute;
+	char *target_namespace;  /* NULL when absent */
+	char *service_account_name; /* NULL when absent */
+	char *webhook_secret_name;  /* spec.webhook.secretRef.name, NULL when absent */
+	char **errors;           /* what the CRD would refuse, each naming the field */
+	size_t nerrors;
+	size_t errors_dropped;
+} gitsync_spec;
+
+/* Parses GitSync obj into *out (caller frees with gitsync_spec_free()).
+ * 0, PLUMB_EINVALID when obj is not a JSON object, PLUMB_ENOMEM. */
+int gitsync_spec_parse(gitsync_spec **out, const cJSON *obj);
+void gitsync_spec_free(gitsync_spec *gs);
+
+/* The one ref rule: the kind and name of spec.git.ref — tag, else commit,
+ * else branch (the CRD allows exactly one; an object with several, stored
+ * without that validation, keeps what plumbd has always fetched). *name is
+ * NULL when none is set (kind is then SOURCE_REF_BRANCH). Borrowed. */
+source_ref_kind gitsync_ref(const cJSON *ref, const char **name);
+
+/* 0 when gs names a repository and a ref to fetch; else PLUMB_EINVALID
+ * naming the field ("spec.git.url: required", "spec.git.ref: exactly one
+ * of branch, tag or commit"). plumbd waits silently for such an object;
+ * plumbctl reports it. */
+int gitsync_source_check(const gitsync_spec *gs);
+
+/* The duration at o's path in seconds, dflt when absent or not a duration
+ * (the rule every duration of a GitSync is read with). */
+double gitsync_duration(const cJSON *o, const char *path, double dflt);
+
+/* ---- Cluster ---------------------------------------------------------------- */
+
+typedef struct {
+	char *ns;
+	char *name;              /* NULL when absent (never selected) */
+	manifest_var *labels;    /* its string labels, in order (owned) */
+	size_t nlabels;
+	int suspend;             /* spec.suspend, default 0 */
+	char *kubeconfig_secret; /* spec.kubeConfigSecretRef.name; NULL: the management cluster */
+	char *kubeconfig_key;    /* .key, default "kubeconfig" */
+	char *kubeconfig_context;/* .context; NULL: the kubeconfig's current-context */
+} gitsync_cluster;
+
+/* Parses Cluster obj into *out (caller frees with gitsync_cluster_free()).
+ * 0, PLUMB_EINVALID when obj is not a JSON object, PLUMB_ENOMEM. */
+int gitsync_cluster_parse(gitsync_cluster **out, const cJSON *obj);
+void gitsync_cluster_free(gitsync_cluster *cl);
+
+/* ---- selection ---------------------------------------------------------------- */
+
+/* 1 when GitSync gs targets Cluster cl: same namespace, and cl named in
+ * spec.targets.clusterNames or matched by spec.targets.clusterSelector
+ * (matchLabels and matchExpressions In/NotIn/Exists/DoesNotExist, ANDed;
+ * an empty selector selects every Cluster of the namespace). */
+int gitsync_selects(const gitsync_spec *gs, const gitsync_cluster *cl);
+
+/* ---- source ------------------------------------------------------------------- */
+
+/* The fetch options for gs's ref (kind and name borrowed from gs),
+ * max_bytes as given (0 = the source default). */
+void gitsync_fetch_opts(source_fetch_opts *out, const gitsync_spec *gs, size_t max_bytes);
+
+/* The credentials of spec.git.secretRef from its Secret sec (the object, or
+ * the controller's reduced copy; its "data" is read). sec NULL is
+ * PLUMB_ENOTFOUND "git secret NS/NAME not found". *out NULL when gs names
+ * no Secret. Caller frees with source_credentials_free(). */
+int gitsync_git_credentials(source_credentials **out, const gitsync_spec *gs, const cJSON *sec);
+
+/* The user gs acts as in its targets, system:serviceaccount:<ns>:<sa> with
+ * sa spec.serviceAccountName, else default_sa; "" (plumbd's own
+ * credentials) when neither is set. PLUMB_EINVALID naming the field for a
+ * name that is no service account name. */
+int gitsync_identity(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa);
+
+/* ---- a Cluster's kubeconfig ------------------------------------------------------ */
+
+/* The kubeconfig bytes of Cluster cl from its Secret sec (the data at
+ * kubeConfigSecretRef.key, base64-decoded). Errors: sec NULL
+ * PLUMB_ENOTFOUND "kubeconfig secret NS/NAME not found"; no such key
+ * PLUMB_EINVALID "kubeconfig secret NS/NAME has no key \"K\""; not base64.
+ * Caller wipes and frees *out (gitsync_kubeconfig_wipe()). */
+int gitsync_kubeconfig_data(char **out, size_t *outlen, const gitsync_cluster *cl, const cJSON *sec);
+
+/* What identifies those credentials: "NS/NAME|resourceVersion|key|context"
+ * (changes when the Secret or the reference does). Caller frees. */
+char *gitsync_kubeconfig_id(const gitsync_cluster *cl, const cJSON *sec);
+
+/* Loads data (from gitsync_kubeconfig_data()) at cl's context under policy
+ * (NULL = the lockdown; a tenant wrote it), origin "secret NS/NAME". A
+ * refused field is PLUMB_EINSECURE naming it. */
+int gitsync_kubeconfig_load(kube_config **out, const gitsync_cluster *cl, const char *data, size_t len,
+	const kube_config_policy *policy);
+
+/* Both steps: *out NULL and 0 when cl names no Secret (its target is the
+ * management cluster; the caller decides whether that is allowed). */
+int gitsync_kubeconfig(kube_config **out, const gitsync_cluster *cl, const cJSON *sec,
+	const kube_config_policy *policy);
+
+/* Zeroes and frees kubeconfig bytes. NULL-safe. */
+void gitsync_kubeconfig_wipe(char *data, size_t len);
+
+/* ---- render ---------------------------------------------------------------------- */
+
+/* What a caller (plumbctl's flags) puts over the GitSync and Cluster. */
+typedef struct {
+	const manifest_var *vars;    /* win over spec.substitute */
+	size_t nvars;
+	const manifest_var *labels;  /* win over the Cluster's labels */
+	size_t nlabels;
+	const char *cluster_name;    /* NULL: the Cluster's name */
+	const char *default_namespace; /* NULL: spec.targetNamespace, else the GitSync's namespace */
+} gitsync_render_overrides;
+
+typedef struct {
+	cJSON *objects;              /* JSON array in apply order (take it, or it is freed) */
+	char **origins;              /* "file:line" per object, NULL-terminated; NULL on ENOMEM */
+	size_t count;
+} gitsync_rendered;
+
+/* Renders files for Cluster cl as GitSync gs asks: ${VAR} from
+ * spec.substitute, ${CLUSTER_NAME} and ${CLUSTER_LABEL_<key>} from the
+ * Cluster, cluster-selector annotations against its labels, the default
+ * namespace spec.targetNamespace, else the GitSync's namespace. gs, cl and
+ * ovr may each be NULL (plumbctl diff DIR: only its flags). On a render
+ * error PLUMB_EINVALID with every message in errs. Free *out with
+ * gitsync_rendered_free(). */
+int gitsync_render(gitsync_rendered *out, const gitsync_spec *gs, const gitsync_cluster *cl,
+	const manifest_file *files, size_t nfiles, const gitsync_render_overrides *ovr,
+	manifest_errors *errs);
+
+/* The same for the files under path of a commit in the mirror (read with
+ * source_read(), as the revision was fetched): a failure to read
+ * the mirror is returned with *errmsg NULL (not the revision's fault); a
+ * render error sets *errmsg to the joined file:line messages (caller frees). */
+int gitsync_render_commit(gitsync_rendered *out, char **errmsg, source_cache *cache, const char *url,
+	const char *cred_id, const char *commit, const char *path,
+	const gitsync_spec *gs, const gitsync_cluster *cl);
+
+void gitsync_rendered_free(gitsync_rendered *r);
+
+/* The first errors of errs in one message ("a; b; and 3 more"). Caller frees. */
+char *gitsync_join_errors(const manifest_errors *errs);
+
+/* ---- apply ----------------------------------------------------------------------- */
+
+/* Sets prune, allow_empty, drift and adopt of *out from gs (NULL: the
+ * defaults, prune on and drift corrected), the rest zero: the caller adds
+ * live, no_diffs, dry_run and origins. */
+void gitsync_apply_opts(apply_opts *out, const gitsync_spec *gs);
+
+#endif

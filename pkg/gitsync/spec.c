@@ -1,0 +1,418 @@
+/*
+ * A GitSync and a Cluster read once into typed values (gitsync.h), and the
+ * rules that only need those values: the ref precedence, the durations and
+ * their bounds, cluster selection, the identity, the fetch and apply
+ * options. The values are exactly what plumbd has always read from the
+ * JSON; what the CRD would refuse is recorded as a field error, not acted on.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "gitsync/gitsync.h"
+
+static int nomem(void)
+{
+	return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+}
+
+static int streq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* *dst = copy of src (NULL stays NULL). */
+static int dup(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src && !(*dst = plumb_strdup(src)))
+		return nomem();
+	return 0;
+}
+
+/* Records a field error. Only ENOMEM fails. */
+__attribute__((format(printf, 2, 3)))
+static int field_error(gitsync_spec *gs, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	if (gs->nerrors == GITSYNC_MAX_ERRORS) {
+		gs->errors_dropped++;
+		return 0;
+	}
+	if (!gs->errors && !(gs->errors = calloc(GITSYNC_MAX_ERRORS, sizeof(*gs->errors))))
+		return nomem();
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!(gs->errors[gs->nerrors] = plumb_strdup(msg)))
+		return nomem();
+	gs->nerrors++;
+	return 0;
+}
+
+static int jbool(const cJSON *o, const char *path, int dflt)
+{
+	const cJSON *v = plumb_json_get(o, path);
+	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+double gitsync_duration(const cJSON *o, const char *path, double dflt)
+{
+	const char *s = plumb_json_str(o, path);
+	double d;
+	if (!s || plumb_duration_parse(&d, s) != 0)
+		return dflt;
+	return d;
+}
+
+/* A boolean field: its value (dflt when absent or not a boolean), and a
+ * field error when present and not a boolean. */
+static int bool_field(int *out, gitsync_spec *gs, const cJSON *o, const char *path, int dflt)
+{
+	const cJSON *v = plumb_json_get(o, path);
+	*out = jbool(o, path, dflt);
+	return v && !cJSON_IsBool(v) ? field_error(gs, "%s: not a boolean", path) : 0;
+}
+
+/* A duration field: as gitsync_duration(), and a field error when present
+ * and not a duration. */
+static int duration_field(double *out, gitsync_spec *gs, const cJSON *o, const char *path, double dflt)
+{
+	const cJSON *v = plumb_json_get(o, path);
+	double d;
+	*out = gitsync_duration(o, path, dflt);
+	if (v && (!cJSON_IsString(v) || plumb_duration_parse(&d, v->valuestring) != 0))
+		return field_error(gs, "%s: not a duration", path);
+	return 0;
+}
+
+source_ref_kind gitsync_ref(const cJSON *ref, const char **name)
+{
+	if ((*name = plumb_json_str(ref, "tag")))
+		return SOURCE_REF_TAG;
+	if ((*name = plumb_json_str(ref, "commit")))
+		return SOURCE_REF_COMMIT;
+	*name = plumb_json_str(ref, "branch");
+	return SOURCE_REF_BRANCH;
+}
+
+static int parse_source(gitsync_spec *gs, const cJSON *obj)
+{
+	gitsync_source *g = &gs->git;
+	const cJSON *ref = plumb_json_get(obj, "spec.git.ref");
+	const char *name = NULL, *path = plumb_json_str(obj, "spec.git.path");
+	int rc, set = !!plumb_json_str(ref, "branch") + !!plumb_json_str(ref, "tag") +
+		!!plumb_json_str(ref, "commit");
+	g->ref_kind = gitsync_ref(ref, &name);
+	if ((rc = dup(&g->url, plumb_json_str(obj, "spec.git.url"))) || (rc = dup(&g->ref, name)) ||
+	    (rc = dup(&g->path, path ? path : "")) ||
+	    (rc = dup(&g->secret_name, plumb_json_str(obj, "spec.git.secretRef.name"))) ||
+	    (rc = dup(&g->interval_text, plumb_json_str(obj, "spec.git.interval"))) ||
+	    (rc = dup(&g->timeout_text, plumb_json_str(obj, "spec.git.timeout"))))
+		return rc;
+	if (!g->url && (rc = field_error(gs, "spec.git.url: required")))
+		return rc;
+	if (set != 1 && (rc = field_error(gs, "spec.git.ref: exactly one of branch, tag or commit")))
+		return rc;
+	if ((rc = duration_field(&g->interval, gs, obj, "spec.git.interval", GITSYNC_INTERVAL_DEFAULT)) ||
+	    (rc = duration_field(&g->timeout, gs, obj, "spec.git.timeout", GITSYNC_TIMEOUT_DEFAULT)))
+		return rc;
+	if (g->interval < GITSYNC_INTERVAL_MIN) {
+		g->interval = GITSYNC_INTERVAL_MIN;
+		g->interval_clamped = 1;
+		if ((rc = field_error(gs, "spec.git.interval: below 10s (10s is used)")))
+			return rc;
+	}
+	if (g->timeout > GITSYNC_TIMEOUT_MAX) {
+		g->timeout = GITSYNC_TIMEOUT_MAX;
+		g->timeout_clamped = 1;
+		if ((rc = field_error(gs, "spec.git.timeout: above 10m (10m is used)")))
+			return rc;
+	}
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	manifest_selector_op op;
+} selector_ops[] = {
+	{ "In", MANIFEST_SELECTOR_IN },
+	{ "NotIn", MANIFEST_SELECTOR_NOTIN },
+	{ "Exists", MANIFEST_SELECTOR_EXISTS },
+	{ "DoesNotExist", MANIFEST_SELECTOR_NOTEXISTS },
+};
+
+/* One matchExpressions entry into sel; *never = 1 when it can match no
+ * Cluster (no key or operator, an unknown operator). */
+static int parse_expression(gitsync_spec *gs, manifest_selector *sel, int *never, const cJSON *expr, int i)
+{
+	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
+	const char **values = NULL;
+	const cJSON *v;
+	size_t n = 0, j;
+	int rc;
+	if (!key || !op) {
+		*never = 1;
+		return field_error(gs, "spec.targets.clusterSelector.matchExpressions[%d].%s: required",
+			i, key ? "operator" : "key");
+	}
+	for (j = 0; j < sizeof(selector_ops) / sizeof(selector_ops[0]); j++)
+		if (!strcmp(op, selector_ops[j].name))
+			break;
+	if (j == sizeof(selector_ops) / sizeof(selector_ops[0])) {
+		*never = 1;
+		return field_error(gs, "spec.targets.clusterSelector.matchExpressions[%d].operator: "
+			"must be In, NotIn, Exists or DoesNotExist", i);
+	}
+	const cJSON *vals = plumb_json_get(expr, "values");
+	if (!(values = calloc((size_t)cJSON_GetArraySize(vals) + 1, sizeof(*values))))
+		return nomem();
+	cJSON_ArrayForEach(v, vals)
+		if (cJSON_IsString(v))
+			values[n++] = v->valuestring;
+	rc = manifest_selector_add(sel, key, selector_ops[j].op, values, n);
+	free(values);
+	return rc;
+}
+
+static int parse_targets(gitsync_spec *gs, const cJSON *obj)
+{
+	gitsync_targets *t = &gs->targets;
+	const cJSON *names = plumb_json_get(obj, "spec.targets.clusterNames");
+	const cJSON *sel = plumb_json_get(obj, "spec.targets.clusterSelector"), *v;
+	manifest_selector *s = NULL;
+	int rc = 0, never = 0, i = 0;
+	if (!(t->cluster_names = calloc((size_t)cJSON_GetArraySize(names) + 1, sizeof(*t->cluster_names))))
+		return nomem();
+	cJSON_ArrayForEach(v, names)
+		if (cJSON_IsString(v) && (rc = dup(&t->cluster_names[t->ncluster_names++], v->valuestring)))
+			return rc;
+	t->has_selector = cJSON_IsObject(sel);
+	if (!t->has_selector && !t->ncluster_names &&
+	    (rc = field_error(gs, "spec.targets: needs a clusterSelector or clusterNames")))
+		return rc;
+	if (!t->has_selector)
+		return 0;
+	if ((rc = manifest_selector_new(&s)))
+		return rc;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
+		if (!v->string || !cJSON_IsString(v)) {
+			never = 1;
+			if ((rc = field_error(gs, "spec.targets.clusterSelector.matchLabels.%s: not a string",
+					v->string ? v->string : "?")))
+				goto cleanup;
+			continue;
+		}
+		const char *val = v->valuestring;
+		if ((rc = manifest_selector_add(s, v->string, MANIFEST_SELECTOR_IN, &val, 1)))
+			goto cleanup;
+	}
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
+		if ((rc = parse_expression(gs, s, &never, v, i++)))
+			goto cleanup;
+	if (!never) {
+		t->selector = s;
+		s = NULL;
+	}
+cleanup:
+	manifest_selector_free(s);
+	return rc;
+}
+
+/* The string members of the object at path as name/value pairs; a member
+ * of another type is skipped (and, with gs != NULL, a field error). The
+ * strings are copies, owned by the array. */
+static int parse_kvs(manifest_var **out, size_t *n, gitsync_spec *gs, const cJSON *obj, const char *path)
+{
+	const cJSON *m = plumb_json_get(obj, path), *v;
+	int rc;
+	*n = 0;
+	if (!(*out = calloc((size_t)cJSON_GetArraySize(m) + 1, sizeof(**out))))
+		return nomem();
+	cJSON_ArrayForEach(v, m) {
+		if (!v->string)
+			continue;
+		if (!cJSON_IsString(v)) {
+			if (gs && (rc = field_error(gs, "%s.%s: not a string", path, v->string)))
+				return rc;
+			continue;
+		}
+		char *name = NULL, *value = NULL;
+		if ((rc = dup(&name, v->string)) || (rc = dup(&value, v->valuestring))) {
+			free(name);
+			return rc;
+		}
+		(*out)[(*n)++] = (manifest_var){ name, value };
+	}
+	return 0;
+}
+
+static void kvs_free(manifest_var *kv, size_t n)
+{
+	for (size_t i = 0; kv && i < n; i++) {
+		free((char *)kv[i].name);
+		free((char *)kv[i].value);
+	}
+	free(kv);
+}
+
+int gitsync_spec_parse(gitsync_spec **out, const cJSON *obj)
+{
+	gitsync_spec *gs = NULL;
+	const cJSON *gen = plumb_json_get(obj, "metadata.generation");
+	const char *policy = plumb_json_str(obj, "spec.driftPolicy");
+	int rc;
+	*out = NULL;
+	if (!cJSON_IsObject(obj))
+		return plumb_error_set(PLUMB_EINVALID, "a GitSync is a JSON object");
+	if (!(gs = calloc(1, sizeof(*gs))))
+		return nomem();
+	gs->generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0;
+	gs->drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT;
+	if ((rc = dup(&gs->ns, plumb_json_str(obj, "metadata.namespace"))) ||
+	    (rc = dup(&gs->name, plumb_json_str(obj, "metadata.name"))) ||
+	    (rc = dup(&gs->uid, plumb_json_str(obj, "metadata.uid"))) ||
+	    (rc = parse_source(gs, obj)) || (rc = parse_targets(gs, obj)) ||
+	    (rc = bool_field(&gs->prune, gs, obj, "spec.prune", 1)) ||
+	    (rc = bool_field(&gs->allow_empty, gs, obj, "spec.allowEmpty", 0)) ||
+	    (rc = bool_field(&gs->adopt, gs, obj, "spec.adopt", 0)) ||
+	    (rc = bool_field(&gs->suspend, gs, obj, "spec.suspend", 0)) ||
+	    (rc = duration_field(&gs->debounce, gs, obj, "spec.debounce", GITSYNC_DEBOUNCE_DEFAULT)) ||
+	    (rc = parse_kvs(&gs->substitute, &gs->nsubstitute, gs, obj, "spec.substitute")) ||
+	    (rc = dup(&gs->target_namespace, plumb_json_str(obj, "spec.targetNamespace"))) ||
+	    (rc = dup(&gs->service_account_name, plumb_json_str(obj, "spec.serviceAccountName"))) ||
+	    (rc = dup(&gs->webhook_secret_name, plumb_json_str(obj, "spec.webhook.secretRef.name"))))
+		goto cleanup;
+	if (plumb_json_get(obj, "spec.driftPolicy") && !(policy && (!strcmp(policy, "Correct") || !strcmp(policy, "Report"))) &&
+	    (rc = field_error(gs, "spec.driftPolicy: must be Correct or Report")))
+		goto cleanup;
+	*out = gs;
+	gs = NULL;
+cleanup:
+	gitsync_spec_free(gs);
+	return rc;
+}
+
+void gitsync_spec_free(gitsync_spec *gs)
+{
+	if (!gs)
+		return;
+	free(gs->ns);
+	free(gs->name);
+	free(gs->uid);
+	free(gs->git.url);
+	free(gs->git.ref);
+	free(gs->git.path);
+	free(gs->git.secret_name);
+	free(gs->git.interval_text);
+	free(gs->git.timeout_text);
+	for (size_t i = 0; gs->targets.cluster_names && i < gs->targets.ncluster_names; i++)
+		free(gs->targets.cluster_names[i]);
+	free(gs->targets.cluster_names);
+	manifest_selector_free(gs->targets.selector);
+	kvs_free(gs->substitute, gs->nsubstitute);
+	free(gs->target_namespace);
+	free(gs->service_account_name);
+	free(gs->webhook_secret_name);
+	for (size_t i = 0; i < gs->nerrors; i++)
+		free(gs->errors[i]);
+	free(gs->errors);
+	free(gs);
+}
+
+int gitsync_source_check(const gitsync_spec *gs)
+{
+	if (!gs->git.url)
+		return plumb_error_set(PLUMB_EINVALID, "GitSync %s/%s: spec.git.url: required",
+			gs->ns ? gs->ns : "", gs->name ? gs->name : "");
+	if (!gs->git.ref)
+		return plumb_error_set(PLUMB_EINVALID, "GitSync %s/%s: spec.git.ref: exactly one of branch, tag or commit",
+			gs->ns ? gs->ns : "", gs->name ? gs->name : "");
+	return 0;
+}
+
+/* ---- Cluster ---------------------------------------------------------------- */
+
+int gitsync_cluster_parse(gitsync_cluster **out, const cJSON *obj)
+{
+	gitsync_cluster *cl = NULL;
+	const char *key = plumb_json_str(obj, "spec.kubeConfigSecretRef.key");
+	int rc;
+	*out = NULL;
+	if (!cJSON_IsObject(obj))
+		return plumb_error_set(PLUMB_EINVALID, "a Cluster is a JSON object");
+	if (!(cl = calloc(1, sizeof(*cl))))
+		return nomem();
+	cl->suspend = jbool(obj, "spec.suspend", 0);
+	if ((rc = dup(&cl->ns, plumb_json_str(obj, "metadata.namespace"))) ||
+	    (rc = dup(&cl->name, plumb_json_str(obj, "metadata.name"))) ||
+	    (rc = parse_kvs(&cl->labels, &cl->nlabels, NULL, obj, "metadata.labels")) ||
+	    (rc = dup(&cl->kubeconfig_secret, plumb_json_str(obj, "spec.kubeConfigSecretRef.name"))) ||
+	    (rc = dup(&cl->kubeconfig_key, key ? key : "kubeconfig")) ||
+	    (rc = dup(&cl->kubeconfig_context, plumb_json_str(obj, "spec.kubeConfigSecretRef.context"))))
+		goto cleanup;
+	*out = cl;
+	cl = NULL;
+cleanup:
+	gitsync_cluster_free(cl);
+	return rc;
+}
+
+void gitsync_cluster_free(gitsync_cluster *cl)
+{
+	if (!cl)
+		return;
+	free(cl->ns);
+	free(cl->name);
+	kvs_free(cl->labels, cl->nlabels);
+	free(cl->kubeconfig_secret);
+	free(cl->kubeconfig_key);
+	free(cl->kubeconfig_context);
+	free(cl);
+}
+
+/* ---- selection ---------------------------------------------------------------- */
+
+int gitsync_selects(const gitsync_spec *gs, const gitsync_cluster *cl)
+{
+	const gitsync_targets *t = &gs->targets;
+	if (!streq(gs->ns, cl->ns) || !cl->name)
+		return 0;
+	for (size_t i = 0; i < t->ncluster_names; i++)
+		if (!strcmp(t->cluster_names[i], cl->name))
+			return 1;
+	return t->selector && manifest_selector_matches(t->selector, cl->labels, cl->nlabels);
+}
+
+/* ---- source, identity, apply ---------------------------------------------------- */
+
+void gitsync_fetch_opts(source_fetch_opts *out, const gitsync_spec *gs, size_t max_bytes)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = gs->git.ref_kind;
+	out->ref = gs->git.ref;
+	out->max_bytes = max_bytes;
+}
+
+int gitsync_identity(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa)
+{
+	const char *sa = gs->service_account_name;
+	out[0] = '\0';
+	if (!sa || !*sa)
+		sa = default_sa;
+	if (!sa || !*sa)
+		return 0;
+	return kube_service_account_user(out, outlen, gs->ns, sa);
+}
+
+void gitsync_apply_opts(apply_opts *out, const gitsync_spec *gs)
+{
+	memset(out, 0, sizeof(*out));
+	out->prune = gs ? gs->prune : 1;
+	out->allow_empty = gs ? gs->allow_empty : 0;
+	out->drift = gs ? gs->drift : APPLY_DRIFT_CORRECT;
+	out->adopt = gs ? gs->adopt : 0;
+}
