@@ -8,12 +8,12 @@
 
 #include "apply/apply.h"
 #include "base/base.h"
+#include "gitsync/gitsync.h"
 #include "manifest/manifest.h"
 #include "plumbctl.h"
 #include "source/source.h"
 
 #define MAX_VARS 256
-#define MAX_KUBECONFIG (4u * 1024 * 1024)
 
 static const char diff_usage[] =
 	"usage: plumbctl diff DIR [--cluster-kubeconfig PATH] [--cluster-name N] [--cluster-label k=v …]\n"
@@ -170,57 +170,42 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 
 /* The Cluster's kubeconfig from its Secret; *out NULL when the Cluster names
  * none (the target is the management cluster). Prints on failure. */
-static int cluster_config(kube_config **out, plumbctl_conn *conn, const cJSON *cl,
+static int cluster_config(kube_config **out, plumbctl_conn *conn, const gitsync_cluster *cl,
 	const kube_config_policy *policy)
 {
-	const char *sname = plumb_json_str(cl, "spec.kubeConfigSecretRef.name");
-	const char *key = plumb_json_str(cl, "spec.kubeConfigSecretRef.key");
-	const char *ctx = plumb_json_str(cl, "spec.kubeConfigSecretRef.context");
 	kube_resource sr;
 	cJSON *sec = NULL;
-	char *data = NULL, *origin = NULL;
-	size_t len = 0;
-	int rc, code = PLUMBCTL_EXIT_API;
+	int rc;
 	*out = NULL;
-	if (!sname)
+	if (!cl->kubeconfig_secret)
 		return 0;
-	if (!key)
-		key = "kubeconfig";
 	if ((rc = kube_resolve(&sr, conn->client, "v1", "Secret")) ||
-	    (rc = kube_get(&sec, conn->client, &sr, conn->ns, sname))) {
+	    (rc = kube_get(&sec, conn->client, &sr, conn->ns, cl->kubeconfig_secret))) {
 		char what[400];
-		snprintf(what, sizeof(what), "read the Cluster's kubeconfig Secret %s/%s", conn->ns, sname);
+		snprintf(what, sizeof(what), "read the Cluster's kubeconfig Secret %s/%s", conn->ns, cl->kubeconfig_secret);
 		return plumbctl_api_error(rc, what);
 	}
-	const cJSON *dv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(sec, "data"), key);
-	if (!cJSON_IsString(dv)) {
-		fprintf(stderr, "plumbctl: Secret %s/%s has no key \"%s\": put the target's kubeconfig there "
-			"(kubectl create secret generic %s --from-file=%s=PATH)\n", conn->ns, sname, key, sname, key);
-		goto cleanup;
-	}
-	if ((rc = plumb_base64_decode(&data, &len, dv->valuestring, strlen(dv->valuestring))) ||
-	    len > MAX_KUBECONFIG) {
-		fprintf(stderr, "plumbctl: Secret %s/%s key \"%s\" is not a usable kubeconfig\n", conn->ns, sname, key);
-		goto cleanup;
-	}
-	origin = plumb_asprintf("secret %s/%s", conn->ns, sname);
-	/* A tenant wrote it: the same lockdown as plumbd's, so nothing in it runs
-	 * a command or reads a file on this machine. */
-	if ((rc = kube_config_load_memory(out, data, len, ctx, origin, policy))) {
-		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-		if (rc == PLUMB_EINSECURE)
-			fprintf(stderr, "  (plumbd refuses this kubeconfig too; to diff with your own credentials "
-				"use --cluster-kubeconfig PATH)\n");
-		goto cleanup;
-	}
-	code = 0;
-cleanup:
-	if (data)
-		memset(data, 0, len);
-	free(data);
-	free(origin);
+	/* A tenant wrote it: the same loader and lockdown as plumbd's, so nothing
+	 * in it runs a command or reads a file on this machine. */
+	char *data = NULL;
+	size_t len = 0;
+	rc = gitsync_kubeconfig_data(&data, &len, cl, sec);
 	cJSON_Delete(sec);
-	return code;
+	if (rc) {
+		fprintf(stderr, "plumbctl: %s\n  (put the target's kubeconfig there: "
+			"kubectl create secret generic %s --from-file=%s=PATH)\n",
+			plumb_error_last(), cl->kubeconfig_secret, cl->kubeconfig_key);
+		return PLUMBCTL_EXIT_API;
+	}
+	rc = gitsync_kubeconfig_load(out, cl, data, len, policy);
+	gitsync_kubeconfig_wipe(data, len);
+	if (!rc)
+		return 0;
+	fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+	if (rc == PLUMB_EINSECURE)
+		fprintf(stderr, "  (plumbd refuses this kubeconfig too; to diff with your own credentials "
+			"use --cluster-kubeconfig PATH)\n");
+	return PLUMBCTL_EXIT_API;
 }
 
 static char *default_cache_dir(void)
@@ -248,36 +233,25 @@ static void make_parents(const char *dir)
 
 /* Fetches the GitSync's repository and reads its files at the ref, as
  * plumbd would. Prints on failure. */
-static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, const cJSON *gs,
+static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, const gitsync_spec *gs,
 	const char *cache_dir)
 {
-	const char *url = plumb_json_str(gs, "spec.git.url"), *path = plumb_json_str(gs, "spec.git.path");
-	const char *secret = plumb_json_str(gs, "spec.git.secretRef.name"), *to = plumb_json_str(gs, "spec.git.timeout");
-	const char *ref;
-	source_ref_kind kind;
+	const char *url = gs->git.url, *secret = gs->git.secret_name;
 	source_cache *cache = NULL;
 	source_credentials *creds = NULL;
 	source_commit commit = { 0 };
 	char cred_id[65] = "";
 	cJSON *sec = NULL;
 	char *dir = cache_dir ? plumb_strdup(cache_dir) : default_cache_dir(), redacted[2048];
-	double timeout = 60;
+	source_fetch_opts fo;
 	int rc, code = PLUMBCTL_EXIT_API;
 
-	if ((ref = plumb_json_str(gs, "spec.git.ref.branch")))
-		kind = SOURCE_REF_BRANCH;
-	else if ((ref = plumb_json_str(gs, "spec.git.ref.tag")))
-		kind = SOURCE_REF_TAG;
-	else if ((ref = plumb_json_str(gs, "spec.git.ref.commit")))
-		kind = SOURCE_REF_COMMIT;
-	if (!url || !ref) {
-		fprintf(stderr, "plumbctl: the GitSync has no spec.git.url or spec.git.ref\n");
+	if (gitsync_source_check(gs)) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 		code = PLUMBCTL_EXIT_INVALID;
 		goto cleanup;
 	}
 	source_url_redact(redacted, sizeof(redacted), url);
-	if (to)
-		plumb_duration_parse(&timeout, to);
 	if (secret) {
 		kube_resource sr;
 		if ((rc = kube_resolve(&sr, conn->client, "v1", "Secret")) ||
@@ -287,7 +261,7 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 			plumbctl_api_error(rc, what);
 			goto cleanup;
 		}
-		if ((rc = source_credentials_from_secret_data(&creds, plumb_json_get(sec, "data")))) {
+		if ((rc = gitsync_git_credentials(&creds, gs, sec))) {
 			fprintf(stderr, "plumbctl: Git Secret %s/%s: %s\n", conn->ns, secret, plumb_error_last());
 			goto cleanup;
 		}
@@ -297,18 +271,18 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 		fprintf(stderr, "plumbctl: Git cache %s: %s (choose another with --cache-dir)\n", dir, plumb_error_last());
 		goto cleanup;
 	}
-	source_fetch_opts fo = { .kind = kind, .ref = ref };
-	if ((rc = source_fetch_ref(NULL, cache, url, creds, timeout, &fo))) {
+	gitsync_fetch_opts(&fo, gs, 0);
+	if ((rc = source_fetch_ref(NULL, cache, url, creds, gs->git.timeout, &fo))) {
 		fprintf(stderr, "plumbctl: fetch %s: %s\n  plumbctl fetches from this machine: the URL must be "
 			"reachable from here too (or give a local checkout as DIR)\n", redacted, plumb_error_last());
 		goto cleanup;
 	}
 	source_credentials_id(cred_id, cache, creds);
-	if ((rc = source_resolve(&commit, cache, url, cred_id, kind, ref))) {
-		fprintf(stderr, "plumbctl: %s in %s: %s\n", ref, redacted, plumb_error_last());
+	if ((rc = source_resolve(&commit, cache, url, cred_id, gs->git.ref_kind, gs->git.ref))) {
+		fprintf(stderr, "plumbctl: %s in %s: %s\n", gs->git.ref, redacted, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_read(out, cache, url, cred_id, commit.id, path ? path : "", NULL))) {
+	if ((rc = source_read(out, cache, url, cred_id, commit.id, gs->git.path, NULL))) {
 		fprintf(stderr, "plumbctl: %s at %.12s: %s\n", redacted, commit.id, plumb_error_last());
 		code = PLUMBCTL_EXIT_INVALID;
 		goto cleanup;
@@ -344,17 +318,14 @@ static int get_named(cJSON **out, plumbctl_conn *conn, const char *kind, const c
 	return 0;
 }
 
-static int jbool(const cJSON *o, const char *path, int dflt)
-{
-	const cJSON *v = plumb_json_get(o, path);
-	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
-}
-
 int plumbctl_diff(int argc, char **argv)
 {
 	diff_flags f = { 0 };
 	plumbctl_conn conn = { 0 };
-	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
+	cJSON *gso = NULL, *clo = NULL;
+	gitsync_spec *gs = NULL;
+	gitsync_cluster *cl = NULL;
+	gitsync_rendered out = { 0 };
 	kube_config *tcfg = NULL;
 	kube_client *target = NULL;
 	apply_engine *engine = NULL;
@@ -362,10 +333,8 @@ int plumbctl_diff(int argc, char **argv)
 	source_files *sfiles = NULL;
 	manifest_file *files = NULL, *borrowed = NULL;
 	size_t nfiles = 0;
-	manifest_set set = { 0 };
 	manifest_errors errs = { 0 };
-	char commit[41] = "", *report = NULL, *owner = NULL, **origins = NULL;
-	const cJSON *v;
+	char commit[41] = "", *report = NULL, *owner = NULL;
 	int rc, code;
 
 	if ((code = parse(&f, &conn, argc, argv)))
@@ -373,34 +342,20 @@ int plumbctl_diff(int argc, char **argv)
 	code = PLUMBCTL_EXIT_API;
 
 	if (f.gitsync) {
-		if ((rc = plumbctl_connect(&conn)) || (rc = get_named(&gs, &conn, "GitSync", f.gitsync)) ||
-		    (rc = get_named(&cl, &conn, "Cluster", f.cluster))) {
+		if ((rc = plumbctl_connect(&conn)) || (rc = get_named(&gso, &conn, "GitSync", f.gitsync)) ||
+		    (rc = get_named(&clo, &conn, "Cluster", f.cluster))) {
 			code = rc;
 			goto cleanup;
 		}
-		/* Flags given on the command line win over the GitSync and Cluster. */
-		cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.substitute"))
-			if (cJSON_IsString(v) && f.nvars < MAX_VARS) {
-				int given = 0;
-				for (size_t i = 0; i < f.nvars; i++)
-					given |= !strcmp(f.vars[i].name, v->string);
-				if (!given)
-					f.vars[f.nvars++] = (manifest_var){ v->string, v->valuestring };
-			}
-		cJSON_ArrayForEach(v, plumb_json_get(cl, "metadata.labels"))
-			if (cJSON_IsString(v) && f.nlabels < MAX_VARS) {
-				int given = 0;
-				for (size_t i = 0; i < f.nlabels; i++)
-					given |= !strcmp(f.labels[i].name, v->string);
-				if (!given)
-					f.labels[f.nlabels++] = (manifest_var){ v->string, v->valuestring };
-			}
+		if (gitsync_spec_parse(&gs, gso) || gitsync_cluster_parse(&cl, clo)) {
+			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+			code = PLUMBCTL_EXIT_INVALID;
+			goto cleanup;
+		}
+		/* Flags given on the command line win over the GitSync and Cluster
+		 * (gitsync_render merges them). */
 		if (!f.cluster_name)
-			f.cluster_name = f.cluster;
-		if (!f.target_ns)
-			f.target_ns = plumb_json_str(gs, "spec.targetNamespace");
-		if (!f.target_ns)
-			f.target_ns = conn.ns;
+			f.cluster_name = cl->name;
 		if (!f.owner)
 			owner = plumb_asprintf("%s/%s", conn.ns, f.gitsync);
 		char **exec_plugins = NULL;
@@ -443,8 +398,6 @@ int plumbctl_diff(int argc, char **argv)
 		f.cluster_name = *kube_config_context(tcfg) ? kube_config_context(tcfg) : "default";
 	if (!owner)
 		owner = plumb_strdup(f.owner ? f.owner : "default/plumbctl");
-	if (!f.target_ns)
-		f.target_ns = "default";
 
 	/* The revision: a local folder, or Git at the GitSync's ref. */
 	if (f.dir) {
@@ -471,11 +424,9 @@ int plumbctl_diff(int argc, char **argv)
 		for (size_t i = 0; i < nfiles; i++)
 			borrowed[i] = (manifest_file){ sfiles->items[i].path, sfiles->items[i].data, sfiles->items[i].len };
 	}
-	manifest_render_opts ro = {
-		.vars = { 1, f.vars, f.nvars, f.cluster_name, f.labels, f.nlabels },
-		.default_namespace = f.target_ns,
-	};
-	if (manifest_render(&set, files ? files : borrowed, nfiles, &ro, &errs)) {
+	gitsync_render_overrides ovr = { .vars = f.vars, .nvars = f.nvars, .labels = f.labels,
+		.nlabels = f.nlabels, .cluster_name = f.cluster_name, .default_namespace = f.target_ns };
+	if (gitsync_render(&out, gs, cl, files ? files : borrowed, nfiles, &ovr, &errs)) {
 		for (size_t i = 0; i < errs.count; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		if (!errs.count)
@@ -484,14 +435,6 @@ int plumbctl_diff(int argc, char **argv)
 			f.cluster_name);
 		code = PLUMBCTL_EXIT_INVALID;
 		goto cleanup;
-	}
-	desired = cJSON_CreateArray();
-	origins = calloc(set.count + 1, sizeof(*origins));
-	for (size_t i = 0; i < set.count; i++) {
-		cJSON_AddItemToArray(desired, set.items[i].obj);
-		set.items[i].obj = NULL;
-		if (origins)
-			origins[i] = plumb_asprintf("%s:%d", set.items[i].file, set.items[i].line);
 	}
 
 	kube_client_opts ko = { .name = f.cluster_name, .timeout = 20, .max_retries = 1,
@@ -506,17 +449,12 @@ int plumbctl_diff(int argc, char **argv)
 		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 		goto cleanup;
 	}
-	const char *policy = gs ? plumb_json_str(gs, "spec.driftPolicy") : NULL;
-	apply_opts ao = {
-		.prune = gs ? jbool(gs, "spec.prune", 1) : 1,
-		.allow_empty = gs ? jbool(gs, "spec.allowEmpty", 0) : 0,
-		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
-		.adopt = gs ? jbool(gs, "spec.adopt", 0) : 0,
-		.dry_run = 1,
-		.origins = (const char *const *)origins,
-		.norigins = origins ? set.count : 0,
-	};
-	rc = apply_engine_run(&res, engine, desired, &ao);
+	apply_opts ao;
+	gitsync_apply_opts(&ao, gs);
+	ao.dry_run = 1;
+	ao.origins = (const char *const *)out.origins;
+	ao.norigins = out.origins ? out.count : 0;
+	rc = apply_engine_run(&res, engine, out.objects, &ao);
 	if (rc) {
 		char what[300];
 		snprintf(what, sizeof(what), "dry run against cluster %s (%s)", f.cluster_name, kube_config_server(tcfg));
@@ -537,22 +475,20 @@ int plumbctl_diff(int argc, char **argv)
 	else
 		code = changes ? PLUMBCTL_EXIT_FAIL : PLUMBCTL_EXIT_OK;
 cleanup:
-	for (size_t i = 0; origins && origins[i]; i++)
-		free(origins[i]);
-	free(origins);
+	gitsync_rendered_free(&out);
 	free(report);
 	apply_result_free(&res);
 	apply_engine_free(engine);
 	kube_client_free(target);
 	kube_config_free(tcfg);
-	cJSON_Delete(desired);
-	manifest_set_free(&set);
 	manifest_errors_free(&errs);
 	manifest_files_free(files, files ? nfiles : 0);
 	free(borrowed);
 	source_files_free(sfiles);
-	cJSON_Delete(gs);
-	cJSON_Delete(cl);
+	gitsync_spec_free(gs);
+	gitsync_cluster_free(cl);
+	cJSON_Delete(gso);
+	cJSON_Delete(clo);
 	free(owner);
 	plumbctl_disconnect(&conn);
 	return code;

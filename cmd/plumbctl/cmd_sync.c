@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "gitsync/gitsync.h"
 #include "plumbctl.h"
 
 #define REQUESTED_AT "plumb.dev/requested-at"
@@ -37,70 +38,35 @@ static long number(const cJSON *obj, const char *path, long dflt)
  * per-cluster items have run; only believe it after this long. */
 #define NO_CLUSTERS_GRACE 5.0
 
-/* The controller's target rule: a Cluster of the GitSync's namespace named
- * in targets.clusterNames or matched by targets.clusterSelector. */
-static int expr_matches(const cJSON *expr, const cJSON *labels)
-{
-	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
-	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
-	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
-	const cJSON *v;
-	int in = 0;
-	if (!key || !op)
-		return 0;
-	cJSON_ArrayForEach(v, plumb_json_get(expr, "values"))
-		in |= val && cJSON_IsString(v) && !strcmp(v->valuestring, val);
-	if (!strcmp(op, "In"))
-		return in;
-	if (!strcmp(op, "NotIn"))
-		return !in;
-	if (!strcmp(op, "Exists"))
-		return val != NULL;
-	return !strcmp(op, "DoesNotExist") && val == NULL;
-}
-
-static int targets(const cJSON *gs, const cJSON *cl)
-{
-	const char *name = plumb_json_str(cl, "metadata.name");
-	const cJSON *v, *sel = plumb_json_get(gs, "spec.targets.clusterSelector");
-	const cJSON *labels = plumb_json_get(cl, "metadata.labels");
-	if (!name)
-		return 0;
-	cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.targets.clusterNames"))
-		if (cJSON_IsString(v) && !strcmp(v->valuestring, name))
-			return 1;
-	if (!cJSON_IsObject(sel))
-		return 0;
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
-		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
-		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
-			return 0;
-	}
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
-		if (!expr_matches(v, labels))
-			return 0;
-	return 1;
-}
-
 /* 1 when every non-suspended Cluster the GitSync targets has a status entry
  * (a Cluster registered a moment ago has none until plumbd gets to it). */
-static int entries_complete(const cJSON *gs, const cJSON *clusters)
+static int entries_complete(const cJSON *gso, const cJSON *clusters)
 {
-	const cJSON *cl, *e;
-	cJSON_ArrayForEach(cl, clusters) {
-		const cJSON *susp = plumb_json_get(cl, "spec.suspend");
-		const char *name = plumb_json_str(cl, "metadata.name");
+	const cJSON *clo, *e;
+	gitsync_spec *gs = NULL;
+	int complete = 1;
+	if (gitsync_spec_parse(&gs, gso))
+		return 0;
+	cJSON_ArrayForEach(clo, clusters) {
+		gitsync_cluster *cl = NULL;
 		int found = 0;
-		if (cJSON_IsTrue(susp) || !targets(gs, cl))
+		if (gitsync_cluster_parse(&cl, clo))
 			continue;
-		cJSON_ArrayForEach(e, plumb_json_get(gs, "status.clusters")) {
-			const char *en = plumb_json_str(e, "name");
-			found |= en && name && !strcmp(en, name);
-		}
+		/* plumbd's own target rule */
+		found = cl->suspend || !gitsync_selects(gs, cl);
 		if (!found)
-			return 0;
+			cJSON_ArrayForEach(e, plumb_json_get(gso, "status.clusters")) {
+				const char *en = plumb_json_str(e, "name");
+				found |= en && !strcmp(en, cl->name);
+			}
+		gitsync_cluster_free(cl);
+		if (!found) {
+			complete = 0;
+			break;
+		}
 	}
-	return 1;
+	gitsync_spec_free(gs);
+	return complete;
 }
 
 /* 1 when the request was handled for the current generation and every

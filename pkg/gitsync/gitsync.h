@@ -184,11 +184,6 @@ char *gitsync_kubeconfig_id(const gitsync_cluster *cl, const cJSON *sec);
 int gitsync_kubeconfig_load(kube_config **out, const gitsync_cluster *cl, const char *data, size_t len,
 	const kube_config_policy *policy);
 
-/* Both steps: *out NULL and 0 when cl names no Secret (its target is the
- * management cluster; the caller decides whether that is allowed). */
-int gitsync_kubeconfig(kube_config **out, const gitsync_cluster *cl, const cJSON *sec,
-	const kube_config_policy *policy);
-
 /* Zeroes and frees kubeconfig bytes. NULL-safe. */
 void gitsync_kubeconfig_wipe(char *data, size_t len);
 

@@ -72,21 +72,6 @@ int gitsync_kubeconfig_load(kube_config **out, const gitsync_cluster *cl, const 
 	return rc;
 }
 
-int gitsync_kubeconfig(kube_config **out, const gitsync_cluster *cl, const cJSON *sec,
-	const kube_config_policy *policy)
-{
-	char *data = NULL;
-	size_t len = 0;
-	int rc;
-	*out = NULL;
-	if (!cl->kubeconfig_secret)
-		return 0;
-	if (!(rc = gitsync_kubeconfig_data(&data, &len, cl, sec)))
-		rc = gitsync_kubeconfig_load(out, cl, data, len, policy);
-	gitsync_kubeconfig_wipe(data, len);
-	return rc;
-}
-
 void gitsync_kubeconfig_wipe(char *data, size_t len)
 {
 	if (!data)
