@@ -163,7 +163,7 @@ int gitsync_git_credentials(source_credentials **out, const gitsync_spec *gs, co
  * sa spec.serviceAccountName, else default_sa; "" (plumbd's own
  * credentials) when neither is set. PLUMB_EINVALID naming the field for a
  * name that is no service account name. */
-int gitsync_identity(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa);
+int gitsync_user(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa);
 
 /* ---- a Cluster's kubeconfig ------------------------------------------------------ */
 

@@ -397,7 +397,7 @@ void gitsync_fetch_opts(source_fetch_opts *out, const gitsync_spec *gs, size_t m
 	out->max_bytes = max_bytes;
 }
 
-int gitsync_identity(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa)
+int gitsync_user(char *out, size_t outlen, const gitsync_spec *gs, const char *default_sa)
 {
 	const char *sa = gs->service_account_name;
 	out[0] = '\0';

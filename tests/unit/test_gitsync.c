@@ -542,21 +542,21 @@ START_TEST(test_gitsync__apply_opts)
 }
 END_TEST
 
-START_TEST(test_gitsync__identity)
+START_TEST(test_gitsync__user)
 {
 	char user[300];
 	gitsync_spec *gs = with("'serviceAccountName':'deployer'");
-	ck_assert_int_eq(gitsync_identity(user, sizeof(user), gs, "fallback"), 0);
+	ck_assert_int_eq(gitsync_user(user, sizeof(user), gs, "fallback"), 0);
 	ck_assert_str_eq(user, "system:serviceaccount:plumb:deployer");
 	gitsync_spec_free(gs);
 	gs = with("");
-	ck_assert_int_eq(gitsync_identity(user, sizeof(user), gs, "fallback"), 0);
+	ck_assert_int_eq(gitsync_user(user, sizeof(user), gs, "fallback"), 0);
 	ck_assert_str_eq(user, "system:serviceaccount:plumb:fallback");
-	ck_assert_int_eq(gitsync_identity(user, sizeof(user), gs, NULL), 0);
+	ck_assert_int_eq(gitsync_user(user, sizeof(user), gs, NULL), 0);
 	ck_assert_str_eq(user, "");
 	gitsync_spec_free(gs);
 	gs = with("'serviceAccountName':'Not_A_Name'");
-	ck_assert_int_eq(gitsync_identity(user, sizeof(user), gs, NULL), PLUMB_EINVALID);
+	ck_assert_int_eq(gitsync_user(user, sizeof(user), gs, NULL), PLUMB_EINVALID);
 	gitsync_spec_free(gs);
 }
 END_TEST
@@ -674,7 +674,7 @@ int main(void)
 	tcase_add_test(tc, test_gitsync__render_for_cluster);
 	tcase_add_test(tc, test_gitsync__render_errors);
 	tcase_add_test(tc, test_gitsync__apply_opts);
-	tcase_add_test(tc, test_gitsync__identity);
+	tcase_add_test(tc, test_gitsync__user);
 	tcase_add_test(tc, test_gitsync__kubeconfig_from_secret);
 	tcase_add_test(tc, test_gitsync__git_credentials);
 	suite_add_tcase(s, tc);
