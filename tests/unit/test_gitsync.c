@@ -409,6 +409,7 @@ START_TEST(test_gitsync__selection)
 }
 END_TEST
 
+/* The rendered objects as compact JSON (free with cJSON_free). */
 static char *render_text(const char *gs_json, const char *cl_json, const gitsync_render_overrides *ovr,
 	const char *yaml)
 {
@@ -444,13 +445,13 @@ START_TEST(test_gitsync__render_for_cluster)
 	char *s = render_text(gs, EU, NULL, CM);
 	ck_assert_str_eq(s, "[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cm-prod-eu\","
 		"\"namespace\":\"plumb\"},\"data\":{\"team\":\"payments\",\"region\":\"eu\"}}]");
-	free(s);
+	cJSON_free(s);
 
 	/* spec.targetNamespace for objects that name none */
 	snprintf(gs, sizeof(gs), GS, ",'targetNamespace':'shop'");
 	s = render_text(gs, EU, NULL, CM);
 	ck_assert_ptr_nonnull(strstr(s, "\"namespace\":\"shop\""));
-	free(s);
+	cJSON_free(s);
 
 	/* an object's cluster-selector annotation sees the Cluster's labels */
 	snprintf(gs, sizeof(gs), GS, "");
@@ -458,7 +459,7 @@ START_TEST(test_gitsync__render_for_cluster)
 		"  annotations: {plumb.dev/cluster-selector: region=eu}\n");
 	ck_assert_ptr_null(strstr(s, "eu-only"));
 	ck_assert_ptr_nonnull(strstr(s, "cm-prod-us"));
-	free(s);
+	cJSON_free(s);
 
 	/* plumbctl's flags win over the GitSync and the Cluster */
 	manifest_var vars[] = { { "TEAM", "search" } }, labels[] = { { "region", "ap" } };
@@ -466,7 +467,7 @@ START_TEST(test_gitsync__render_for_cluster)
 	s = render_text(gs, EU, &ovr, CM);
 	ck_assert_str_eq(s, "[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cm-local\","
 		"\"namespace\":\"dev-ns\"},\"data\":{\"team\":\"search\",\"region\":\"ap\"}}]");
-	free(s);
+	cJSON_free(s);
 
 	/* no GitSync, no Cluster: only the flags; the namespace "default" */
 	manifest_var region[] = { { "region", "us" } };
@@ -474,7 +475,7 @@ START_TEST(test_gitsync__render_for_cluster)
 	s = render_text(NULL, NULL, &only, CM);
 	ck_assert_str_eq(s, "[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cm-c3\","
 		"\"namespace\":\"default\"},\"data\":{\"team\":\"search\",\"region\":\"us\"}}]");
-	free(s);
+	cJSON_free(s);
 }
 END_TEST
 
