@@ -261,7 +261,7 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
-	double debounce = g ? jduration(g->obj, "spec.debounce", 1) : 0;
+	double debounce = g ? state_debounce(g) : 0;
 	pthread_mutex_unlock(&c->lock);
 	if (!g)
 		return;
@@ -277,10 +277,10 @@ int controller_webhook_secret(controller *c, char **out, size_t *outlen, const c
 	char key[600];
 	int rc = PLUMB_ENOTFOUND;
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
-	secret_ensure_ref(c, 'g', key, "spec.webhook.secretRef.name");
+	secret_ensure_ref(c, SECRET_REF_WEBHOOK, key);
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
-	const char *sname = g ? plumb_json_str(g->obj, "spec.webhook.secretRef.name") : NULL;
+	const char *sname = g && g->spec ? g->spec->webhook_secret_name : NULL;
 	if (sname) {
 		char sk[600];
 		snprintf(sk, sizeof(sk), "%s/%s", ns, sname);
@@ -330,7 +330,7 @@ void controller_free(controller *c)
 	plumb_map_free(&c->targets, NULL);
 	kube_watch_hub_free(c->hub);
 	plumb_map_free(&c->gitsyncs, free_gitsync);
-	plumb_map_free(&c->clusters, free_json);
+	plumb_map_free(&c->clusters, cluster_state_free);
 	plumb_map_free(&c->secrets, free_json);
 	plumb_map_free(&c->secret_misses, free);
 	controller_events_free(c->events);

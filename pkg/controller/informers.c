@@ -53,6 +53,7 @@ static void gitsync_unref(gitsync_state *g)
 	plumb_map_free(&g->clusters, NULL);
 	revision_unref(g->rev);
 	cJSON_Delete(g->obj);
+	gitsync_spec_free(g->spec);
 	cJSON_Delete(g->last_written);
 	pthread_mutex_destroy(&g->status_lock);
 	free(g->key);
@@ -108,61 +109,11 @@ static void seed_from_status(gitsync_state *g)
 
 /* ---- cluster selection ------------------------------------------------------------ */
 
-static int expr_matches(const cJSON *expr, const cJSON *labels)
-{
-	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
-	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, key ? key : "");
-	const char *val = cJSON_IsString(lv) ? lv->valuestring : NULL;
-	int in = 0;
-	const cJSON *v;
-	if (!key || !op)
-		return 0;
-	cJSON_ArrayForEach(v, plumb_json_get(expr, "values"))
-		if (val && cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
-			in = 1;
-	if (!strcmp(op, "In"))
-		return in;
-	if (!strcmp(op, "NotIn"))
-		return !in;
-	if (!strcmp(op, "Exists"))
-		return val != NULL;
-	if (!strcmp(op, "DoesNotExist"))
-		return val == NULL;
-	return 0;
-}
-
-/* 1 when GitSync gs targets Cluster cl: same namespace, and named in
- * clusterNames or matched by clusterSelector. */
-int selects(const cJSON *gs, const cJSON *cl)
-{
-	const char *gns = plumb_json_str(gs, "metadata.namespace"), *cns = plumb_json_str(cl, "metadata.namespace");
-	const char *name = plumb_json_str(cl, "metadata.name");
-	const cJSON *v;
-	if (!streq(gns, cns) || !name)
-		return 0;
-	cJSON_ArrayForEach(v, plumb_json_get(gs, "spec.targets.clusterNames"))
-		if (cJSON_IsString(v) && strcmp(v->valuestring, name) == 0)
-			return 1;
-	const cJSON *sel = plumb_json_get(gs, "spec.targets.clusterSelector");
-	if (!cJSON_IsObject(sel))
-		return 0;
-	const cJSON *labels = plumb_json_get(cl, "metadata.labels");
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
-		const cJSON *lv = cJSON_GetObjectItemCaseSensitive(labels, v->string);
-		if (!cJSON_IsString(v) || !cJSON_IsString(lv) || strcmp(v->valuestring, lv->valuestring))
-			return 0;
-	}
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
-		if (!expr_matches(v, labels))
-			return 0;
-	return 1;
-}
-
 /* Triggers the sync items of every GitSync that targets cluster cl_key.
  * Called with c->lock held. */
 void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override)
 {
-	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
+	const cluster_state *cl = plumb_map_get(&c->clusters, cl_key);
 	size_t i = 0;
 	const char *k;
 	void *v;
@@ -170,9 +121,8 @@ void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debo
 		return;
 	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
-		if (selects(g->obj, cl))
-			trigger_sync(c, g->key, cl_key, debounce_override >= 0 ? debounce_override :
-				jduration(g->obj, "spec.debounce", 1));
+		if (state_selects(g, cl))
+			trigger_sync(c, g->key, cl_key, debounce_override >= 0 ? debounce_override : state_debounce(g));
 	}
 }
 
@@ -185,11 +135,10 @@ void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double deboun
 	const char *k;
 	void *v;
 	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
-		if (selects(g->obj, v)) {
+		const cluster_state *cl = v;
+		if (state_selects(g, cl)) {
 			/* Listed as Pending until its first sync says more. */
-			const char *name = plumb_json_str(v, "metadata.name");
-			if (name)
-				entry_locked(g, name);
+			entry_locked(g, cl->spec->name);
 			trigger_sync(c, g->key, k, debounce);
 		}
 	}
@@ -204,14 +153,12 @@ void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double deboun
 
 /* ---- management informers (hub thread) ------------------------------------------------ */
 
-/* The Secret references of a GitSync or Cluster object, as one string: when
- * it changes, kept Secrets may have lost their last reference. */
-static char *secret_refs(const cJSON *obj)
+/* 1 when a GitSync's Secret references differ between two parses: kept
+ * Secrets may have lost their last reference. */
+static int secret_refs_changed(const gitsync_spec *a, const gitsync_spec *b)
 {
-	return plumb_asprintf("%s|%s|%s|%s", plumb_json_str(obj, "spec.git.secretRef.name") ? plumb_json_str(obj, "spec.git.secretRef.name") : "",
-		plumb_json_str(obj, "spec.webhook.secretRef.name") ? plumb_json_str(obj, "spec.webhook.secretRef.name") : "",
-		plumb_json_str(obj, "spec.kubeConfigSecretRef.name") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.name") : "",
-		plumb_json_str(obj, "spec.kubeConfigSecretRef.key") ? plumb_json_str(obj, "spec.kubeConfigSecretRef.key") : "");
+	return !a || !b || !streq(a->git.secret_name, b->git.secret_name) ||
+		!streq(a->webhook_secret_name, b->webhook_secret_name);
 }
 
 gitsync_event_action gitsync_event_decide(const cJSON *old, const cJSON *obj, const char *handled_req)
@@ -231,7 +178,9 @@ gitsync_event_action gitsync_event_decide(const cJSON *old, const cJSON *obj, co
 	return GITSYNC_EVENT_NONE;
 }
 
-static void gitsync_upsert_locked(controller *c, const cJSON *obj)
+/* Keeps obj as its GitSync's latest and schedules what it asks for.
+ * Returns 1 when a GitSync plumbd had changed its Secret references. */
+static int gitsync_upsert_locked(controller *c, const cJSON *obj)
 {
 	char *key = obj_key(obj);
 	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
@@ -240,7 +189,7 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		g = calloc(1, sizeof(*g));
 		if (!g) {
 			free(key);
-			return;
+			return 0;
 		}
 		g->refs = 1;
 		g->key = key;
@@ -255,6 +204,12 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		old = g->obj;
 	}
 	g->obj = cJSON_Duplicate(obj, 1);
+	gitsync_spec *spec = NULL;
+	if (gitsync_spec_parse(&spec, obj) != 0)
+		plumb_warn("gitsync not readable", "gitsync", g->key, "error", plumb_error_last());
+	int refs_changed = old && secret_refs_changed(g->spec, spec);
+	gitsync_spec_free(g->spec);
+	g->spec = spec;
 	free(key);
 	if (!old)
 		seed_from_status(g);
@@ -265,8 +220,9 @@ static void gitsync_upsert_locked(controller *c, const cJSON *obj)
 		trigger_gitsync_syncs_locked(c, g, 0);
 	} else if (act == GITSYNC_EVENT_FETCH) {
 		/* A standby received a webhook: fetch, as for one of our own. */
-		trigger_src(c, g->key, jduration(g->obj, "spec.debounce", 1));
+		trigger_src(c, g->key, state_debounce(g));
 	}
+	return refs_changed;
 }
 
 /* Forgets a GitSync taken out of c->gitsyncs. */
@@ -311,15 +267,8 @@ void on_gitsync(kube_watch_event type, const cJSON *obj, void *data)
 		secrets_prune_locked(c);
 		c->synced[0] = 1;
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
-		char *k = obj_key(obj);
-		gitsync_state *g = plumb_map_get(&c->gitsyncs, k);
-		char *before = g ? secret_refs(g->obj) : NULL, *after = secret_refs(obj);
-		gitsync_upsert_locked(c, obj);
-		if (before && !streq(before, after))
+		if (gitsync_upsert_locked(c, obj))
 			secrets_prune_locked(c);
-		free(before);
-		free(after);
-		free(k);
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
 		gitsync_delete_locked(c, k);
@@ -338,17 +287,30 @@ void cache_replace_locked(plumb_map *m, const cJSON *obj)
 	free(k);
 }
 
-static void cache_resync_locked(plumb_map *m, const cJSON *list)
+void cluster_state_free(void *p)
 {
-	size_t i = 0;
-	const char *k;
-	void *v;
-	while (plumb_map_next(m, &i, &k, &v))
-		cJSON_Delete(v);
-	plumb_map_free(m, NULL);
-	const cJSON *it;
-	cJSON_ArrayForEach(it, plumb_json_get(list, "items"))
-		cache_replace_locked(m, it);
+	cluster_state *cs = p;
+	if (!cs)
+		return;
+	cJSON_Delete(cs->obj);
+	gitsync_cluster_free(cs->spec);
+	free(cs);
+}
+
+/* Keeps Cluster obj, parsed, in c->clusters. */
+static void cluster_put_locked(controller *c, const cJSON *obj)
+{
+	cluster_state *cs = calloc(1, sizeof(*cs));
+	char *k = obj_key(obj);
+	void *old = NULL;
+	if (cs && k && (cs->obj = cJSON_Duplicate(obj, 1)) && gitsync_cluster_parse(&cs->spec, obj) == 0 &&
+	    plumb_map_put(&c->clusters, k, cs, &old) == 0) {
+		cluster_state_free(old);
+	} else {
+		plumb_warn("cluster not kept", "cluster", k, "error", plumb_error_last());
+		cluster_state_free(cs);
+	}
+	free(k);
 }
 
 int cluster_event_decide(const cJSON *old, const cJSON *obj, int *refs_changed)
@@ -365,7 +327,10 @@ void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 	controller *c = data;
 	pthread_mutex_lock(&c->lock);
 	if (type == KUBE_WATCH_RESYNC) {
-		cache_resync_locked(&c->clusters, obj);
+		plumb_map_free(&c->clusters, cluster_state_free);
+		const cJSON *it;
+		cJSON_ArrayForEach(it, plumb_json_get(obj, "items"))
+			cluster_put_locked(c, it);
 		size_t i = 0;
 		const char *k;
 		void *v;
@@ -378,8 +343,9 @@ void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 	} else if (type == KUBE_WATCH_ADDED || type == KUBE_WATCH_MODIFIED) {
 		char *k = obj_key(obj);
 		int refs_changed = 0;
-		int changed = cluster_event_decide(plumb_map_get(&c->clusters, k), obj, &refs_changed);
-		cache_replace_locked(&c->clusters, obj);
+		const cluster_state *old = plumb_map_get(&c->clusters, k);
+		int changed = cluster_event_decide(old ? old->obj : NULL, obj, &refs_changed);
+		cluster_put_locked(c, obj);
 		if (refs_changed)
 			secrets_prune_locked(c);
 		if (changed) {
@@ -389,7 +355,7 @@ void on_cluster(kube_watch_event type, const cJSON *obj, void *data)
 		free(k);
 	} else if (type == KUBE_WATCH_DELETED) {
 		char *k = obj_key(obj);
-		cJSON_Delete(plumb_map_del(&c->clusters, k));
+		cluster_state_free(plumb_map_del(&c->clusters, k));
 		secrets_prune_locked(c);
 		/* GitSyncs drop the cluster's status entry on their next sync. */
 		size_t i = 0;

@@ -41,6 +41,7 @@
 
 #include "apply/apply.h"
 #include "controller/controller.h"
+#include "gitsync/gitsync.h"
 #include "kube/kube.h"
 #include "manifest/manifest.h"
 #include "server/server.h"
@@ -90,6 +91,8 @@ typedef struct {
 	char *ns, *name;
 	char label[64];           /* plumb.dev/gitsync value */
 	cJSON *obj;               /* latest from the watch */
+	gitsync_spec *spec;       /* obj parsed, replaced with it (hub thread, under c->lock);
+	                             a stage parses its own snapshot */
 	revision *rev;            /* last good revision */
 	char fetched[41];
 	char *stall_reason, *stall_msg;
@@ -101,6 +104,19 @@ typedef struct {
 	int deleted;
 	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
 } gitsync_state;
+
+/* A Cluster as the informer keeps it (c->clusters values, under c->lock). */
+typedef struct {
+	cJSON *obj;               /* latest from the watch (its status for the probe) */
+	gitsync_cluster *spec;    /* obj parsed, replaced with it */
+} cluster_state;
+
+/* Which reference of a GitSync or Cluster names a Secret. */
+typedef enum {
+	SECRET_REF_GIT,           /* GitSync spec.git.secretRef */
+	SECRET_REF_WEBHOOK,       /* GitSync spec.webhook.secretRef */
+	SECRET_REF_KUBECONFIG,    /* Cluster spec.kubeConfigSecretRef */
+} secret_ref;
 
 typedef struct controller controller;
 typedef struct target target;
@@ -199,40 +215,6 @@ struct controller {
 
 /* ---- small helpers -------------------------------------------------------------- */
 
-static inline int jbool(const cJSON *o, const char *path, int dflt)
-{
-	const cJSON *v = plumb_json_get(o, path);
-	return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
-}
-
-static inline double jduration(const cJSON *o, const char *path, double dflt)
-{
-	const char *s = plumb_json_str(o, path);
-	double d;
-	if (!s || plumb_duration_parse(&d, s) != 0)
-		return dflt;
-	return d;
-}
-
-/* spec.git.interval has a floor and spec.git.timeout a ceiling, as the CRD
- * validates; applied here too for objects stored before that validation (or
- * with it bypassed), so no tenant polls its Git host every second or holds a
- * worker for an hour. */
-#define GIT_INTERVAL_MIN 10.0
-#define GIT_TIMEOUT_MAX 600.0
-
-static inline double git_interval(const cJSON *gs)
-{
-	double d = jduration(gs, "spec.git.interval", 60);
-	return d < GIT_INTERVAL_MIN ? GIT_INTERVAL_MIN : d;
-}
-
-static inline double git_timeout(const cJSON *gs)
-{
-	double d = jduration(gs, "spec.git.timeout", 60);
-	return d > GIT_TIMEOUT_MAX ? GIT_TIMEOUT_MAX : d;
-}
-
 static inline const char *annotation(const cJSON *obj, const char *name)
 {
 	const cJSON *a = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.annotations"), name);
@@ -248,6 +230,18 @@ static inline char *obj_key(const cJSON *obj)
 static inline int streq(const char *a, const char *b)
 {
 	return (a ? a : "")[0] == (b ? b : "")[0] && strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Selection and debounce through the parsed specs (NULL: an object that
+ * could not be read selects nothing). Under c->lock. */
+static inline int state_selects(const gitsync_state *g, const cluster_state *cl)
+{
+	return g->spec && cl && cl->spec && gitsync_selects(g->spec, cl->spec);
+}
+
+static inline double state_debounce(const gitsync_state *g)
+{
+	return g->spec ? g->spec->debounce : GITSYNC_DEBOUNCE_DEFAULT;
 }
 
 static inline void set_str(char **dst, const char *src)
@@ -306,7 +300,7 @@ int cluster_event_decide(const cJSON *old, const cJSON *obj, int *refs_changed);
 void revision_unref(revision *r);
 void cluster_status_free(controller_cluster_status *s);
 void free_gitsync(void *g);
-int selects(const cJSON *gs, const cJSON *cl);
+void cluster_state_free(void *cs);
 void trigger_cluster_syncs_locked(controller *c, const char *cl_key, double debounce_override);
 void trigger_gitsync_syncs_locked(controller *c, gitsync_state *g, double debounce);
 void on_gitsync(kube_watch_event type, const cJSON *obj, void *data);
@@ -323,11 +317,10 @@ void target_watch_kind(controller *c, target *t, const kube_resource *res, const
 /* secrets.c */
 void secrets_prune_locked(controller *c);
 cJSON *reduce_secret(const cJSON *item, void *data);
-int secret_ensure_ref(controller *c, char kind, const char *key, const char *path);
+int secret_ensure_ref(controller *c, secret_ref which, const char *key);
 void on_secret(kube_watch_event type, const cJSON *obj, void *data);
 
 /* source_stage.c */
-char *join_errors(const manifest_errors *errs);
 int reconcile_source(controller *c, const char *gs_key, double *next);
 
 /* status_write.c */
@@ -353,7 +346,6 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 void free_json(void *j);
 void free_live_entry(void *p);
 void target_unref(controller *c, target *t);
-int gitsync_identity(char *out, size_t outlen, const controller *c, const cJSON *gs);
 int target_for(target **out, controller *c, const char *cl_key, const char *user);
 void drop_engines(controller *c, const char *cl_key, const char *gs_key, const target *keep);
 apply_engine *target_engine(target *t, const gitsync_state *g);

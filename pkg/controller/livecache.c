@@ -287,13 +287,13 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 		if (strcmp(g->label, lv->valuestring) == 0) {
 			/* Only the watches of the GitSync's own identity speak for its
 			 * objects (what plumbd's own watches see is not its to know). */
-			if (gitsync_identity(user, sizeof(user), c, g->obj) != 0 ||
+			if (!g->spec || gitsync_user(user, sizeof(user), g->spec, c->o.default_service_account) != 0 ||
 			    !streq(user, t->identity ? t->identity : ""))
 				continue;
 			/* A change in a target is acted on fast: a short window still
 			 * gathers a burst of events into one run, but an edit never
 			 * waits out a whole debounce. */
-			double d = jduration(g->obj, "spec.debounce", 1);
+			double d = state_debounce(g);
 			trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
 		}
 	}

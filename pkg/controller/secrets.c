@@ -21,8 +21,8 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	const char *k;
 	void *v;
 	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
-		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
-		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
+		const gitsync_cluster *cl = ((cluster_state *)v)->spec;
+		if (cl && streq(cl->ns, ns) && streq(cl->kubeconfig_secret, name)) {
 			trigger_probe(c, k);
 			trigger_cluster_syncs_locked(c, k, 0);
 		}
@@ -30,7 +30,7 @@ static void secret_changed_locked(controller *c, const char *ns, const char *nam
 	i = 0;
 	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
-		if (streq(g->ns, ns) && streq(plumb_json_str(g->obj, "spec.git.secretRef.name"), name))
+		if (g->spec && streq(g->ns, ns) && streq(g->spec->git.secret_name, name))
 			trigger_src(c, g->key, 0);
 	}
 }
@@ -82,24 +82,23 @@ static char *secret_needs_locked(controller *c, const char *ns, const char *name
 	if (!ns || !name)
 		return NULL;
 	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
-		if (streq(plumb_json_str(v, "metadata.namespace"), ns) &&
-		    streq(plumb_json_str(v, "spec.kubeConfigSecretRef.name"), name)) {
-			const char *key = plumb_json_str(v, "spec.kubeConfigSecretRef.key");
-			add_key(keys, &n, key ? key : "kubeconfig");
+		const gitsync_cluster *cl = ((cluster_state *)v)->spec;
+		if (cl && streq(cl->ns, ns) && streq(cl->kubeconfig_secret, name)) {
+			add_key(keys, &n, cl->kubeconfig_key);
 			referenced = 1;
 		}
 	}
 	i = 0;
 	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 		gitsync_state *g = v;
-		if (!streq(g->ns, ns))
+		if (!g->spec || !streq(g->ns, ns))
 			continue;
-		if (streq(plumb_json_str(g->obj, "spec.git.secretRef.name"), name)) {
+		if (streq(g->spec->git.secret_name, name)) {
 			for (size_t j = 0; j < sizeof(git_secret_keys) / sizeof(*git_secret_keys); j++)
 				add_key(keys, &n, git_secret_keys[j]);
 			referenced = 1;
 		}
-		if (streq(plumb_json_str(g->obj, "spec.webhook.secretRef.name"), name)) {
+		if (streq(g->spec->webhook_secret_name, name)) {
 			add_key(keys, &n, "token");
 			referenced = 1;
 		}
@@ -242,21 +241,25 @@ static int secret_ensure(controller *c, const char *ns, const char *name)
 	return rc;
 }
 
-/* secret_ensure() for the Secret named at path in GitSync/Cluster key's
- * object (kind: 'g' GitSync, 'c' Cluster). */
-int secret_ensure_ref(controller *c, char kind, const char *key, const char *path)
+/* secret_ensure() for the Secret that reference `which` of GitSync or
+ * Cluster key names (nothing to do when it names none). */
+int secret_ensure_ref(controller *c, secret_ref which, const char *key)
 {
 	char *ns = NULL, *name = NULL;
 	pthread_mutex_lock(&c->lock);
-	const cJSON *obj = NULL;
-	if (kind == 'g') {
-		gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
-		obj = g ? g->obj : NULL;
+	if (which == SECRET_REF_KUBECONFIG) {
+		const cluster_state *cs = plumb_map_get(&c->clusters, key);
+		if (cs && cs->spec) {
+			ns = plumb_strdup(cs->spec->ns);
+			name = plumb_strdup(cs->spec->kubeconfig_secret);
+		}
 	} else {
-		obj = plumb_map_get(&c->clusters, key);
+		const gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
+		if (g && g->spec) {
+			ns = plumb_strdup(g->spec->ns);
+			name = plumb_strdup(which == SECRET_REF_GIT ? g->spec->git.secret_name : g->spec->webhook_secret_name);
+		}
 	}
-	ns = plumb_strdup(plumb_json_str(obj, "metadata.namespace"));
-	name = plumb_strdup(plumb_json_str(obj, path));
 	pthread_mutex_unlock(&c->lock);
 	int rc = ns && name ? secret_ensure(c, ns, name) : 0;
 	free(ns);

@@ -19,31 +19,10 @@
 
 /* ---- source reconcile ------------------------------------------------------------------ */
 
-static source_ref_kind ref_kind(const cJSON *gs, const char **name)
-{
-	if ((*name = plumb_json_str(gs, "spec.git.ref.tag")))
-		return SOURCE_REF_TAG;
-	if ((*name = plumb_json_str(gs, "spec.git.ref.commit")))
-		return SOURCE_REF_COMMIT;
-	*name = plumb_json_str(gs, "spec.git.ref.branch");
-	return SOURCE_REF_BRANCH;
-}
-
-/* Joins the first errors into one message. */
-char *join_errors(const manifest_errors *errs)
-{
-	plumb_buf b = PLUMB_BUF_INIT(8192);
-	for (size_t i = 0; i < errs->count && i < 5; i++)
-		plumb_buf_printf(&b, "%s%s", i ? "; " : "", errs->msgs[i]);
-	if (errs->count + errs->dropped > 5)
-		plumb_buf_printf(&b, "; and %zu more", errs->count + errs->dropped - 5);
-	return plumb_buf_detach(&b);
-}
-
 int reconcile_source(controller *c, const char *gs_key, double *next)
 {
 	gitsync_state *g = gitsync_get(c, gs_key);
-	char *url = NULL, *ref = NULL, *path = NULL, *secret_name = NULL, *req = NULL;
+	char *url = NULL, *ref = NULL, *path = NULL, *req = NULL;
 	source_credentials *creds = NULL;
 	source_files *files = NULL;
 	source_commit commit = { 0 };
@@ -52,45 +31,42 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 	char redacted[1024], cred_id[65] = "";
 	int rc = 0, commit_ok = 0;
 	long gen = 0;
-	double timeout;
-	source_ref_kind kind;
+	double timeout = GITSYNC_TIMEOUT_DEFAULT;
+	source_ref_kind kind = SOURCE_REF_BRANCH;
 	if (!g)
 		return 0;
 
-	int erc = secret_ensure_ref(c, 'g', gs_key, "spec.git.secretRef.name");
+	int erc = secret_ensure_ref(c, SECRET_REF_GIT, gs_key);
 	char emsg[512] = "";
 	if (erc < 0 && erc != PLUMB_ENOTFOUND)
 		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
-	const char *refname = NULL;
-	kind = ref_kind(g->obj, &refname);
-	url = plumb_strdup(plumb_json_str(g->obj, "spec.git.url"));
-	ref = plumb_strdup(refname);
-	path = plumb_strdup(plumb_json_str(g->obj, "spec.git.path") ? plumb_json_str(g->obj, "spec.git.path") : "");
-	secret_name = plumb_strdup(plumb_json_str(g->obj, "spec.git.secretRef.name"));
-	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
-	*next = git_interval(g->obj);
-	timeout = git_timeout(g->obj);
-	const cJSON *genj = plumb_json_get(g->obj, "metadata.generation");
-	gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
-	if (g->clamp_logged != gen && (*next != jduration(g->obj, "spec.git.interval", 60) ||
-			timeout != jduration(g->obj, "spec.git.timeout", 60))) {
-		g->clamp_logged = gen;
-		plumb_warn("spec.git.interval below 10s or spec.git.timeout above 10m; using the bound",
-			"gitsync", gs_key, "interval", plumb_json_str(g->obj, "spec.git.interval"),
-			"timeout", plumb_json_str(g->obj, "spec.git.timeout"));
+	const gitsync_spec *spec = g->spec;
+	int suspended = !spec || spec->suspend;
+	*next = GITSYNC_INTERVAL_DEFAULT;
+	if (spec) {
+		kind = spec->git.ref_kind;
+		url = plumb_strdup(spec->git.url);
+		ref = plumb_strdup(spec->git.ref);
+		path = plumb_strdup(spec->git.path);
+		*next = spec->git.interval;
+		timeout = spec->git.timeout;
+		gen = spec->generation;
+		if (g->clamp_logged != gen && (spec->git.interval_clamped || spec->git.timeout_clamped)) {
+			g->clamp_logged = gen;
+			plumb_warn("spec.git.interval below 10s or spec.git.timeout above 10m; using the bound",
+				"gitsync", gs_key, "interval", spec->git.interval_text, "timeout", spec->git.timeout_text);
+		}
 	}
-	int suspended = jbool(g->obj, "spec.suspend", 0);
-	if (secret_name && !suspended) {
+	req = plumb_strdup(annotation(g->obj, REQUESTED_AT));
+	if (!suspended && spec->git.secret_name) {
 		char sk[600];
-		snprintf(sk, sizeof(sk), "%s/%s", g->ns, secret_name);
+		snprintf(sk, sizeof(sk), "%s/%s", g->ns, spec->git.secret_name);
 		const cJSON *sec = plumb_map_get(&c->secrets, sk);
 		if (!sec && emsg[0])
 			rc = plumb_error_set(erc, "git secret %s: %s", sk, emsg);
-		else if (!sec)
-			rc = plumb_error_set(PLUMB_ENOTFOUND, "git secret %s not found", sk);
 		else
-			rc = source_credentials_from_secret_data(&creds, plumb_json_get(sec, "data"));
+			rc = gitsync_git_credentials(&creds, spec, sec);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (suspended || !url || !ref)
@@ -197,7 +173,7 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 	}
 	if (manifest_vet(mf, files->count, &errs) != 0) {
 		/* The whole revision is refused; the last good one stays applied. */
-		char *msg = join_errors(&errs);
+		char *msg = gitsync_join_errors(&errs);
 		char *full = plumb_asprintf("commit %.12s: %s", commit.id, msg);
 		set_stall(c, g, "InvalidRevision", full);
 		free(msg);
@@ -248,7 +224,6 @@ cleanup:
 	free(url);
 	free(ref);
 	free(path);
-	free(secret_name);
 	free(req);
 	gitsync_put(c, g);
 	return rc;

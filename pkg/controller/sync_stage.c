@@ -23,82 +23,16 @@ static int is_unreachable(int rc)
 		rc == PLUMB_ETLS;
 }
 
-/* Renders the revision for one cluster into a cJSON array (caller frees).
- * On a render error, *errmsg gets the joined file:line messages. */
-static int render_for(cJSON **out, char ***origins, char **errmsg, const revision *rev,
-	const cJSON *gs, const cJSON *cl, controller *c)
-{
-	source_files *files = NULL;
-	manifest_file *mf = NULL;
-	manifest_var *vars = NULL, *labels = NULL;
-	size_t nvars = 0, nlabels = 0;
-	manifest_set set = { 0 };
-	manifest_errors errs = { 0 };
-	const cJSON *v;
-	int rc;
-	if ((rc = source_read(&files, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, NULL)))
-		return plumb_error_prefix(rc, "reading commit %.12s from the mirror", rev->commit);
-	if (!(mf = calloc(files->count ? files->count : 1, sizeof(*mf)))) {
-		source_files_free(files);
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	}
-	for (size_t i = 0; i < files->count; i++) {
-		mf[i].file = files->items[i].path;
-		mf[i].data = files->items[i].data;
-		mf[i].len = files->items[i].len;
-	}
-	const cJSON *sub = plumb_json_get(gs, "spec.substitute"), *lab = plumb_json_get(cl, "metadata.labels");
-	vars = calloc((size_t)cJSON_GetArraySize(sub) + 1, sizeof(*vars));
-	labels = calloc((size_t)cJSON_GetArraySize(lab) + 1, sizeof(*labels));
-	if (!vars || !labels) {
-		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	cJSON_ArrayForEach(v, sub)
-		if (cJSON_IsString(v))
-			vars[nvars++] = (manifest_var){ v->string, v->valuestring };
-	cJSON_ArrayForEach(v, lab)
-		if (cJSON_IsString(v))
-			labels[nlabels++] = (manifest_var){ v->string, v->valuestring };
-	const char *tns = plumb_json_str(gs, "spec.targetNamespace");
-	manifest_render_opts ro = {
-		.vars = { .enabled = 1, .vars = vars, .nvars = nvars,
-			.cluster_name = plumb_json_str(cl, "metadata.name"), .labels = labels, .nlabels = nlabels },
-		.default_namespace = tns ? tns : plumb_json_str(gs, "metadata.namespace"),
-	};
-	rc = manifest_render(&set, mf, files->count, &ro, &errs);
-	if (rc) {
-		*errmsg = join_errors(&errs);
-		goto cleanup;
-	}
-	cJSON *arr = cJSON_CreateArray();
-	char **orig = calloc(set.count + 1, sizeof(*orig));
-	for (size_t i = 0; i < set.count; i++) {
-		cJSON_AddItemToArray(arr, set.items[i].obj);
-		set.items[i].obj = NULL;
-		/* where each object comes from, for the messages of a failed run */
-		if (orig)
-			orig[i] = plumb_asprintf("%s:%d", set.items[i].file, set.items[i].line);
-	}
-	*out = arr;
-	*origins = orig;
-cleanup:
-	manifest_set_free(&set);
-	manifest_errors_free(&errs);
-	free(vars);
-	free(labels);
-	free(mf);
-	source_files_free(files);
-	return rc;
-}
-
 int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next)
 {
 	gitsync_state *g = gitsync_get(c, gs_key);
 	target *t = NULL;
 	revision *rev = NULL;
-	cJSON *gs = NULL, *cl = NULL, *desired = NULL;
-	char *errmsg = NULL, *cl_name = NULL, **origins = NULL;
+	gitsync_spec *gs = NULL;
+	gitsync_cluster *cl = NULL;
+	gitsync_rendered r = { 0 };
+	cJSON *desired = NULL;
+	char *errmsg = NULL, *cl_name = NULL;
 	apply_result res = { 0 };
 	plumb_region *rg = NULL;   /* the render's and the run's JSON */
 	int rc = 0, write_status = 0;
@@ -114,10 +48,10 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		return 0;
 	}
 	pthread_mutex_lock(&c->lock);
-	gs = cJSON_Duplicate(g->obj, 1);
-	const cJSON *clo = plumb_map_get(&c->clusters, cl_key);
-	cl = clo ? cJSON_Duplicate(clo, 1) : NULL;
-	int selected = cl && selects(gs, cl);
+	/* snapshots: the informer replaces the parsed objects on every event */
+	const cluster_state *cs = plumb_map_get(&c->clusters, cl_key);
+	int selected = state_selects(g, cs) && gitsync_spec_parse(&gs, g->obj) == 0 &&
+		gitsync_cluster_parse(&cl, cs->obj) == 0;
 	if (!selected) {
 		controller_cluster_status *s = plumb_map_del(&g->clusters, cl_name);
 		cluster_status_free(s);
@@ -125,13 +59,13 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	rev = g->rev;
 	if (rev)
 		rev->refs++;
-	*next = git_interval(gs);
+	*next = g->spec ? g->spec->git.interval : GITSYNC_INTERVAL_DEFAULT;
 	pthread_mutex_unlock(&c->lock);
 	if (!selected) {
 		write_status = 1;
 		goto cleanup;
 	}
-	if (jbool(gs, "spec.suspend", 0) || jbool(cl, "spec.suspend", 0))
+	if (gs->suspend || cl->suspend)
 		goto cleanup;
 	if (!rev) {
 		set_entry(c, g, cl_name, CONTROLLER_PENDING, "waiting for the first revision");
@@ -141,7 +75,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 
 	/* Every request for this GitSync goes through its identity's client. */
 	char user[600];
-	if ((rc = gitsync_identity(user, sizeof(user), c, gs))) {
+	if ((rc = gitsync_user(user, sizeof(user), gs, c->o.default_service_account))) {
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, plumb_error_last());
 		server_counter_add(c->m.reconciles, 1, cl_name, "failure");
 		write_status = 1;
@@ -178,7 +112,9 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	 * a region would keep until the end. */
 	rg = plumb_region_new();
 	plumb_region_enter(rg);
-	rc = render_for(&desired, &origins, &errmsg, rev, gs, cl, c);
+	rc = gitsync_render_commit(&r, &errmsg, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, gs, cl);
+	desired = r.objects;
+	r.objects = NULL;
 	plumb_region_leave();
 	if (rc && !errmsg) {
 		/* not the revision's fault (the mirror could not be read): retried */
@@ -191,7 +127,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
 			errmsg ? errmsg : plumb_error_last());
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
-		controller_events_post(c->events, g->ns, g->name, plumb_json_str(gs, "metadata.uid"),
+		controller_events_post(c->events, g->ns, g->name, gs->uid,
 			"Warning", "RenderFailed", "Render", msg);
 		free(msg);
 		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
@@ -201,18 +137,13 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	}
 
 	apply_engine *e = target_engine(t, g);
-	const char *policy = plumb_json_str(gs, "spec.driftPolicy");
-	apply_opts ao = {
-		.prune = jbool(gs, "spec.prune", 1),
-		.allow_empty = jbool(gs, "spec.allowEmpty", 0),
-		.drift = policy && !strcmp(policy, "Report") ? APPLY_DRIFT_REPORT : APPLY_DRIFT_CORRECT,
-		.adopt = jbool(gs, "spec.adopt", 0),
-		.live = target_live,
-		.live_data = t,
-		.no_diffs = 1,   /* status and events name fields; plumbctl diff shows diffs */
-		.origins = (const char *const *)origins,
-		.norigins = origins ? (size_t)cJSON_GetArraySize(desired) : 0,
-	};
+	apply_opts ao;
+	gitsync_apply_opts(&ao, gs);
+	ao.live = target_live;
+	ao.live_data = t;
+	ao.no_diffs = 1;   /* status and events name fields; plumbctl diff shows diffs */
+	ao.origins = (const char *const *)r.origins;
+	ao.norigins = r.origins ? r.count : 0;
 	/* the kinds to watch, before the engine takes the objects over */
 	cJSON *kinds = cJSON_CreateObject();
 	const cJSON *obj;
@@ -335,7 +266,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	server_gauge_set(c->m.drifted, (double)res.totals[APPLY_DRIFTED], gs_key, cl_name);
 	if (new_commit && lag >= 0)
 		server_histogram_observe(c->m.lag, lag, cl_name);
-	const char *uid = plumb_json_str(gs, "metadata.uid");
+	const char *uid = gs->uid;
 	char shortc[13];
 	snprintf(shortc, sizeof(shortc), "%.12s", rev->commit);
 	if (res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]) {
@@ -373,12 +304,10 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 cleanup:
 	apply_result_free(&res);
 	cJSON_Delete(desired);
-	for (size_t i = 0; origins && origins[i]; i++)
-		free(origins[i]);
-	free(origins);
+	gitsync_rendered_free(&r);
 	plumb_region_free(rg);
-	cJSON_Delete(gs);
-	cJSON_Delete(cl);
+	gitsync_spec_free(gs);
+	gitsync_cluster_free(cl);
 	free(errmsg);
 	free(cl_name);
 	if (t)

@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "diff/diff.h"
 
 /* ---- targets ---------------------------------------------------------------------- */
@@ -77,18 +75,18 @@ static int in_list(const char *list, const char *ns)
 
 /* A Cluster without kubeConfigSecretRef targets the management cluster
  * with plumbd's own credentials: only from namespaces the operator names. */
-static int management_target_allowed(const controller *c, const cJSON *cl)
+static int management_target_allowed(const controller *c, const gitsync_cluster *cl)
 {
-	return in_list(c->o.management_target_namespaces, plumb_json_str(cl, "metadata.namespace"));
+	return in_list(c->o.management_target_namespaces, cl->ns);
 }
 
-static int management_target_refused(const cJSON *cl)
+static int management_target_refused(const gitsync_cluster *cl)
 {
-	const char *ns = plumb_json_str(cl, "metadata.namespace");
+	const char *ns = cl->ns;
 	return plumb_error_set(PLUMB_EFORBIDDEN, "%s: Cluster %s/%s has no kubeConfigSecretRef, which makes "
 		"the management cluster its target; plumbd allows that only in the namespaces of "
 		"--management-target-namespaces, and \"%s\" is not one", MANAGEMENT_TARGET_NOT_ALLOWED,
-		ns ? ns : "", plumb_json_str(cl, "metadata.name") ? plumb_json_str(cl, "metadata.name") : "", ns ? ns : "");
+		ns ? ns : "", cl->name ? cl->name : "", ns ? ns : "");
 }
 
 /* The target for Cluster cl_key, (re)built when its credentials changed.
@@ -124,52 +122,42 @@ static target *target_publish(controller *c, const char *mkey, target *t)
 
 static int target_get(target **out, controller *c, const char *cl_key)
 {
-	char *cred_id = NULL, *kc = NULL, *context = NULL, *origin = NULL, *name = NULL;
+	char *cred_id = NULL, *kc = NULL, *name = NULL;
 	size_t kclen = 0;
 	int rc = 0, in_cluster = 0;
 	kube_config *cfg = NULL;
+	gitsync_cluster *cl = NULL;
 	target *t = NULL;
 
-	int erc = secret_ensure_ref(c, 'c', cl_key, "spec.kubeConfigSecretRef.name");
+	int erc = secret_ensure_ref(c, SECRET_REF_KUBECONFIG, cl_key);
 	char emsg[512] = "";
 	if (erc < 0 && erc != PLUMB_ENOTFOUND)
 		snprintf(emsg, sizeof(emsg), "%s", plumb_error_last());
 	pthread_mutex_lock(&c->lock);
-	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
-	if (!cl) {
+	const cluster_state *cs = plumb_map_get(&c->clusters, cl_key);
+	if (!cs) {
 		pthread_mutex_unlock(&c->lock);
 		return plumb_error_set(PLUMB_ENOTFOUND, "cluster %s not found", cl_key);
 	}
-	name = plumb_strdup(plumb_json_str(cl, "metadata.name"));
-	const char *ns = plumb_json_str(cl, "metadata.namespace");
-	const char *sname = plumb_json_str(cl, "spec.kubeConfigSecretRef.name");
-	const char *skey = plumb_json_str(cl, "spec.kubeConfigSecretRef.key");
-	context = plumb_strdup(plumb_json_str(cl, "spec.kubeConfigSecretRef.context"));
-	if (!sname && !management_target_allowed(c, cl)) {
+	/* a snapshot: the informer replaces the parsed Cluster on every event */
+	if ((rc = gitsync_cluster_parse(&cl, cs->obj))) {
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	name = plumb_strdup(cl->name);
+	if (!cl->kubeconfig_secret && !management_target_allowed(c, cl)) {
 		rc = management_target_refused(cl);
-	} else if (!sname) {
+	} else if (!cl->kubeconfig_secret) {
 		in_cluster = 1;
 		cred_id = plumb_strdup("management-cluster");
 	} else {
 		char sk[600];
-		snprintf(sk, sizeof(sk), "%s/%s", ns ? ns : "", sname);
+		snprintf(sk, sizeof(sk), "%s/%s", cl->ns ? cl->ns : "", cl->kubeconfig_secret);
 		const cJSON *sec = plumb_map_get(&c->secrets, sk);
-		const cJSON *val = cJSON_GetObjectItemCaseSensitive(plumb_json_get(sec, "data"), skey ? skey : "kubeconfig");
-		if (!sec && emsg[0]) {
+		if (!sec && emsg[0])
 			rc = plumb_error_set(erc, "kubeconfig secret %s: %s", sk, emsg);
-		} else if (!sec) {
-			rc = plumb_error_set(PLUMB_ENOTFOUND, "kubeconfig secret %s not found", sk);
-		} else if (!cJSON_IsString(val)) {
-			rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig secret %s has no key \"%s\"",
-				sk, skey ? skey : "kubeconfig");
-		} else {
-			cred_id = plumb_asprintf("%s|%s|%s|%s", sk, plumb_json_str(sec, "metadata.resourceVersion"),
-				skey ? skey : "kubeconfig", context ? context : "");
-			origin = plumb_asprintf("secret %s", sk);
-			rc = plumb_base64_decode(&kc, &kclen, val->valuestring, strlen(val->valuestring));
-			if (rc)
-				plumb_error_set(rc, "kubeconfig secret %s: data is not base64", sk);
-		}
+		else if (!(rc = gitsync_kubeconfig_data(&kc, &kclen, cl, sec)))
+			cred_id = gitsync_kubeconfig_id(cl, sec);
 	}
 	if (!rc) {
 		t = plumb_map_get(&c->targets, cl_key);
@@ -191,7 +179,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	if (in_cluster) {
 		cfg = c->o.mgmt_config;
 		kube_config_free(NULL);
-	} else if ((rc = kube_config_load_memory(&cfg, kc, kclen, context, origin, c->o.tenant_policy))) {
+	} else if ((rc = gitsync_kubeconfig_load(&cfg, cl, kc, kclen, c->o.tenant_policy))) {
 		goto cleanup;
 	}
 	t = calloc(1, sizeof(*t));
@@ -221,30 +209,11 @@ static int target_get(target **out, controller *c, const char *cl_key)
 cleanup:
 	if (cfg && !in_cluster)
 		kube_config_free(cfg);
-	if (kc) {
-		OPENSSL_cleanse(kc, kclen);
-		free(kc);
-	}
+	gitsync_kubeconfig_wipe(kc, kclen);
+	gitsync_cluster_free(cl);
 	free(cred_id);
-	free(context);
-	free(origin);
 	free(name);
 	return rc;
-}
-
-/* The user GitSync gs acts as in its targets: system:serviceaccount:<its
- * namespace>:<spec.serviceAccountName, else --default-service-account>;
- * "" = plumbd's own credentials (neither is set). PLUMB_EINVALID naming the
- * field for a name that is no service account name. */
-int gitsync_identity(char *out, size_t outlen, const controller *c, const cJSON *gs)
-{
-	const char *sa = plumb_json_str(gs, "spec.serviceAccountName");
-	out[0] = '\0';
-	if (!sa || !*sa)
-		sa = c->o.default_service_account;
-	if (!sa || !*sa)
-		return 0;
-	return kube_service_account_user(out, outlen, plumb_json_str(gs, "metadata.namespace"), sa);
 }
 
 /* The target for Cluster cl_key as user ("" or NULL: plumbd's own). An
@@ -354,12 +323,13 @@ int reconcile_probe(controller *c, const char *cl_key, double *next)
 	*next = PROBE_PERIOD;
 
 	pthread_mutex_lock(&c->lock);
-	const cJSON *cl = plumb_map_get(&c->clusters, cl_key);
+	const cluster_state *cs = plumb_map_get(&c->clusters, cl_key);
+	const cJSON *cl = cs ? cs->obj : NULL;
 	cJSON *prev = cl ? cJSON_Duplicate(plumb_json_get(cl, "status"), 1) : NULL;
 	const cJSON *genj = plumb_json_get(cl, "metadata.generation");
 	long gen = cJSON_IsNumber(genj) ? (long)genj->valuedouble : 0;
 	int exists = cl != NULL;
-	int mgmt_refused = cl && !plumb_json_str(cl, "spec.kubeConfigSecretRef.name") && !management_target_allowed(c, cl);
+	int mgmt_refused = cs && cs->spec && !cs->spec->kubeconfig_secret && !management_target_allowed(c, cs->spec);
 	pthread_mutex_unlock(&c->lock);
 	if (!exists)
 		return 0;
