@@ -327,13 +327,24 @@ int reconcile_source(controller *c, const char *gs_key, double *next);
 cJSON *status_body(const char *api_version, const char *kind, const char *ns,
 	const char *name, cJSON *status);
 void write_gitsync_status(controller *c, gitsync_state *g);
+/* What one sync found in one cluster, for its status entry. */
+typedef struct {
+	controller_cluster_state state;
+	const char *message;
+	int refused;              /* the cluster refused the revision itself */
+	size_t changed;           /* objects created, updated, pruned or corrected */
+	long objects;             /* objects of the revision */
+	const apply_result *res;
+	const revision *rev;
+} sync_outcome;
+void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, const sync_outcome *o,
+	int *new_commit, int *news, double *lag);
 void write_cluster_status(controller *c, const char *ns, const char *name, cJSON *status);
 void pass_webhook_on(controller *c, const char *ns, const char *name);
 void set_stall(controller *c, gitsync_state *g, const char *reason, const char *msg);
 controller_cluster_status *entry_locked(gitsync_state *g, const char *name);
 void set_entry(controller *c, gitsync_state *g, const char *cluster,
 	controller_cluster_state state, const char *message);
-cJSON *drift_entry(const apply_object_result *o);
 void report(controller *c, gitsync_state *g, const char *uid, const char *cluster,
 	const apply_result *r, apply_action action, const char *what, const char *type,
 	const char *reason, const char *event_action, int post);

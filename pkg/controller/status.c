@@ -329,7 +329,7 @@ void set_entry(controller *c, gitsync_state *g, const char *cluster,
 	pthread_mutex_unlock(&c->lock);
 }
 
-cJSON *drift_entry(const apply_object_result *o)
+static cJSON *drift_entry(const apply_object_result *o)
 {
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "apiVersion", o->api_version);
@@ -414,6 +414,47 @@ char *failure_message(const apply_result *res, size_t failed)
 	if (failed > 3)
 		plumb_buf_printf(&b, "; and %zu more", failed - 3);
 	return plumb_buf_detach(&b);
+}
+
+/* Records one sync's outcome in the cluster's entry of g's status:
+ * *new_commit when it took a new commit (and *lag its seconds from first
+ * seen to applied), *news when its message is new. */
+void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, const sync_outcome *o,
+	int *new_commit, int *news, double *lag)
+{
+	const apply_result *res = o->res;
+	double now = plumb_time_real();
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *s = entry_locked(g, cl_name);
+	*new_commit = *news = 0;
+	if (s) {
+		*news = o->message && (!s->message || strcmp(s->message, o->message));
+		if (s->state != o->state || o->changed)
+			s->last_sync_time = now;
+		if ((o->state == CONTROLLER_SYNCED || o->state == CONTROLLER_DRIFTED) && strcmp(s->commit, o->rev->commit)) {
+			*new_commit = 1;
+			snprintf(s->commit, sizeof(s->commit), "%s", o->rev->commit);
+			s->lag_seconds = now - o->rev->first_seen;
+			s->last_sync_time = now;
+		}
+		s->state = o->state;
+		s->invalid = o->refused;
+		s->objects = o->objects;
+		s->drifted_count = (long)res->totals[APPLY_DRIFTED];
+		cJSON_Delete(s->drifted_objects);
+		s->drifted_objects = NULL;
+		if (res->totals[APPLY_DRIFTED]) {
+			s->drifted_objects = cJSON_CreateArray();
+			for (size_t i = 0, n = 0; i < res->count && n < MAX_DRIFT_LIST; i++)
+				if (res->objects[i].action == APPLY_DRIFTED) {
+					cJSON_AddItemToArray(s->drifted_objects, drift_entry(&res->objects[i]));
+					n++;
+				}
+		}
+		set_str(&s->message, o->message);
+	}
+	*lag = s ? s->lag_seconds : -1;
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* A standby's webhook, handed to the leader. The Service may route a

@@ -226,38 +226,11 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	if (!message && res.message)
 		message = plumb_strdup(res.message);
 
-	double now = plumb_time_real();
-	pthread_mutex_lock(&c->lock);
-	controller_cluster_status *s = entry_locked(g, cl_name);
 	int new_commit = 0, news = 0;
-	if (s) {
-		news = message && (!s->message || strcmp(s->message, message));
-		if (s->state != state || changed)
-			s->last_sync_time = now;
-		if ((state == CONTROLLER_SYNCED || state == CONTROLLER_DRIFTED) && strcmp(s->commit, rev->commit)) {
-			new_commit = 1;
-			snprintf(s->commit, sizeof(s->commit), "%s", rev->commit);
-			s->lag_seconds = now - rev->first_seen;
-			s->last_sync_time = now;
-		}
-		s->state = state;
-		s->invalid = refused;
-		s->objects = nobjects;
-		s->drifted_count = (long)res.totals[APPLY_DRIFTED];
-		cJSON_Delete(s->drifted_objects);
-		s->drifted_objects = NULL;
-		if (res.totals[APPLY_DRIFTED]) {
-			s->drifted_objects = cJSON_CreateArray();
-			for (size_t i = 0, n = 0; i < res.count && n < MAX_DRIFT_LIST; i++)
-				if (res.objects[i].action == APPLY_DRIFTED) {
-					cJSON_AddItemToArray(s->drifted_objects, drift_entry(&res.objects[i]));
-					n++;
-				}
-		}
-		set_str(&s->message, message);
-	}
-	double lag = s ? s->lag_seconds : -1;
-	pthread_mutex_unlock(&c->lock);
+	double lag = -1;
+	set_entry_result(c, g, cl_name, &(sync_outcome){ .state = state, .message = message,
+		.refused = refused, .changed = changed, .objects = nobjects, .res = &res, .rev = rev },
+		&new_commit, &news, &lag);
 
 	/* Metrics, events, logs. */
 	server_counter_add(c->m.applied, (double)(res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]), cl_name);
