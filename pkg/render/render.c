@@ -580,13 +580,13 @@ static int find_tool(char **out, const char *bin, const char *name, const char *
 {
 	if (bin && bin[0]) {
 		if (access(bin, X_OK) < 0)
-			return plumb_error_set(PLUMB_ENOTFOUND, "%s %s: %s", name, bin, strerror(errno));
+			return plumb_error_set(PLUMB_ENOTFOUND, "%s binary %s: %s", name, bin, strerror(errno));
 		if (bin[0] == '/') {
 			*out = plumb_strdup(bin);
 		} else {
 			char *abs = realpath(bin, NULL);
 			if (!abs)
-				return plumb_error_set(PLUMB_ENOTFOUND, "%s %s: %s", name, bin, strerror(errno));
+				return plumb_error_set(PLUMB_ENOTFOUND, "%s binary %s: %s", name, bin, strerror(errno));
 			*out = abs;
 		}
 		return *out ? 0 : plumb_error_set(PLUMB_ENOMEM, "out of memory");
