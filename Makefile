@@ -31,7 +31,7 @@ HELPERS   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/
 FUZZERS   := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
 .PHONY: all deps test test-unit test-asan fuzz bench bench-quick bench-memory clean cluster-up cluster-down \
-	demo demo-down helm manifests
+	demo demo-down helm kustomize manifests
 all: $(CMDS) $(UNIT) $(ITEST) $(HELPERS)
 
 deps:
@@ -120,6 +120,9 @@ demo-down:
 
 helm:
 	@bash hack/build-helm.sh
+
+kustomize:
+	@bash hack/build-kustomize.sh
 
 manifests:
 	@bash hack/gen-manifests.sh

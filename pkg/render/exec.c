@@ -220,6 +220,20 @@ int render_exec(render_exec_result *res, const render_exec_spec *spec)
 		rc = plumb_error_set(PLUMB_EIO, "render: pipe: %s", strerror(errno));
 		goto cleanup;
 	}
+	/* A daemon may run with 0, 1 or 2 closed: keep the pipes off them, or
+	 * the child's dup2() onto 0-2 would overwrite one. */
+	int *fds[] = { &outp[0], &outp[1], &errp[0], &errp[1], &exp_[0], &exp_[1], &devnull };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] > 2)
+			continue;
+		int moved = fcntl(*fds[i], F_DUPFD_CLOEXEC, 3);
+		if (moved < 0) {
+			rc = plumb_error_set(PLUMB_EIO, "render: fcntl: %s", strerror(errno));
+			goto cleanup;
+		}
+		close(*fds[i]);
+		*fds[i] = moved;
+	}
 	pid = fork();
 	if (pid < 0) {
 		rc = plumb_error_set(PLUMB_EIO, "render: fork: %s", strerror(errno));

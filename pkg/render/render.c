@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,7 +173,8 @@ static int lexical_join(char **out, const char *dir, const char *rel)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	}
 	buf[0] = 0;
-	for (char *tok = strtok(work, "/"); tok; tok = strtok(NULL, "/")) {
+	char *save = NULL;
+	for (char *tok = strtok_r(work, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
 		if (!strcmp(tok, "."))
 			continue;
 		if (!strcmp(tok, "..")) {
@@ -222,7 +224,7 @@ static int kcheck_entry(kcheck *k, const char *kfile, const char *dir, const cha
 		return rc;
 	if (file_find(k->files, target)) {
 		/* a file resource */
-	} else if (target[0] && dir_exists(k->files, target)) {
+	} else if (dir_exists(k->files, target)) {
 		rc = kcheck_dir(k, target, depth + 1);
 	} else {
 		rc = plumb_error_set(PLUMB_EINVALID, "%s: %s entry \"%.200s\" is no file or folder of the "
@@ -556,7 +558,8 @@ static char *tool_message(const char *err, size_t err_len, const char *work, con
 	free(w1);
 	plumb_buf b = PLUMB_BUF_INIT(n * 2 + 16);
 	int first = 1;
-	for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+	char *save = NULL;
+	for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		size_t l = strlen(line);
 		while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
 			line[--l] = 0;
@@ -767,8 +770,9 @@ int render_run(render_result *out, const source_files *files, const char *path,
 		file = msg ? named_file(msg, files, chart, cname) : NULL;
 		char how[96];
 		if (WIFSIGNALED(er.status))
-			snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(er.status),
-				WTERMSIG(er.status) == SIGXCPU ? "the CPU limit" : strsignal(WTERMSIG(er.status)));
+			snprintf(how, sizeof(how), "killed by signal %d%s", WTERMSIG(er.status),
+				WTERMSIG(er.status) == SIGXCPU ? " (the CPU limit)" :
+				WTERMSIG(er.status) == SIGXFSZ ? " (the file size limit)" : "");
 		else
 			snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(er.status));
 		if (kind == RENDER_HELM && msg && strstr(msg, "missing in charts/ directory"))

@@ -118,6 +118,13 @@ START_TEST(test_render__kustomize_check_accepts_the_repository)
 	ck_assert_int_eq(render_kustomize_check(fs, "base"), 0);
 	ck_assert_int_eq(render_kustomize_check(fs, "components"), PLUMB_ENOTFOUND);
 	source_files_free(fs);
+	/* the repository root itself as a base */
+	fs = files_new();
+	files_add(fs, "kustomization.yaml", "resources:\n- cm.yaml\n");
+	files_add(fs, "cm.yaml", "kind: ConfigMap\n");
+	files_add(fs, "overlays/a/kustomization.yaml", "resources:\n- ../..\n- ./../../cm.yaml\n");
+	ck_assert_msg(render_kustomize_check(fs, "overlays/a") == 0, "%s", plumb_error_last());
+	source_files_free(fs);
 }
 END_TEST
 
