@@ -147,6 +147,13 @@ int render_run(render_result *out, const source_files *files, const char *path,
 	const render_opts *opts, const render_tools *tools, const render_limits *limits);
 void render_result_clear(render_result *res);
 
+/* Reads every file under dir (recursively, sorted by path, paths relative to
+ * dir; dot files and folders skipped as pkg/source skips them) into *out, for
+ * plumbctl's render/diff of a checkout. A symlink is PLUMB_EINVALID; caps as
+ * source_limits (NULL or 0 fields: 4 MiB a file, 64 MiB, 10000 files) are
+ * PLUMB_ETOOBIG. Caller frees with source_files_free(). */
+int render_files_read_dir(source_files **out, const char *dir, const source_limits *limits);
+
 /* ---- the pure parts, exposed for tests and for plumbctl ------------------- */
 
 /* The kind render_run() would run for path (normalised, "" = root). */

@@ -94,49 +94,16 @@ static void files_put(source_files *fs, const char *path, const char *text)
 	files_add(fs, path, text, strlen(text));
 }
 
-static int cmp_path(const void *a, const void *b)
-{
-	return strcmp(((const source_file *)a)->path, ((const source_file *)b)->path);
-}
-
-/* Every file under dir, as pkg/source would hand over a revision: paths
- * relative to dir, sorted. */
-static void read_tree(source_files *fs, const char *dir, const char *rel)
-{
-	char full[4096];
-	snprintf(full, sizeof(full), "%s%s%s", dir, rel[0] ? "/" : "", rel);
-	DIR *d = opendir(full);
-	ck_assert_msg(d != NULL, "opendir %s", full);
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char sub[4096], p[8192];
-		snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
-		snprintf(p, sizeof(p), "%s/%s", dir, sub);
-		struct stat st;
-		ck_assert_int_eq(lstat(p, &st), 0);
-		if (S_ISDIR(st.st_mode)) {
-			read_tree(fs, dir, sub);
-		} else {
-			char *data = NULL;
-			size_t len = 0;
-			ck_assert_int_eq(plumb_file_read(&data, &len, p, 16 << 20), 0);
-			files_add(fs, sub, data, len);
-			free(data);
-		}
-	}
-	closedir(d);
-	if (!rel[0])
-		qsort(fs->items, fs->count, sizeof(*fs->items), cmp_path);
-}
-
+/* The fixture folder as a revision, read by render_files_read_dir() (what
+ * plumbctl will use for a checkout). */
 static source_files *fixture(const char *name)
 {
 	char dir[4200];
-	source_files *fs = calloc(1, sizeof(*fs));
+	source_files *fs = NULL;
 	snprintf(dir, sizeof(dir), "%s/%s", fixtures, name);
-	read_tree(fs, dir, "");
+	ck_assert_msg(render_files_read_dir(&fs, dir, NULL) == 0, "%s", plumb_error_last());
+	for (size_t i = 1; i < fs->count; i++)
+		ck_assert_int_lt(strcmp(fs->items[i - 1].path, fs->items[i].path), 0);
 	return fs;
 }
 
@@ -213,6 +180,31 @@ START_TEST(test_render__kustomize_overlays_equal_kustomize_build)
 	free(outs[0]);
 	free(outs[1]);
 	source_files_free(fs);
+}
+END_TEST
+
+START_TEST(test_render__read_dir_refuses_symlinks_and_caps)
+{
+	char d[600], p[700];
+	snprintf(d, sizeof(d), "%s/repo", script_dir);
+	ck_assert_int_eq(mkdir(d, 0700), 0);
+	snprintf(p, sizeof(p), "%s/a.yaml", d);
+	ck_assert_int_eq(plumb_file_write(p, "kind: A\n", 8, 0644), 0);
+	snprintf(p, sizeof(p), "%s/.git", d);
+	ck_assert_int_eq(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/.git/config", d);
+	ck_assert_int_eq(plumb_file_write(p, "x", 1, 0644), 0);
+	source_files *fs = NULL;
+	ck_assert_int_eq(render_files_read_dir(&fs, d, NULL), 0);
+	ck_assert_uint_eq(fs->count, 1);
+	ck_assert_str_eq(fs->items[0].path, "a.yaml");
+	source_files_free(fs);
+	source_limits lim = { .max_file_size = 4 };
+	ck_assert_int_eq(render_files_read_dir(&fs, d, &lim), PLUMB_ETOOBIG);
+	snprintf(p, sizeof(p), "%s/passwd", d);
+	ck_assert_int_eq(symlink("/etc/passwd", p), 0);
+	ck_assert_int_eq(render_files_read_dir(&fs, d, NULL), PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "passwd is a symlink"));
 }
 END_TEST
 
@@ -585,6 +577,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_render__kustomize_overlays_equal_kustomize_build);
+	tcase_add_test(tc, test_render__read_dir_refuses_symlinks_and_caps);
 	tcase_add_test(tc, test_render__plain_runs_nothing);
 	tcase_add_test(tc, test_render__kustomize_refusals);
 	tcase_add_test(tc, test_render__output_over_the_cap_is_killed);
