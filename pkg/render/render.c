@@ -31,7 +31,7 @@
 #define DEFAULT_MAX_TREE_FILES 20000
 #define MAX_KUSTOMIZATIONS 1000
 #define MAX_VALUES_FILES 64
-#define MAX_API_VERSIONS 2048
+#define MAX_API_VERSIONS 10000
 
 static const char *kind_names[] = { "auto", "plain", "kustomize", "helm" };
 
@@ -653,7 +653,7 @@ int render_run(render_result *out, const source_files *files, const char *path,
 	if (!lim.max_memory)
 		lim.max_memory = DEFAULT_MAX_MEMORY;
 	if (!lim.max_cpu)
-		lim.max_cpu = (unsigned)ceil(lim.timeout);
+		lim.max_cpu = (unsigned)ceil(2 * lim.timeout); /* tools use several threads */
 	if (!lim.max_open_files)
 		lim.max_open_files = DEFAULT_MAX_NOFILE;
 	if (!lim.max_file_write)

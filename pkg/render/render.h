@@ -120,7 +120,7 @@ typedef struct {
 	size_t max_output;       /* stdout bytes [MANIFEST_MAX_REVISION_BYTES, 64 MiB] */
 	size_t max_stderr;       /* stderr bytes kept [64 KiB] */
 	size_t max_memory;       /* RLIMIT_AS bytes [4 GiB: Go maps address space freely] */
-	unsigned max_cpu;        /* RLIMIT_CPU seconds [= timeout, rounded up] */
+	unsigned max_cpu;        /* RLIMIT_CPU seconds [2 x timeout, rounded up: Go uses several threads] */
 	unsigned max_open_files; /* RLIMIT_NOFILE [1024] */
 	size_t max_file_write;   /* RLIMIT_FSIZE bytes [64 MiB] */
 	size_t max_tree_bytes;   /* bytes of all files materialised [256 MiB] */

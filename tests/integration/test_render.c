@@ -168,6 +168,8 @@ START_TEST(test_render__kustomize_overlays_equal_kustomize_build)
 		ck_assert_ptr_nonnull(strstr(res.yaml, "name: web-config-"));    /* the generator's hash suffix */
 		ck_assert_ptr_nonnull(strstr(res.yaml, "kind: Namespace"));
 		ck_assert(res.peak_rss_kb > 0);
+		fprintf(stderr, "kustomize build %s: %.3f s, peak RSS %ld KiB, %zu bytes\n", path, res.seconds,
+			res.peak_rss_kb, res.len);
 		outs[i] = res.yaml;
 		res.yaml = NULL;
 		free(want);
@@ -267,6 +269,40 @@ START_TEST(test_render__kustomize_refusals)
 }
 END_TEST
 
+/* 1,000 objects through a base and an overlay: the size of the issue's
+ * benchmark, here only to show the render's own time and memory. */
+START_TEST(test_render__thousand_objects)
+{
+	source_files *fs = calloc(1, sizeof(*fs));
+	plumb_buf res_list = PLUMB_BUF_INIT(1 << 20);
+	ck_assert_int_eq(plumb_buf_puts(&res_list, "resources:\n"), 0);
+	for (int i = 0; i < 1000; i++) {
+		char name[64], body[256];
+		snprintf(name, sizeof(name), "base/cm-%04d.yaml", i);
+		snprintf(body, sizeof(body), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%04d\n"
+			"data:\n  index: \"%d\"\n", i, i);
+		files_put(fs, name, body);
+		ck_assert_int_eq(plumb_buf_printf(&res_list, "- cm-%04d.yaml\n", i), 0);
+	}
+	files_put(fs, "base/kustomization.yaml", res_list.ptr);
+	files_put(fs, "overlays/prod/kustomization.yaml",
+		"resources: [../../base]\nnamespace: prod\nlabels:\n- pairs: {env: prod}\n");
+	plumb_buf_free(&res_list);
+	render_tools t = tools();
+	render_result res = { 0 };
+	ck_assert_msg(render_run(&res, fs, "overlays/prod", NULL, &t, NULL) == 0, "%s", plumb_error_last());
+	int n = 0;
+	for (const char *p = res.yaml; (p = strstr(p, "kind: ConfigMap\n")); p++)
+		n++;
+	ck_assert_int_eq(n, 1000);
+	fprintf(stderr, "kustomize build of 1,000 objects: %.3f s, peak RSS %ld KiB, %zu bytes\n", res.seconds,
+		res.peak_rss_kb, res.len);
+	render_result_clear(&res);
+	assert_tmp_empty();
+	source_files_free(fs);
+}
+END_TEST
+
 START_TEST(test_render__output_over_the_cap_is_killed)
 {
 	source_files *fs = calloc(1, sizeof(*fs));
@@ -322,6 +358,7 @@ START_TEST(test_render__helm_capabilities_equal_helm_template)
 	assert_tmp_empty();
 	ck_assert_msg(render_run(&b, fs, "", &new_, &t, NULL) == 0, "%s", plumb_error_last());
 	assert_tmp_empty();
+	fprintf(stderr, "helm template: %.3f s, peak RSS %ld KiB, %zu bytes\n", b.seconds, b.peak_rss_kb, b.len);
 
 	ck_assert_ptr_nonnull(strstr(a.yaml, "kubeVersion: \"v1.31.0\""));
 	ck_assert_ptr_nonnull(strstr(a.yaml, "sidecars: legacy"));
@@ -580,6 +617,7 @@ int main(void)
 	tcase_add_test(tc, test_render__read_dir_refuses_symlinks_and_caps);
 	tcase_add_test(tc, test_render__plain_runs_nothing);
 	tcase_add_test(tc, test_render__kustomize_refusals);
+	tcase_add_test(tc, test_render__thousand_objects);
 	tcase_add_test(tc, test_render__output_over_the_cap_is_killed);
 	tcase_add_test(tc, test_render__helm_capabilities_equal_helm_template);
 	tcase_add_test(tc, test_render__helm_failures_are_clear);
