@@ -61,7 +61,8 @@
  * at most RENDER_ERROR_MAX bytes, with the work directory's paths turned back
  * into repository paths, and "file <path>" when it names a file of the
  * revision); PLUMB_ETIMEOUT past the timeout; PLUMB_ETOOBIG past a cap;
- * PLUMB_ENOTFOUND for a tool that is not there; PLUMB_EIO for the work
+ * PLUMB_ENOTFOUND for a tool that is not there, or a kind forced on a path
+ * without its kustomization or Chart.yaml; PLUMB_EIO for the work
  * directory. Nothing is kept across calls and no lock is taken: renders may
  * run in parallel on any thread. A caller must not reap children with
  * waitpid(-1, …) on another thread (the runner waits for its own pid).
