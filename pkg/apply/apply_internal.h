@@ -221,6 +221,9 @@ typedef void (*work_fn)(run *R, size_t idx);
 void apply_run_parallel(run *R, work_fn fn, const size_t *idx, size_t n);
 
 /* ---- live.c ---- */
+/* Room for one more entry in R->lists (the objects a run keeps alive until
+ * its end): 0, or -1 without memory (nothing changed, no error recorded). */
+int apply_lists_reserve(run *R);
 /* One labelled LIST of res over all namespaces into R->live (once per kind). */
 int apply_list_labelled(run *R, const kube_resource *res);
 /* What is live for the items of class cls (idx: scratch of R->n entries). */

@@ -17,21 +17,28 @@
 
 #define EXISTENCE_LIST_MIN 16   /* missing objects of one (kind, ns) before one LIST beats GETs */
 
+int apply_lists_reserve(run *R)
+{
+	if (R->nlists == R->alists) {
+		size_t na = R->alists ? R->alists * 2 : 16;
+		cJSON **l = realloc(R->lists, na * sizeof(*l));
+		if (!l)
+			return -1;
+		R->lists = l;
+		R->alists = na;
+	}
+	return 0;
+}
+
 /* Keeps a LIST answer for the run and indexes its items into m by
  * (group, kind, namespace, name). Takes list over. */
 static int keep_list(run *R, cJSON *list, const kube_resource *res, plumb_map *m)
 {
 	const cJSON *item;
 	int err;
-	if (R->nlists == R->alists) {
-		size_t na = R->alists ? R->alists * 2 : 16;
-		cJSON **l = realloc(R->lists, na * sizeof(*l));
-		if (!l) {
-			cJSON_Delete(list);
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		}
-		R->lists = l;
-		R->alists = na;
+	if (apply_lists_reserve(R)) {
+		cJSON_Delete(list);
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	}
 	R->lists[R->nlists++] = list;
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items")) {

@@ -14,6 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 1 when crd (a CustomResourceDefinition object, may be NULL) defines the
+ * kind group/kind. */
+static int crd_defines(const cJSON *crd, const char *group, const char *kind)
+{
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(crd, "spec");
+	const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
+	return cJSON_IsString(g) && cJSON_IsString(k) && !strcmp(g->valuestring, group) &&
+	       !strcmp(k->valuestring, kind);
+}
+
 /* Skips items whose CRD or Namespace (in this revision) did not make it. */
 void apply_skip_dependents(run *R, size_t from_cls)
 {
@@ -30,12 +42,7 @@ void apply_skip_dependents(run *R, size_t from_cls)
 			if (pr->action != APPLY_FAILED && pr->action != APPLY_SKIPPED)
 				continue;
 			if (p->cls == 0) {
-				const cJSON *spec = cJSON_GetObjectItemCaseSensitive(p->obj, "spec");
-				const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
-				const cJSON *k = cJSON_GetObjectItemCaseSensitive(
-					cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
-				if (!cJSON_IsString(g) || !cJSON_IsString(k) || strcmp(g->valuestring, dep->group) ||
-				    strcmp(k->valuestring, dep->kind))
+				if (!crd_defines(p->obj, dep->group, dep->kind))
 					continue;
 				snprintf(msg, sizeof(msg), "CustomResourceDefinition %s %s", p->name,
 					apply_action_name(pr->action));
@@ -143,12 +150,7 @@ item *apply_crd_of(run *R, const item *it)
 		item *c = &R->items[j];
 		if (c->cls != 0 || !c->obj)
 			continue;
-		const cJSON *spec = cJSON_GetObjectItemCaseSensitive(c->obj, "spec");
-		const cJSON *g = cJSON_GetObjectItemCaseSensitive(spec, "group");
-		const cJSON *k = cJSON_GetObjectItemCaseSensitive(
-			cJSON_GetObjectItemCaseSensitive(spec, "names"), "kind");
-		if (cJSON_IsString(g) && cJSON_IsString(k) && !strcmp(g->valuestring, it->group) &&
-		    !strcmp(k->valuestring, it->kind))
+		if (crd_defines(c->obj, it->group, it->kind))
 			return c;
 	}
 	return NULL;

@@ -6,11 +6,13 @@
  * works too.
  *
  * Threads: indexes are handed out by an atomic counter, so each index is
- * worked on by exactly one thread. What pool threads run: apply_process_item,
- * apply_write_item and apply_wait_crd (write.c) and prune_one (prune.c), which touch
- * only their own item or candidate and its result, e->state under e->lock
- * (state.c), and the run's atomic counters; they read, but never change,
- * the run's maps of live objects, filled by the caller before the pass.
+ * worked on by exactly one thread. What pool threads run:
+ * apply_process_item, apply_write_item and apply_wait_crd (write.c) and
+ * prune_one (prune.c), which change only their own item or candidate and
+ * its result, e->state and e->proj under e->lock (state.c), and the run's
+ * atomics (writes, dry_runs, stop). They read, but never change, the run's
+ * maps of live objects (filled by the caller before the pass) and the
+ * items and results of earlier passes.
  */
 #include "apply/apply_internal.h"
 

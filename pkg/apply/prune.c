@@ -144,15 +144,7 @@ void apply_prune(run *R, size_t *idx)
 			c->resolved = 0;
 		} else if (got == 1) {
 			/* kept alive with the lists */
-			if (R->nlists == R->alists) {
-				size_t na = R->alists ? R->alists * 2 : 16;
-				cJSON **l = realloc(R->lists, na * sizeof(*l));
-				if (l) {
-					R->lists = l;
-					R->alists = na;
-				}
-			}
-			if (R->nlists < R->alists && !plumb_map_put(&R->live, c->key, obj, NULL)) {
+			if (!apply_lists_reserve(R) && !plumb_map_put(&R->live, c->key, obj, NULL)) {
 				R->lists[R->nlists++] = obj;
 				obj = NULL;
 			}

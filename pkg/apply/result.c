@@ -9,6 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Frees r->fields and what they hold; the caller resets r->fields. */
+static void free_fields(apply_object_result *r)
+{
+	for (size_t i = 0; i < r->nfields; i++) {
+		free(r->fields[i].path);
+		free(r->fields[i].manager);
+	}
+	free(r->fields);
+}
+
 void apply_object_result_clear(apply_object_result *r)
 {
 	free(r->api_version);
@@ -16,11 +26,7 @@ void apply_object_result_clear(apply_object_result *r)
 	free(r->ns);
 	free(r->name);
 	free(r->message);
-	for (size_t i = 0; i < r->nfields; i++) {
-		free(r->fields[i].path);
-		free(r->fields[i].manager);
-	}
-	free(r->fields);
+	free_fields(r);
 	free(r->diff);
 	free(r->origin);
 	memset(r, 0, sizeof(*r));
@@ -51,11 +57,7 @@ void apply_set_outcome(apply_object_result *r, apply_action a, const char *msg)
 
 void apply_take_fields(apply_object_result *r, apply_fields *f)
 {
-	for (size_t i = 0; i < r->nfields; i++) {
-		free(r->fields[i].path);
-		free(r->fields[i].manager);
-	}
-	free(r->fields);
+	free_fields(r);
 	r->fields = f->items;
 	r->nfields = f->count;
 	memset(f, 0, sizeof(*f));

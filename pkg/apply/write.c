@@ -1,9 +1,9 @@
 /*
- * pkg/apply: one desired object on a pool thread. apply_process_item() judges it
- * against what is live (created, updated, unchanged, drifted or corrected,
- * conflict, failed), with a dry run in place of the write while the
- * revision is validated; apply_write_item() sends the write of a validated
- * object; apply_wait_crd() waits for a CRD to be Established.
+ * pkg/apply: one desired object on a pool thread. apply_process_item()
+ * judges it against what is live (created, updated, unchanged, drifted or
+ * corrected, conflict, failed), with a dry run in place of the write while
+ * the revision is validated; apply_write_item() sends the write of a
+ * validated object; apply_wait_crd() waits for a CRD to be Established.
  *
  * Threads: pool threads (pool.c) run these, each on the items it was
  * handed; they set only those items' fields and results, remember through
@@ -54,6 +54,14 @@ static char *owner_of(const cJSON *live)
 
 static int crd_established(const cJSON *crd);
 
+/* Lets go of what is live for it (read, or borrowed from a LIST page). */
+static void drop_live(item *it)
+{
+	cJSON_Delete(it->owned_live);
+	it->owned_live = NULL;
+	it->live = NULL;
+}
+
 /* A processed object is not needed again, except a CRD (dependents and dry
  * runs look at its spec): dropping it at once keeps a large revision from
  * sitting in memory for the whole run. */
@@ -63,9 +71,7 @@ void apply_drop_object(item *it)
 		return;
 	cJSON_Delete(it->obj);
 	it->obj = NULL;
-	cJSON_Delete(it->owned_live);
-	it->owned_live = NULL;
-	it->live = NULL;
+	drop_live(it);
 }
 
 void apply_process_item(run *R, size_t i)
@@ -254,12 +260,8 @@ cleanup:
 	cJSON_Delete(q);
 	if (!it->pending)
 		apply_drop_object(it);
-	else {
-		/* the write needs only the object */
-		cJSON_Delete(it->owned_live);
-		it->owned_live = NULL;
-		it->live = NULL;
-	}
+	else
+		drop_live(it);   /* the write needs only the object */
 }
 
 /* The write of an object validated before: the real apply, remembered. */

@@ -392,6 +392,19 @@ START_TEST(test_apply__crd_and_crs_in_one_pass_then_pruned_in_order)
 	ck_assert_uint_eq(r.writes, r.dry_runs);
 	apply_result_free(&r);
 	ck_assert(!exists(c, &cm_res, ns, "independent"));
+
+	/* the same revision planned: what the refused CRD defines is skipped,
+	 * naming it; the rest is planned as usual */
+	o.dry_run = 1;
+	run(&r, e, d, &o);
+	ck_assert_int_eq(action_of(&r, "CustomResourceDefinition", crd), APPLY_FAILED);
+	ck_assert_int_eq(action_of(&r, "Gadget", "g"), APPLY_SKIPPED);
+	ck_assert_ptr_nonnull(strstr(find(&r, "Gadget", "g")->message, crd));
+	ck_assert_ptr_nonnull(strstr(find(&r, "Gadget", "g")->message, "failed"));
+	ck_assert_int_eq(action_of(&r, "ConfigMap", "independent"), APPLY_CREATED);
+	apply_result_free(&r);
+	ck_assert(!exists(c, &cm_res, ns, "independent"));
+	o.dry_run = 0;
 	cJSON_Delete(d);
 	apply_engine_free(e);
 	kube_client_free(c);
