@@ -4,7 +4,8 @@
  * records and regions in memory.c; base.h is the one header of all four.
  *
  * Threads: the error slot (err_msg, err_code) is per thread; log_lock
- * serialises whole log lines on stderr; the rest keeps no shared state.
+ * serialises whole log lines on stderr; log_level is set at start-up,
+ * before other threads run. The rest keeps no shared state.
  */
 #include "base/base.h"
 
