@@ -11,6 +11,7 @@
 #include "base/base.h"
 #include "controller/controller.h"
 #include "kube/kube.h"
+#include "metrics/metrics.h"
 #include "server/server.h"
 
 #ifndef PLUMB_VERSION

@@ -11,7 +11,7 @@
 
 #include "base/base.h"
 #include "kube/kube.h"
-#include "server/server.h"
+#include "metrics/metrics.h"
 
 /* ---- work queue --------------------------------------------------------------
  * Items are string keys. Guarantees: a key is never handed to two workers at

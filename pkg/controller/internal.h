@@ -44,7 +44,7 @@
 #include "gitsync/gitsync.h"
 #include "kube/kube.h"
 #include "manifest/manifest.h"
-#include "server/server.h"
+#include "metrics/metrics.h"
 #include "source/source.h"
 
 /* ---- events ------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /*
- * pkg/server — plumbd's HTTP side: a Prometheus metrics registry, and an
- * HTTP server (libmicrohttpd, its own threads) for /metrics, /healthz,
+ * pkg/server — plumbd's HTTP side: an HTTP server (libmicrohttpd, its own
+ * threads) for /metrics (the text of a pkg/metrics registry), /healthz,
  * /readyz and the Git webhook receiver POST /hooks/<namespace>/<gitsync>.
  */
 #ifndef PLUMB_SERVER_H
@@ -9,46 +9,7 @@
 #include <stddef.h>
 
 #include "base/base.h"
-
-/* ---- metrics ----------------------------------------------------------------
- * A registry of metric families. Families are created once at start-up;
- * updates are thread-safe (one lock per registry) and cheap. Label values are
- * given in the order of the family's label names. Values are rendered in the
- * Prometheus text exposition format 0.0.4, families in registration order,
- * series in label order, followed by the process_* metrics.
- */
-typedef struct server_metrics server_metrics;
-typedef struct server_family server_family;
-
-#define SERVER_MAX_LABELS 4
-
-int server_metrics_new(server_metrics **out);
-/* NULL-safe; frees every family. */
-void server_metrics_free(server_metrics *m);
-
-/* New families. labels: nlabels names (may be NULL when nlabels is 0).
- * Returns a family owned by the registry, or NULL on bad arguments / ENOMEM.
- * Histogram buckets: nbuckets ascending upper bounds (+Inf is implicit). */
-server_family *server_counter(server_metrics *m, const char *name, const char *help,
-	int nlabels, const char *const *labels);
-server_family *server_gauge(server_metrics *m, const char *name, const char *help,
-	int nlabels, const char *const *labels);
-server_family *server_histogram(server_metrics *m, const char *name, const char *help,
-	int nlabels, const char *const *labels, int nbuckets, const double *buckets);
-
-/* Updates; pass exactly the family's number of label values. NULL family is
- * a no-op, so optional metrics need no checks at the call site. */
-void server_counter_add(server_family *f, double v, ...);
-void server_gauge_set(server_family *f, double v, ...);
-void server_gauge_add(server_family *f, double v, ...);
-void server_histogram_observe(server_family *f, double v, ...);
-/* Removes one series (a cluster that went away). */
-void server_series_remove(server_family *f, ...);
-/* Current value of a counter/gauge series (tests, status); 0 when absent. */
-double server_value(server_family *f, ...);
-
-/* Appends the exposition text (families + process_* metrics) to buf. */
-int server_metrics_render(server_metrics *m, plumb_buf *buf);
+#include "metrics/metrics.h"
 
 /* ---- webhooks ---------------------------------------------------------------
  * Checks a webhook delivery against the GitSync's secret:

@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "metrics/metrics.h"
 #include "server/server.h"
 
 START_TEST(test_server__metrics_text_format)

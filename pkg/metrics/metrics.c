@@ -1,5 +1,6 @@
-/* pkg/server: the Prometheus metrics registry and its text rendering. */
-#include "server/server.h"
+/* pkg/metrics: the Prometheus metrics registry and its text rendering (see
+ * metrics.h; one lock per registry, m->lock, guards its families and series). */
+#include "metrics/metrics.h"
 
 #include <dirent.h>
 #include <math.h>
