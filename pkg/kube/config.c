@@ -1,22 +1,15 @@
-/* pkg/kube: kubeconfig (YAML/JSON, file or memory), in-cluster config,
- * credentials (token files, exec plugins). */
+/* pkg/kube: kubeconfig (YAML/JSON, file or memory, read with pkg/yamljson's
+ * kubeconfig typing), the lockdown of a tenant's kubeconfig, in-cluster
+ * config. The credentials they name are fetched in creds.c. */
 #include "kube/kube_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-#include <yaml.h>
 
-extern char **environ;
+#include "yamljson/yamljson.h"
 
 #define YAML_MAX_DEPTH 64
 #define YAML_MAX_NODES 200000
@@ -24,146 +17,32 @@ extern char **environ;
  * kubeconfig without aliases never expands past its own size, so the input
  * cap is the expansion cap too. */
 #define YAML_MAX_EXPANDED KUBE_CONFIG_MAX
-#define TOKEN_REREAD_SECONDS 60.0
-#define EXEC_TIMEOUT_SECONDS 30.0
 
 /* ---- YAML -> cJSON -------------------------------------------------------- */
 
-typedef struct {
-	yaml_document_t *doc;
-	size_t nodes;
-	size_t bytes;       /* scalar and key bytes after alias expansion */
-	const char *origin;
-} yconv;
-
-static int charge_bytes(yconv *cv, size_t n, const yaml_node_t *node)
-{
-	cv->bytes += n;
-	if (cv->bytes > YAML_MAX_EXPANDED)
-		return plumb_error_set(PLUMB_ETOOBIG, "kubeconfig %s: line %zu: expands to more than %u bytes (alias bomb?)",
-			cv->origin, (size_t)node->start_mark.line + 1, YAML_MAX_EXPANDED);
-	return 0;
-}
-
-static int yaml_node_to_json(cJSON **out, yconv *cv, yaml_node_t *node, int depth)
-{
-	cJSON *j = NULL;
-	if (!node)
-		return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: dangling YAML node", cv->origin);
-	if (depth > YAML_MAX_DEPTH)
-		return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: nested deeper than %d", cv->origin, YAML_MAX_DEPTH);
-	if (++cv->nodes > YAML_MAX_NODES)
-		return plumb_error_set(PLUMB_ETOOBIG, "kubeconfig %s: more than %d YAML nodes (alias bomb?)", cv->origin, YAML_MAX_NODES);
-
-	switch (node->type) {
-	case YAML_SCALAR_NODE: {
-		const char *v = (const char *)node->data.scalar.value;
-		size_t n = node->data.scalar.length;
-		int rc = charge_bytes(cv, n + 1, node);
-		if (rc < 0)
-			return rc;
-		if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-			if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
-				j = cJSON_CreateTrue();
-			else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
-				j = cJSON_CreateFalse();
-			else if (n == 0 || !strcmp(v, "null") || !strcmp(v, "~") || !strcmp(v, "Null") || !strcmp(v, "NULL"))
-				j = cJSON_CreateNull();
-		}
-		if (!j) {
-			if (strlen(v) != n)
-				return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: line %zu: NUL byte in a string",
-					cv->origin, (size_t)node->start_mark.line + 1);
-			j = cJSON_CreateString(v);
-		}
-		break;
-	}
-	case YAML_SEQUENCE_NODE:
-		j = cJSON_CreateArray();
-		if (!j)
-			break;
-		for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++) {
-			cJSON *child = NULL;
-			int rc = yaml_node_to_json(&child, cv, yaml_document_get_node(cv->doc, *it), depth + 1);
-			if (rc < 0) {
-				cJSON_Delete(j);
-				return rc;
-			}
-			cJSON_AddItemToArray(j, child);
-		}
-		break;
-	case YAML_MAPPING_NODE:
-		j = cJSON_CreateObject();
-		if (!j)
-			break;
-		for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-			yaml_node_t *k = yaml_document_get_node(cv->doc, p->key);
-			cJSON *child = NULL;
-			int rc;
-			if (!k || k->type != YAML_SCALAR_NODE) {
-				cJSON_Delete(j);
-				return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: line %zu: mapping key is not a string",
-					cv->origin, k ? (size_t)k->start_mark.line + 1 : 0);
-			}
-			if ((rc = charge_bytes(cv, k->data.scalar.length + 1, k)) < 0) {
-				cJSON_Delete(j);
-				return rc;
-			}
-			rc = yaml_node_to_json(&child, cv, yaml_document_get_node(cv->doc, p->value), depth + 1);
-			if (rc < 0) {
-				cJSON_Delete(j);
-				return rc;
-			}
-			/* Last key wins, as in most YAML readers. */
-			cJSON_DeleteItemFromObjectCaseSensitive(j, (const char *)k->data.scalar.value);
-			cJSON_AddItemToObject(j, (const char *)k->data.scalar.value, child);
-		}
-		break;
-	default:
-		return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: empty YAML node", cv->origin);
-	}
-	if (!j)
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	*out = j;
-	return 0;
-}
-
 int kube_yaml_to_json(cJSON **out, const char *data, size_t len, const char *origin)
 {
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	int have_doc = 0, rc = 0;
+	const yamljson_opts opts = {
+		.typing = YAMLJSON_KUBECONFIG,
+		.max_nodes = YAML_MAX_NODES,
+		.max_doc_bytes = YAML_MAX_EXPANDED,
+		.max_depth = YAML_MAX_DEPTH,
+	};
+	yamljson_error err;
 	cJSON *j = NULL;
-	yconv cv = { &doc, 0, 0, origin };
+	int rc;
 
 	if (len > KUBE_CONFIG_MAX)
 		return plumb_error_set(PLUMB_ETOOBIG, "kubeconfig %s: larger than %u bytes", origin, KUBE_CONFIG_MAX);
-	if (!yaml_parser_initialize(&parser))
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: line %zu column %zu: %s", origin,
-			(size_t)parser.problem_mark.line + 1, (size_t)parser.problem_mark.column + 1,
-			parser.problem ? parser.problem : "YAML syntax error");
-		goto cleanup;
+	if ((rc = yamljson_first(&j, &err, data, len, &opts)) < 0) {
+		if (err.line)
+			return plumb_error_set(rc, "kubeconfig %s: line %d column %d: %s", origin, err.line, err.col, err.msg);
+		return plumb_error_set(rc, "kubeconfig %s: %s", origin, err.msg);
 	}
-	have_doc = 1;
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (!root) {
-		rc = plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: empty document", origin);
-		goto cleanup;
-	}
-	rc = yaml_node_to_json(&j, &cv, root, 0);
-	if (rc < 0)
-		goto cleanup;
+	if (!j)
+		return plumb_error_set(PLUMB_EINVALID, "kubeconfig %s: empty document", origin);
 	*out = j;
-	j = NULL;
-cleanup:
-	if (have_doc)
-		yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
-	cJSON_Delete(j);
-	return rc;
+	return 0;
 }
 
 /* ---- kubeconfig ------------------------------------------------------------ */
@@ -187,16 +66,6 @@ static char *dup_bytes_z(const char *p, size_t n)
 	return d;
 }
 
-static void secure_free(char *p, size_t n)
-{
-	if (!p)
-		return;
-	if (n == 0)
-		n = strlen(p);
-	explicit_bzero(p, n);
-	free(p);
-}
-
 void kube_config_free(kube_config *cfg)
 {
 	if (!cfg)
@@ -211,19 +80,19 @@ void kube_config_free(kube_config *cfg)
 	free(cfg->proxy_url);
 	free(cfg->ca);
 	free(cfg->cert);
-	secure_free(cfg->key, cfg->key_len);
-	secure_free(cfg->token, 0);
+	kube_secure_free(cfg->key, cfg->key_len);
+	kube_secure_free(cfg->token, 0);
 	free(cfg->token_file);
 	free(cfg->username);
-	secure_free(cfg->password, 0);
+	kube_secure_free(cfg->password, 0);
 	free(cfg->exec_command);
 	free(cfg->exec_path);
 	free_strv(cfg->exec_argv);
 	free_strv(cfg->exec_env);
 	free(cfg->exec_api_version);
-	secure_free(cfg->dyn_token, 0);
+	kube_secure_free(cfg->dyn_token, 0);
 	free(cfg->dyn_cert);
-	secure_free(cfg->dyn_key, cfg->dyn_key_len);
+	kube_secure_free(cfg->dyn_key, cfg->dyn_key_len);
 	pthread_mutex_destroy(&cfg->lock);
 	pthread_mutex_destroy(&cfg->refresh_lock);
 	free(cfg);
@@ -902,304 +771,4 @@ cleanup:
 	free(ns);
 	kube_config_free(cfg);
 	return rc;
-}
-
-/* ---- credentials ------------------------------------------------------------ */
-
-int kube_config_refreshable(const kube_config *cfg)
-{
-	return cfg->token_file || cfg->exec_command;
-}
-
-void kube_creds_clear(kube_creds *creds)
-{
-	secure_free(creds->token, 0);
-	free(creds->cert);
-	secure_free(creds->key, creds->key_len);
-	memset(creds, 0, sizeof(*creds));
-}
-
-static char *dup_bytes(const char *p, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, p, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-int kube_exec_credential_parse(kube_config *cfg, const char *data, size_t len)
-{
-	cJSON *root = cJSON_ParseWithLength(data, len);
-	const cJSON *status, *tok, *cert, *key, *exp;
-	double expiry = 0;
-	int rc = 0;
-	if (!root)
-		return plumb_error_set(PLUMB_EPROTO, "exec plugin %s: output is not JSON", cfg->exec_command ? cfg->exec_command : "");
-	status = cJSON_GetObjectItemCaseSensitive(root, "status");
-	tok = cJSON_GetObjectItemCaseSensitive(status, "token");
-	cert = cJSON_GetObjectItemCaseSensitive(status, "clientCertificateData");
-	key = cJSON_GetObjectItemCaseSensitive(status, "clientKeyData");
-	exp = cJSON_GetObjectItemCaseSensitive(status, "expirationTimestamp");
-	if (!cJSON_IsObject(status) || (!cJSON_IsString(tok) && !(cJSON_IsString(cert) && cJSON_IsString(key)))) {
-		rc = plumb_error_set(PLUMB_EPROTO, "exec plugin %s: ExecCredential has no status.token or status.clientCertificateData/clientKeyData",
-			cfg->exec_command ? cfg->exec_command : "");
-		goto cleanup;
-	}
-	if (cJSON_IsString(exp) && plumb_time_parse(&expiry, exp->valuestring) < 0) {
-		rc = plumb_error_set(PLUMB_EPROTO, "exec plugin %s: status.expirationTimestamp: not RFC 3339",
-			cfg->exec_command ? cfg->exec_command : "");
-		goto cleanup;
-	}
-	pthread_mutex_lock(&cfg->lock);
-	secure_free(cfg->dyn_token, 0);
-	free(cfg->dyn_cert);
-	secure_free(cfg->dyn_key, cfg->dyn_key_len);
-	cfg->dyn_token = cJSON_IsString(tok) ? plumb_strdup(tok->valuestring) : NULL;
-	cfg->dyn_cert = cJSON_IsString(cert) ? plumb_strdup(cert->valuestring) : NULL;
-	cfg->dyn_cert_len = cfg->dyn_cert ? strlen(cfg->dyn_cert) : 0;
-	cfg->dyn_key = cJSON_IsString(key) ? plumb_strdup(key->valuestring) : NULL;
-	cfg->dyn_key_len = cfg->dyn_key ? strlen(cfg->dyn_key) : 0;
-	cfg->dyn_expiry = expiry;
-	cfg->dyn_token_at = plumb_time_mono();
-	pthread_mutex_unlock(&cfg->lock);
-cleanup:
-	if (root) {
-		/* The answer holds secrets: wipe before freeing. */
-		if (cJSON_IsString(tok))
-			explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-		if (cJSON_IsString(key))
-			explicit_bzero(key->valuestring, strlen(key->valuestring));
-	}
-	cJSON_Delete(root);
-	return rc;
-}
-
-/* Runs the exec plugin; called with cfg->lock NOT held. */
-static int run_exec(kube_config *cfg)
-{
-	int pipefd[2] = { -1, -1 };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	int fa_init = 0, attr_init = 0, rc = 0, status = 0;
-	pid_t pid = -1;
-	char **envp = NULL;
-	char *info = NULL;
-	size_t nenv = 0, i = 0, j;
-	plumb_buf out = PLUMB_BUF_INIT(KUBE_EXEC_OUTPUT_MAX);
-	double limit = cfg->exec_timeout > 0 ? cfg->exec_timeout : EXEC_TIMEOUT_SECONDS;
-	double deadline = plumb_time_mono() + limit;
-
-	for (char **e = environ; e && *e; e++)
-		nenv++;
-	for (char **e = cfg->exec_env; e && *e; e++)
-		nenv++;
-	envp = calloc(nenv + 2, sizeof(char *));
-	info = plumb_asprintf("KUBERNETES_EXEC_INFO={\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\",\"spec\":{\"interactive\":false}}",
-		cfg->exec_api_version);
-	if (!envp || !info) {
-		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	for (char **e = environ; e && *e; e++)
-		envp[i++] = *e;
-	for (char **e = cfg->exec_env; e && *e; e++) {
-		/* Override an inherited variable of the same name. */
-		size_t nl = strcspn(*e, "=");
-		for (j = 0; j < i; j++)
-			if (!strncmp(envp[j], *e, nl + 1))
-				break;
-		envp[j] = *e;
-		if (j == i)
-			i++;
-	}
-	envp[i++] = info;
-	envp[i] = NULL;
-
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		rc = plumb_error_set(PLUMB_EIO, "exec plugin %s: pipe: %s", cfg->exec_command, strerror(errno));
-		goto cleanup;
-	}
-	posix_spawn_file_actions_init(&fa);
-	fa_init = 1;
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	/* A process group of its own: a timeout kills what it started too. */
-	posix_spawnattr_init(&attr);
-	attr_init = 1;
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-	posix_spawnattr_setpgroup(&attr, 0);
-	if ((errno = cfg->exec_path ? posix_spawn(&pid, cfg->exec_path, &fa, &attr, cfg->exec_argv, envp)
-			: posix_spawnp(&pid, cfg->exec_command, &fa, &attr, cfg->exec_argv, envp)) != 0) {
-		pid = -1;
-		rc = plumb_error_set(PLUMB_EAUTH, "exec plugin %s: cannot run: %s", cfg->exec_command, strerror(errno));
-		goto cleanup;
-	}
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	for (;;) {
-		char chunk[4096];
-		double left = deadline - plumb_time_mono();
-		struct pollfd pfd = { pipefd[0], POLLIN, 0 };
-		if (left <= 0) {
-			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: no answer within %g s", cfg->exec_command, limit);
-			goto cleanup;
-		}
-		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			continue;
-		ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (plumb_buf_append(&out, chunk, (size_t)n) < 0) {
-			rc = plumb_error_set(PLUMB_ETOOBIG, "exec plugin %s: output larger than %u bytes", cfg->exec_command, KUBE_EXEC_OUTPUT_MAX);
-			goto cleanup;
-		}
-	}
-	/* stdout closed; the exit is bounded by the same deadline. */
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			rc = plumb_error_set(PLUMB_EIO, "exec plugin %s: waitpid: %s", cfg->exec_command, strerror(errno));
-			pid = -1;
-			goto cleanup;
-		}
-		if (plumb_time_mono() >= deadline) {
-			rc = plumb_error_set(PLUMB_ETIMEOUT, "exec plugin %s: did not exit within %g s", cfg->exec_command, limit);
-			goto cleanup;
-		}
-		plumb_sleep(0.01);
-	}
-	pid = -1;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		rc = plumb_error_set(PLUMB_EAUTH, "exec plugin %s: exited with status %d", cfg->exec_command,
-			WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-		goto cleanup;
-	}
-	rc = kube_exec_credential_parse(cfg, out.ptr ? out.ptr : "", out.len);
-cleanup:
-	if (pid > 0) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-	}
-	if (fa_init)
-		posix_spawn_file_actions_destroy(&fa);
-	if (attr_init)
-		posix_spawnattr_destroy(&attr);
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	if (out.ptr)
-		explicit_bzero(out.ptr, out.len);
-	plumb_buf_free(&out);
-	free(envp);
-	free(info);
-	return rc;
-}
-
-static int read_token_file(kube_config *cfg)
-{
-	char *tok = NULL;
-	size_t len = 0;
-	int rc = plumb_file_read(&tok, &len, cfg->token_file, KUBE_CRED_FILE_MAX);
-	if (rc < 0)
-		return plumb_error_prefix(rc == PLUMB_ETOOBIG ? rc : PLUMB_EAUTH, "token file");
-	while (len > 0 && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
-		tok[--len] = '\0';
-	if (len == 0) {
-		free(tok);
-		return plumb_error_set(PLUMB_EAUTH, "token file %s is empty", cfg->token_file);
-	}
-	pthread_mutex_lock(&cfg->lock);
-	secure_free(cfg->dyn_token, 0);
-	cfg->dyn_token = tok;
-	cfg->dyn_token_at = plumb_time_mono();
-	pthread_mutex_unlock(&cfg->lock);
-	return 0;
-}
-
-/* Whether the dynamic credential must be fetched anew; cfg->lock held. */
-static int creds_stale_locked(const kube_config *cfg, int force)
-{
-	if (cfg->exec_command)
-		return force || (!cfg->dyn_token && !cfg->dyn_cert) ||
-			(cfg->dyn_expiry > 0 && plumb_time_real() + 10 >= cfg->dyn_expiry);
-	if (cfg->token_file)
-		return force || !cfg->dyn_token || plumb_time_mono() - cfg->dyn_token_at >= TOKEN_REREAD_SECONDS;
-	return 0;
-}
-
-int kube_config_creds_need_exec(kube_config *cfg, int force)
-{
-	int need;
-	if (!cfg->exec_command)
-		return 0;
-	pthread_mutex_lock(&cfg->lock);
-	need = creds_stale_locked(cfg, force & KUBE_CREDS_FORCE);
-	pthread_mutex_unlock(&cfg->lock);
-	return need;
-}
-
-int kube_config_creds(kube_creds *out, kube_config *cfg, int force)
-{
-	int rc = 0, need = 0;
-	memset(out, 0, sizeof(*out));
-
-	if (cfg->exec_command || cfg->token_file) {
-		double seen;
-		pthread_mutex_lock(&cfg->lock);
-		need = creds_stale_locked(cfg, force & KUBE_CREDS_FORCE);
-		seen = cfg->dyn_token_at;
-		pthread_mutex_unlock(&cfg->lock);
-		if (need && cfg->exec_command && (force & KUBE_CREDS_NO_EXEC))
-			return plumb_error_set(PLUMB_EAUTH, "exec plugin %s: no current credential on this thread",
-				cfg->exec_command);
-		if (need) {
-			/* One refresh at a time: who waited takes the result of the
-			 * refresh that ran meanwhile instead of running another. */
-			pthread_mutex_lock(&cfg->refresh_lock);
-			pthread_mutex_lock(&cfg->lock);
-			need = cfg->dyn_token_at == seen;
-			pthread_mutex_unlock(&cfg->lock);
-			if (need)
-				rc = cfg->exec_command ? run_exec(cfg) : read_token_file(cfg);
-			pthread_mutex_unlock(&cfg->refresh_lock);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	pthread_mutex_lock(&cfg->lock);
-	if (cfg->dyn_token)
-		out->token = plumb_strdup(cfg->dyn_token);
-	else if (cfg->token)
-		out->token = plumb_strdup(cfg->token);
-	if (cfg->dyn_cert && cfg->dyn_key) {
-		out->cert = dup_bytes(cfg->dyn_cert, cfg->dyn_cert_len);
-		out->cert_len = cfg->dyn_cert_len;
-		out->key = dup_bytes(cfg->dyn_key, cfg->dyn_key_len);
-		out->key_len = cfg->dyn_key_len;
-	} else if (cfg->cert && cfg->key) {
-		out->cert = dup_bytes(cfg->cert, cfg->cert_len);
-		out->cert_len = cfg->cert_len;
-		out->key = dup_bytes(cfg->key, cfg->key_len);
-		out->key_len = cfg->key_len;
-	}
-	pthread_mutex_unlock(&cfg->lock);
-	out->username = cfg->username;
-	out->password = cfg->password;
-	if ((cfg->dyn_token || cfg->token) && !out->token) {
-		kube_creds_clear(out);
-		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-	}
-	return 0;
 }

@@ -84,13 +84,20 @@ void kube_creds_clear(kube_creds *creds);
 int kube_config_refreshable(const kube_config *cfg);
 kube_config *kube_config_ref(kube_config *cfg);
 
-/* YAML (or JSON) text to cJSON with plain scalars kept as strings except
- * true/false/null. Caps depth and node count. origin names errors. */
+/* YAML (or JSON) text to cJSON with pkg/yamljson's YAMLJSON_KUBECONFIG
+ * typing: plain scalars stay strings except true/false (any case as
+ * True/TRUE) and null/~/empty; tags are not looked at. Reads the first
+ * document only; caps size, depth, nodes and expanded bytes. origin names
+ * errors ("kubeconfig ORIGIN: line L column C: ..."). */
 int kube_yaml_to_json(cJSON **out, const char *data, size_t len, const char *origin);
+
+/* ---- creds.c ---- */
 
 /* Parses an ExecCredential JSON answer into cfg's dynamic credentials
  * (locks cfg). */
 int kube_exec_credential_parse(kube_config *cfg, const char *data, size_t len);
+/* Wipes n bytes of p (strlen(p) when n is 0) and frees it. NULL-safe. */
+void kube_secure_free(char *p, size_t n);
 
 /* ---- client.c ---- */
 

@@ -2,7 +2,8 @@
  * pkg/manifest — files → validated objects for one cluster, in apply order.
  *
  * YAML is read the way kubectl reads it (sigs.k8s.io/yaml on top of go-yaml
- * v2), so that the JSON plumb sends is the JSON kubectl would send:
+ * v2; pkg/yamljson's YAMLJSON_GO_YAML typing), so that the JSON plumb sends
+ * is the JSON kubectl would send:
  *   - plain scalars typed with YAML 1.1 rules: y/Y/yes/Yes/YES/on/On/ON/true/…
  *     and n/N/no/…/off/…/false/… are booleans; ~, null, Null, NULL and the
  *     empty scalar are null; ints in decimal, 0x hex, 0o and leading-0 octal,

@@ -599,6 +599,80 @@ START_TEST(test_kube__exec_plugins_parse)
 }
 END_TEST
 
+/* A kubeconfig is read with pkg/yamljson's kubeconfig typing: only
+ * true/false (any of true, True, TRUE) and null (~, null, empty) are not
+ * strings; what YAML 1.1 would make a number, a boolean or a merge key is the
+ * text written, tags are not looked at, and only the first document is read. */
+START_TEST(test_kube__config_scalars_as_written)
+{
+	char *ca = b64(CERT_PEM);
+	char *kc = plumb_asprintf(
+		"current-context: a\n"
+		"contexts:\n- name: a\n  context: {cluster: c, user: u, namespace: 012}\n"
+		"clusters:\n- name: c\n  cluster:\n"
+		"    server: https://h:1\n"
+		"    insecure-skip-tls-verify: True\n"
+		"    tls-server-name: 0x1F\n"
+		"    proxy-url: ~\n"
+		"    certificate-authority-data: !!binary %s\n"
+		"users:\n- name: u\n  user:\n"
+		"    token: 12345\n"
+		"    username: yes\n"
+		"    password: 1e3\n"
+		"    exec:\n"
+		"      command: /bin/true\n"
+		"      apiVersion: .inf\n"
+		"      args: [yes, no, on, 0x1F, 0o17, 1_000, 3.0, -.inf, <<, !!int 7]\n"
+		"      env: [{name: N, value: off}]\n"
+		"---\n[not read\n", ca);
+	static const char *const want_args[] = { "/bin/true", "yes", "no", "on", "0x1F", "0o17", "1_000", "3.0",
+		"-.inf", "<<", "7", NULL };
+	kube_config *cfg = NULL;
+	ck_assert_msg(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted) == 0, "%s", plumb_error_last());
+	ck_assert_str_eq(kube_config_namespace(cfg), "012");
+	ck_assert_int_eq(cfg->insecure, 1);
+	ck_assert_str_eq(cfg->tls_server_name, "0x1F");
+	ck_assert_ptr_null(cfg->proxy_url);
+	ck_assert(cfg->ca && strstr(cfg->ca, "BEGIN CERTIFICATE"));
+	ck_assert_str_eq(cfg->token, "12345");
+	ck_assert_str_eq(cfg->username, "yes");
+	ck_assert_str_eq(cfg->password, "1e3");
+	ck_assert_str_eq(cfg->exec_api_version, ".inf");
+	for (size_t i = 0; want_args[i]; i++) {
+		ck_assert_ptr_nonnull(cfg->exec_argv[i]);
+		ck_assert_str_eq(cfg->exec_argv[i], want_args[i]);
+	}
+	ck_assert_ptr_null(cfg->exec_argv[11]);
+	ck_assert_str_eq(cfg->exec_env[0], "N=off");
+	kube_config_free(cfg);
+	free(kc);
+	free(ca);
+
+	/* yes is a string, so it is no value for a boolean field; FALSE is one. */
+	static const char head[] = "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\n"
+		"clusters:\n- name: c\n  cluster: {server: 'https://h:1', ";
+	kc = plumb_asprintf("%sinsecure-skip-tls-verify: yes}\n", head);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), PLUMB_EINVALID);
+	ck_assert_str_eq(plumb_error_last(), "kubeconfig t: clusters[0].cluster.insecure-skip-tls-verify: must be true or false");
+	free(kc);
+	kc = plumb_asprintf("%sinsecure-skip-tls-verify: FALSE}\n", head);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), 0);
+	ck_assert_int_eq(cfg->insecure, 0);
+	kube_config_free(cfg);
+	free(kc);
+
+	/* `<<` is a key like any other: nothing is merged, and a tenant may not
+	 * carry it. */
+	kc = plumb_asprintf("%s<<: {insecure-skip-tls-verify: true}}\n", head);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", &trusted), 0);
+	ck_assert_int_eq(cfg->insecure, 0);
+	kube_config_free(cfg);
+	ck_assert_int_eq(kube_config_load_memory(&cfg, kc, strlen(kc), NULL, "t", NULL), PLUMB_EINSECURE);
+	ck_assert_msg(strstr(plumb_error_last(), "clusters[0].cluster.<<: refused"), "%s", plumb_error_last());
+	free(kc);
+}
+END_TEST
+
 START_TEST(test_kube__config_alias_bytes)
 {
 	/* A kubeconfig's aliases are charged by the bytes they expand to. */
@@ -1027,6 +1101,7 @@ int main(void)
 	tcase_add_test(tc, test_kube__exec_plugins_parse);
 	tcase_add_test(tc, test_kube__exec_plugin_bounded);
 	tcase_add_test(tc, test_kube__config_alias_bytes);
+	tcase_add_test(tc, test_kube__config_scalars_as_written);
 	tcase_add_test(tc, test_kube__status_error_mapping);
 	tcase_add_test(tc, test_kube__curl_error_mapping);
 	tcase_add_test(tc, test_kube__retry_after);
