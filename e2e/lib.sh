@@ -95,6 +95,73 @@ new_repo() {
 		--dry-run=client -o yaml | kc c1 apply -f - >/dev/null
 }
 
+# webhook_secret NAME TOKEN: a Secret NAME in $NS holding a webhook's token.
+webhook_secret() {
+	kc c1 -n "$NS" create secret generic "$1" --from-literal=token="$2" >/dev/null
+}
+
+# write_app FILE NAMESPACE: the tests' smallest application in FILE (its
+# folder is made): Namespace NAMESPACE and ConfigMap settings in it, with
+# data LOG_LEVEL: info.
+write_app() {
+	mkdir -p "$(dirname "$1")"
+	cat >"$1" <<-EOF
+		apiVersion: v1
+		kind: Namespace
+		metadata: {name: $2}
+		---
+		apiVersion: v1
+		kind: ConfigMap
+		metadata: {name: settings, namespace: $2}
+		data: {LOG_LEVEL: info}
+	EOF
+}
+
+# write_widget_crd FILE GROUP [NAMES]: the CustomResourceDefinition of
+# widgets.GROUP (kind Widget, namespaced, v1 with an integer spec.size) in
+# FILE; NAMES is added to its names (e.g. "singular: widget").
+write_widget_crd() {
+	mkdir -p "$(dirname "$1")"
+	cat >"$1" <<-EOF
+		apiVersion: apiextensions.k8s.io/v1
+		kind: CustomResourceDefinition
+		metadata: {name: widgets.$2}
+		spec:
+		  group: $2
+		  names: {kind: Widget, plural: widgets${3:+, $3}}
+		  scope: Namespaced
+		  versions:
+		  - name: v1
+		    served: true
+		    storage: true
+		    schema:
+		      openAPIV3Schema:
+		        type: object
+		        properties:
+		          spec:
+		            type: object
+		            properties:
+		              size: {type: integer}
+	EOF
+}
+
+# apply_gitsync NAME PATH INTERVAL [SPEC-LINE…]: applies GitSync NAME in $NS,
+# reading PATH ("" for the repository's root) of branch main of $REPO_URL
+# with the git-auth Secret, polling every INTERVAL; each SPEC-LINE is one more
+# line of its spec, e.g. "targets: {clusterNames: [c2]}" or "debounce: 200ms".
+apply_gitsync() {
+	local name=$1 path=$2 interval=$3 line
+	shift 3
+	{
+		printf 'apiVersion: plumb.dev/v1alpha1\nkind: GitSync\nmetadata: {name: %s}\nspec:\n' "$name"
+		printf '  git: {url: %s, ref: {branch: main}, %ssecretRef: {name: git-auth}, interval: %s}\n' \
+			"$REPO_URL" "${path:+path: $path, }" "$interval"
+		for line in "$@"; do
+			printf '  %s\n' "$line"
+		done
+	} | kc c1 -n "$NS" apply -f - >/dev/null
+}
+
 # commit MESSAGE: commits everything in $WORKTREE and pushes; prints the id.
 commit() {
 	git -C "$WORKTREE" add -A

@@ -41,14 +41,7 @@ vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$PLUMBD_PID/status"; }
 
 write_file "$WORKTREE/deploy/big.yaml" benign
 good=$(commit "a harmless 4 MiB file")
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: app}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 10m}
-  targets: {clusterNames: [c2]}
-EOF
+apply_gitsync app deploy 10m "targets: {clusterNames: [c2]}"
 
 start_plumbd bomb --log-level info
 applied() { [[ $(cluster_commit app c2) == "$1" && $(cluster_state app c2) == Synced ]]; }

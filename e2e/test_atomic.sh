@@ -62,27 +62,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: $TNS}
 EOF
-cat >"$WORKTREE/deploy/crd.yaml" <<EOF
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.$GROUP}
-spec:
-  group: $GROUP
-  names: {kind: Widget, plural: widgets}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer}
-EOF
+write_widget_crd "$WORKTREE/deploy/crd.yaml" "$GROUP"
 cat >"$WORKTREE/deploy/widget.yaml" <<EOF
 apiVersion: $GROUP/v1
 kind: Widget
@@ -133,20 +113,7 @@ spec:
 EOF
 c1_id=$(commit "first revision")
 
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: app}
-spec:
-  git:
-    url: $REPO_URL
-    ref: {branch: main}
-    path: deploy
-    secretRef: {name: git-auth}
-    interval: 10m
-  targets: {clusterSelector: {matchLabels: {env: prod}}}
-  debounce: 200ms
-EOF
+apply_gitsync app deploy 10m "targets: {clusterSelector: {matchLabels: {env: prod}}}" "debounce: 200ms"
 start_plumbd main
 
 t_ok "1 converges in both targets" wait_for 40 synced_at app "$c1_id"

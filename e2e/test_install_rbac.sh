@@ -93,29 +93,10 @@ leading() { [[ $(metric "$1" "plumb_leader ") == 1 ]]; }
 # The tenant side, written with the admin kubeconfig: a target, a repo, a GitSync.
 register_cluster c2 "env: prod"
 new_repo rbac
-kc c1 -n "$NS" create secret generic hook --from-literal=token="$HOOK_SECRET" >/dev/null
-mkdir -p "$WORKTREE/deploy"
-cat >"$WORKTREE/deploy/app.yaml" <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $TNS}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings, namespace: $TNS}
-data: {LOG_LEVEL: info}
-EOF
+webhook_secret hook "$HOOK_SECRET"
+write_app "$WORKTREE/deploy/app.yaml" "$TNS"
 first=$(commit "first")
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: web}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 1h}
-  targets: {clusterNames: [c2]}
-  webhook: {secretRef: {name: hook}}
-  debounce: 200ms
-EOF
+apply_gitsync web deploy 1h "targets: {clusterNames: [c2]}" "webhook: {secretRef: {name: hook}}" "debounce: 200ms"
 
 start_replica a
 start_replica b
@@ -177,16 +158,7 @@ t_ok "new leader applied the commit" wait_for 15 bash -c "[[ \$('$PLUMB_K8S_BIN/
 # Webhooks are unauthenticated: deliveries for a GitSync whose webhook Secret
 # does not exist are refused, and cost the API server a GET now and then,
 # not one per delivery.
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: nohook}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 1h}
-  targets: {clusterNames: [none]}
-  webhook: {secretRef: {name: missing-$id}}
-  suspend: true
-EOF
+apply_gitsync nohook deploy 1h "targets: {clusterNames: [none]}" "webhook: {secretRef: {name: missing-$id}}" "suspend: true"
 sleep 1
 codes=$(for i in $(seq 1 30); do curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://127.0.0.1:${!swport}/hooks/$NS/nohook" -H "X-Gitlab-Token: x" -d '{}'; done | sort | uniq -c | awk '{print $1 "x" $2}')
 t_eq "30 deliveries without a Secret refused" "30x401" "$codes"

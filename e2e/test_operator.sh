@@ -14,7 +14,7 @@ HOOK_SECRET=e2e-hook-$RANDOM$RANDOM
 register_cluster c2 "env: prod" "region: eu"
 register_cluster c3 "env: prod" "region: us"
 new_repo config
-kc c1 -n "$NS" create secret generic hook --from-literal=token="$HOOK_SECRET" >/dev/null
+webhook_secret hook "$HOOK_SECRET"
 
 mkdir -p "$WORKTREE/deploy" "$WORKTREE/other"
 cat >"$WORKTREE/deploy/00-namespace.yaml" <<EOF
@@ -23,27 +23,7 @@ kind: Namespace
 metadata:
   name: \${TNS}
 EOF
-cat >"$WORKTREE/deploy/crd.yaml" <<EOF
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.$GROUP}
-spec:
-  group: $GROUP
-  names: {kind: Widget, plural: widgets, singular: widget}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer}
-EOF
+write_widget_crd "$WORKTREE/deploy/crd.yaml" "$GROUP" "singular: widget"
 cat >"$WORKTREE/deploy/widget.yaml" <<EOF
 apiVersion: $GROUP/v1
 kind: Widget
@@ -72,22 +52,8 @@ data: {keep: "no"}
 EOF
 c1_id=$(commit "first revision")
 
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: web}
-spec:
-  git:
-    url: $REPO_URL
-    ref: {branch: main}
-    path: deploy
-    secretRef: {name: git-auth}
-    interval: 10m
-  targets: {clusterSelector: {matchLabels: {env: prod}}}
-  substitute: {TNS: $TNS}
-  webhook: {secretRef: {name: hook}}
-  debounce: 1s
-EOF
+apply_gitsync web deploy 10m "targets: {clusterSelector: {matchLabels: {env: prod}}}" "substitute: {TNS: $TNS}" \
+	"webhook: {secretRef: {name: hook}}" "debounce: 1s"
 
 start_plumbd main
 

@@ -22,28 +22,10 @@ trap keep_logs EXIT
 
 register_cluster c2 "env: prod"
 new_repo mem
-kc c1 -n "$NS" create secret generic hook --from-literal=token="$HOOK" >/dev/null
-mkdir -p "$WORKTREE/deploy"
-cat >"$WORKTREE/deploy/app.yaml" <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $TNS}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings, namespace: $TNS}
-data: {LOG_LEVEL: info}
-EOF
+webhook_secret hook "$HOOK"
+write_app "$WORKTREE/deploy/app.yaml" "$TNS"
 first=$(commit "first")
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: web}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 1h}
-  targets: {clusterNames: [c2]}
-  webhook: {secretRef: {name: hook}}
-EOF
+apply_gitsync web deploy 1h "targets: {clusterNames: [c2]}" "webhook: {secretRef: {name: hook}}"
 
 # Under AddressSanitizer freed memory sits in its quarantine: RSS says nothing
 # there, so only the behaviour is checked.

@@ -52,23 +52,8 @@ cleanup_cap() {
 }
 trap cleanup_cap EXIT
 
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: web}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 1h}
-  targets: {clusterSelector: {matchLabels: {env: prod}}}
-  debounce: 200ms
----
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: other}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: other, secretRef: {name: git-auth}, interval: 1h}
-  targets: {clusterNames: [c2]}
-  debounce: 200ms
-EOF
+apply_gitsync web deploy 1h "targets: {clusterSelector: {matchLabels: {env: prod}}}" "debounce: 200ms"
+apply_gitsync other other 1h "targets: {clusterNames: [c2]}" "debounce: 200ms"
 
 start_plumbd main --target-cache-max-objects=$CAP --gitsync-cache-max-objects=$GSCAP --target-cache-retry=5s
 state_is() { [[ $(cluster_state web "$1") == "$2" ]]; }

@@ -143,14 +143,7 @@ new_repo app
 mkdir -p "$WORKTREE/deploy"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: trust, namespace: default}\ndata: {a: b}\n' >"$WORKTREE/deploy/cm.yaml"
 commit "one object" >/dev/null
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: app}
-spec:
-  git: {url: $REPO_URL, ref: {branch: main}, path: deploy, secretRef: {name: git-auth}, interval: 10m}
-  targets: {clusterNames: [exec-attack]}
-EOF
+apply_gitsync app deploy 10m "targets: {clusterNames: [exec-attack]}"
 
 # ---- 1. plumbd with its defaults: every attack refused, nothing run, nothing sent.
 PATH="$WORK/bin:$PATH" start_plumbd strict
