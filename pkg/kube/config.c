@@ -56,16 +56,6 @@ static void free_strv(char **v)
 	free(v);
 }
 
-static char *dup_bytes_z(const char *p, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, p, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
 void kube_config_free(kube_config *cfg)
 {
 	if (!cfg)
@@ -446,7 +436,7 @@ int kube_exec_plugins_parse(char ***out, const char *list)
 			v = nv;
 			cap = nc;
 		}
-		v[n] = dup_bytes_z(s, len);
+		v[n] = kube_dup_bytes(s, len);
 		if (!v[n]) {
 			kube_exec_plugins_free(v);
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");

@@ -46,7 +46,7 @@ void kube_creds_clear(kube_creds *creds)
 	memset(creds, 0, sizeof(*creds));
 }
 
-static char *dup_bytes(const char *p, size_t n)
+char *kube_dup_bytes(const char *p, size_t n)
 {
 	char *d = malloc(n + 1);
 	if (d) {
@@ -311,14 +311,14 @@ int kube_config_creds(kube_creds *out, kube_config *cfg, int force)
 	else if (cfg->token)
 		out->token = plumb_strdup(cfg->token);
 	if (cfg->dyn_cert && cfg->dyn_key) {
-		out->cert = dup_bytes(cfg->dyn_cert, cfg->dyn_cert_len);
+		out->cert = kube_dup_bytes(cfg->dyn_cert, cfg->dyn_cert_len);
 		out->cert_len = cfg->dyn_cert_len;
-		out->key = dup_bytes(cfg->dyn_key, cfg->dyn_key_len);
+		out->key = kube_dup_bytes(cfg->dyn_key, cfg->dyn_key_len);
 		out->key_len = cfg->dyn_key_len;
 	} else if (cfg->cert && cfg->key) {
-		out->cert = dup_bytes(cfg->cert, cfg->cert_len);
+		out->cert = kube_dup_bytes(cfg->cert, cfg->cert_len);
 		out->cert_len = cfg->cert_len;
-		out->key = dup_bytes(cfg->key, cfg->key_len);
+		out->key = kube_dup_bytes(cfg->key, cfg->key_len);
 		out->key_len = cfg->key_len;
 	}
 	pthread_mutex_unlock(&cfg->lock);

@@ -98,6 +98,8 @@ int kube_yaml_to_json(cJSON **out, const char *data, size_t len, const char *ori
 int kube_exec_credential_parse(kube_config *cfg, const char *data, size_t len);
 /* Wipes n bytes of p (strlen(p) when n is 0) and frees it. NULL-safe. */
 void kube_secure_free(char *p, size_t n);
+/* A NUL-terminated copy of the n bytes at p (which may hold NULs); NULL on ENOMEM. */
+char *kube_dup_bytes(const char *p, size_t n);
 
 /* ---- client.c ---- */
 
