@@ -21,7 +21,7 @@
 /* Takes another reference on c: kube_client_free() drops one. */
 void kube_client_ref(kube_client *c);
 
-/* ---- config.c ---- */
+/* ---- config.c (the credentials: creds.c) ---- */
 struct kube_config {
 	atomic_int refs;
 	char *origin;
@@ -85,8 +85,8 @@ int kube_config_refreshable(const kube_config *cfg);
 kube_config *kube_config_ref(kube_config *cfg);
 
 /* YAML (or JSON) text to cJSON with pkg/yamljson's YAMLJSON_KUBECONFIG
- * typing: plain scalars stay strings except true/false (any case as
- * True/TRUE) and null/~/empty; tags are not looked at. Reads the first
+ * typing: plain scalars stay strings except true/True/TRUE, false/False/FALSE
+ * and null/Null/NULL/~/empty; tags are not looked at. Reads the first
  * document only; caps size, depth, nodes and expanded bytes. origin names
  * errors ("kubeconfig ORIGIN: line L column C: ..."). */
 int kube_yaml_to_json(cJSON **out, const char *data, size_t len, const char *origin);
