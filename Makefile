@@ -47,7 +47,7 @@ $(BUILD)/libplumb.a: $(LIB_OBJS)
 
 # plumbd/plumbctl may be made of several files in their folder.
 .SECONDEXPANSION:
-$(CMDS): $(BUILD)/%: $$(subst .c,.o,$$(addprefix $(BUILD)/,$$(wildcard cmd/$$*/*.c))) $(BUILD)/libplumb.a
+$(CMDS): $(BUILD)/%: $$(addsuffix .o,$$(basename $$(addprefix $(BUILD)/,$$(wildcard cmd/$$*/*.c)))) $(BUILD)/libplumb.a
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libplumb.a $(LDLIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJS) $(BUILD)/libplumb.a
