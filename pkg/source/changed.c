@@ -109,3 +109,36 @@ cleanup:
 	free(norm);
 	return error;
 }
+
+int source_changed_tree(int *changed, source_cache *cache, const char *url, const char *cred_id,
+	const char *old_commit, const char *new_commit)
+{
+	git_repository *repo = NULL;
+	git_tree *oldroot = NULL, *newroot = NULL;
+	char shown[URL_SHOW];
+	int error, r;
+
+	if (!changed)
+		return plumb_error_set(PLUMB_EINVALID, "source: changed: bad arguments");
+	*changed = 1;
+	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
+		goto cleanup;
+	source_url_redact(shown, sizeof(shown), url);
+	if ((error = source_lookup_commit_tree(&newroot, repo, new_commit, shown)) < 0)
+		goto cleanup;
+	r = source_lookup_commit_tree(&oldroot, repo, old_commit, shown);
+	if (r == PLUMB_ENOTFOUND) {
+		plumb_error_clear();
+		goto cleanup; /* nothing to compare with: changed */
+	}
+	if (r < 0) {
+		error = r;
+		goto cleanup;
+	}
+	*changed = git_oid_cmp(git_tree_id(oldroot), git_tree_id(newroot)) != 0;
+cleanup:
+	git_tree_free(oldroot);
+	git_tree_free(newroot);
+	git_repository_free(repo);
+	return error;
+}

@@ -24,6 +24,8 @@ typedef struct {
 	source_file *items;
 	size_t count, cap, total;
 	int depth;
+	int all;          /* every file, not only manifests (source_read_tree) */
+	const char *what; /* "under path" or "in the tree", for the cap messages */
 } read_ctx;
 
 int source_lookup_commit_tree(git_tree **out, git_repository *repo, const char *commit, const char *shown)
@@ -57,12 +59,12 @@ static int add_blob(read_ctx *rc, const char *path, const git_oid *oid)
 		return plumb_error_set(PLUMB_ETOOBIG, "source: file %s is %zu bytes, over the %zu-byte file size cap",
 			path, size, rc->lim.max_file_size);
 	if (rc->count + 1 > rc->lim.max_files)
-		return plumb_error_set(PLUMB_ETOOBIG, "source: more than %zu files under path (file count cap)",
-			rc->lim.max_files);
+		return plumb_error_set(PLUMB_ETOOBIG, "source: more than %zu files %s (file count cap)",
+			rc->lim.max_files, rc->what);
 	if (rc->total + size > rc->lim.max_total_size)
 		return plumb_error_set(PLUMB_ETOOBIG,
-			"source: files under path add up to more than %zu bytes (total size cap), at %s",
-			rc->lim.max_total_size, path);
+			"source: files %s add up to more than %zu bytes (total size cap), at %s",
+			rc->what, rc->lim.max_total_size, path);
 	if (git_odb_read(&obj, rc->odb, oid) < 0)
 		return plumb_error_set(PLUMB_ERROR, "source: cannot read %s: %s", path, source_git_msg());
 	size = git_odb_object_size(obj);
@@ -137,13 +139,17 @@ static int walk_tree(read_ctx *rc, git_repository *repo, git_tree *tree, const c
 			break;
 		}
 		case GIT_FILEMODE_LINK:
+			if (rc->all)
+				break; /* not materialised: a render that needs it fails naming it */
 			error = plumb_error_set(PLUMB_EINVALID, "source: %s is a symlink: symlinks under path are not followed", path);
 			goto done;
 		case GIT_FILEMODE_COMMIT:
+			if (rc->all)
+				break;
 			error = plumb_error_set(PLUMB_EINVALID, "source: %s is a submodule: submodules under path are not supported", path);
 			goto done;
 		default:
-			if (source_path_is_manifest(name) && (error = add_blob(rc, path, git_tree_entry_id(e))) < 0)
+			if ((rc->all || source_path_is_manifest(name)) && (error = add_blob(rc, path, git_tree_entry_id(e))) < 0)
 				goto done;
 			break;
 		}
@@ -182,6 +188,7 @@ int source_read(source_files **out, source_cache *cache, const char *url, const 
 	int error = 0;
 
 	memset(&rc, 0, sizeof(rc));
+	rc.what = "under path";
 	if (!out)
 		return plumb_error_set(PLUMB_EINVALID, "source: read: bad arguments");
 	rc.lim.max_file_size = limits && limits->max_file_size ? limits->max_file_size : SOURCE_DEFAULT_FILE_MAX;
@@ -252,6 +259,89 @@ cleanup:
 	git_odb_free(rc.odb);
 	git_tree_entry_free(entry);
 	git_tree_free(sub);
+	git_tree_free(root);
+	git_repository_free(repo);
+	free(norm);
+	return error;
+}
+
+int source_read_tree(source_files **out, source_cache *cache, const char *url, const char *cred_id,
+	const char *commit, const source_limits *limits)
+{
+	git_repository *repo = NULL;
+	git_tree *root = NULL;
+	source_files *files = NULL;
+	read_ctx rc;
+	char shown[URL_SHOW];
+	int error = 0;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.all = 1;
+	rc.what = "in the tree";
+	if (!out)
+		return plumb_error_set(PLUMB_EINVALID, "source: read tree: bad arguments");
+	*out = NULL;
+	rc.lim.max_file_size = limits && limits->max_file_size ? limits->max_file_size : SOURCE_DEFAULT_FILE_MAX;
+	rc.lim.max_total_size = limits && limits->max_total_size ? limits->max_total_size : SOURCE_DEFAULT_TOTAL_MAX;
+	rc.lim.max_files = limits && limits->max_files ? limits->max_files : SOURCE_DEFAULT_FILES_MAX;
+	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
+		goto cleanup;
+	source_url_redact(shown, sizeof(shown), url);
+	if ((error = source_lookup_commit_tree(&root, repo, commit, shown)) < 0)
+		goto cleanup;
+	if (git_repository_odb(&rc.odb, repo) < 0) {
+		error = plumb_error_set(PLUMB_ERROR, "source: cannot open the object database: %s", source_git_msg());
+		goto cleanup;
+	}
+	if ((error = walk_tree(&rc, repo, root, "")) < 0)
+		goto cleanup;
+	if (rc.count > 1)
+		qsort(rc.items, rc.count, sizeof(*rc.items), file_cmp);
+	if (!(files = calloc(1, sizeof(*files)))) {
+		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+		goto cleanup;
+	}
+	files->items = rc.items;
+	files->count = rc.count;
+	files->total_size = rc.total;
+	rc.items = NULL;
+	rc.count = 0;
+	*out = files;
+cleanup:
+	for (size_t i = 0; i < rc.count; i++) {
+		free(rc.items[i].path);
+		free(rc.items[i].data);
+	}
+	free(rc.items);
+	git_odb_free(rc.odb);
+	git_tree_free(root);
+	git_repository_free(repo);
+	return error;
+}
+
+int source_path_exists(int *exists, source_cache *cache, const char *url, const char *cred_id,
+	const char *commit, const char *path)
+{
+	git_repository *repo = NULL;
+	git_tree *root = NULL;
+	git_tree_entry *entry = NULL;
+	char shown[URL_SHOW], *norm = NULL;
+	int error;
+
+	*exists = 0;
+	if ((error = source_path_normalize(&norm, path)) < 0)
+		return error;
+	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
+		goto cleanup;
+	source_url_redact(shown, sizeof(shown), url);
+	if ((error = source_lookup_commit_tree(&root, repo, commit, shown)) < 0)
+		goto cleanup;
+	if (*norm && git_tree_entry_bypath(&entry, root, norm) == 0 &&
+	    git_tree_entry_filemode(entry) != GIT_FILEMODE_TREE &&
+	    git_tree_entry_filemode(entry) != GIT_FILEMODE_COMMIT)
+		*exists = 1;
+cleanup:
+	git_tree_entry_free(entry);
 	git_tree_free(root);
 	git_repository_free(repo);
 	free(norm);

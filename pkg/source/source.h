@@ -234,6 +234,30 @@ void source_files_free(source_files *files);
 int source_changed(int *changed, source_cache *cache, const char *url, const char *cred_id,
 	const char *old_commit, const char *new_commit, const char *path);
 
+/* Reads every file of commit's tree, whatever its name (what a kustomize
+ * build or a helm template may read: kustomizations, bases, generator
+ * inputs, templates/ helpers, vendored charts/), sorted by path; names
+ * starting with '.' (files and folders) skipped as source_read() skips
+ * them. Symlinks and submodules are left out (the render sandbox
+ * materialises regular files only; a render that needs one fails naming
+ * the missing file), so one elsewhere in the repository does not refuse
+ * the revision. Limits (NULL or 0 fields: source_read()'s
+ * defaults) are PLUMB_ETOOBIG. Caller frees *out with source_files_free(). */
+int source_read_tree(source_files **out, source_cache *cache, const char *url, const char *cred_id,
+	const char *commit, const source_limits *limits);
+
+/* Sets *exists to 1 when path names a file (not a folder, not a
+ * submodule) at commit, else 0. */
+int source_path_exists(int *exists, source_cache *cache, const char *url, const char *cred_id,
+	const char *commit, const char *path);
+
+/* source_changed() for what source_read_tree() reads: *changed is 1 when
+ * the two commits' root trees differ at all (a rendered GitSync's output may
+ * depend on any file of the repository), or when the old commit is not in
+ * the mirror; else 0. */
+int source_changed_tree(int *changed, source_cache *cache, const char *url, const char *cred_id,
+	const char *old_commit, const char *new_commit);
+
 /* ---- helpers, exposed for tests ------------------------------------------- */
 
 /* 1 when name (one path component or a full path) is kept by source_read:

@@ -592,6 +592,48 @@ START_TEST(test_source__other_folder_is_no_change)
 	ck_assert_int_eq(source_resolve(&c2, cache, url, cid(cache, c), SOURCE_REF_BRANCH, "main"), 0);
 	ck_assert_int_eq(source_changed(&changed, cache, url, cid(cache, c), c1.id, c2.id, "clusters/base"), 0);
 	ck_assert_int_eq(changed, 0);
+	/* for a rendered GitSync any file counts (a README may be a generator's input) */
+	ck_assert_int_eq(source_changed_tree(&changed, cache, url, cid(cache, c), c1.id, c2.id), 0);
+	ck_assert_int_eq(changed, 1);
+	ck_assert_int_eq(source_changed_tree(&changed, cache, url, cid(cache, c), c2.id, c2.id), 0);
+	ck_assert_int_eq(changed, 0);
+	ck_assert_int_eq(source_changed_tree(&changed, cache, url, cid(cache, c),
+		"0123456789012345678901234567890123456789", c2.id), 0);
+	ck_assert_int_eq(changed, 1);
+	/* every file of the tree, not only manifests; dot-folders still skipped */
+	source_files *tree = NULL;
+	ck_assert_msg(source_read_tree(&tree, cache, url, cid(cache, c), c2.id, NULL) == 0, "%s", plumb_error_last());
+	int readme = 0, dot = 0;
+	for (size_t i = 0; i < tree->count; i++) {
+		readme |= !strcmp(tree->items[i].path, "clusters/base/README.md");
+		dot |= strstr(tree->items[i].path, ".dotdir") != NULL;
+		if (i)
+			ck_assert_int_lt(strcmp(tree->items[i - 1].path, tree->items[i].path), 0);
+	}
+	ck_assert_int_eq(readme, 1);
+	ck_assert_int_eq(dot, 0);
+	for (size_t i = 0; i < tree->count; i++) /* the symlink and the submodule are left out */
+		ck_assert(strcmp(tree->items[i].path, "clusters/links/link.yaml") && strcmp(tree->items[i].path, "clusters/subm/mod"));
+	source_limits tl = { .max_files = tree->count - 1 };
+	size_t nfiles = tree->count, nbytes = tree->total_size;
+	source_files_free(tree);
+	tree = NULL;
+	ck_assert_int_eq(source_read_tree(&tree, cache, url, cid(cache, c), c2.id, &tl), PLUMB_ETOOBIG);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "files in the tree (file count cap)"));
+	tl = (source_limits){ .max_files = nfiles, .max_total_size = nbytes - 1 };
+	ck_assert_int_eq(source_read_tree(&tree, cache, url, cid(cache, c), c2.id, &tl), PLUMB_ETOOBIG);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "total size cap"));
+	tl.max_total_size = nbytes;
+	ck_assert_int_eq(source_read_tree(&tree, cache, url, cid(cache, c), c2.id, &tl), 0);
+	ck_assert_uint_eq(tree->count, nfiles);
+	source_files_free(tree);
+	int exists = -1;
+	ck_assert_int_eq(source_path_exists(&exists, cache, url, cid(cache, c), c2.id, "clusters/base/README.md"), 0);
+	ck_assert_int_eq(exists, 1);
+	ck_assert_int_eq(source_path_exists(&exists, cache, url, cid(cache, c), c2.id, "clusters/base"), 0);
+	ck_assert_int_eq(exists, 0);
+	ck_assert_int_eq(source_path_exists(&exists, cache, url, cid(cache, c), c2.id, "clusters/base/nope"), 0);
+	ck_assert_int_eq(exists, 0);
 
 	/* a manifest under path */
 	sh("cd %s/.work/change && echo 'y: 1' >> clusters/base/sub/d.yaml && git commit -qam d && git push -q origin main",
