@@ -12,6 +12,7 @@
 #include "controller/controller.h"
 #include "kube/kube.h"
 #include "metrics/metrics.h"
+#include "render/render.h"
 #include "server/server.h"
 
 #ifndef PLUMB_VERSION
@@ -42,6 +43,8 @@ typedef struct {
 	const char *default_sa;
 	const char *mgmt_target_ns;
 	int allow_file_urls;
+	const char *kustomize_bin;
+	const char *helm_bin;
 	size_t target_max_objects;
 	size_t target_max_bytes;
 	size_t gitsync_max_objects;
@@ -51,6 +54,23 @@ typedef struct {
 static atomic_int lost_lease;
 static atomic_int shutting_down;
 static server_family *api_requests;
+
+/* Says at start-up which render tools a kustomize or helm GitSync will run,
+ * and which are missing (such a GitSync then fails naming the flag). */
+static void log_render_tools(const flags *f)
+{
+	render_tools tools = { .kustomize = f->kustomize_bin, .helm = f->helm_bin };
+	static const render_kind kinds[] = { RENDER_KUSTOMIZE, RENDER_HELM };
+	for (size_t i = 0; i < 2; i++) {
+		char *bin = NULL;
+		if (render_tool_find(&bin, &tools, kinds[i]) == 0)
+			plumb_info("render tool found", "tool", render_kind_name(kinds[i]), "path", bin);
+		else
+			plumb_warn("render tool missing: GitSyncs that need it fail", "tool",
+				render_kind_name(kinds[i]), "error", plumb_error_last());
+		free(bin);
+	}
+}
 
 static void usage(FILE *f)
 {
@@ -93,6 +113,9 @@ static void usage(FILE *f)
 		"                          the management cluster (default: none)\n"
 		"  --allow-file-urls       accept file:// URLs and local paths in spec.git.url (tests, demos;\n"
 		"                          default: refused, they read plumbd's own file system)\n"
+		"  --kustomize-bin PATH    kustomize for GitSyncs that render a Kustomize overlay\n"
+		"                          (default: kustomize in PATH)\n"
+		"  --helm-bin PATH         helm for GitSyncs that render a Helm chart (default: helm in PATH)\n"
 		"  --target-cache-max-objects N\n"
 		"                          objects plumbd caches of one target cluster; past it that cluster is\n"
 		"                          Failed and retried after a minute (default: 200000)\n"
@@ -115,7 +138,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
 		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
-		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY };
+		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY, KUSTOMIZE_BIN, HELM_BIN };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -143,6 +166,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "default-service-account", required_argument, NULL, DEFAULT_SA },
 		{ "management-target-namespaces", required_argument, NULL, MGMT_TARGET_NS },
 		{ "allow-file-urls", no_argument, NULL, ALLOW_FILE_URLS },
+		{ "kustomize-bin", required_argument, NULL, KUSTOMIZE_BIN },
+		{ "helm-bin", required_argument, NULL, HELM_BIN },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -264,6 +289,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 			break;
 		}
 		case ALLOW_FILE_URLS: f->allow_file_urls = 1; break;
+		case KUSTOMIZE_BIN: f->kustomize_bin = *optarg ? optarg : NULL; break;
+		case HELM_BIN: f->helm_bin = *optarg ? optarg : NULL; break;
 		case CACHE_OBJECTS:
 		case CACHE_BYTES:
 		case GS_OBJECTS: {
@@ -411,6 +438,7 @@ int main(int argc, char **argv)
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
 		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
 		.allow_file_urls = f.allow_file_urls,
+		.kustomize_bin = f.kustomize_bin, .helm_bin = f.helm_bin,
 		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes,
 		.gitsync_max_objects = f.gitsync_max_objects, .target_cache_retry = f.target_cache_retry };
 	if ((rc = controller_new(&ctl, &co)))
@@ -437,6 +465,7 @@ int main(int argc, char **argv)
 		"server", kube_config_server(cfg), "namespace", f.ns ? f.ns : "(all)",
 		"metrics_port", mport, "health_port", hport, "webhook_port", wport,
 		"leader_elect", f.leader_elect ? "true" : "false");
+	log_render_tools(&f);
 
 	if (f.leader_elect) {
 		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),

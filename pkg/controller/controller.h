@@ -126,6 +126,8 @@ typedef struct {
 	const char *management_target_namespaces; /* comma-separated namespaces whose Clusters may
 	                               omit kubeConfigSecretRef (the management cluster); NULL = none */
 	int allow_file_urls;        /* accept file:// and local paths in spec.git.url */
+	const char *kustomize_bin;  /* kustomize for rendered GitSyncs; NULL = "kustomize" in PATH */
+	const char *helm_bin;       /* helm; NULL = "helm" in PATH */
 	/* What plumbd caches of one target's watched objects (a target's API
 	 * server is untrusted input too): past either cap that target is Failed,
 	 * its cache dropped, and it is tried again after a minute. 0 = defaults:

@@ -19,6 +19,17 @@
 
 /* ---- source reconcile ------------------------------------------------------------------ */
 
+/* 1 when g is stalled by a failed kustomize or helm render: that stall is
+ * the sync stage's (it ends when the cluster renders again or a new
+ * revision comes), not cleared by an unchanged fetch. */
+static int render_stalled(controller *c, gitsync_state *g)
+{
+	pthread_mutex_lock(&c->lock);
+	int r = g->stall_reason && !strcmp(g->stall_reason, "RenderFailed");
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
 int reconcile_source(controller *c, const char *gs_key, double *next)
 {
 	gitsync_state *g = gitsync_get(c, gs_key);
@@ -68,6 +79,8 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		else
 			rc = gitsync_git_credentials(&creds, spec, sec);
 	}
+	render_kind spec_render = spec ? spec->render : RENDER_AUTO;
+	int helm_set = spec && spec->helm.set;
 	pthread_mutex_unlock(&c->lock);
 	if (suspended || !url || !ref)
 		goto cleanup;
@@ -104,6 +117,16 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		goto done;
 	}
 	commit_ok = 1;
+	/* A kustomize or helm GitSync (or a path per cluster) is read whole and
+	 * validated when it is rendered for each cluster; a plain one as ever. */
+	int rendered = gitsync_path_per_cluster(path) || helm_set ||
+		spec_render == RENDER_KUSTOMIZE || spec_render == RENDER_HELM;
+	if (!rendered && spec_render == RENDER_AUTO) {
+		render_kind k = RENDER_PLAIN;
+		if (gitsync_render_kind(&k, c->sources, url, cred_id, commit.id, path, NULL) == 0)
+			rendered = k != RENDER_PLAIN;
+		plumb_error_clear();
+	}
 
 	pthread_mutex_lock(&c->lock);
 	revision *cur = g->rev;
@@ -119,7 +142,8 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		invalid_again = 1;
 	pthread_mutex_unlock(&c->lock);
 	if (same) {
-		set_stall(c, g, NULL, NULL);
+		if (!render_stalled(c, g))
+			set_stall(c, g, NULL, NULL);
 		goto done;
 	}
 	if (invalid_again)
@@ -128,7 +152,9 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 	/* A commit that touches nothing under path costs no reconcile. */
 	if (old_commit[0] && g->fetched_generation == gen) {
 		int changed = 1;
-		if (source_changed(&changed, c->sources, url, cred_id, old_commit, commit.id, path) == 0 && !changed) {
+		int crc = rendered ? source_changed_tree(&changed, c->sources, url, cred_id, old_commit, commit.id)
+			: source_changed(&changed, c->sources, url, cred_id, old_commit, commit.id, path);
+		if (crc == 0 && !changed) {
 			pthread_mutex_lock(&c->lock);
 			revision *r = g->rev;
 			if (r && r->refs == 1 && streq(r->cred_id, cred_id)) {
@@ -146,13 +172,16 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 				pthread_mutex_unlock(&c->lock);
 				plumb_info("new commit changes nothing under path", "gitsync", gs_key,
 					"commit", commit.id);
-				set_stall(c, g, NULL, NULL);
+				if (!render_stalled(c, g))
+					set_stall(c, g, NULL, NULL);
 				goto done;
 			}
 			pthread_mutex_unlock(&c->lock);
 		}
 	}
 
+	if (rendered)
+		goto accept;
 	if ((rc = source_read(&files, c->sources, url, cred_id, commit.id, path, NULL))) {
 		set_stall(c, g, rc == PLUMB_ENOTFOUND ? "PathNotFound" : "InvalidRevision", plumb_error_last());
 		pthread_mutex_lock(&c->lock);
@@ -186,6 +215,7 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		goto done;
 	}
 
+accept:;
 	revision *r = calloc(1, sizeof(*r));
 	if (!r) {
 		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");

@@ -110,9 +110,18 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	 * strings leave the region (errmsg). The run itself allocates from the
 	 * heap: what it parses and builds per object is freed as it goes, which
 	 * a region would keep until the end. */
+	/* a rendered path runs kustomize or helm with this cluster's version */
+	char kube_version[64];
+	pthread_mutex_lock(&t->lock);
+	snprintf(kube_version, sizeof(kube_version), "%s", t->version);
+	pthread_mutex_unlock(&t->lock);
+	render_tools tools = { .kustomize = c->o.kustomize_bin, .helm = c->o.helm_bin };
+	gitsync_render_env renv = { .tools = &tools, .kube_version = kube_version[0] ? kube_version : NULL };
+	render_kind kind = RENDER_PLAIN;
 	rg = plumb_region_new();
 	plumb_region_enter(rg);
-	rc = gitsync_render_commit(&r, &errmsg, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, gs, cl);
+	rc = gitsync_render_commit(&r, &errmsg, c->sources, rev->url, rev->cred_id, rev->commit, rev->path, gs, cl,
+		&renv, &kind);
 	desired = r.objects;
 	r.objects = NULL;
 	plumb_region_leave();
@@ -127,8 +136,11 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		char *msg = plumb_asprintf("render for %s at %.12s: %s", cl_name, rev->commit,
 			errmsg ? errmsg : plumb_error_last());
 		set_entry(c, g, cl_name, CONTROLLER_FAILED, msg);
-		controller_events_post(c->events, g->ns, g->name, gs->uid,
-			"Warning", "RenderFailed", "Render", msg);
+		if (kind == RENDER_PLAIN && !gitsync_path_per_cluster(rev->path))
+			controller_events_post(c->events, g->ns, g->name, gs->uid,
+				"Warning", "RenderFailed", "Render", msg);
+		else   /* a kustomize or helm render stalls the GitSync (one event per message) */
+			set_stall(c, g, "RenderFailed", msg);
 		free(msg);
 		server_counter_add(c->m.reconciles, 1, cl_name, "stalled");
 		write_status = 1;
@@ -136,6 +148,17 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		goto cleanup;
 	}
 
+	if (kind != RENDER_PLAIN || gitsync_path_per_cluster(rev->path)) {
+		/* this cluster renders again: its own render stall is over */
+		char mine_prefix[600];
+		snprintf(mine_prefix, sizeof(mine_prefix), "render for %s at ", cl_name);
+		pthread_mutex_lock(&c->lock);
+		int stalled = g->stall_reason && !strcmp(g->stall_reason, "RenderFailed") && g->stall_msg &&
+			!strncmp(g->stall_msg, mine_prefix, strlen(mine_prefix));
+		pthread_mutex_unlock(&c->lock);
+		if (stalled)
+			set_stall(c, g, NULL, NULL);
+	}
 	apply_engine *e = target_engine(t, g);
 	apply_opts ao;
 	gitsync_apply_opts(&ao, gs);

@@ -35,6 +35,7 @@
 #include "apply/apply.h"
 #include "kube/kube.h"
 #include "manifest/manifest.h"
+#include "render/render.h"
 #include "source/source.h"
 
 /* The bounds on spec.git.interval and spec.git.timeout, as the CRD
@@ -64,6 +65,18 @@ typedef struct {
 	char *timeout_text;
 } gitsync_source;
 
+/* spec.helm (set when the object has it) */
+typedef struct {
+	int set;                 /* spec.helm is an object */
+	char *chart;             /* spec.helm.chart; NULL: the resolved spec.git.path */
+	char *release_name;      /* spec.helm.releaseName; default the GitSync's name */
+	char *namespace;         /* spec.helm.namespace; default targetNamespace, else the GitSync's namespace */
+	char **values_files;     /* spec.helm.valuesFiles, in order (may use ${CLUSTER_…}) */
+	size_t nvalues_files;
+	char *values_json;       /* spec.helm.values as compact JSON; NULL when absent */
+	int include_crds;        /* spec.helm.includeCRDs, default 1 */
+} gitsync_helm;
+
 /* spec.targets */
 typedef struct {
 	char **cluster_names;
@@ -82,6 +95,8 @@ typedef struct {
 	char *uid;               /* metadata.uid, NULL when absent */
 	long generation;         /* metadata.generation, 0 when absent */
 	gitsync_source git;
+	render_kind render;      /* spec.render; RENDER_AUTO when absent (or unknown: a field error) */
+	gitsync_helm helm;
 	gitsync_targets targets;
 	int prune;               /* default 1 */
 	int allow_empty;         /* default 0 */
@@ -216,13 +231,53 @@ int gitsync_render(gitsync_rendered *out, const gitsync_spec *gs, const gitsync_
 	const manifest_file *files, size_t nfiles, const gitsync_render_overrides *ovr,
 	manifest_errors *errs);
 
-/* The same for the files under path of a commit in the mirror (read with
- * source_read(), as the revision was fetched): a failure to read
- * the mirror is returned with *errmsg NULL (not the revision's fault); a
- * render error sets *errmsg to the joined file:line messages (caller frees). */
+/* spec.git.path (or a Helm chart or values file path) for Cluster cl:
+ * ${CLUSTER_NAME} and ${CLUSTER_LABEL_<key>} replaced (ovr's cluster name
+ * and labels win, as in gitsync_render()), then normalised
+ * (source_path_normalize()). Any other ${…}, a label the Cluster does not
+ * have, or a result with ".." is PLUMB_EINVALID naming field (e.g.
+ * "spec.git.path"). cl NULL: only ovr. Caller frees *out. */
+int gitsync_resolve_path(char **out, const char *field, const char *path, const gitsync_cluster *cl,
+	const gitsync_render_overrides *ovr);
+
+/* 1 when path uses ${…} (it can only be read per cluster). */
+int gitsync_path_per_cluster(const char *path);
+
+/* What a render may run (the caller's binaries and limits) and what the
+ * target cluster is, for Helm's .Capabilities. Every field may be NULL/0. */
+typedef struct {
+	const render_tools *tools;       /* NULL: kustomize and helm in PATH */
+	const render_limits *limits;     /* NULL: pkg/render's defaults */
+	const char *kube_version;        /* the cluster's version ("v1.36.3"): helm --kube-version */
+	const char *const *api_versions; /* its discovery's group versions (and kinds): --api-versions */
+	size_t napi_versions;
+} gitsync_render_env;
+
+/* The kind gitsync_render_commit() would run for the resolved path at
+ * commit: spec.render when given; helm when spec.helm is set; kustomize when
+ * path holds kustomization.yaml, kustomization.yml or Kustomization; helm
+ * when it holds Chart.yaml; else plain (render_detect()'s rule, asked of the
+ * mirror without reading the tree). gs may be NULL. */
+int gitsync_render_kind(render_kind *out, source_cache *cache, const char *url, const char *cred_id,
+	const char *commit, const char *path, const gitsync_spec *gs);
+
+/* The same as gitsync_render() for a commit in the mirror, for Cluster cl:
+ * path (spec.git.path as written) is resolved for cl
+ * (gitsync_resolve_path()); a plain path reads the manifest files under it
+ * with source_read() exactly as before; a kustomize or helm one
+ * (gitsync_render_kind()) reads the whole tree (source_read_tree(), capped
+ * by env->limits' max_tree_bytes and max_tree_files), runs render_run()
+ * with env's tools and the cluster's version, and renders its output as one
+ * file named "<path> (kustomize build)" or "<chart> (helm template)", so
+ * substitution, selectors, validation and order apply to it as to plain
+ * files. A failure to read the mirror or to make the sandbox is returned
+ * with *errmsg NULL (not the revision's fault); a render error (a bad path,
+ * the tool's failure with its first lines, a missing tool naming plumbd's flag,
+ * a timeout or a cap, a manifest error in the output) sets *errmsg (caller
+ * frees). *kind (may be NULL) says what ran. env may be NULL. */
 int gitsync_render_commit(gitsync_rendered *out, char **errmsg, source_cache *cache, const char *url,
 	const char *cred_id, const char *commit, const char *path,
-	const gitsync_spec *gs, const gitsync_cluster *cl);
+	const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env, render_kind *kind);
 
 void gitsync_rendered_free(gitsync_rendered *r);
 

@@ -250,6 +250,74 @@ static int parse_kvs(manifest_var **out, size_t *n, gitsync_spec *gs, const cJSO
 	return 0;
 }
 
+/* spec.render and spec.helm. */
+static int parse_render(gitsync_spec *gs, const cJSON *obj)
+{
+	const cJSON *r = plumb_json_get(obj, "spec.render"), *h = plumb_json_get(obj, "spec.helm"), *v;
+	gitsync_helm *hl = &gs->helm;
+	int rc;
+	gs->render = RENDER_AUTO;
+	if (r && (!cJSON_IsString(r) || !*r->valuestring || render_kind_parse(&gs->render, r->valuestring) != 0)) {
+		plumb_error_clear();
+		gs->render = RENDER_AUTO;
+		if ((rc = field_error(gs, "spec.render: must be plain, kustomize or helm")))
+			return rc;
+	}
+	hl->include_crds = 1;
+	if (!h)
+		return 0;
+	if (!cJSON_IsObject(h))
+		return field_error(gs, "spec.helm: not an object");
+	hl->set = 1;
+	static const char *const strs[] = { "chart", "releaseName", "namespace" };
+	char **dsts[] = { &hl->chart, &hl->release_name, &hl->namespace };
+	for (size_t i = 0; i < 3; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(h, strs[i]);
+		if (v && !cJSON_IsString(v) && (rc = field_error(gs, "spec.helm.%s: not a string", strs[i])))
+			return rc;
+		if ((rc = dup(dsts[i], cJSON_IsString(v) && *v->valuestring ? v->valuestring : NULL)))
+			return rc;
+	}
+	if (!hl->release_name && (rc = dup(&hl->release_name, gs->name)))
+		return rc;
+	if (!hl->namespace && (rc = dup(&hl->namespace, gs->target_namespace ? gs->target_namespace : gs->ns)))
+		return rc;
+	if ((rc = bool_field(&hl->include_crds, gs, obj, "spec.helm.includeCRDs", 1)))
+		return rc;
+	v = cJSON_GetObjectItemCaseSensitive(h, "valuesFiles");
+	if (v && !cJSON_IsArray(v) && (rc = field_error(gs, "spec.helm.valuesFiles: not a list")))
+		return rc;
+	if (cJSON_IsArray(v)) {
+		const cJSON *f;
+		int i = 0;
+		if (!(hl->values_files = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*hl->values_files))))
+			return nomem();
+		cJSON_ArrayForEach(f, v) {
+			if (!cJSON_IsString(f) || !*f->valuestring) {
+				if ((rc = field_error(gs, "spec.helm.valuesFiles[%d]: not a path", i)))
+					return rc;
+			} else if ((rc = dup(&hl->values_files[hl->nvalues_files++], f->valuestring))) {
+				return rc;
+			}
+			i++;
+		}
+	}
+	v = cJSON_GetObjectItemCaseSensitive(h, "values");
+	if (v && !cJSON_IsObject(v) && (rc = field_error(gs, "spec.helm.values: not an object")))
+		return rc;
+	if (cJSON_IsObject(v)) {
+		if (!(hl->values_json = cJSON_PrintUnformatted(v)))
+			return nomem();
+		if (strlen(hl->values_json) > RENDER_MAX_VALUES_JSON) {
+			free(hl->values_json);
+			hl->values_json = NULL;
+			if ((rc = field_error(gs, "spec.helm.values: over %u bytes", RENDER_MAX_VALUES_JSON)))
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static void kvs_free(manifest_var *kv, size_t n)
 {
 	for (size_t i = 0; kv && i < n; i++) {
@@ -284,7 +352,8 @@ int gitsync_spec_parse(gitsync_spec **out, const cJSON *obj)
 	    (rc = parse_kvs(&gs->substitute, &gs->nsubstitute, gs, obj, "spec.substitute")) ||
 	    (rc = dup(&gs->target_namespace, plumb_json_str(obj, "spec.targetNamespace"))) ||
 	    (rc = dup(&gs->service_account_name, plumb_json_str(obj, "spec.serviceAccountName"))) ||
-	    (rc = dup(&gs->webhook_secret_name, plumb_json_str(obj, "spec.webhook.secretRef.name"))))
+	    (rc = dup(&gs->webhook_secret_name, plumb_json_str(obj, "spec.webhook.secretRef.name"))) ||
+	    (rc = parse_render(gs, obj)))
 		goto cleanup;
 	if (plumb_json_get(obj, "spec.driftPolicy") && !(policy && (!strcmp(policy, "Correct") || !strcmp(policy, "Report"))) &&
 	    (rc = field_error(gs, "spec.driftPolicy: must be Correct or Report")))
@@ -317,6 +386,13 @@ void gitsync_spec_free(gitsync_spec *gs)
 	free(gs->target_namespace);
 	free(gs->service_account_name);
 	free(gs->webhook_secret_name);
+	free(gs->helm.chart);
+	free(gs->helm.release_name);
+	free(gs->helm.namespace);
+	for (size_t i = 0; i < gs->helm.nvalues_files; i++)
+		free(gs->helm.values_files[i]);
+	free(gs->helm.values_files);
+	free(gs->helm.values_json);
 	for (size_t i = 0; i < gs->nerrors; i++)
 		free(gs->errors[i]);
 	free(gs->errors);

@@ -613,6 +613,16 @@ static int find_tool(char **out, const char *bin, const char *name, const char *
 		"(plumbd --%s)", name, flag);
 }
 
+int render_tool_find(char **out, const render_tools *tools, render_kind kind)
+{
+	*out = NULL;
+	if (kind == RENDER_KUSTOMIZE)
+		return find_tool(out, tools ? tools->kustomize : NULL, "kustomize", "kustomize-bin");
+	if (kind == RENDER_HELM)
+		return find_tool(out, tools ? tools->helm : NULL, "helm", "helm-bin");
+	return plumb_error_set(PLUMB_EINVALID, "render: no tool for %s", render_kind_name(kind));
+}
+
 static char *chart_name_of(const source_files *files, const char *chart)
 {
 	char *p = path_join(chart, "Chart.yaml");

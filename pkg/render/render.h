@@ -148,6 +148,11 @@ int render_run(render_result *out, const source_files *files, const char *path,
 	const render_opts *opts, const render_tools *tools, const render_limits *limits);
 void render_result_clear(render_result *res);
 
+/* The binary render_run() would run for kind (RENDER_KUSTOMIZE or
+ * RENDER_HELM): tools' path when set (must be executable), else the name
+ * in PATH. PLUMB_ENOTFOUND naming plumbd's flag otherwise. Caller frees. */
+int render_tool_find(char **out, const render_tools *tools, render_kind kind);
+
 /* Reads every file under dir (recursively, sorted by path, paths relative to
  * dir; dot files and folders skipped as pkg/source skips them) into *out, for
  * plumbctl's render/diff of a checkout. A symlink is PLUMB_EINVALID; caps as

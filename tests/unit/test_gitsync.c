@@ -660,6 +660,132 @@ START_TEST(test_gitsync__git_credentials)
 }
 END_TEST
 
+START_TEST(test_gitsync__render_and_helm_fields)
+{
+	/* absent: detect; no helm; includeCRDs defaults on */
+	gitsync_spec *gs = with("");
+	ck_assert_int_eq(gs->render, RENDER_AUTO);
+	ck_assert_int_eq(gs->helm.set, 0);
+	ck_assert_ptr_null(gs->helm.release_name);
+	gitsync_spec_free(gs);
+	static const struct { const char *text; render_kind kind; } kinds[] = {
+		{ "plain", RENDER_PLAIN }, { "kustomize", RENDER_KUSTOMIZE }, { "helm", RENDER_HELM } };
+	for (size_t i = 0; i < 3; i++) {
+		char buf[128];
+		snprintf(buf, sizeof(buf), "'render':'%s'", kinds[i].text);
+		gs = with(buf);
+		ck_assert_int_eq(gs->render, kinds[i].kind);
+		ck_assert_int_eq(gs->nerrors, 0);
+		gitsync_spec_free(gs);
+	}
+	/* every helm field */
+	gs = with("'targetNamespace':'shop-prod','helm':{'chart':'charts/shop','releaseName':'web','namespace':'web-ns',"
+		"'valuesFiles':['values.yaml','env/${CLUSTER_LABEL_env}.yaml'],'values':{'replicas':3,'image':{'tag':'v2'}},"
+		"'includeCRDs':false}");
+	ck_assert_int_eq(gs->nerrors, 0);
+	ck_assert_int_eq(gs->helm.set, 1);
+	ck_assert_str_eq(gs->helm.chart, "charts/shop");
+	ck_assert_str_eq(gs->helm.release_name, "web");
+	ck_assert_str_eq(gs->helm.namespace, "web-ns");
+	ck_assert_uint_eq(gs->helm.nvalues_files, 2);
+	ck_assert_str_eq(gs->helm.values_files[1], "env/${CLUSTER_LABEL_env}.yaml");
+	ck_assert_str_eq(gs->helm.values_json, "{\"replicas\":3,\"image\":{\"tag\":\"v2\"}}");
+	ck_assert_int_eq(gs->helm.include_crds, 0);
+	gitsync_spec_free(gs);
+	/* the defaults: release = the GitSync's name, namespace = targetNamespace, else the GitSync's */
+	gs = with("'targetNamespace':'shop-prod','helm':{}");
+	ck_assert_int_eq(gs->helm.set, 1);
+	ck_assert_ptr_null(gs->helm.chart);
+	ck_assert_str_eq(gs->helm.release_name, "shop");
+	ck_assert_str_eq(gs->helm.namespace, "shop-prod");
+	ck_assert_int_eq(gs->helm.include_crds, 1);
+	ck_assert_ptr_null(gs->helm.values_json);
+	gitsync_spec_free(gs);
+	gs = with("'helm':{}");
+	ck_assert_str_eq(gs->helm.namespace, "plumb");
+	gitsync_spec_free(gs);
+
+	/* field errors, one each */
+	static const struct { const char *extra; const char *error; } cases[] = {
+		{ "'render':'jsonnet'", "spec.render: must be plain, kustomize or helm" },
+		{ "'render':'auto'", "spec.render: must be plain, kustomize or helm" },
+		{ "'render':3", "spec.render: must be plain, kustomize or helm" },
+		{ "'helm':'chart'", "spec.helm: not an object" },
+		{ "'helm':{'chart':1}", "spec.helm.chart: not a string" },
+		{ "'helm':{'releaseName':true}", "spec.helm.releaseName: not a string" },
+		{ "'helm':{'valuesFiles':'v.yaml'}", "spec.helm.valuesFiles: not a list" },
+		{ "'helm':{'valuesFiles':['a.yaml',2]}", "spec.helm.valuesFiles[1]: not a path" },
+		{ "'helm':{'values':[1]}", "spec.helm.values: not an object" },
+		{ "'helm':{'includeCRDs':'yes'}", "spec.helm.includeCRDs: not a boolean" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		gs = with(cases[i].extra);
+		ck_assert_msg(gs->nerrors == 1 && !strcmp(gs->errors[0], cases[i].error),
+			"%s: got %zu errors, first \"%s\", want \"%s\"", cases[i].extra, gs->nerrors,
+			gs->nerrors ? gs->errors[0] : "", cases[i].error);
+		if (i < 3)
+			ck_assert_int_eq(gs->render, RENDER_AUTO);
+		gitsync_spec_free(gs);
+	}
+	gs = with("'helm':{'valuesFiles':['a.yaml',2,'b.yaml'],'includeCRDs':'yes'}");
+	ck_assert_uint_eq(gs->helm.nvalues_files, 2);
+	ck_assert_str_eq(gs->helm.values_files[1], "b.yaml");
+	ck_assert_int_eq(gs->helm.include_crds, 1);
+	gitsync_spec_free(gs);
+}
+END_TEST
+
+START_TEST(test_gitsync__path_per_cluster)
+{
+	gitsync_cluster *cl = cluster("{'metadata':{'name':'c2','namespace':'plumb','labels':{'env':'prod',"
+		"'example.com/tier':'gold','bad':'a/b'}}}");
+	char *p = NULL;
+	ck_assert_int_eq(gitsync_path_per_cluster("overlays/${CLUSTER_LABEL_env}"), 1);
+	ck_assert_int_eq(gitsync_path_per_cluster("overlays/prod"), 0);
+	ck_assert_int_eq(gitsync_path_per_cluster(NULL), 0);
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "./overlays/${CLUSTER_LABEL_env}/", cl, NULL), 0);
+	ck_assert_str_eq(p, "overlays/prod");
+	free(p);
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "clusters/${CLUSTER_NAME}-${CLUSTER_LABEL_example.com/tier}",
+		cl, NULL), 0);
+	ck_assert_str_eq(p, "clusters/c2-gold");
+	free(p);
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "plain/path", cl, NULL), 0);
+	ck_assert_str_eq(p, "plain/path");
+	free(p);
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "", NULL, NULL), 0);
+	ck_assert_str_eq(p, "");
+	free(p);
+	/* the overrides win (plumbctl --cluster-name / --label) */
+	manifest_var lab = { "env", "staging" };
+	gitsync_render_overrides ovr = { .labels = &lab, .nlabels = 1, .cluster_name = "local" };
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "${CLUSTER_NAME}/${CLUSTER_LABEL_env}", cl, &ovr), 0);
+	ck_assert_str_eq(p, "local/staging");
+	free(p);
+
+	static const struct { const char *path; const char *error; } bad[] = {
+		{ "overlays/${CLUSTER_LABEL_region}", "spec.git.path \"overlays/${CLUSTER_LABEL_region}\": cluster c2 has no label region" },
+		{ "overlays/${ENV}", "spec.git.path \"overlays/${ENV}\": ${ENV}: only ${CLUSTER_NAME} and ${CLUSTER_LABEL_<key>} may be used in a path" },
+		{ "overlays/${CLUSTER_NAME", "spec.git.path \"overlays/${CLUSTER_NAME\": unterminated ${" },
+		{ "overlays/${CLUSTER_LABEL_bad}", "spec.git.path \"overlays/${CLUSTER_LABEL_bad}\": ${CLUSTER_LABEL_bad} is \"a/b\", not a folder name" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = NULL;
+		ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", bad[i].path, cl, NULL), PLUMB_EINVALID);
+		ck_assert_ptr_null(p);
+		ck_assert_str_eq(plumb_error_last(), bad[i].error);
+	}
+	/* a value that climbs out of the repository */
+	gitsync_cluster *evil = cluster("{'metadata':{'name':'c3','namespace':'plumb','labels':{'env':'..'}}}");
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.helm.valuesFiles[0]", "v/${CLUSTER_LABEL_env}/x.yaml", evil, NULL),
+		PLUMB_EINVALID);
+	ck_assert_ptr_nonnull(strstr(plumb_error_last(), "spec.helm.valuesFiles[0] \"v/${CLUSTER_LABEL_env}/x.yaml\" for cluster c3"));
+	ck_assert_int_eq(gitsync_resolve_path(&p, "spec.git.path", "${CLUSTER_NAME}", NULL, NULL), PLUMB_EINVALID);
+	gitsync_cluster_free(evil);
+	gitsync_cluster_free(cl);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gitsync");
@@ -678,6 +804,8 @@ int main(void)
 	tcase_add_test(tc, test_gitsync__user);
 	tcase_add_test(tc, test_gitsync__kubeconfig_from_secret);
 	tcase_add_test(tc, test_gitsync__git_credentials);
+	tcase_add_test(tc, test_gitsync__render_and_helm_fields);
+	tcase_add_test(tc, test_gitsync__path_per_cluster);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
