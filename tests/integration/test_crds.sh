@@ -47,6 +47,13 @@ t_ok "interval 10s and timeout 10m accepted" k apply -f - < <(gitsync bounds '{b
 t_fails "url scheme" "url must be https://, ssh://, file:// or user@host:path" k apply -f - < <(URL=ftp://x/y gitsync url '{branch: main}' '')
 t_fails "targets required" "targets needs a clusterSelector or clusterNames" k apply -f - < <(TARGETS='{}'; gitsync tg '{branch: main}' '')
 t_fails "path escapes" "path must be relative" k apply -f - < <(gitsync p '{branch: main}' '' | sed 's|^    ref:|    path: ../x\n    ref:|')
+t_fails "render enum" 'Unsupported value: "jsonnet"' k apply -f - < <(gitsync rk '{branch: main}' '  render: jsonnet')
+t_ok "render and helm accepted" k apply -f - < <(gitsync rh '{branch: main}' '  render: helm
+  helm: {chart: charts/web, releaseName: web, valuesFiles: [values.yaml, "env/${CLUSTER_LABEL_env}.yaml"], values: {replicas: 2, image: {tag: v1}}}')
+t_eq "default helm.includeCRDs" true "$(k -n "$ns" get gitsync rh -o jsonpath='{.spec.helm.includeCRDs}')"
+t_eq "inline values kept" 2 "$(k -n "$ns" get gitsync rh -o jsonpath='{.spec.helm.values.replicas}')"
+t_fails "helm releaseName" "spec.helm.releaseName" k apply -f - < <(gitsync rn '{branch: main}' '  helm: {releaseName: Web_1}')
+t_fails "helm values file escapes" "a values file must be relative" k apply -f - < <(gitsync rv '{branch: main}' '  helm: {valuesFiles: [../x.yaml]}')
 t_ok "scp-style url accepted" k apply -f - < <(URL=git@github.com:org/repo.git gitsync scp '{tag: v1.2.0}' '')
 t_ok "serviceAccountName accepted" k apply -f - < <(gitsync sa '{branch: main}' '  serviceAccountName: ci.deployer-1')
 t_fails "serviceAccountName must be a service account name" "spec.serviceAccountName" \
