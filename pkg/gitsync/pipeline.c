@@ -196,7 +196,7 @@ int gitsync_resolve_path(char **out, const char *field, const char *path, const 
 {
 	static const char lp[] = "CLUSTER_LABEL_";
 	const char *cname = ovr && ovr->cluster_name ? ovr->cluster_name : cl ? cl->name : NULL;
-	plumb_buf b = PLUMB_BUF_INIT(256);
+	plumb_buf b = PLUMB_BUF_INIT(8192);
 	char *joined = NULL;
 	int rc = 0;
 	*out = NULL;

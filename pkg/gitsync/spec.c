@@ -306,8 +306,12 @@ static int parse_render(gitsync_spec *gs, const cJSON *obj)
 	if (v && !cJSON_IsObject(v) && (rc = field_error(gs, "spec.helm.values: not an object")))
 		return rc;
 	if (cJSON_IsObject(v)) {
-		if (!(hl->values_json = cJSON_PrintUnformatted(v)))
-			return nomem();
+		/* cJSON's allocator is not malloc (regions): a copy the spec owns */
+		char *printed = cJSON_PrintUnformatted(v);
+		rc = printed ? dup(&hl->values_json, printed) : nomem();
+		cJSON_free(printed);
+		if (rc)
+			return rc;
 		if (strlen(hl->values_json) > RENDER_MAX_VALUES_JSON) {
 			free(hl->values_json);
 			hl->values_json = NULL;
