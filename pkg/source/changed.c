@@ -1,6 +1,7 @@
 /*
  * pkg/source: change detection — whether anything plumb reads under a path
- * changed between two commits (source_changed). No lock, any thread.
+ * changed between two commits (source_changed), or anything at all
+ * (source_changed_tree, for rendered GitSyncs). No lock, any thread.
  */
 #include "source/internal.h"
 
@@ -23,8 +24,9 @@ static int relevant_delta_path(const char *path, uint16_t mode)
 	return source_path_is_manifest(path);
 }
 
-int source_changed(int *changed, source_cache *cache, const char *url, const char *cred_id,
-	const char *old_commit, const char *new_commit, const char *path)
+/* source_changed(); any: every change counts (source_changed_tree()). */
+static int changed_under(int *changed, source_cache *cache, const char *url, const char *cred_id,
+	const char *old_commit, const char *new_commit, const char *path, int any)
 {
 	git_repository *repo = NULL;
 	git_tree *oldroot = NULL, *newroot = NULL, *oldt = NULL, *newt = NULL;
@@ -82,6 +84,8 @@ int source_changed(int *changed, source_cache *cache, const char *url, const cha
 		result = 0;
 		goto done;
 	}
+	if (any)
+		goto done; /* the trees differ: changed */
 	if (git_diff_tree_to_tree(&diff, repo, oldt, newt, NULL) < 0) {
 		error = plumb_error_set(PLUMB_ERROR, "source: cannot compare trees: %s", source_git_msg());
 		goto cleanup;
@@ -110,35 +114,15 @@ cleanup:
 	return error;
 }
 
+
+int source_changed(int *changed, source_cache *cache, const char *url, const char *cred_id,
+	const char *old_commit, const char *new_commit, const char *path)
+{
+	return changed_under(changed, cache, url, cred_id, old_commit, new_commit, path, 0);
+}
+
 int source_changed_tree(int *changed, source_cache *cache, const char *url, const char *cred_id,
 	const char *old_commit, const char *new_commit)
 {
-	git_repository *repo = NULL;
-	git_tree *oldroot = NULL, *newroot = NULL;
-	char shown[URL_SHOW];
-	int error, r;
-
-	if (!changed)
-		return plumb_error_set(PLUMB_EINVALID, "source: changed: bad arguments");
-	*changed = 1;
-	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
-		goto cleanup;
-	source_url_redact(shown, sizeof(shown), url);
-	if ((error = source_lookup_commit_tree(&newroot, repo, new_commit, shown)) < 0)
-		goto cleanup;
-	r = source_lookup_commit_tree(&oldroot, repo, old_commit, shown);
-	if (r == PLUMB_ENOTFOUND) {
-		plumb_error_clear();
-		goto cleanup; /* nothing to compare with: changed */
-	}
-	if (r < 0) {
-		error = r;
-		goto cleanup;
-	}
-	*changed = git_oid_cmp(git_tree_id(oldroot), git_tree_id(newroot)) != 0;
-cleanup:
-	git_tree_free(oldroot);
-	git_tree_free(newroot);
-	git_repository_free(repo);
-	return error;
+	return changed_under(changed, cache, url, cred_id, old_commit, new_commit, "", 1);
 }

@@ -164,6 +164,42 @@ static int file_cmp(const void *a, const void *b)
 	return strcmp(((const source_file *)a)->path, ((const source_file *)b)->path);
 }
 
+/* rc's caps from limits (NULL or 0 fields: the defaults). */
+static void ctx_limits(read_ctx *rc, const source_limits *limits)
+{
+	rc->lim.max_file_size = limits && limits->max_file_size ? limits->max_file_size : SOURCE_DEFAULT_FILE_MAX;
+	rc->lim.max_total_size = limits && limits->max_total_size ? limits->max_total_size : SOURCE_DEFAULT_TOTAL_MAX;
+	rc->lim.max_files = limits && limits->max_files ? limits->max_files : SOURCE_DEFAULT_FILES_MAX;
+}
+
+/* The files rc read, sorted, into *out (rc keeps none on success). */
+static int ctx_take(source_files **out, read_ctx *rc)
+{
+	source_files *files;
+	if (rc->count > 1)
+		qsort(rc->items, rc->count, sizeof(*rc->items), file_cmp);
+	if (!(files = calloc(1, sizeof(*files))))
+		return plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
+	files->items = rc->items;
+	files->count = rc->count;
+	files->total_size = rc->total;
+	rc->items = NULL;
+	rc->count = 0;
+	*out = files;
+	return 0;
+}
+
+/* Frees what rc still holds. */
+static void ctx_clear(read_ctx *rc)
+{
+	for (size_t i = 0; i < rc->count; i++) {
+		free(rc->items[i].path);
+		free(rc->items[i].data);
+	}
+	free(rc->items);
+	git_odb_free(rc->odb);
+}
+
 void source_files_free(source_files *files)
 {
 	if (!files)
@@ -182,7 +218,6 @@ int source_read(source_files **out, source_cache *cache, const char *url, const 
 	git_repository *repo = NULL;
 	git_tree *root = NULL, *sub = NULL;
 	git_tree_entry *entry = NULL;
-	source_files *files = NULL;
 	read_ctx rc;
 	char shown[URL_SHOW], *norm = NULL;
 	int error = 0;
@@ -191,9 +226,7 @@ int source_read(source_files **out, source_cache *cache, const char *url, const 
 	rc.what = "under path";
 	if (!out)
 		return plumb_error_set(PLUMB_EINVALID, "source: read: bad arguments");
-	rc.lim.max_file_size = limits && limits->max_file_size ? limits->max_file_size : SOURCE_DEFAULT_FILE_MAX;
-	rc.lim.max_total_size = limits && limits->max_total_size ? limits->max_total_size : SOURCE_DEFAULT_TOTAL_MAX;
-	rc.lim.max_files = limits && limits->max_files ? limits->max_files : SOURCE_DEFAULT_FILES_MAX;
+	ctx_limits(&rc, limits);
 	if ((error = source_path_normalize(&norm, path)) < 0)
 		return error;
 	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
@@ -238,25 +271,9 @@ int source_read(source_files **out, source_cache *cache, const char *url, const 
 	}
 	if (error < 0)
 		goto cleanup;
-	if (rc.count > 1)
-		qsort(rc.items, rc.count, sizeof(*rc.items), file_cmp);
-	if (!(files = calloc(1, sizeof(*files)))) {
-		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
-		goto cleanup;
-	}
-	files->items = rc.items;
-	files->count = rc.count;
-	files->total_size = rc.total;
-	rc.items = NULL;
-	rc.count = 0;
-	*out = files;
+	error = ctx_take(out, &rc);
 cleanup:
-	for (size_t i = 0; i < rc.count; i++) {
-		free(rc.items[i].path);
-		free(rc.items[i].data);
-	}
-	free(rc.items);
-	git_odb_free(rc.odb);
+	ctx_clear(&rc);
 	git_tree_entry_free(entry);
 	git_tree_free(sub);
 	git_tree_free(root);
@@ -270,7 +287,6 @@ int source_read_tree(source_files **out, source_cache *cache, const char *url, c
 {
 	git_repository *repo = NULL;
 	git_tree *root = NULL;
-	source_files *files = NULL;
 	read_ctx rc;
 	char shown[URL_SHOW];
 	int error = 0;
@@ -281,9 +297,7 @@ int source_read_tree(source_files **out, source_cache *cache, const char *url, c
 	if (!out)
 		return plumb_error_set(PLUMB_EINVALID, "source: read tree: bad arguments");
 	*out = NULL;
-	rc.lim.max_file_size = limits && limits->max_file_size ? limits->max_file_size : SOURCE_DEFAULT_FILE_MAX;
-	rc.lim.max_total_size = limits && limits->max_total_size ? limits->max_total_size : SOURCE_DEFAULT_TOTAL_MAX;
-	rc.lim.max_files = limits && limits->max_files ? limits->max_files : SOURCE_DEFAULT_FILES_MAX;
+	ctx_limits(&rc, limits);
 	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
 		goto cleanup;
 	source_url_redact(shown, sizeof(shown), url);
@@ -295,25 +309,9 @@ int source_read_tree(source_files **out, source_cache *cache, const char *url, c
 	}
 	if ((error = walk_tree(&rc, repo, root, "")) < 0)
 		goto cleanup;
-	if (rc.count > 1)
-		qsort(rc.items, rc.count, sizeof(*rc.items), file_cmp);
-	if (!(files = calloc(1, sizeof(*files)))) {
-		error = plumb_error_set(PLUMB_ENOMEM, "source: out of memory");
-		goto cleanup;
-	}
-	files->items = rc.items;
-	files->count = rc.count;
-	files->total_size = rc.total;
-	rc.items = NULL;
-	rc.count = 0;
-	*out = files;
+	error = ctx_take(out, &rc);
 cleanup:
-	for (size_t i = 0; i < rc.count; i++) {
-		free(rc.items[i].path);
-		free(rc.items[i].data);
-	}
-	free(rc.items);
-	git_odb_free(rc.odb);
+	ctx_clear(&rc);
 	git_tree_free(root);
 	git_repository_free(repo);
 	return error;
