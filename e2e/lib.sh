@@ -180,9 +180,16 @@ start_plumbd() {
 		--log-level debug "$@" >"$log" 2>&1 &
 	PLUMBD_PID=$!
 	e2e_pids+=("$PLUMBD_PID")
-	wait_for 10 grep -q '"plumbd started"' "$log" || { tail -20 "$log"; return 1; }
-	METRICS_PORT=$(grep '"plumbd started"' "$log" | jq -r .metrics_port)
-	HEALTH_PORT=$(grep '"plumbd started"' "$log" | jq -r .health_port)
+	# the whole start-up line: grep may see it before plumbd finished writing it
+	wait_for 10 started_line_complete "$log" || { tail -20 "$log"; return 1; }
+	METRICS_PORT=$(grep -m1 '"plumbd started"' "$log" | jq -r .metrics_port)
+	HEALTH_PORT=$(grep -m1 '"plumbd started"' "$log" | jq -r .health_port)
+}
+
+started_line_complete() { # LOG: plumbd's start-up line is there and parses, with its ports
+	local line
+	line=$(grep -m1 '"plumbd started"' "$1") || return 1
+	jq -e '(.metrics_port | test("^[0-9]+$")) and (.health_port | test("^[0-9]+$"))' <<<"$line" >/dev/null
 }
 
 metric() { # PORT SERIES-PREFIX: the value of the first matching series (0 if none)

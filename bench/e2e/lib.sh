@@ -185,15 +185,18 @@ start_plumbd() {
 	PLUMBD_PID=$!
 	bench_pids+=("$PLUMBD_PID")
 	local end=$((SECONDS + 20))
-	until grep -qs '"plumbd started"' "$PLUMBD_LOG"; do
+	METRICS_PORT=""
+	# The port is read from the whole "plumbd started" line: grep may see
+	# the line before plumbd has finished writing it.
+	until [[ $METRICS_PORT =~ ^[0-9]+$ ]]; do
 		if ((SECONDS >= end)) || ! kill -0 "$PLUMBD_PID" 2>/dev/null; then
 			say "plumbd did not start:"
 			tail -20 "$PLUMBD_LOG" >&2
 			return 1
 		fi
 		sleep 0.1
+		METRICS_PORT=$({ grep -m1 '"plumbd started"' "$PLUMBD_LOG" | jq -r .metrics_port; } 2>/dev/null || true)
 	done
-	METRICS_PORT=$(grep -m1 '"plumbd started"' "$PLUMBD_LOG" | jq -r .metrics_port)
 }
 
 stop_plumbd() { # PID
