@@ -212,6 +212,23 @@ void source_files_free(source_files *files)
 	free(files);
 }
 
+/* Opens url's mirror and the tree of commit in it (the caller frees both,
+ * also on failure); with odb, the object database for reading blobs too. */
+static int open_commit_tree(git_repository **repo, git_tree **root, git_odb **odb, source_cache *cache,
+	const char *url, const char *cred_id, const char *commit)
+{
+	char shown[URL_SHOW];
+	int error;
+	if ((error = source_open_mirror(repo, cache, url, cred_id)) < 0)
+		return error;
+	source_url_redact(shown, sizeof(shown), url);
+	if ((error = source_lookup_commit_tree(root, *repo, commit, shown)) < 0)
+		return error;
+	if (odb && git_repository_odb(odb, *repo) < 0)
+		return plumb_error_set(PLUMB_ERROR, "source: cannot open the object database: %s", source_git_msg());
+	return 0;
+}
+
 int source_read(source_files **out, source_cache *cache, const char *url, const char *cred_id,
 	const char *commit, const char *path, const source_limits *limits)
 {
@@ -229,19 +246,13 @@ int source_read(source_files **out, source_cache *cache, const char *url, const 
 	ctx_limits(&rc, limits);
 	if ((error = source_path_normalize(&norm, path)) < 0)
 		return error;
-	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
+	if ((error = open_commit_tree(&repo, &root, &rc.odb, cache, url, cred_id, commit)) < 0)
 		goto cleanup;
-	source_url_redact(shown, sizeof(shown), url);
-	if ((error = source_lookup_commit_tree(&root, repo, commit, shown)) < 0)
-		goto cleanup;
-	if (git_repository_odb(&rc.odb, repo) < 0) {
-		error = plumb_error_set(PLUMB_ERROR, "source: cannot open the object database: %s", source_git_msg());
-		goto cleanup;
-	}
 	if (!*norm) {
 		error = walk_tree(&rc, repo, root, "");
 	} else {
 		if (git_tree_entry_bypath(&entry, root, norm) < 0) {
+			source_url_redact(shown, sizeof(shown), url);
 			error = plumb_error_set(PLUMB_ENOTFOUND, "source: path \"%.256s\" not found at commit %.12s of %s",
 				norm, commit, shown);
 			goto cleanup;
@@ -288,7 +299,6 @@ int source_read_tree(source_files **out, source_cache *cache, const char *url, c
 	git_repository *repo = NULL;
 	git_tree *root = NULL;
 	read_ctx rc;
-	char shown[URL_SHOW];
 	int error = 0;
 
 	memset(&rc, 0, sizeof(rc));
@@ -298,15 +308,8 @@ int source_read_tree(source_files **out, source_cache *cache, const char *url, c
 		return plumb_error_set(PLUMB_EINVALID, "source: read tree: bad arguments");
 	*out = NULL;
 	ctx_limits(&rc, limits);
-	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
+	if ((error = open_commit_tree(&repo, &root, &rc.odb, cache, url, cred_id, commit)) < 0)
 		goto cleanup;
-	source_url_redact(shown, sizeof(shown), url);
-	if ((error = source_lookup_commit_tree(&root, repo, commit, shown)) < 0)
-		goto cleanup;
-	if (git_repository_odb(&rc.odb, repo) < 0) {
-		error = plumb_error_set(PLUMB_ERROR, "source: cannot open the object database: %s", source_git_msg());
-		goto cleanup;
-	}
 	if ((error = walk_tree(&rc, repo, root, "")) < 0)
 		goto cleanup;
 	error = ctx_take(out, &rc);
@@ -323,16 +326,13 @@ int source_path_exists(int *exists, source_cache *cache, const char *url, const 
 	git_repository *repo = NULL;
 	git_tree *root = NULL;
 	git_tree_entry *entry = NULL;
-	char shown[URL_SHOW], *norm = NULL;
+	char *norm = NULL;
 	int error;
 
 	*exists = 0;
 	if ((error = source_path_normalize(&norm, path)) < 0)
 		return error;
-	if ((error = source_open_mirror(&repo, cache, url, cred_id)) < 0)
-		goto cleanup;
-	source_url_redact(shown, sizeof(shown), url);
-	if ((error = source_lookup_commit_tree(&root, repo, commit, shown)) < 0)
+	if ((error = open_commit_tree(&repo, &root, NULL, cache, url, cred_id, commit)) < 0)
 		goto cleanup;
 	if (*norm && git_tree_entry_bypath(&entry, root, norm) == 0 &&
 	    git_tree_entry_filemode(entry) != GIT_FILEMODE_TREE &&
