@@ -49,6 +49,13 @@ static const char diff_usage[] =
 	"  --allow-exec-plugins L  command names the Secret's exec plugin may name, looked up in\n"
 	"                          your PATH (as plumbd's flag; default: none, exec is refused)\n"
 	"  --allow-target-proxies  the Secret may set proxy-url (default: refused)\n"
+	"\n"
+	"DIR renders as plumbd renders a commit: plain YAML, or kustomize / helm when it\n"
+	"holds a kustomization or a Chart.yaml, with the target's version and API versions.\n"
+	"With --gitsync, DIR is your checkout of the GitSync's repository (its root) and the\n"
+	"GitSync's path, render and helm settings apply; without, DIR is the folder to render\n"
+	"and these flags say how:\n"
+	PLUMBCTL_RENDER_FLAGS
 	PLUMBCTL_CONN_FLAGS
 	"\n"
 	"Exit codes (like kubectl diff): 0 no differences, 1 differences, 2 usage,\n"
@@ -62,6 +69,7 @@ typedef struct {
 	int allow_insecure_targets, allow_target_proxies;
 	manifest_var labels[MAX_VARS], vars[MAX_VARS];
 	size_t nlabels, nvars;
+	plumbctl_render_flags rf;
 } diff_flags;
 
 /* Splits "k=v" in place. */
@@ -102,6 +110,7 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 			return -1;
 		}
 		if ((r = plumbctl_conn_flag(conn, argc, argv, &i)) ||
+		    (r = plumbctl_render_flag(&f->rf, argc, argv, &i)) ||
 		    (r = plumbctl_flag(&f->gitsync, "--gitsync", NULL, argc, argv, &i)) ||
 		    (r = plumbctl_flag(&f->cluster, "--cluster", NULL, argc, argv, &i)) ||
 		    (r = plumbctl_flag(&f->cluster_kubeconfig, "--cluster-kubeconfig", NULL, argc, argv, &i)) ||
@@ -159,6 +168,16 @@ static int parse(diff_flags *f, plumbctl_conn *conn, int argc, char **argv)
 	}
 	if (!f->gitsync && !f->dir) {
 		fprintf(stderr, "plumbctl diff: give a DIR to render, or --gitsync NAME --cluster NAME\n%s", diff_usage);
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (f->gitsync && (f->rf.render || f->rf.release_name || f->rf.nvalues || f->rf.kube_version ||
+	    f->rf.napi_versions || f->rf.root)) {
+		fprintf(stderr, "plumbctl diff: with --gitsync the path, render and helm settings come from the "
+			"GitSync (and DIR is the repository's root)\n");
+		return PLUMBCTL_EXIT_USAGE;
+	}
+	if (f->rf.kube_version || f->rf.napi_versions) {
+		fprintf(stderr, "plumbctl diff: the Kubernetes version and API versions are the target's own\n");
 		return PLUMBCTL_EXIT_USAGE;
 	}
 	if (f->owner && (!strchr(f->owner, '/') || f->owner[0] == '/' || strchr(f->owner, '/')[1] == '\0')) {
@@ -231,16 +250,16 @@ static void make_parents(const char *dir)
 	free(p);
 }
 
-/* Fetches the GitSync's repository and reads its files at the ref, as
- * plumbd would. Prints on failure. */
-static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, const gitsync_spec *gs,
-	const char *cache_dir)
+/* Fetches the GitSync's repository and resolves its ref, as plumbd would:
+ * *cache_out (caller frees) holds the commit, read with cred_id. Prints on
+ * failure. */
+static int fetch(source_cache **cache_out, char cred_id[65], char commit_out[41], plumbctl_conn *conn,
+	const gitsync_spec *gs, const char *cache_dir)
 {
 	const char *url = gs->git.url, *secret = gs->git.secret_name;
 	source_cache *cache = NULL;
 	source_credentials *creds = NULL;
 	source_commit commit = { 0 };
-	char cred_id[65] = "";
 	cJSON *sec = NULL;
 	char *dir = cache_dir ? plumb_strdup(cache_dir) : default_cache_dir(), redacted[2048];
 	source_fetch_opts fo;
@@ -282,12 +301,9 @@ static int fetch(source_files **out, char commit_out[41], plumbctl_conn *conn, c
 		fprintf(stderr, "plumbctl: %s in %s: %s\n", gs->git.ref, redacted, plumb_error_last());
 		goto cleanup;
 	}
-	if ((rc = source_read(out, cache, url, cred_id, commit.id, gs->git.path, NULL))) {
-		fprintf(stderr, "plumbctl: %s at %.12s: %s\n", redacted, commit.id, plumb_error_last());
-		code = PLUMBCTL_EXIT_INVALID;
-		goto cleanup;
-	}
 	memcpy(commit_out, commit.id, 41);
+	*cache_out = cache;
+	cache = NULL;
 	code = 0;
 cleanup:
 	source_commit_clear(&commit);
@@ -330,11 +346,9 @@ int plumbctl_diff(int argc, char **argv)
 	kube_client *target = NULL;
 	apply_engine *engine = NULL;
 	apply_result res = { 0 };
-	source_files *sfiles = NULL;
-	manifest_file *files = NULL, *borrowed = NULL;
-	size_t nfiles = 0;
-	manifest_errors errs = { 0 };
-	char commit[41] = "", *report = NULL, *owner = NULL;
+	plumbctl_checkout co = { 0 };
+	source_cache *cache = NULL;
+	char commit[41] = "", cred_id[65] = "", *report = NULL, *owner = NULL, *errmsg = NULL;
 	int rc, code;
 
 	if ((code = parse(&f, &conn, argc, argv)))
@@ -399,50 +413,63 @@ int plumbctl_diff(int argc, char **argv)
 	if (!owner)
 		owner = plumb_strdup(f.owner ? f.owner : "default/plumbctl");
 
-	/* The revision: a local folder, or Git at the GitSync's ref. */
-	if (f.dir) {
-		struct stat st;
-		if (stat(f.dir, &st) || !S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "plumbctl diff: %s is not a folder\n", f.dir);
-			code = PLUMBCTL_EXIT_USAGE;
-			goto cleanup;
-		}
-		if ((rc = manifest_files_read_dir(&files, &nfiles, f.dir))) {
-			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-			code = PLUMBCTL_EXIT_INVALID;
-			goto cleanup;
-		}
-	} else {
-		if ((rc = fetch(&sfiles, commit, &conn, gs, f.cache_dir))) {
-			code = rc;
-			goto cleanup;
-		}
-		nfiles = sfiles->count;
-		borrowed = calloc(nfiles ? nfiles : 1, sizeof(*borrowed));
-		if (!borrowed)
-			goto cleanup;
-		for (size_t i = 0; i < nfiles; i++)
-			borrowed[i] = (manifest_file){ sfiles->items[i].path, sfiles->items[i].data, sfiles->items[i].len };
-	}
-	gitsync_render_overrides ovr = { .vars = f.vars, .nvars = f.nvars, .labels = f.labels,
-		.nlabels = f.nlabels, .cluster_name = f.cluster_name, .default_namespace = f.target_ns };
-	if (gitsync_render(&out, gs, cl, files ? files : borrowed, nfiles, &ovr, &errs)) {
-		for (size_t i = 0; i < errs.count; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		if (!errs.count)
-			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-		fprintf(stderr, "plumbctl: the revision does not render for cluster %s: nothing was compared\n",
-			f.cluster_name);
-		code = PLUMBCTL_EXIT_INVALID;
-		goto cleanup;
-	}
-
 	kube_client_opts ko = { .name = f.cluster_name, .timeout = 20, .max_retries = 1,
 		.user_agent = "plumbctl/" PLUMB_VERSION };
 	if ((rc = kube_client_new(&target, tcfg, &ko))) {
 		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 		goto cleanup;
 	}
+	if (!gs && plumbctl_render_spec(&gs, &f.rf, f.target_ns)) {
+		fprintf(stderr, "plumbctl diff: %s\n", plumb_error_last());
+		code = PLUMBCTL_EXIT_USAGE;
+		goto cleanup;
+	}
+	/* The revision: a checkout, or Git at the GitSync's ref. */
+	gitsync_revision rev = { 0 };
+	const char *path = f.gitsync ? gs->git.path : NULL;
+	if (f.dir) {
+		if ((rc = plumbctl_checkout_read(&co, f.dir, f.gitsync ? f.dir : f.rf.root, f.gitsync != NULL, gs))) {
+			fprintf(stderr, "plumbctl diff: %s\n", plumb_error_last());
+			code = rc == PLUMB_EIO || rc == PLUMB_EINVALID ? PLUMBCTL_EXIT_USAGE : PLUMBCTL_EXIT_INVALID;
+			goto cleanup;
+		}
+		rev.files = co.files;
+		if (!f.gitsync)
+			path = co.path;
+	} else {
+		if ((rc = fetch(&cache, cred_id, commit, &conn, gs, f.cache_dir))) {
+			code = rc;
+			goto cleanup;
+		}
+		rev = (gitsync_revision){ .cache = cache, .url = gs->git.url, .cred_id = cred_id, .commit = commit };
+	}
+	/* a chart sees this target's version and what it serves, as in plumbd */
+	char kube_version[64] = "";
+	if (kube_server_version(kube_version, sizeof(kube_version), target))
+		kube_version[0] = '\0';
+	render_tools tools;
+	plumbctl_render_tools(&tools, &f.rf);
+	gitsync_render_env env = { .tools = &tools, .kube_version = kube_version[0] ? kube_version : NULL,
+		.discovery = target };
+	gitsync_render_overrides ovr = { .vars = f.vars, .nvars = f.nvars, .labels = f.labels,
+		.nlabels = f.nlabels, .cluster_name = f.cluster_name, .default_namespace = f.target_ns };
+	manifest_errors errs = { 0 };
+	gitsync_render_info info = { .errs = &errs };
+	rc = gitsync_render_commit(&out, &errmsg, &rev, path, gs, cl, &env, &ovr, &info);
+	for (size_t i = 0; rc && i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.msgs[i]);
+	if (rc && errs.dropped)
+		fprintf(stderr, "… and %zu more errors\n", errs.dropped);
+	if (rc && !errs.count)
+		fprintf(stderr, "plumbctl: %s\n", errmsg ? errmsg : plumb_error_last());
+	manifest_errors_free(&errs);
+	if (rc) {
+		fprintf(stderr, "plumbctl: the revision does not render for cluster %s: nothing was compared\n",
+			f.cluster_name);
+		code = errmsg ? PLUMBCTL_EXIT_INVALID : PLUMBCTL_EXIT_API;
+		goto cleanup;
+	}
+
 	char *slash = strchr(owner, '/');
 	*slash = '\0';
 	if ((rc = apply_engine_new(&engine, target, owner, slash + 1))) {
@@ -481,10 +508,9 @@ cleanup:
 	apply_engine_free(engine);
 	kube_client_free(target);
 	kube_config_free(tcfg);
-	manifest_errors_free(&errs);
-	manifest_files_free(files, files ? nfiles : 0);
-	free(borrowed);
-	source_files_free(sfiles);
+	free(errmsg);
+	plumbctl_checkout_free(&co);
+	source_cache_free(cache);
 	gitsync_spec_free(gs);
 	gitsync_cluster_free(cl);
 	cJSON_Delete(gso);

@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "diff/diff.h"
+#include "gitsync/gitsync.h"
 #include "manifest/manifest.h"
 #include "plumbctl.h"
 
@@ -83,21 +84,48 @@ static int split_kv(manifest_var *out, char *s, const char *flag)
 	return 0;
 }
 
+static const char render_usage[] =
+	"usage: plumbctl render DIR --cluster-name NAME [--cluster-label k=v …] [--set VAR=value …]\n"
+	"                           [--namespace NS] [--kube-version V] [--api-versions GV …] [render flags]\n"
+	"\n"
+	"Prints what plumbd would apply to one cluster from DIR (a folder of a checkout, or one\n"
+	"file): plain YAML, or `kustomize build` / `helm template` when DIR holds a\n"
+	"kustomization or a Chart.yaml (or --render says so), run in plumbd's sandbox, then\n"
+	"substitution, cluster selectors and validation, in apply order.\n"
+	"\n"
+	"  --cluster-name NAME     ${CLUSTER_NAME}\n"
+	"  --cluster-label k=v     a cluster label for selectors, ${CLUSTER_LABEL_k} and paths (repeatable)\n"
+	"  --set VAR=value         a substitution variable (repeatable)\n"
+	"  --namespace NS          namespace for objects that name none (targetNamespace)\n"
+	"  --kube-version V        Helm's .Capabilities.KubeVersion (default: helm's own)\n"
+	"  --api-versions GV       Helm's .Capabilities.APIVersions (repeatable)\n"
+	PLUMBCTL_RENDER_FLAGS;
+
 int plumbctl_render(int argc, char **argv)
 {
 	manifest_var labels[MAX_FLAGS], vars[MAX_FLAGS];
-	size_t nlabels = 0, nvars = 0, n = 0;
+	size_t nlabels = 0, nvars = 0;
 	const char *dir = NULL, *cluster = NULL, *ns = NULL;
-	manifest_file *files = NULL;
-	manifest_set set = { 0 };
+	plumbctl_render_flags rf = { 0 };
+	plumbctl_checkout co = { 0 };
+	gitsync_spec *gs = NULL;
+	gitsync_rendered set = { 0 };
 	manifest_errors errs = { 0 };
+	char *errmsg = NULL;
 	plumb_buf out = PLUMB_BUF_INIT(256u * 1024 * 1024);
-	int rc = 1;
+	int rc = 1, r;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int has_arg = i + 1 < argc;
-		if (!strcmp(a, "--cluster-name") && has_arg) {
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(render_usage, stdout);
+			return 0;
+		}
+		if ((r = plumbctl_render_flag(&rf, argc, argv, &i))) {
+			if (r < 0)
+				return 2;
+		} else if (!strcmp(a, "--cluster-name") && has_arg) {
 			cluster = argv[++i];
 		} else if (!strcmp(a, "--namespace") && has_arg) {
 			ns = argv[++i];
@@ -110,31 +138,43 @@ int plumbctl_render(int argc, char **argv)
 		} else if (a[0] != '-' && !dir) {
 			dir = a;
 		} else {
-			fprintf(stderr, "plumbctl render: unexpected argument \"%s\"\n", a);
+			fprintf(stderr, "plumbctl render: unexpected argument \"%s\"\n%s", a, render_usage);
 			return 2;
 		}
 	}
 	if (!dir || !cluster) {
-		fprintf(stderr, "usage: plumbctl render DIR --cluster-name NAME [--cluster-label k=v …] [--set VAR=value …] [--namespace NS]\n");
+		fputs(render_usage, stderr);
 		return 2;
 	}
-	if (read_input(&files, &n, dir)) {
-		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-		return 1;
+	if (plumbctl_render_spec(&gs, &rf, ns)) {
+		fprintf(stderr, "plumbctl render: %s\n", plumb_error_last());
+		return 2;
 	}
-	manifest_render_opts opts = {
-		.vars = { 1, vars, nvars, cluster, labels, nlabels },
-		.default_namespace = ns,
-	};
-	if (manifest_render(&set, files, n, &opts, &errs)) {
-		print_errors(&errs);
-		if (!errs.count)
-			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+	if (plumbctl_checkout_read(&co, dir, rf.root, 0, gs)) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 		goto cleanup;
 	}
-	for (size_t i = 0; i < set.count; i++) {
-		if (plumb_buf_printf(&out, "---\n# Source: %s:%d\n", set.items[i].file, set.items[i].line)
-				|| diff_to_yaml(&out, set.items[i].obj)) {
+	/* the pipeline plumbd runs for a commit, on the checkout's files */
+	render_tools tools;
+	plumbctl_render_tools(&tools, &rf);
+	gitsync_render_env env = { .tools = &tools, .kube_version = rf.kube_version,
+		.api_versions = rf.napi_versions ? rf.api_versions : NULL, .napi_versions = rf.napi_versions };
+	gitsync_render_overrides ovr = { .vars = vars, .nvars = nvars, .labels = labels, .nlabels = nlabels,
+		.cluster_name = cluster, .default_namespace = ns };
+	gitsync_revision rev = { .files = co.files };
+	gitsync_render_info info = { .errs = &errs };
+	if (gitsync_render_commit(&set, &errmsg, &rev, co.path, gs, NULL, &env, &ovr, &info)) {
+		print_errors(&errs);
+		if (!errs.count)
+			fprintf(stderr, "plumbctl: %s\n", errmsg ? errmsg : plumb_error_last());
+		goto cleanup;
+	}
+	int i = 0;
+	const cJSON *obj;
+	cJSON_ArrayForEach(obj, set.objects) {
+		const char *origin = set.origins && set.origins[i] ? set.origins[i] : "?";
+		i++;
+		if (plumb_buf_printf(&out, "---\n# Source: %s\n", origin) || diff_to_yaml(&out, obj)) {
 			fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
 			goto cleanup;
 		}
@@ -144,8 +184,10 @@ int plumbctl_render(int argc, char **argv)
 	rc = 0;
 cleanup:
 	plumb_buf_free(&out);
-	manifest_set_free(&set);
+	free(errmsg);
 	manifest_errors_free(&errs);
-	manifest_files_free(files, n);
+	gitsync_rendered_free(&set);
+	gitsync_spec_free(gs);
+	plumbctl_checkout_free(&co);
 	return rc;
 }

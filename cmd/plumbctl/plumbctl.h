@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "gitsync/gitsync.h"
 #include "kube/kube.h"
 
 #ifndef PLUMB_VERSION
@@ -32,6 +33,56 @@ int plumbctl_status(int argc, char **argv);
 int plumbctl_diff(int argc, char **argv);
 int plumbctl_sync(int argc, char **argv);
 int plumbctl_version(int argc, char **argv);
+
+/* ---- render and diff DIR (checkout.c) ------------------------------------- */
+
+#define PLUMBCTL_MAX_RENDER_LIST 256
+
+/* How to render a checkout: the flags render and diff share. */
+typedef struct {
+	const char *root;           /* --root: the repository's root */
+	const char *render;         /* --render plain|kustomize|helm (spec.render) */
+	const char *release_name;   /* --release-name (spec.helm.releaseName) */
+	const char *kube_version;   /* --kube-version (render; diff asks the cluster) */
+	const char *kustomize_bin, *helm_bin;
+	const char *values[PLUMBCTL_MAX_RENDER_LIST];       /* --values FILE (spec.helm.valuesFiles) */
+	size_t nvalues;
+	const char *api_versions[PLUMBCTL_MAX_RENDER_LIST]; /* --api-versions (render) */
+	size_t napi_versions;
+} plumbctl_render_flags;
+
+#define PLUMBCTL_RENDER_FLAGS \
+	"  --root DIR              the repository's root, which kustomize and helm may read\n" \
+	"                          (default: the nearest folder up from DIR with .git, else DIR)\n" \
+	"  --render KIND           plain, kustomize or helm (default: detected, as spec.render)\n" \
+	"  --release-name NAME     Helm release name (spec.helm.releaseName)\n" \
+	"  --values FILE           a Helm values file, a path in the repository (repeatable;\n" \
+	"                          spec.helm.valuesFiles, ${CLUSTER_…} allowed)\n" \
+	"  --kustomize-bin PATH    the kustomize binary (default: kustomize in PATH)\n" \
+	"  --helm-bin PATH         the helm binary (default: helm in PATH)\n"
+
+/* Takes one of those flags at argv[*i]: 1 taken, 0 not, -1 error. */
+int plumbctl_render_flag(plumbctl_render_flags *f, int argc, char **argv, int *i);
+/* A GitSync spec holding only those flags (namespace ns, the release
+ * "release-name" unless --release-name), parsed by the pipeline. */
+int plumbctl_render_spec(gitsync_spec **out, const plumbctl_render_flags *f, const char *ns);
+void plumbctl_render_tools(render_tools *out, const plumbctl_render_flags *f);
+
+/* A checkout: every file plumbd would materialise from a commit. */
+typedef struct {
+	source_files *files;   /* paths relative to root */
+	char *root;            /* absolute */
+	char *path;            /* DIR relative to root ("" = the root) */
+} plumbctl_checkout;
+
+/* Reads the checkout DIR belongs to: root is --root, else the nearest folder
+ * up from DIR that holds .git, else DIR. whole 0: only DIR's files when
+ * DIR renders as plain YAML (gitsync_render_kind() with gs), the whole
+ * root otherwise; 1: the whole root. Capped as plumbd caps a revision's
+ * tree (256 MiB, 20,000 files). */
+int plumbctl_checkout_read(plumbctl_checkout *co, const char *dir, const char *root, int whole,
+	const gitsync_spec *gs);
+void plumbctl_checkout_free(plumbctl_checkout *co);
 
 /* ---- shared by the online commands (online.c) ----------------------------- */
 

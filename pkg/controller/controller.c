@@ -187,6 +187,7 @@ int controller_new(controller **out, const controller_opts *opts)
 	if ((rc = controller_queue_new(&c->queue, 1, 300)) ||
 	    (rc = kube_watch_hub_new(&c->hub)) ||
 	    (rc = source_cache_new(&c->sources, opts->cache_dir)) ||
+	    (rc = gitsync_render_cache_new(&c->render_cache, 0, 0)) ||
 	    (rc = controller_events_new(&c->events, opts->mgmt, opts->identity)))
 		goto fail;
 	*out = c;
@@ -335,6 +336,7 @@ void controller_free(controller *c)
 	plumb_map_free(&c->secret_misses, free);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
+	gitsync_render_cache_free(c->render_cache);
 	controller_queue_free(c->queue);
 	pthread_cond_destroy(&c->lead_cond);
 	pthread_mutex_destroy(&c->lock);

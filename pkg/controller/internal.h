@@ -189,6 +189,7 @@ struct controller {
 	pthread_t hub_thread;
 	int hub_started;
 	source_cache *sources;
+	gitsync_render_cache *render_cache; /* kustomize/helm outputs shared by clusters (own lock) */
 	controller_queue *queue;
 	controller_events *events;
 	metrics_set m;

@@ -123,7 +123,8 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		spec_render == RENDER_KUSTOMIZE || spec_render == RENDER_HELM;
 	if (!rendered && spec_render == RENDER_AUTO) {
 		render_kind k = RENDER_PLAIN;
-		if (gitsync_render_kind(&k, c->sources, url, cred_id, commit.id, path, NULL) == 0)
+		gitsync_revision grev = { .cache = c->sources, .url = url, .cred_id = cred_id, .commit = commit.id };
+		if (gitsync_render_kind(&k, &grev, path, NULL) == 0)
 			rendered = k != RENDER_PLAIN;
 		plumb_error_clear();
 	}

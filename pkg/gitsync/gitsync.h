@@ -49,6 +49,8 @@
 #define GITSYNC_DEBOUNCE_DEFAULT 1.0
 /* Field errors kept per object; past it they are counted in errors_dropped. */
 #define GITSYNC_MAX_ERRORS 32
+/* API versions and kinds of a cluster handed to helm; past it the render fails. */
+#define GITSYNC_MAX_API_VERSIONS 8192
 
 /* spec.git */
 typedef struct {
@@ -243,6 +245,63 @@ int gitsync_resolve_path(char **out, const char *field, const char *path, const 
 /* 1 when path uses ${…} (it can only be read per cluster). */
 int gitsync_path_per_cluster(const char *path);
 
+/* A revision to render: a commit in a mirror (plumbd, plumbctl diff
+ * --gitsync), or the files of a checkout (plumbctl render and diff DIR:
+ * render_files_read_dir() of the repository's root). */
+typedef struct {
+	source_cache *cache;         /* the mirror; NULL: files */
+	const char *url, *cred_id, *commit;
+	const source_files *files;   /* paths relative to the repository's root */
+} gitsync_revision;
+
+/* Renders shared between the clusters of a commit (render.c). One kustomize
+ * or helm run per commit, path and render inputs: clusters whose resolved
+ * path, chart, values, release, namespace, Kubernetes version and API
+ * versions are the same get the same output, from one run (a second cluster
+ * asking while the first renders waits for it). Entries are keyed by a
+ * SHA-256 of all those inputs and the commit; an owner's (a GitSync's)
+ * entries at other commits are dropped when it renders a new one; past
+ * max_bytes of output or max_entries the least recently used go. A render
+ * the revision failed is kept too (the same inputs fail the same way), one
+ * that failed for plumbd's own reasons (the work directory, memory) is not.
+ * Thread-safe (its own mutex, taken alone: no other lock is taken under it). */
+typedef struct gitsync_render_cache gitsync_render_cache;
+
+/* max_bytes 0: 64 MiB; max_entries 0: 256. */
+int gitsync_render_cache_new(gitsync_render_cache **out, size_t max_bytes, size_t max_entries);
+void gitsync_render_cache_free(gitsync_render_cache *cache);
+
+typedef struct {
+	size_t entries, bytes;
+	unsigned long hits, misses, waits; /* waits: hits that waited for a run in progress */
+} gitsync_render_cache_stats;
+void gitsync_render_cache_stats_get(gitsync_render_cache *cache, gitsync_render_cache_stats *out);
+
+/* What one cached run makes: the output (or the revision's error). */
+typedef struct {
+	char *yaml;                  /* NUL-terminated; NULL on error */
+	size_t len;
+	char *errmsg;                /* the revision's error, when the run failed */
+	int rc;                      /* 0 or the run's error code */
+	int retry;                   /* the failure is plumbd's own (the work directory,
+	                                memory, the mirror): not kept, not the revision's */
+	double seconds;              /* of the tool */
+	long peak_rss_kb;
+} gitsync_render_output;
+void gitsync_render_output_clear(gitsync_render_output *o);
+
+/* The run behind a key: fills *out (out->retry for a failure of plumbd's
+ * own); returns 0 or an error code. */
+typedef int (*gitsync_render_fn)(gitsync_render_output *out, void *ctx);
+
+/* The output for key (any bytes; hashed) of owner at commit: a copy of the
+ * kept one, or run(ctx) once and kept. cache NULL: run() every time. *hit
+ * (may be NULL) is 1 when the output came from the cache. Returns the
+ * run's code (the kept one on a hit). */
+int gitsync_render_cache_get(gitsync_render_output *out, int *hit, gitsync_render_cache *cache,
+	const char *owner, const char *commit, const char *key, size_t keylen,
+	gitsync_render_fn run, void *ctx);
+
 /* What a render may run (the caller's binaries and limits) and what the
  * target cluster is, for Helm's .Capabilities. Every field may be NULL/0. */
 typedef struct {
@@ -251,33 +310,49 @@ typedef struct {
 	const char *kube_version;        /* the cluster's version ("v1.36.3"): helm --kube-version */
 	const char *const *api_versions; /* its discovery's group versions (and kinds): --api-versions */
 	size_t napi_versions;
+	kube_client *discovery;          /* api_versions NULL: a helm render asks this cluster's
+	                                    discovery (kube_api_versions()) */
+	gitsync_render_cache *cache;     /* NULL: every render runs */
+	const char *owner;               /* the GitSync ("NS/NAME"), for the cache */
 } gitsync_render_env;
 
-/* The kind gitsync_render_commit() would run for the resolved path at
- * commit: spec.render when given; helm when spec.helm is set; kustomize when
- * path holds kustomization.yaml, kustomization.yml or Kustomization; helm
- * when it holds Chart.yaml; else plain (render_detect()'s rule, asked of the
- * mirror without reading the tree). gs may be NULL. */
-int gitsync_render_kind(render_kind *out, source_cache *cache, const char *url, const char *cred_id,
-	const char *commit, const char *path, const gitsync_spec *gs);
+/* What gitsync_render_commit() did. */
+typedef struct {
+	render_kind kind;                /* RENDER_PLAIN: no tool */
+	int cached;                      /* the tool's output came from the cache */
+	double seconds;                  /* the tool's run (of the cached run on a hit) */
+	long peak_rss_kb;                /* the tool's peak RSS */
+	manifest_errors *errs;           /* in: when set, gets every manifest error (plumbctl lists them) */
+} gitsync_render_info;
 
-/* The same as gitsync_render() for a commit in the mirror, for Cluster cl:
- * path (spec.git.path as written) is resolved for cl
- * (gitsync_resolve_path()); a plain path reads the manifest files under it
- * with source_read() exactly as before; a kustomize or helm one
- * (gitsync_render_kind()) reads the whole tree (source_read_tree(), capped
- * by env->limits' max_tree_bytes and max_tree_files), runs render_run()
- * with env's tools and the cluster's version, and renders its output as one
- * file named "<path> (kustomize build)" or "<chart> (helm template)", so
- * substitution, selectors, validation and order apply to it as to plain
- * files. A failure to read the mirror or to make the sandbox is returned
- * with *errmsg NULL (not the revision's fault); a render error (a bad path,
- * the tool's failure with its first lines, a missing tool naming plumbd's flag,
- * a timeout or a cap, a manifest error in the output) sets *errmsg (caller
- * frees). *kind (may be NULL) says what ran. env may be NULL. */
-int gitsync_render_commit(gitsync_rendered *out, char **errmsg, source_cache *cache, const char *url,
-	const char *cred_id, const char *commit, const char *path,
-	const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env, render_kind *kind);
+/* The kind gitsync_render_commit() would run for the resolved path in rev:
+ * spec.render when given; helm when spec.helm is set; kustomize when path
+ * holds kustomization.yaml, kustomization.yml or Kustomization; helm when it
+ * holds Chart.yaml; else plain (render_detect()'s rule; for a mirror asked
+ * without reading the tree). gs may be NULL. */
+int gitsync_render_kind(render_kind *out, const gitsync_revision *rev, const char *path,
+	const gitsync_spec *gs);
+
+/* The same as gitsync_render() for a revision, for Cluster cl: path
+ * (spec.git.path as written, or plumbctl's folder) is resolved for cl
+ * (gitsync_resolve_path(), ovr's name and labels winning); a plain path
+ * reads the manifest files under it (source_read() of a mirror, the same
+ * rule over a checkout's files); a kustomize or helm one
+ * (gitsync_render_kind()) takes the whole tree (source_read_tree(), capped
+ * by env->limits' max_tree_bytes and max_tree_files), runs render_run() with
+ * env's tools and the cluster's version and API versions (through
+ * env->cache when given), drops Helm's test, delete and rollback hooks, and
+ * renders the output as one file named "<path> (kustomize build)" or
+ * "<chart> (helm template)", so substitution, selectors, validation and
+ * order apply to it as to plain files. A failure to read the mirror or to
+ * make the sandbox is returned with *errmsg NULL (not the revision's
+ * fault); a render error (a bad path, the tool's failure with its first
+ * lines, a missing tool naming plumbd's flag, a timeout or a cap, a manifest
+ * error in the output) sets *errmsg (caller frees). env, ovr and info may
+ * be NULL. */
+int gitsync_render_commit(gitsync_rendered *out, char **errmsg, const gitsync_revision *rev,
+	const char *path, const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env,
+	const gitsync_render_overrides *ovr, gitsync_render_info *info);
 
 void gitsync_rendered_free(gitsync_rendered *r);
 

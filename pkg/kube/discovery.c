@@ -403,6 +403,71 @@ int kube_discovery_refresh(kube_client *c)
 	return 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void kube_api_versions_free(char **list, size_t n)
+{
+	for (size_t i = 0; list && i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+int kube_api_versions(char ***out, size_t *n, kube_client *c, size_t max)
+{
+	pthread_mutex_t *lock;
+	int *loaded, rc = 0;
+	double *at;
+	kube_resource_set *set = kube_client_disc(c, &lock, &loaded, &at);
+	char **list = NULL;
+	size_t len = 0;
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(lock);
+	int was_loaded = *loaded;
+	pthread_mutex_unlock(lock);
+	if (!was_loaded && (rc = kube_discovery_refresh(c)) < 0)
+		return rc;
+	pthread_mutex_lock(lock);
+	size_t cap = set->len * 2;
+	if (!(list = calloc(cap ? cap : 1, sizeof(*list))))
+		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	for (size_t i = 0; !rc && i < set->len && len + 2 <= cap; i++) {
+		const kube_resource *r = &set->items[i];
+		list[len] = r->group[0] ? plumb_asprintf("%s/%s", r->group, r->version) : plumb_strdup(r->version);
+		list[len + 1] = r->group[0] ? plumb_asprintf("%s/%s/%s", r->group, r->version, r->kind)
+			: plumb_asprintf("%s/%s", r->version, r->kind);
+		len += 2;
+		if (!list[len - 2] || !list[len - 1])
+			rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	}
+	pthread_mutex_unlock(lock);
+	if (!rc) {
+		qsort(list, len, sizeof(*list), cmp_str);
+		size_t k = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (k && !strcmp(list[k - 1], list[i])) {
+				free(list[i]);
+				continue;
+			}
+			list[k++] = list[i];
+		}
+		len = k;
+		if (len > max)
+			rc = plumb_error_set(PLUMB_ETOOBIG, "cluster %s serves more than %zu API versions and kinds",
+				kube_client_name(c), max);
+	}
+	if (rc) {
+		kube_api_versions_free(list, len);
+		return rc;
+	}
+	*out = list;
+	*n = len;
+	return 0;
+}
+
 static int resolve(kube_resource *out, kube_client *c, const char *group, const char *version, const char *kind)
 {
 	pthread_mutex_t *lock;

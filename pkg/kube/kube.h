@@ -204,6 +204,13 @@ int kube_resolve_object(kube_resource *out, kube_client *c, const cJSON *obj);
 int kube_resolve_preferred(kube_resource *out, kube_client *c, const char *group, const char *kind);
 /* Drops the cache and fetches discovery again. */
 int kube_discovery_refresh(kube_client *c);
+/* What the server serves, as Helm's .Capabilities.APIVersions lists it:
+ * every "group/version" ("v1" for the core group) and "group/version/Kind",
+ * sorted, without duplicates, from the discovery cache (fetched first when
+ * it is empty). More than max strings is PLUMB_ETOOBIG. Caller frees with
+ * kube_api_versions_free(). */
+int kube_api_versions(char ***out, size_t *n, kube_client *c, size_t max);
+void kube_api_versions_free(char **list, size_t n);
 
 /* "apps/v1" or "v1" for res, into out (>= 320 bytes). */
 void kube_resource_api_version(char *out, size_t outlen, const kube_resource *res);
