@@ -77,15 +77,29 @@ data:
   color: {{ .Values.color | quote }}
   size: {{ .Values.size | quote }}
   kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  widgets: {{ .Capabilities.APIVersions.Has "shop.example.com/v1/Widget" | quote }}
+EOF
+# one overlay for both clusters: rendered once per commit
+mkdir -p "$WORKTREE/shared"
+cat >"$WORKTREE/shared/kustomization.yaml" <<EOF
+namespace: $TNS
+nameSuffix: -shared
+resources: [../base]
 EOF
 c1_id=$(commit "overlays and a chart")
+# c3 serves Widgets, c2 does not: the chart sees it in .Capabilities.APIVersions
+write_widget_crd "$WORK/widget-crd.yaml" shop.example.com
+kc c3 apply -f "$WORK/widget-crd.yaml" >/dev/null
+kc c3 wait --for=condition=Established --timeout=30s crd/widgets.shop.example.com >/dev/null
 
 apply_gitsync kz '"overlays/${CLUSTER_LABEL_env}"' 10m "targets: {clusterNames: [c2, c3]}"
 apply_gitsync hm chart 10m "targets: {clusterNames: [c2, c3]}" "targetNamespace: $TNS" \
 	'helm: {releaseName: shop, valuesFiles: ["chart/values-${CLUSTER_LABEL_env}.yaml"], values: {size: "3"}}'
 apply_gitsync rb remote 10m "targets: {clusterNames: [c2]}"
+apply_gitsync one shared 10m "targets: {clusterNames: [c2, c3]}"
 
-start_plumbd main --kustomize-bin "$kustomize" --helm-bin "$helm_bin/helm"
+start_plumbd main --kustomize-bin "$kustomize" --helm-bin "$helm_bin/helm" --render-timeout 20s \
+	--render-max-output 1Mi
 log="$WORK/plumbd-main.log"
 t_ok "start-up names the render tools" grep -q '"render tool found".*"kustomize"' "$log"
 
@@ -128,6 +142,55 @@ t_ok "2 helm GitSync converges" wait_for 60 synced_at hm "$c1_id"
 t_eq "2 values in c2 (staging file, inline over values.yaml)" "yellow 3" \
 	"$(kc c2 -n "$TNS" get cm web-shop -o jsonpath='{.data.color} {.data.size}')"
 t_eq "2 values in c3 (prod file)" "red 3" "$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.color} {.data.size}')"
+
+# 2b. The chart saw each cluster's own API versions (discovery).
+t_eq "2b c3 serves Widgets: the chart saw it" true "$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.widgets}')"
+t_eq "2b c2 does not: the chart saw that too" false "$(kc c2 -n "$TNS" get cm web-shop -o jsonpath='{.data.widgets}')"
+
+# 2c. One overlay for two clusters: one kustomize run for the commit.
+t_ok "2c the shared overlay converges" wait_for 60 synced_at one "$c1_id"
+ran() { # GITSYNC COMMIT: kustomize/helm runs plumbd made (not the cache's)
+	grep '"msg":"rendered"' "$log" | jq -r --arg g "$NS/$1" --arg c "$2" \
+		'select(.gitsync == $g and .commit == $c and .cached == "false") | .cluster' | wc -l
+}
+t_eq "2c one run for both clusters" 1 "$(ran one "$c1_id")"
+t_ok "2c the other cluster took it from the cache" \
+	bash -c "grep '\"msg\":\"rendered\"' '$log' | grep -q '\"gitsync\":\"$NS/one\".*\"cached\":\"true\"'"
+t_eq "2c both clusters have it" "app-shared app-shared" \
+	"$(kc c2 -n "$TNS" get cm app-shared -o jsonpath='{.metadata.name}') $(kc c3 -n "$TNS" get cm app-shared -o jsonpath='{.metadata.name}')"
+t_eq "2c per-cluster overlays: a run each" 2 "$(ran kz "$c1_id")"
+t_ok "2c the run's time and peak RSS are logged" bash -c "grep '\"msg\":\"rendered\"' '$log' | grep '\"gitsync\":\"$NS/one\"' | head -1 | jq -e '(.seconds | tonumber) > 0 and (.peak_rss_kb | tonumber) > 1000' >/dev/null"
+
+# 2d. plumbctl renders what plumbd applied: diff from Git finds nothing, for
+# kustomize and helm (the same version and API versions) on both clusters.
+PC=$BUILD/plumbctl
+KC1=$PLUMB_TESTBED/clusters/c1/kubeconfig
+pcdiff() { "$PC" diff "$@" -n "$NS" --kubeconfig "$KC1" --cache-dir "$WORK/ctl-cache" \
+	--kustomize-bin "$kustomize" --helm-bin "$helm_bin/helm" >"$WORK/pc.out" 2>&1; echo $?; }
+for g in kz hm; do
+	for cl in c2 c3; do
+		t_eq "2d plumbctl diff --gitsync $g --cluster $cl: no differences" 0 "$(pcdiff --gitsync "$g" --cluster "$cl")"
+	done
+done
+t_eq "2d plumbctl diff of the checkout: no differences" 0 "$(pcdiff "$WORKTREE" --gitsync kz --cluster c3)"
+sed -i 's/mode: prod/mode: prod-next/' "$WORKTREE/overlays/prod/patch.yaml"
+t_eq "2d a local change to the prod overlay: differences" 1 "$(pcdiff "$WORKTREE" --gitsync kz --cluster c3)"
+t_ok "2d the diff shows it" grep -q '^+  mode: prod-next' "$WORK/pc.out"
+t_eq "2d the staging cluster is not concerned" 0 "$(pcdiff "$WORKTREE" --gitsync kz --cluster c2)"
+git -C "$WORKTREE" checkout -q overlays/prod/patch.yaml
+gen_c2=$(kc c2 -n "$TNS" get cm -o name | sed -n 's|^configmap/\(settings-.*\)|\1|p')
+"$PC" render "$WORKTREE/overlays/staging" --cluster-name c2 --cluster-label env=staging \
+	--kustomize-bin "$kustomize" >"$WORK/render.out" 2>&1
+t_ok "2d plumbctl render of the overlay names the generated ConfigMap plumbd applied" \
+	grep -q "^  name: $gen_c2\$" "$WORK/render.out"
+t_ok "2d plumbctl render says where the objects come from" grep -q '^# Source: overlays/staging (kustomize build)' "$WORK/render.out"
+kv3=$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.kube}')
+"$PC" render "$WORKTREE/chart" --cluster-name c3 --cluster-label env=prod --release-name shop \
+	--values 'chart/values-${CLUSTER_LABEL_env}.yaml' --namespace "$TNS" --kube-version "$kv3" \
+	--api-versions shop.example.com/v1/Widget --helm-bin "$helm_bin/helm" >"$WORK/render.out" 2>&1
+t_ok "2d plumbctl render of the chart: prod's values" grep -q '^  color: red' "$WORK/render.out"
+t_ok "2d ... the version given" grep -q "^  kube: $kv3" "$WORK/render.out"
+t_ok "2d ... the API versions given" grep -q '^  widgets: "true"' "$WORK/render.out"
 
 # 3. A remote base is refused; nothing is applied.
 stalled_with() { # GITSYNC REASON
@@ -174,5 +237,61 @@ t_eq "5 nothing changed in c2" "$rv2 green" \
 t_eq "5 nothing changed in c3" "$rv3" "$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.metadata.resourceVersion}')"
 t_eq "5 c2 still reports the last good commit" "$c2_id" "$(cluster_commit hm c2)"
 t_ok "5 the kustomize GitSync syncs on" wait_for 60 synced_at kz "$c3_id"
+
+# 6. Refusals: a path out of the repository, a chart whose dependency is not
+# vendored, output over --render-max-output, a render past --render-timeout
+# (killed; meanwhile plumbd answers and the other GitSyncs sync on).
+mkdir -p "$WORKTREE/escape" "$WORKTREE/dep" "$WORKTREE/slow/templates" "$WORKTREE/loud/templates"
+printf 'resources: [../../../etc]\n' >"$WORKTREE/escape/kustomization.yaml"
+cat >"$WORKTREE/dep/Chart.yaml" <<EOF
+apiVersion: v2
+name: dep
+version: 0.1.0
+dependencies:
+- {name: redis, version: 17.0.0, repository: "https://charts.example.com"}
+EOF
+printf 'apiVersion: v2\nname: slow\nversion: 0.1.0\n' >"$WORKTREE/slow/Chart.yaml"
+cat >"$WORKTREE/slow/templates/cm.yaml" <<'EOF'
+{{- range $i := until 100000 }}{{ range $j := until 100000 }}{{ end }}{{ end }}
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: slow}
+EOF
+printf 'apiVersion: v2\nname: loud\nversion: 0.1.0\n' >"$WORKTREE/loud/Chart.yaml"
+cat >"$WORKTREE/loud/templates/cm.yaml" <<'EOF'
+{{- range $i := until 1500 }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: loud-{{ $i }}}
+data: {pad: {{ repeat 1000 "x" | quote }}}
+{{- end }}
+EOF
+c4_id=$(commit "refusals")
+apply_gitsync esc escape 10m "targets: {clusterNames: [c2]}"
+apply_gitsync dep dep 10m "targets: {clusterNames: [c2]}" "targetNamespace: $TNS"
+apply_gitsync loud loud 10m "targets: {clusterNames: [c2]}" "targetNamespace: $TNS"
+stall_msg() { gs_jq "$1" '.status.conditions[] | select(.type == "Stalled") | .message'; }
+t_ok "6 a path out of the repository stalls" wait_for 60 stalled_with esc RenderFailed ||
+	{ gs_jq esc .status; grep "/esc\"" "$log" | tail -20; }
+t_ok "6 ... saying so" contains "leaves the repository" "$(stall_msg esc)"
+t_ok "6 an unvendored dependency stalls" wait_for 60 stalled_with dep RenderFailed
+t_ok "6 ... naming charts/" contains "charts/" "$(stall_msg dep)"
+t_ok "6 output over --render-max-output stalls" wait_for 60 stalled_with loud RenderFailed
+t_ok "6 ... naming the cap" contains "output over the cap of 1048576 bytes" "$(stall_msg loud)"
+t_eq "6 nothing of it was applied" 0 "$(kc c2 -n "$TNS" get cm -o name | grep -c 'loud-')"
+
+apply_gitsync slow slow 10m "targets: {clusterNames: [c2]}" "targetNamespace: $TNS"
+helm_running() { pgrep -f "^$helm_bin/helm template" >/dev/null; }
+t_ok "6 the slow render runs" wait_for 20 helm_running
+sed -i -E 's/LEVEL=[a-z]+/LEVEL=trace/' "$WORKTREE/overlays/staging/kustomization.yaml"
+c5_id=$(commit "staging: log level trace")
+request kz
+t_ok "6 while helm runs past its time, the kustomize GitSync syncs a new commit" wait_for 18 synced_at kz "$c5_id"
+t_ok "6 ... and the slow one is still running" helm_running
+t_ok "6 plumbd answers meanwhile" curl -sf "http://127.0.0.1:$HEALTH_PORT/healthz"
+t_ok "6 the slow render is killed at --render-timeout" wait_for 40 stalled_with slow RenderFailed
+t_ok "6 ... saying so" contains "killed after 20s, the render timeout" "$(stall_msg slow)"
+t_ok "6 no render process is left" bash -c "! pgrep -f '^$helm_bin/helm template'"
 
 t_done

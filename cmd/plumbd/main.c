@@ -11,6 +11,7 @@
 #include "base/base.h"
 #include "controller/controller.h"
 #include "kube/kube.h"
+#include "manifest/manifest.h"
 #include "metrics/metrics.h"
 #include "render/render.h"
 #include "server/server.h"
@@ -45,6 +46,8 @@ typedef struct {
 	int allow_file_urls;
 	const char *kustomize_bin;
 	const char *helm_bin;
+	double render_timeout;
+	size_t render_max_output;
 	size_t target_max_objects;
 	size_t target_max_bytes;
 	size_t gitsync_max_objects;
@@ -116,6 +119,9 @@ static void usage(FILE *f)
 		"  --kustomize-bin PATH    kustomize for GitSyncs that render a Kustomize overlay\n"
 		"                          (default: kustomize in PATH)\n"
 		"  --helm-bin PATH         helm for GitSyncs that render a Helm chart (default: helm in PATH)\n"
+		"  --render-timeout D      wall-clock time one kustomize or helm run may take; past it the\n"
+		"                          run is killed and the GitSync stalls (default: 60s, at most 10m)\n"
+		"  --render-max-output N   bytes one run may print, e.g. 16Mi (default: 64Mi, at most 64Mi)\n"
 		"  --target-cache-max-objects N\n"
 		"                          objects plumbd caches of one target cluster; past it that cluster is\n"
 		"                          Failed and retried after a minute (default: 200000)\n"
@@ -138,7 +144,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 	enum { KUBECONFIG = 1000, CONTEXT, NS, LEADER, LEASE_NAME, LEASE_NS, METRICS, HEALTH,
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
 		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
-		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY, KUSTOMIZE_BIN, HELM_BIN };
+		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY, KUSTOMIZE_BIN, HELM_BIN,
+		RENDER_TIMEOUT, RENDER_MAX_OUTPUT };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -168,6 +175,8 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "allow-file-urls", no_argument, NULL, ALLOW_FILE_URLS },
 		{ "kustomize-bin", required_argument, NULL, KUSTOMIZE_BIN },
 		{ "helm-bin", required_argument, NULL, HELM_BIN },
+		{ "render-timeout", required_argument, NULL, RENDER_TIMEOUT },
+		{ "render-max-output", required_argument, NULL, RENDER_MAX_OUTPUT },
 		{ "version", no_argument, NULL, VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -245,7 +254,16 @@ static int parse_flags(flags *f, int argc, char **argv)
 			f->allow_exec_plugins = optarg;
 			break;
 		}
+		case RENDER_TIMEOUT:
+			if (plumb_duration_parse(&f->render_timeout, optarg) != 0 || f->render_timeout < 1 ||
+			    f->render_timeout > 600) {
+				fprintf(stderr, "plumbd: --render-timeout %s: want a duration from 1s to 10m\n", optarg);
+				return 2;
+			}
+			break;
+		case RENDER_MAX_OUTPUT:
 		case GIT_MAX_FETCH: {
+			const char *fname = c == GIT_MAX_FETCH ? "git-max-fetch-bytes" : "render-max-output";
 			unsigned long long n = strtoull(optarg, &end, 10), mul = 1;
 			if (!strcmp(end, "Ki"))
 				mul = 1ull << 10;
@@ -255,11 +273,16 @@ static int parse_flags(flags *f, int argc, char **argv)
 				mul = 1ull << 30;
 			else if (*end)
 				mul = 0;
-			if (!mul || n == 0 || n > (1ull << 40) / mul || optarg[0] == '-') {
-				fprintf(stderr, "plumbd: --git-max-fetch-bytes %s: want a size such as 512Mi or 2Gi\n", optarg);
+			if (!mul || n == 0 || n > (1ull << 40) / mul || optarg[0] == '-' ||
+			    (c == RENDER_MAX_OUTPUT && n * mul > MANIFEST_MAX_REVISION_BYTES)) {
+				fprintf(stderr, "plumbd: --%s %s: want a size such as %s\n", fname, optarg,
+					c == GIT_MAX_FETCH ? "512Mi or 2Gi" : "16Mi, at most 64Mi");
 				return 2;
 			}
-			f->git_max_fetch_bytes = (size_t)(n * mul);
+			if (c == GIT_MAX_FETCH)
+				f->git_max_fetch_bytes = (size_t)(n * mul);
+			else
+				f->render_max_output = (size_t)(n * mul);
 			break;
 		}
 		case DEFAULT_SA: {
@@ -439,6 +462,7 @@ int main(int argc, char **argv)
 		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
 		.allow_file_urls = f.allow_file_urls,
 		.kustomize_bin = f.kustomize_bin, .helm_bin = f.helm_bin,
+		.render_limits = { .timeout = f.render_timeout, .max_output = f.render_max_output },
 		.target_max_objects = f.target_max_objects, .target_max_bytes = f.target_max_bytes,
 		.gitsync_max_objects = f.gitsync_max_objects, .target_cache_retry = f.target_cache_retry };
 	if ((rc = controller_new(&ctl, &co)))

@@ -12,6 +12,7 @@
 #include "base/base.h"
 #include "kube/kube.h"
 #include "metrics/metrics.h"
+#include "render/render.h"
 
 /* ---- work queue --------------------------------------------------------------
  * Items are string keys. Guarantees: a key is never handed to two workers at
@@ -128,6 +129,7 @@ typedef struct {
 	int allow_file_urls;        /* accept file:// and local paths in spec.git.url */
 	const char *kustomize_bin;  /* kustomize for rendered GitSyncs; NULL = "kustomize" in PATH */
 	const char *helm_bin;       /* helm; NULL = "helm" in PATH */
+	render_limits render_limits; /* of one kustomize or helm run; zero fields: pkg/render's defaults */
 	/* What plumbd caches of one target's watched objects (a target's API
 	 * server is untrusted input too): past either cap that target is Failed,
 	 * its cache dropped, and it is tried again after a minute. 0 = defaults:

@@ -118,7 +118,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	render_tools tools = { .kustomize = c->o.kustomize_bin, .helm = c->o.helm_bin };
 	char owner[600];
 	snprintf(owner, sizeof(owner), "%s/%s", g->ns, g->name);
-	gitsync_render_env renv = { .tools = &tools, .kube_version = kube_version[0] ? kube_version : NULL,
+	gitsync_render_env renv = { .tools = &tools, .limits = &c->o.render_limits, .kube_version = kube_version[0] ? kube_version : NULL,
 		.discovery = t->client, .cache = c->render_cache, .owner = owner };
 	gitsync_revision grev = { .cache = c->sources, .url = rev->url, .cred_id = rev->cred_id,
 		.commit = rev->commit };

@@ -56,6 +56,11 @@
 #define MANIFEST_MAX_ERRORS 1000
 
 #define MANIFEST_SELECTOR_ANNOTATION "plumb.dev/cluster-selector"
+/* "disabled" on an object: its document is read without substitution (its
+ * ${…} stay as written), e.g. a script or a template of another tool. On a
+ * `kind: List` it covers the List's items; on an item of a List it is an
+ * error (annotate the List, or make the item a document of its own). */
+#define MANIFEST_SUBSTITUTE_ANNOTATION "plumb.dev/substitute"
 
 /* ---- errors -------------------------------------------------------------- */
 

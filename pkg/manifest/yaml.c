@@ -122,10 +122,94 @@ static void parse_on_err(void *vctx, const yamljson_error *e)
 	p->nerr++;
 }
 
+/* ---- the substitution opt-out ------------------------------------------- */
+
+/* The documents of a file that carry plumb.dev/substitute: disabled. */
+typedef struct {
+	size_t *literal;   /* document indexes, ascending */
+	size_t n, cap;
+	const char *file;
+	manifest_errors *errs;
+	int nerr;
+	const manifest_vars *vars;
+	size_t next;       /* the main pass: the next literal[] to meet */
+} optout_ctx;
+
+/* 1 when obj says disabled, 0 when it says nothing; -1 (an error recorded)
+ * for another value. */
+static int optout_of(optout_ctx *p, const cJSON *obj, int line, int col)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+		plumb_json_get(obj, "metadata.annotations"), MANIFEST_SUBSTITUTE_ANNOTATION);
+	if (!v)
+		return 0;
+	if (cJSON_IsString(v) && !strcmp(v->valuestring, "disabled"))
+		return 1;
+	manifest_errors_addf(p->errs, p->file, line, col,
+		"annotation " MANIFEST_SUBSTITUTE_ANNOTATION " must be \"disabled\" (or absent)");
+	p->nerr++;
+	return -1;
+}
+
+static int optout_on_doc(void *vctx, cJSON *root, const yamljson_doc *d)
+{
+	optout_ctx *p = vctx;
+	int r = cJSON_IsObject(root) ? optout_of(p, root, d->line, d->col) : 0;
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(root, "items"), *it;
+	size_t i = 0;
+	if (!cJSON_IsArray(items))
+		items = NULL;
+	cJSON_ArrayForEach(it, items) {
+		int il = i < d->nitems ? d->item_lines[i] : d->line, ic = i < d->nitems ? d->item_cols[i] : d->col;
+		i++;
+		if (cJSON_IsObject(it) && cJSON_GetObjectItemCaseSensitive(plumb_json_get(it, "metadata.annotations"),
+				MANIFEST_SUBSTITUTE_ANNOTATION)) {
+			manifest_errors_addf(p->errs, p->file, il, ic, "annotation " MANIFEST_SUBSTITUTE_ANNOTATION
+				" on an item of a List: put it on the List, or make the item a document of its own");
+			p->nerr++;
+		}
+	}
+	cJSON_Delete(root);
+	if (r != 1)
+		return 0;
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 8;
+		size_t *nl = realloc(p->literal, ncap * sizeof(*nl));
+		if (!nl)
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		p->literal = nl;
+		p->cap = ncap;
+	}
+	p->literal[p->n++] = d->index;
+	return 0;
+}
+
+static void optout_on_err(void *vctx, const yamljson_error *e)
+{
+	(void)vctx; /* the main pass reports the document's errors */
+	(void)e;
+}
+
+/* yamljson's substitute_doc for the main pass (ctx: the optout_ctx). */
+static int optout_substitute(void *vctx, size_t index)
+{
+	optout_ctx *p = vctx;
+	while (p->next < p->n && p->literal[p->next] < index)
+		p->next++;
+	return !(p->next < p->n && p->literal[p->next] == index);
+}
+
+static const char *optout_lookup(void *vctx, const char *name, size_t n)
+{
+	optout_ctx *p = vctx;
+	return var_lookup((void *)p->vars, name, n);
+}
+
 int manifest_parse(manifest_set *set, const char *file, const char *data, size_t len,
 		const manifest_vars *vars, manifest_errors *errs)
 {
 	parse_ctx p = { set, NULL, errs, 0 };
+	optout_ctx oo = { NULL, 0, 0, file, errs, 0, vars, 0 };
 	yamljson_opts o;
 	int rc;
 
@@ -136,8 +220,26 @@ int manifest_parse(manifest_set *set, const char *file, const char *data, size_t
 		return plumb_error_set(PLUMB_ETOOBIG, "%s: file is larger than the cap of %u bytes",
 				file, MANIFEST_MAX_FILE);
 	}
+	if (vars && vars->enabled && memmem(data, len, MANIFEST_SUBSTITUTE_ANNOTATION,
+			sizeof(MANIFEST_SUBSTITUTE_ANNOTATION) - 1)) {
+		/* which documents opt out: read once without substitution (the
+		 * same caps, nothing charged to the revision) */
+		manifest_opts(&o, NULL, NULL);
+		rc = yamljson_stream(data, len, &o, optout_on_doc, optout_on_err, &oo);
+		if (rc == PLUMB_ENOMEM) {
+			free(oo.literal);
+			return plumb_error_set(rc, "%s: out of memory", file);
+		}
+		p.nerr += oo.nerr;
+	}
 	manifest_opts(&o, vars, &set->expanded_bytes);
+	if (oo.n) {
+		o.lookup = optout_lookup;
+		o.lookup_ctx = &oo;
+		o.substitute_doc = optout_substitute;
+	}
 	rc = yamljson_stream(data, len, &o, parse_on_doc, parse_on_err, &p);
+	free(oo.literal);
 	if (rc == PLUMB_ENOMEM)
 		return plumb_error_set(rc, "%s: out of memory", file);
 	if (p.nerr || rc)

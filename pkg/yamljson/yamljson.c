@@ -42,6 +42,8 @@ typedef struct {
 	size_t input_len;
 	size_t *line_off;   /* byte offset of each line, built on first use */
 	size_t nlines;
+	size_t doc_index;   /* documents started so far */
+	int no_subst;       /* this document is read without substitution */
 } conv;
 
 static int conv_fail(conv *c, const yaml_mark_t *m, int code, const char *fmt, ...)
@@ -271,7 +273,7 @@ static int scalar_resolve(conv *c, yaml_event_t *ev, resolved *r, const char **t
 		return rc;
 	*text = (const char *)ev->data.scalar.value;
 	*len = ev->data.scalar.length;
-	if (c->opts->lookup) {
+	if (c->opts->lookup && !c->no_subst) {
 		if ((rc = subst(c, &ev->start_mark, plain, *text, *len, owned, len)))
 			return rc;
 		if (*owned)
@@ -792,7 +794,10 @@ int yamljson_stream(const char *data, size_t len, const yamljson_opts *opts,
 			continue;
 		}
 		cJSON *root = NULL;
-		yamljson_doc doc = { (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1, NULL, NULL, 0 };
+		yamljson_doc doc = { c.doc_index, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+			NULL, NULL, 0 };
+		c.no_subst = opts->lookup && opts->substitute_doc && !opts->substitute_doc(opts->lookup_ctx, c.doc_index);
+		c.doc_index++;
 		c.nitems = 0;
 		if ((rc = conv_node(&c, &ev, &root, 0)))
 			goto fail;

@@ -69,6 +69,10 @@ typedef struct {
 	size_t max_rev_bytes;    /* cap on *rev_bytes */
 	yamljson_lookup_fn lookup; /* substitution; NULL: ${X} stays text */
 	void *lookup_ctx;
+	/* With lookup: asked at the start of each document (index as in
+	 * yamljson_doc) with lookup_ctx; 0 reads that document without
+	 * substitution (its text literal, $${ included). NULL: every document. */
+	int (*substitute_doc)(void *ctx, size_t index);
 } yamljson_opts;
 
 /* Where an error is: 1-based line and column (0 when there is none). */
@@ -80,6 +84,7 @@ typedef struct {
 
 /* One document of a stream, for yamljson_stream's callback. */
 typedef struct {
+	size_t index;            /* 0-based, counting every document of the stream */
 	int line, col;           /* where its root node starts */
 	/* Start of each entry of the root mapping's `items` sequence (a List's
 	 * items), in order; nitems 0 when there is none. */

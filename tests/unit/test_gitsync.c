@@ -4,6 +4,8 @@
  * the apply and fetch options, the identity, and the kubeconfig and Git
  * credentials from Secrets. */
 #include <check.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -786,6 +788,177 @@ START_TEST(test_gitsync__path_per_cluster)
 }
 END_TEST
 
+/* ---- the render cache --------------------------------------------------------- */
+
+typedef struct {
+	int runs;
+	int fail;           /* 1: the revision's error; 2: plumbd's own (retry) */
+	unsigned sleep_ms;  /* holds the run, so a second asker waits */
+	const char *text;
+	pthread_mutex_t lock;
+} fake_run;
+
+static int fake_fn(gitsync_render_output *out, void *vctx)
+{
+	fake_run *f = vctx;
+	pthread_mutex_lock(&f->lock);
+	f->runs++;
+	pthread_mutex_unlock(&f->lock);
+	if (f->sleep_ms)
+		usleep(f->sleep_ms * 1000);
+	if (f->fail) {
+		out->retry = f->fail == 2;
+		return plumb_error_set(PLUMB_EINVALID, "template error in %s", f->text);
+	}
+	out->yaml = plumb_strdup(f->text);
+	out->len = strlen(f->text);
+	out->seconds = 0.5;
+	return 0;
+}
+
+typedef struct {
+	gitsync_render_cache *c;
+	fake_run *f;
+	int hit, rc;
+	char yaml[64];
+} asker;
+
+static void *ask(void *v)
+{
+	asker *a = v;
+	gitsync_render_output o;
+	a->rc = gitsync_render_cache_get(&o, &a->hit, a->c, "ns/app", "c1", "key-A", 5, fake_fn, a->f);
+	snprintf(a->yaml, sizeof(a->yaml), "%s", o.yaml ? o.yaml : "");
+	gitsync_render_output_clear(&o);
+	return NULL;
+}
+
+/* Clusters asking for the same inputs get one run, also when they ask at
+ * the same time; other inputs, another run. */
+START_TEST(test_gitsync__render_cache_one_run)
+{
+	gitsync_render_cache *c;
+	gitsync_render_cache_stats st;
+	fake_run f = { .sleep_ms = 200, .text = "kind: A\n", .lock = PTHREAD_MUTEX_INITIALIZER };
+	ck_assert_int_eq(gitsync_render_cache_new(&c, 0, 0), 0);
+	asker a = { c, &f, 0, 0, "" }, b = a;
+	pthread_t ta, tb;
+	pthread_create(&ta, NULL, ask, &a);
+	usleep(50 * 1000);
+	pthread_create(&tb, NULL, ask, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(f.runs, 1);
+	ck_assert_int_eq(a.rc, 0);
+	ck_assert_int_eq(b.rc, 0);
+	ck_assert_int_eq(a.hit + b.hit, 1);
+	ck_assert_str_eq(a.yaml, "kind: A\n");
+	ck_assert_str_eq(b.yaml, "kind: A\n");
+	gitsync_render_cache_stats_get(c, &st);
+	ck_assert_uint_eq(st.hits, 1);
+	ck_assert_uint_eq(st.waits, 1);
+	ck_assert_uint_eq(st.misses, 1);
+
+	/* other inputs of the same commit: a run of their own */
+	gitsync_render_output o;
+	int hit = 1;
+	f.sleep_ms = 0;
+	f.text = "kind: B\n";
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/app", "c1", "key-B", 5, fake_fn, &f), 0);
+	ck_assert_int_eq(hit, 0);
+	ck_assert_int_eq(f.runs, 2);
+	ck_assert_str_eq(o.yaml, "kind: B\n");
+	ck_assert(o.seconds == 0.5);
+	gitsync_render_output_clear(&o);
+	gitsync_render_cache_stats_get(c, &st);
+	ck_assert_uint_eq(st.entries, 2);
+
+	/* a new commit of the owner drops its entries of the old one */
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/app", "c2", "key-A2", 6, fake_fn, &f), 0);
+	gitsync_render_output_clear(&o);
+	gitsync_render_cache_stats_get(c, &st);
+	ck_assert_uint_eq(st.entries, 1);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/app", "c1", "key-A", 5, fake_fn, &f), 0);
+	ck_assert_int_eq(hit, 0);   /* ran again */
+	gitsync_render_output_clear(&o);
+	gitsync_render_cache_free(c);
+}
+END_TEST
+
+/* The revision's failure is kept (same inputs, same error, no second
+ * run); plumbd's own is not; caps by bytes and entries evict the least
+ * recently used; no cache runs every time. */
+START_TEST(test_gitsync__render_cache_failures_and_caps)
+{
+	gitsync_render_cache *c;
+	gitsync_render_cache_stats st;
+	gitsync_render_output o;
+	int hit;
+	fake_run f = { .fail = 1, .text = "chart/", .lock = PTHREAD_MUTEX_INITIALIZER };
+	ck_assert_int_eq(gitsync_render_cache_new(&c, 4096, 3), 0);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/a", "c1", "k1", 2, fake_fn, &f), PLUMB_EINVALID);
+	ck_assert_str_eq(o.errmsg, "template error in chart/");
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/a", "c1", "k1", 2, fake_fn, &f), PLUMB_EINVALID);
+	ck_assert_int_eq(hit, 1);
+	ck_assert_int_eq(f.runs, 1);
+	ck_assert_str_eq(plumb_error_last(), "template error in chart/");
+	ck_assert_int_eq(o.retry, 0);
+	gitsync_render_output_clear(&o);
+
+	f.fail = 2;
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/a", "c1", "k2", 2, fake_fn, &f), PLUMB_EINVALID);
+	ck_assert_int_eq(o.retry, 1);
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/a", "c1", "k2", 2, fake_fn, &f), PLUMB_EINVALID);
+	ck_assert_int_eq(hit, 0);
+	ck_assert_int_eq(f.runs, 3);
+	gitsync_render_output_clear(&o);
+
+	/* entries: at most 3 */
+	f.fail = 0;
+	f.text = "x";
+	for (int i = 0; i < 5; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "e%d", i);
+		ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/b", "c1", key, strlen(key), fake_fn, &f), 0);
+		gitsync_render_output_clear(&o);
+	}
+	gitsync_render_cache_stats_get(c, &st);
+	ck_assert_uint_le(st.entries, 3);
+	/* the newest is kept, the oldest gone */
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/b", "c1", "e4", 2, fake_fn, &f), 0);
+	ck_assert_int_eq(hit, 1);
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/b", "c1", "e0", 2, fake_fn, &f), 0);
+	ck_assert_int_eq(hit, 0);
+	gitsync_render_output_clear(&o);
+
+	/* an output larger than the byte cap is never kept */
+	static char big[8192];
+	memset(big, 'y', sizeof(big) - 1);
+	f.text = big;
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/c", "c1", "big", 3, fake_fn, &f), 0);
+	ck_assert_uint_eq(o.len, sizeof(big) - 1);
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, c, "ns/c", "c1", "big", 3, fake_fn, &f), 0);
+	ck_assert_int_eq(hit, 0);
+	gitsync_render_output_clear(&o);
+	gitsync_render_cache_stats_get(c, &st);
+	ck_assert_uint_le(st.bytes, 4096);
+	gitsync_render_cache_free(c);
+
+	int before = f.runs;
+	f.text = "z";
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, NULL, "ns/c", "c1", "k", 1, fake_fn, &f), 0);
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(gitsync_render_cache_get(&o, &hit, NULL, "ns/c", "c1", "k", 1, fake_fn, &f), 0);
+	gitsync_render_output_clear(&o);
+	ck_assert_int_eq(f.runs, before + 2);
+}
+END_TEST
+
+
 int main(void)
 {
 	Suite *s = suite_create("gitsync");
@@ -806,6 +979,8 @@ int main(void)
 	tcase_add_test(tc, test_gitsync__git_credentials);
 	tcase_add_test(tc, test_gitsync__render_and_helm_fields);
 	tcase_add_test(tc, test_gitsync__path_per_cluster);
+	tcase_add_test(tc, test_gitsync__render_cache_one_run);
+	tcase_add_test(tc, test_gitsync__render_cache_failures_and_caps);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

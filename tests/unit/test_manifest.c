@@ -344,6 +344,50 @@ START_TEST(test_manifest__substitution_errors)
 }
 END_TEST
 
+/* plumb.dev/substitute: disabled reads its document literally, the others
+ * of the same file as ever; a List covers its items; anything else is an
+ * error naming the line. */
+START_TEST(test_manifest__substitution_opt_out)
+{
+	manifest_errors errs = { 0 };
+	manifest_set set = { 0 };
+	manifest_vars vars = { 1, subst_vars, 3, "c1", subst_labels, 2 };
+	const char *yaml =
+		"kind: ConfigMap\nmetadata: {name: a}\ndata: {t: \"${TEAM}\"}\n"
+		"---\n"
+		"kind: ConfigMap\nmetadata:\n  name: b\n  annotations: {plumb.dev/substitute: disabled}\n"
+		"data:\n  script: echo ${HOME} ${NOPE}\n  lit: $${TEAM}\n  num: ${N}\n"
+		"---\n"
+		"kind: ConfigMapList\nmetadata: {annotations: {plumb.dev/substitute: disabled}}\n"
+		"items:\n- kind: ConfigMap\n  metadata: {name: c}\n  data: {x: \"${TEAM}\"}\n"
+		"---\n"
+		"kind: ConfigMap\nmetadata: {name: d}\ndata: {t: \"${CLUSTER_NAME}\"}\n";
+	ck_assert_int_eq(manifest_parse(&set, "o.yaml", yaml, strlen(yaml), &vars, &errs), 0);
+	ck_assert_uint_eq(errs.count, 0);
+	ck_assert_uint_eq(set.count, 4);
+	ck_assert_str_eq(plumb_json_str(set.items[0].obj, "data.t"), "platform");
+	ck_assert_str_eq(plumb_json_str(set.items[1].obj, "data.script"), "echo ${HOME} ${NOPE}");
+	ck_assert_str_eq(plumb_json_str(set.items[1].obj, "data.lit"), "$${TEAM}");
+	ck_assert_str_eq(plumb_json_str(set.items[1].obj, "data.num"), "${N}");
+	ck_assert_str_eq(plumb_json_str(set.items[2].obj, "data.x"), "${TEAM}");
+	ck_assert_str_eq(plumb_json_str(set.items[3].obj, "data.t"), "c1");
+	manifest_set_free(&set);
+
+	/* a wrong value, and the annotation on an item of a List */
+	const char *bad =
+		"kind: ConfigMap\nmetadata:\n  name: b\n  annotations: {plumb.dev/substitute: \"off\"}\n"
+		"---\n"
+		"kind: List\nitems:\n- kind: ConfigMap\n  metadata: {name: c, annotations: {plumb.dev/substitute: disabled}}\n";
+	memset(&set, 0, sizeof(set));
+	ck_assert_int_eq(manifest_parse(&set, "o.yaml", bad, strlen(bad), &vars, &errs), PLUMB_EINVALID);
+	ck_assert_uint_eq(errs.count, 2);
+	ck_assert_str_eq(errs.msgs[0], "o.yaml:1:1: annotation plumb.dev/substitute must be \"disabled\" (or absent)");
+	ck_assert_ptr_nonnull(strstr(errs.msgs[1], "o.yaml:8:3: annotation plumb.dev/substitute on an item of a List"));
+	manifest_set_free(&set);
+	manifest_errors_free(&errs);
+}
+END_TEST
+
 /* ---- validation and rendering -------------------------------------------- */
 
 static manifest_file file_of(const char *name, const char *text)
@@ -477,6 +521,7 @@ int main(void)
 	tcase_add_test(tc, test_manifest__alias_bytes_capped_per_document);
 	tcase_add_test(tc, test_manifest__alias_bytes_capped_per_revision);
 	tcase_add_test(tc, test_manifest__substitution_bytes_capped);
+	tcase_add_test(tc, test_manifest__substitution_opt_out);
 	tcase_add_test(tc, test_manifest__parse_positions_and_lists);
 	tcase_add_test(tc, test_manifest__every_error_with_file_line_col);
 	tcase_add_test(tc, test_manifest__size_cap);
