@@ -58,11 +58,17 @@ static atomic_int lost_lease;
 static atomic_int shutting_down;
 static server_family *api_requests;
 
-/* Says at start-up which render tools a kustomize or helm GitSync will run,
- * and which are missing (such a GitSync then fails naming the flag). */
+/* Says at start-up whether renders get a network namespace, which render
+ * tools a kustomize or helm GitSync will run, and which are missing (such
+ * a GitSync then fails naming the flag). */
 static void log_render_tools(const flags *f)
 {
 	render_tools tools = { .kustomize = f->kustomize_bin, .helm = f->helm_bin };
+	const char *why = NULL;
+	if (render_network_isolation(&why))
+		plumb_info("renders run without network (a network namespace each)");
+	else
+		plumb_warn("renders run in plumbd's network: no network namespace for them", "error", why);
 	static const render_kind kinds[] = { RENDER_KUSTOMIZE, RENDER_HELM };
 	for (size_t i = 0; i < 2; i++) {
 		char *bin = NULL;

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +148,11 @@ static void child(const render_exec_spec *spec, int devnull, int outw, int errw,
 	sigemptyset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 	(void)setpgid(0, 0);
+	/* No network: a namespace of its own; unprivileged, inside a user
+	 * namespace (the uid stays plumbd's for the files it reads). Where both
+	 * are refused the render runs on (render_network_isolation() told). */
+	if (spec->isolate_network && unshare(CLONE_NEWNET) != 0)
+		(void)unshare(CLONE_NEWUSER | CLONE_NEWNET);
 	if (dup2(devnull, 0) < 0 || dup2(outw, 1) < 0 || dup2(errw, 2) < 0)
 		goto fail;
 	if (errpipe != 3) {
@@ -175,6 +182,44 @@ fail:
 	e = errno;
 	(void)!write(errpipe, &e, sizeof(e));
 	_exit(127);
+}
+
+static pthread_once_t net_once = PTHREAD_ONCE_INIT;
+static int net_errno = EIO;
+
+/* A child tries what child() does and says how it went. */
+static void net_probe(void)
+{
+	int p[2], e = EIO;
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		net_errno = errno;
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int ce = 0;
+		if (unshare(CLONE_NEWNET) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)
+			ce = errno ? errno : EPERM;
+		(void)!write(p[1], &ce, sizeof(ce));
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0)
+		e = errno;
+	else if (read(p[0], &e, sizeof(e)) != (ssize_t)sizeof(e))
+		e = EIO;
+	close(p[0]);
+	if (pid > 0)
+		(void)waitpid(pid, NULL, 0);
+	net_errno = e;
+}
+
+int render_network_isolation(const char **why)
+{
+	pthread_once(&net_once, net_probe);
+	if (why)
+		*why = net_errno ? strerror(net_errno) : "";
+	return net_errno == 0;
 }
 
 /* Reads what fd has into buf; past the cap the rest is dropped (*over set).

@@ -764,6 +764,7 @@ int render_run(render_result *out, const source_files *files, const char *path,
 	spec.max_cpu = lim.max_cpu;
 	spec.max_open_files = lim.max_open_files;
 	spec.max_file_write = lim.max_file_write;
+	spec.isolate_network = 1;
 	if ((rc = render_exec(&er, &spec)))
 		goto cleanup;
 	if (er.timed_out) {

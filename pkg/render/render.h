@@ -23,7 +23,9 @@
  *     runs it; root ignores modes);
  *   - the tool as a child (fork + execve, no shell) in its own process
  *     group, stdin /dev/null, every other descriptor closed, signal mask and
- *     dispositions reset, an environment of its own only (render_env_build():
+ *     dispositions reset, a network namespace of its own with no interface
+ *     but a down loopback (render_network_isolation()), an environment of its
+ *     own only (render_env_build():
  *     PATH=/usr/bin:/bin, HOME, TMPDIR, XDG_* and HELM_* dirs in work/home,
  *     no plugins, KUBECONFIG pointing at nothing; nothing of plumbd's
  *     environment), RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE / RLIMIT_FSIZE;
@@ -219,6 +221,7 @@ typedef struct {
 	unsigned max_cpu;    /* RLIMIT_CPU seconds; 0 = none */
 	unsigned max_open_files; /* RLIMIT_NOFILE; 0 = none */
 	size_t max_file_write;   /* RLIMIT_FSIZE; 0 = none */
+	int isolate_network;     /* 1: a network namespace of its own (render_network_isolation()) */
 } render_exec_spec;
 
 typedef struct {
@@ -240,5 +243,15 @@ typedef struct {
  * pipes or fork fail. res is filled on 0 (render_exec_result_clear()). */
 int render_exec(render_exec_result *res, const render_exec_spec *spec);
 void render_exec_result_clear(render_exec_result *res);
+
+/* Whether a child of this process can get a network namespace of its own
+ * (unshare(CLONE_NEWNET), or with CLONE_NEWUSER when plumbd lacks
+ * CAP_SYS_ADMIN, as in a pod): 1 yes, 0 no, with the reason in *why (errno
+ * text, static). Asked once by forking a probe; the answer is kept.
+ * render_run() asks for the namespace on every render; where the kernel or
+ * the container's seccomp profile refuses it, renders run in plumbd's
+ * network (kustomize remote bases are still refused before they run, and
+ * helm template fetches nothing), and plumbd says so at start-up. */
+int render_network_isolation(const char **why);
 
 #endif

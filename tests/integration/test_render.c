@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -467,6 +470,50 @@ static int alive(pid_t pid)
 	return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
 }
 
+/* A render has no network: a listener on our loopback hears nothing from
+ * it (and does without isolation, so the test can tell). */
+static int connect_from_child(int isolate, int port)
+{
+	char script[200];
+	snprintf(script, sizeof(script), "(echo hi >/dev/tcp/127.0.0.1/%d) 2>/dev/null && echo reached || echo isolated", port);
+	char *argv[] = { "/bin/bash", "-c", script, NULL };
+	char *envp[] = { "PATH=/usr/bin:/bin", NULL };
+	render_exec_spec spec = { .argv = argv, .envp = envp, .timeout = 10, .isolate_network = isolate };
+	render_exec_result res = { 0 };
+	ck_assert_int_eq(render_exec(&res, &spec), 0);
+	int reached = strstr(res.out, "reached") != NULL;
+	ck_assert_msg(reached || strstr(res.out, "isolated"), "child said: %s / %s", res.out, res.err);
+	render_exec_result_clear(&res);
+	return reached;
+}
+
+START_TEST(test_render__no_network)
+{
+	const char *why = NULL;
+	if (!render_network_isolation(&why)) {
+		/* the machine refuses namespaces: say so, and fail, since the tests
+		 * run where plumbd's sandbox is expected whole */
+		ck_abort_msg("no network namespace for renders here: %s", why);
+	}
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	ck_assert_int_ge(ls, 0);
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(ls, 4), 0);
+	ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+	int port = ntohs(a.sin_port);
+
+	ck_assert_int_eq(connect_from_child(1, port), 0);
+	ck_assert_int_lt(accept(ls, NULL, NULL), 0);   /* nobody knocked */
+	ck_assert_int_eq(connect_from_child(0, port), 1);
+	int c = accept(ls, NULL, NULL);
+	ck_assert_int_ge(c, 0);
+	close(c);
+	close(ls);
+}
+END_TEST
+
 START_TEST(test_render__timeout_kills_the_whole_group)
 {
 	char *argv[] = { "/bin/sh", "-c", "/bin/sleep 30 & echo $!; wait", NULL };
@@ -629,6 +676,7 @@ int main(void)
 	tcase_add_test(tc, test_render__helm_failures_are_clear);
 	tcase_add_test(tc, test_render__timeout_kills_the_render);
 	tcase_add_test(tc, test_render__timeout_kills_the_whole_group);
+	tcase_add_test(tc, test_render__no_network);
 	tcase_add_test(tc, test_render__child_sees_no_secret_of_ours);
 	tcase_add_test(tc, test_render__child_limits_fds_and_group);
 	tcase_add_test(tc, test_render__memory_limit_stops_the_tool);
