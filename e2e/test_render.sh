@@ -35,10 +35,23 @@ kind: ConfigMap
 metadata: {name: app}
 data: {mode: base, replicas: "1"}
 EOF
+mkdir -p "$WORKTREE/components/tier"
+cat >"$WORKTREE/components/tier/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+patches:
+- patch: |-
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: app}
+    data: {tier: web}
+EOF
 for env in staging prod; do
 	cat >"$WORKTREE/overlays/$env/kustomization.yaml" <<-EOF
 		namespace: $TNS
+		labels: [{pairs: {env: $env}}]
 		resources: [../../base]
+		components: [../../components/tier]
 		patches: [{path: patch.yaml}]
 		configMapGenerator:
 		- name: settings
@@ -108,12 +121,18 @@ built() {
 	"$kustomize" build "$WORKTREE/$1" | kc c1 create --dry-run=client -o json -f - |
 		jq -c 'if .kind == "List" then .items[] else . end'
 }
-# every ConfigMap of the overlay is in cluster C with the same data
+# an object as Git meant it: without what the API server and plumb add
+# (plumb's two labels and its desired-hash annotation)
+as_meant='{apiVersion, kind, data, metadata: (.metadata | {name, namespace,
+	labels: ((.labels // {}) | del(.["app.kubernetes.io/managed-by"], .["plumb.dev/gitsync"])),
+	annotations: ((.annotations // {}) | del(.["plumb.dev/desired-hash"]))})}'
+# every ConfigMap of the overlay is in cluster C, the same object
 same_as_build() { # CLUSTER OVERLAY-DIR
 	local o name n=0
 	while read -r o; do
 		name=$(jq -r .metadata.name <<<"$o")
-		[[ $(kc "$1" -n "$TNS" get cm "$name" -o json 2>/dev/null | jq -cS .data) == $(jq -cS .data <<<"$o") ]] || return 1
+		[[ $(kc "$1" -n "$TNS" get cm "$name" -o json 2>/dev/null | jq -cS "$as_meant") == \
+			$(jq -cS "$as_meant" <<<"$o") ]] || return 1
 		n=$((n + 1))
 	done < <(built "$2")
 	((n == 2)) # app and the generated settings
@@ -133,6 +152,8 @@ t_ok "1 c2 holds kustomize build of overlays/staging" same_as_build c2 overlays/
 t_ok "1 c3 holds kustomize build of overlays/prod" same_as_build c3 overlays/prod
 t_eq "1 patched per overlay" "staging prod" \
 	"$(kc c2 -n "$TNS" get cm app -o jsonpath='{.data.mode}') $(kc c3 -n "$TNS" get cm app -o jsonpath='{.data.mode}')"
+t_eq "1 the component's patch and the overlay's labels" "web prod" \
+	"$(kc c3 -n "$TNS" get cm app -o jsonpath='{.data.tier} {.metadata.labels.env}')"
 t_eq "1 owned by the GitSync" "$NS.kz" "$(kc c2 -n "$TNS" get cm app -o jsonpath='{.metadata.labels.plumb\.dev/gitsync}')"
 old_gen=$(built overlays/staging | jq -r 'select(.metadata.name | startswith("settings-")) | .metadata.name')
 t_ok "1 generated ConfigMap has its hash name" kc c2 -n "$TNS" get cm "$old_gen"
@@ -142,6 +163,19 @@ t_ok "2 helm GitSync converges" wait_for 60 synced_at hm "$c1_id"
 t_eq "2 values in c2 (staging file, inline over values.yaml)" "yellow 3" \
 	"$(kc c2 -n "$TNS" get cm web-shop -o jsonpath='{.data.color} {.data.size}')"
 t_eq "2 values in c3 (prod file)" "red 3" "$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.color} {.data.size}')"
+
+# 2a. Each cluster holds what `helm template` prints with the same inputs.
+for c in c2 c3; do
+	env=$([[ $c == c2 ]] && echo staging || echo prod)
+	v=$(kc "$c" version -o json | jq -r .serverVersion.gitVersion)
+	apis=()
+	[[ $c == c3 ]] && apis=(--api-versions shop.example.com/v1/Widget)
+	want=$("$helm_bin/helm" template shop "$WORKTREE/chart" --namespace "$TNS" --kube-version "$v" "${apis[@]}" \
+		--values "$WORKTREE/chart/values-$env.yaml" --set-string size=3 | kc c1 create --dry-run=client -o json -f - |
+		jq -cS "$as_meant | .metadata.namespace = null")
+	t_eq "2a $c holds helm template of the chart with its values and version" "$want" \
+		"$(kc "$c" -n "$TNS" get cm web-shop -o json | jq -cS "$as_meant | .metadata.namespace = null")"
+done
 
 # 2b. The chart saw each cluster's own API versions (discovery).
 t_eq "2b c3 serves Widgets: the chart saw it" true "$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.widgets}')"
@@ -219,6 +253,13 @@ for c in c2 c3; do
 	v=$(kc "$c" version -o json | jq -r .serverVersion.gitVersion)
 	t_eq "4 .Capabilities.KubeVersion is $c's version" "$v" "$(kc "$c" -n "$TNS" get cm web-shop -o jsonpath='{.data.kube}')"
 done
+
+# 4b. Steady state: no write to either cluster, no drift, while plumbd runs on.
+t0=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
+sleep 8
+t_eq "4b steady state: no write in c2" 0 "$(writes_since c2 "$t0" | grep -c .)"
+t_eq "4b steady state: no write in c3" 0 "$(writes_since c3 "$t0" | grep -c .)"
+t_eq "4b no drift reported" "0 0" "$(gs_jq kz '[.status.clusters[] | .drifted.count // 0] | map(tostring) | join(" ")')"
 
 # 5. A template error stalls the helm GitSync with helm's message; nothing changes.
 rv2=$(kc c2 -n "$TNS" get cm web-shop -o jsonpath='{.metadata.resourceVersion}')
