@@ -53,6 +53,9 @@ for env in staging prod; do
 		resources: [../../base]
 		components: [../../components/tier]
 		patches: [{path: patch.yaml}]
+		replacements:
+		- source: {kind: ConfigMap, name: app, fieldPath: data.mode}
+		  targets: [{select: {kind: ConfigMap, name: app}, fieldPaths: [data.copied], options: {create: true}}]
 		configMapGenerator:
 		- name: settings
 		  literals: [ENV=$env, LEVEL=info]
@@ -152,8 +155,8 @@ t_ok "1 c2 holds kustomize build of overlays/staging" same_as_build c2 overlays/
 t_ok "1 c3 holds kustomize build of overlays/prod" same_as_build c3 overlays/prod
 t_eq "1 patched per overlay" "staging prod" \
 	"$(kc c2 -n "$TNS" get cm app -o jsonpath='{.data.mode}') $(kc c3 -n "$TNS" get cm app -o jsonpath='{.data.mode}')"
-t_eq "1 the component's patch and the overlay's labels" "web prod" \
-	"$(kc c3 -n "$TNS" get cm app -o jsonpath='{.data.tier} {.metadata.labels.env}')"
+t_eq "1 the component's patch, the overlay's labels, a replacement" "web prod prod" \
+	"$(kc c3 -n "$TNS" get cm app -o jsonpath='{.data.tier} {.metadata.labels.env} {.data.copied}')"
 t_eq "1 owned by the GitSync" "$NS.kz" "$(kc c2 -n "$TNS" get cm app -o jsonpath='{.metadata.labels.plumb\.dev/gitsync}')"
 old_gen=$(built overlays/staging | jq -r 'select(.metadata.name | startswith("settings-")) | .metadata.name')
 t_ok "1 generated ConfigMap has its hash name" kc c2 -n "$TNS" get cm "$old_gen"
