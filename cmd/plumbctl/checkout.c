@@ -28,24 +28,21 @@ int plumbctl_render_flag(plumbctl_render_flags *f, int argc, char **argv, int *i
 	    (r = plumbctl_flag(&f->kustomize_bin, "--kustomize-bin", NULL, argc, argv, i)) ||
 	    (r = plumbctl_flag(&f->helm_bin, "--helm-bin", NULL, argc, argv, i)))
 		return r;
-	if ((r = plumbctl_flag(&v, "--values", NULL, argc, argv, i))) {
+	/* the repeatable ones */
+	struct { const char *flag; const char **list; size_t *n; } lists[] = {
+		{ "--values", f->values, &f->nvalues },
+		{ "--api-versions", f->api_versions, &f->napi_versions },
+	};
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+		if (!(r = plumbctl_flag(&v, lists[k].flag, NULL, argc, argv, i)))
+			continue;
 		if (r < 0)
 			return r;
-		if (f->nvalues == PLUMBCTL_MAX_RENDER_LIST) {
-			fprintf(stderr, "plumbctl: more than %d --values\n", PLUMBCTL_MAX_RENDER_LIST);
+		if (*lists[k].n == PLUMBCTL_MAX_RENDER_LIST) {
+			fprintf(stderr, "plumbctl: more than %d %s\n", PLUMBCTL_MAX_RENDER_LIST, lists[k].flag);
 			return -1;
 		}
-		f->values[f->nvalues++] = v;
-		return 1;
-	}
-	if ((r = plumbctl_flag(&v, "--api-versions", NULL, argc, argv, i))) {
-		if (r < 0)
-			return r;
-		if (f->napi_versions == PLUMBCTL_MAX_RENDER_LIST) {
-			fprintf(stderr, "plumbctl: more than %d --api-versions\n", PLUMBCTL_MAX_RENDER_LIST);
-			return -1;
-		}
-		f->api_versions[f->napi_versions++] = v;
+		lists[k].list[(*lists[k].n)++] = v;
 		return 1;
 	}
 	return 0;

@@ -41,14 +41,8 @@ int apply_inventory_add(apply_inventory *inv, const char *group,
 	size_t lens[5], total = 0;
 	char *block, *p;
 
-	if (inv->count == inv->alloc) {
-		size_t n = inv->alloc ? inv->alloc * 2 : 64;
-		apply_inventory_entry *items = realloc(inv->items, n * sizeof(*items));
-		if (!items)
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		inv->items = items;
-		inv->alloc = n;
-	}
+	if (plumb_array_reserve(&inv->items, &inv->alloc, inv->count, sizeof(*inv->items), 64))
+		return PLUMB_ENOMEM;
 	for (int k = 0; k < 5; k++)
 		total += (lens[k] = strlen(parts[k])) + 1;
 	if (!(block = inv->keep ? plumb_keep_alloc(total) : malloc(total)))

@@ -616,6 +616,20 @@ cleanup:
 	return rc;
 }
 
+int plumb_array_reserve(void *items_ptr, size_t *cap, size_t count, size_t size, size_t first)
+{
+	void **items = items_ptr;
+	if (count < *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : first;
+	void *grown = n > *cap && n <= SIZE_MAX / size ? realloc(*items, n * size) : NULL;
+	if (!grown)
+		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	*items = grown;
+	*cap = n;
+	return 0;
+}
+
 char *plumb_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;

@@ -172,6 +172,10 @@ int plumb_file_write(const char *path, const void *data, size_t len, int mode);
 
 /* ---- strings --------------------------------------------------------------- */
 char *plumb_strdup(const char *s);          /* NULL-safe; NULL on ENOMEM */
+/* Room for one more item in the array at *items_ptr (a T ** passed as
+ * void *) of *cap items of size bytes holding count: when full it doubles,
+ * starting at first items. 0, or PLUMB_ENOMEM with the array unchanged. */
+int plumb_array_reserve(void *items_ptr, size_t *cap, size_t count, size_t size, size_t first);
 char *plumb_strndup(const char *s, size_t n);
 char *plumb_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Constant-time comparison of two byte strings; 1 when equal. */

@@ -22,14 +22,8 @@ void kube_resource_set_free(kube_resource_set *set)
 
 static int set_add(kube_resource_set *set, const kube_resource *r)
 {
-	if (set->len == set->cap) {
-		size_t nc = set->cap ? set->cap * 2 : 64;
-		kube_resource *n = realloc(set->items, nc * sizeof(*n));
-		if (!n)
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		set->items = n;
-		set->cap = nc;
-	}
+	if (plumb_array_reserve(&set->items, &set->cap, set->len, sizeof(*set->items), 64))
+		return PLUMB_ENOMEM;
 	set->items[set->len++] = *r;
 	return 0;
 }

@@ -172,14 +172,8 @@ static int optout_on_doc(void *vctx, cJSON *root, const yamljson_doc *d)
 	cJSON_Delete(root);
 	if (r != 1)
 		return 0;
-	if (p->n == p->cap) {
-		size_t ncap = p->cap ? p->cap * 2 : 8;
-		size_t *nl = realloc(p->literal, ncap * sizeof(*nl));
-		if (!nl)
-			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
-		p->literal = nl;
-		p->cap = ncap;
-	}
+	if (plumb_array_reserve(&p->literal, &p->cap, p->n, sizeof(*p->literal), 8))
+		return PLUMB_ENOMEM;
 	p->literal[p->n++] = d->index;
 	return 0;
 }
