@@ -228,6 +228,10 @@ accept:;
 	r->url = plumb_strdup(url);
 	r->cred_id = plumb_strdup(cred_id);
 	r->first_seen = plumb_time_real();
+	/* The old stall ends before the syncs are queued: a sync stage that
+	 * fails to render this commit sets its own, which must not be
+	 * cleared after it (a render error waits for the next commit). */
+	set_stall(c, g, NULL, NULL);
 	pthread_mutex_lock(&c->lock);
 	revision_unref(g->rev);
 	g->rev = r;
@@ -236,7 +240,6 @@ accept:;
 	trigger_gitsync_syncs_locked(c, g, 0);
 	pthread_mutex_unlock(&c->lock);
 	plumb_info("new revision", "gitsync", gs_key, "commit", commit.id, "subject", commit.subject);
-	set_stall(c, g, NULL, NULL);
 
 done:
 	if (commit_ok || rc == 0) {
