@@ -228,6 +228,8 @@ kv3=$(kc c3 -n "$TNS" get cm web-shop -o jsonpath='{.data.kube}')
 t_ok "2d plumbctl render of the chart: prod's values" grep -q '^  color: red' "$WORK/render.out"
 t_ok "2d ... the version given" grep -q "^  kube: $kv3" "$WORK/render.out"
 t_ok "2d ... the API versions given" grep -q '^  widgets: "true"' "$WORK/render.out"
+t_ok "2d plumbctl vet of the overlay renders it first" bash -c "'$PC' vet '$WORKTREE/overlays/prod' --kustomize-bin '$kustomize' 2>&1 | grep -q 'overlays/prod (kustomize build), ok'"
+t_eq "2d plumbctl vet of the remote base fails" 1 "$("$PC" vet "$WORKTREE/remote" --kustomize-bin "$kustomize" >/dev/null 2>&1; echo $?)"
 
 # 3. A remote base is refused; nothing is applied.
 stalled_with() { # GITSYNC REASON

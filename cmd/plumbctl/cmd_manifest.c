@@ -46,28 +46,89 @@ static void print_errors(const manifest_errors *errs)
 		fprintf(stderr, "… and %zu more errors\n", errs->dropped);
 }
 
+static const char vet_usage[] =
+	"usage: plumbctl vet DIR [render flags]\n"
+	"\n"
+	"Checks DIR (a folder of a checkout, or one file) as plumbd checks a commit,\n"
+	"without a cluster: every object parsed and validated, nothing substituted.\n"
+	"A kustomization or a Chart.yaml is rendered first, as plumbd renders it.\n"
+	"\n"
+	PLUMBCTL_RENDER_FLAGS;
+
 int plumbctl_vet(int argc, char **argv)
 {
 	manifest_file *files = NULL;
-	size_t n = 0;
+	size_t n = 0, ylen = 0;
 	manifest_errors errs = { 0 };
-	int rc;
+	plumbctl_render_flags rf = { 0 };
+	plumbctl_checkout co = { 0 };
+	gitsync_spec *gs = NULL;
+	const char *dir = NULL;
+	char *yaml = NULL, *name = NULL, *errmsg = NULL;
+	int rc = 1, r;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: plumbctl vet DIR\n");
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(vet_usage, stdout);
+			return 0;
+		}
+		if ((r = plumbctl_render_flag(&rf, argc, argv, &i))) {
+			if (r < 0)
+				return 2;
+		} else if (argv[i][0] != '-' && !dir) {
+			dir = argv[i];
+		} else {
+			fprintf(stderr, "plumbctl vet: unexpected argument \"%s\"\n%s", argv[i], vet_usage);
+			return 2;
+		}
+	}
+	if (!dir) {
+		fputs(vet_usage, stderr);
 		return 2;
 	}
-	if (read_input(&files, &n, argv[1])) {
-		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-		return 1;
+	if (plumbctl_render_spec(&gs, &rf, NULL)) {
+		fprintf(stderr, "plumbctl vet: %s\n", plumb_error_last());
+		return 2;
 	}
-	rc = manifest_vet(files, n, &errs);
+	render_tools tools;
+	plumbctl_render_tools(&tools, &rf);
+	gitsync_render_env env = { .tools = &tools };
+	gitsync_revision rev = { 0 };
+	if (plumbctl_checkout_read(&co, dir, rf.root, 0, gs)) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	rev.files = co.files;
+	if (gitsync_render_tool(&yaml, &ylen, &name, &errmsg, &rev, co.path, gs, NULL, &env, NULL, NULL)) {
+		fprintf(stderr, "plumbctl: %s\n", errmsg ? errmsg : plumb_error_last());
+		goto cleanup;
+	}
+	if (yaml) {
+		/* kustomize or helm: what it printed is the revision */
+		manifest_file f = { name, yaml, ylen };
+		rc = manifest_vet(&f, 1, &errs) ? 1 : 0;
+		print_errors(&errs);
+		if (!rc)
+			fprintf(stderr, "%s: %s, ok\n", dir, name);
+		goto cleanup;
+	}
+	if (read_input(&files, &n, dir)) {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		goto cleanup;
+	}
+	rc = manifest_vet(files, n, &errs) ? 1 : 0;
 	print_errors(&errs);
 	if (!rc)
-		fprintf(stderr, "%s: %zu file(s), ok\n", argv[1], n);
+		fprintf(stderr, "%s: %zu file(s), ok\n", dir, n);
+cleanup:
 	manifest_errors_free(&errs);
 	manifest_files_free(files, n);
-	return rc ? 1 : 0;
+	plumbctl_checkout_free(&co);
+	gitsync_spec_free(gs);
+	free(yaml);
+	free(name);
+	free(errmsg);
+	return rc;
 }
 
 /* Splits "k=v" in place into a manifest_var. */

@@ -354,6 +354,15 @@ int gitsync_render_commit(gitsync_rendered *out, char **errmsg, const gitsync_re
 	const char *path, const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env,
 	const gitsync_render_overrides *ovr, gitsync_render_info *info);
 
+/* The tool's stage alone, for plumbctl vet: path resolved and the kind
+ * detected as gitsync_render_commit() does; for kustomize and helm *yaml
+ * is the tool's output (caller frees) under the file name *name (caller
+ * frees); for plain YAML both are NULL and nothing ran. On failure *errmsg
+ * as in gitsync_render_commit(). */
+int gitsync_render_tool(char **yaml, size_t *len, char **name, char **errmsg, const gitsync_revision *rev,
+	const char *path, const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env,
+	const gitsync_render_overrides *ovr, gitsync_render_info *info);
+
 void gitsync_rendered_free(gitsync_rendered *r);
 
 /* The first errors of errs in one message ("a; b; and 3 more"). Caller frees. */

@@ -342,6 +342,31 @@ cleanup:
 	return rc;
 }
 
+int gitsync_render_tool(char **yaml, size_t *len, char **name, char **errmsg, const gitsync_revision *rev,
+	const char *path, const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env,
+	const gitsync_render_overrides *ovr, gitsync_render_info *info)
+{
+	static const gitsync_render_env noenv = { 0 };
+	render_kind kind = RENDER_PLAIN;
+	char *rpath = NULL;
+	int rc, fault = 0;
+	*yaml = *name = *errmsg = NULL;
+	*len = 0;
+	if (info)
+		*info = (gitsync_render_info){ .errs = info->errs };
+	if ((rc = gitsync_resolve_path(&rpath, "spec.git.path", path, cl, ovr))) {
+		*errmsg = plumb_strdup(plumb_error_last());
+		return rc;
+	}
+	if (!(rc = gitsync_render_kind(&kind, rev, rpath, gs)) && kind != RENDER_PLAIN &&
+	    (rc = run_tool(yaml, len, name, &fault, rev, rpath, kind, gs, cl, env ? env : &noenv, ovr, info)) && fault)
+		*errmsg = plumb_strdup(plumb_error_last());
+	if (info)
+		info->kind = kind;
+	free(rpath);
+	return rc;
+}
+
 int gitsync_render_commit(gitsync_rendered *out, char **errmsg, const gitsync_revision *rev,
 	const char *path, const gitsync_spec *gs, const gitsync_cluster *cl, const gitsync_render_env *env,
 	const gitsync_render_overrides *ovr, gitsync_render_info *info)
