@@ -15,7 +15,8 @@
 #        test bed with c1 and c2; otherwise a fresh one is made and removed),
 #        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults,
 #        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's),
-#        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's).
+#        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's),
+#        KEEP_LOGS (non-empty: scenario 6 copies plumbd's logs into --out).
 set -euo pipefail
 
 # Everything runs inside main(), parsed in full before it starts, so that

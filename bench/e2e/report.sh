@@ -140,7 +140,8 @@ ratio() {
 			"| $(ratio S6 "$c" kustomize_cpu_s plain_cpu_s | cell %.2f×) |"
 		echo "| plumbd peak RSS MiB (VmHWM after both syncs) | $(vals S6 "$c" plain_rss_end_mb | cell %.1f) | $(vals S6 "$c" kustomize_rss_end_mb | cell %.1f)" \
 			"| $(ratio S6 "$c" kustomize_rss_end_mb plain_rss_end_mb | cell %.2f×) |"
-		echo "| renders of the initial commit: until all Synced / until the next commit 1.5 s later | – | $(vals S6 "$c" renders_initial | cell %.0f) / $(vals S6 "$c" renders_initial_total | cell %.0f) | |"
+		echo "| (GitSync, Cluster) reconciles in the run (both syncs) | $(vals S6 "$c" plain_reconciles | cell %.0f) | $(vals S6 "$c" kustomize_reconciles | cell %.0f) | |"
+		echo "| renders of the initial commit: until all Synced / in the whole run | – | $(vals S6 "$c" renders_initial | cell %.0f) / $(vals S6 "$c" renders_initial_total | cell %.0f) | |"
 		echo "| renders of the one-object commit until all Synced | – | $(vals S6 "$c" renders_commit | cell %.0f) | |"
 		echo "| render wall s, each render of the initial commit | – | $(vals S6 "$c" render_s | cell %.2f) | |"
 		echo "| render wall s, each render of the one-object commit | – | $(vals S6 "$c" commit_render_s | cell %.2f) | |"

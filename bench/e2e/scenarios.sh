@@ -363,9 +363,6 @@ s6() {
 			say "$line"
 			# one commit changing one object, past the debounce of the initial sync's triggers
 			sleep 1.5
-			# the renders of the initial commit so far: the sync's, and those of the
-			# reconciles its own writes triggered through the watches
-			[[ $kind == kustomize ]] && record S6 "$case" renders_initial_total "$(renders_of "$commit" "$PLUMBD_LOG" | wc -l)"
 			idx=$(((r * 37 + ${#kind}) % n))
 			m=s6-$r-$kind-$RANDOM
 			sed -i "s/^  rev: .*/  rev: $m/" "$WT/base/$(printf 'cm-%05d' "$idx").yaml" "$WT/plain/$(printf 'cm-%05d' "$idx").yaml"
@@ -383,9 +380,15 @@ s6() {
 					cnt=$((cnt + 1))
 				done < <(renders_of "$new" "$PLUMBD_LOG")
 				record S6 "$case" renders_commit "$cnt"
+				# every render of the initial commit: the sync's, and those of the
+				# reconciles its own writes triggered through the watches
+				record S6 "$case" renders_initial_total "$(renders_of "$commit" "$PLUMBD_LOG" | wc -l)"
 			fi
+			record S6 "$case" "${kind}_reconciles" "$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+				awk '/^plumb_reconcile_total/ { s += $NF } END { print s + 0 }')"
 			record S6 "$case" "${kind}_rss_end_mb" "$(fdiv "$(proc_hwm "$PLUMBD_PID")" 1024)"
 			stop_plumbd "$PLUMBD_PID"
+			[[ -n ${KEEP_LOGS:-} ]] && cp "$PLUMBD_LOG" "$out/"
 			purge_plumb "$ns" "$@"
 		done
 	done
