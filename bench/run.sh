@@ -8,8 +8,9 @@
 #                                writes bench/results.md and bench/*.png
 #   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 5 min;
 #                                writes into --out (default /tmp/plumb-bench-quick)
-#   bash bench/run.sh --smoke    the quick suite's smallest case only (make test
-#                                runs it through e2e/test_bench_quick.sh)
+#   bash bench/run.sh --smoke    the quick suite's smallest case only, and scenario 6
+#                                at 100 objects to one target (make test runs it
+#                                through e2e/test_bench_quick.sh)
 #   options: --out DIR           where results.md, raw.tsv and the charts go
 #   env: BUILD (build), PLUMB_K8S_BIN, PLUMB_TESTBED (smoke: reuse a running
 #        test bed with c1 and c2; otherwise a fresh one is made and removed),
@@ -37,14 +38,14 @@ done
 case $mode in
 full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
-	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 clusters=7 out=${out:-$ROOT/bench}
+	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
 	budget=1740 after_s1=$((steady + 330 + 120)) ;;
 quick)  # budget: 6 min 10 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
-	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 clusters=7 out=${out:-/tmp/plumb-bench-quick}
+	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
 	budget=370 after_s1=$((steady + 110 + 80)) ;;
 smoke)
-	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=0 clusters=2
+	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
 	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0 ;;
 esac
 scenarios=${SCENARIOS:-1 2 3 4 5 6}
@@ -138,7 +139,7 @@ done
 [[ $steady -gt 0 ]] && want 1 && want 2 && s2 "$steady"
 ((commits > 0)) && { want 3 || want 4; } && s3_s4 "$commits" "$edits"
 ((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
-((s6_n > 0)) && want 6 && s6 "$s6_n" 3 "$repeats"
+((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 printf 'meta\t-\twall_s\t%s\n' "$((SECONDS - start))" >>"$RAW"
