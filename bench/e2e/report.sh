@@ -149,7 +149,7 @@ ratio() {
 		echo "| \`kustomize build overlay\` alone on the checkout: s, peak RSS MiB | – | $(vals S6 "$c" cli_render_s | cell %.2f), $(vals S6 "$c" cli_render_rss_mb | cell %.1f) | |"
 		echo
 		echo "Each repeat runs both (the order alternates), each with a fresh plumbd and its own GitSync of the same"
-		echo "repository: overlay/ (base/ of N ConfigMaps, a label and a JSON patch on every object) or plain/ (the output of"
+		echo "repository: overlay/ (base/ of N ConfigMaps, a label on every object, a JSON patch on one) or plain/ (the output of"
 		echo "\`kustomize build overlay\`, one file an object). Ratios per repeat. Render figures come from plumbd's \"rendered\""
 		echo "log line (the kustomize child's wall time and getrusage peak RSS); plumbd's VmHWM does not include them."
 		echo

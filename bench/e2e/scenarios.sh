@@ -314,6 +314,19 @@ renders_of() {
 	jq -Rr --arg c "$1" 'fromjson? | select(.msg == "rendered" and .commit == $c) | "\(.seconds) \(.peak_rss_kb)"' "$2"
 }
 
+# record_renders CASE COMMIT METRIC COUNT: the renders of COMMIT in
+# plumbd's log so far: METRIC (seconds) and render_rss_mb for each, COUNT
+# their number.
+record_renders() {
+	local secs rss cnt=0
+	while read -r secs rss; do
+		record S6 "$1" "$3" "$secs"
+		record S6 "$1" render_rss_mb "$(fdiv "$rss" 1024)"
+		cnt=$((cnt + 1))
+	done < <(renders_of "$2" "$PLUMBD_LOG")
+	record S6 "$1" "$4" "$cnt"
+}
+
 # s6 N T REPEATS: Kustomize vs plain YAML, the same N final objects to T
 # clusters. In each repeat, for each of plain/ and overlay/ (the order
 # alternates between repeats): a fresh plumbd, GitSync created → every
@@ -324,7 +337,7 @@ renders_of() {
 # child's wall time and peak RSS, which plumbd's own RSS does not include),
 # plus `kustomize build overlay` on the checkout as the bare tool's figure.
 s6() {
-	local n=$1 t=$2 reps=$3 r kind path ns commit new m idx timeout case t0 secs rss cnt
+	local n=$1 t=$2 reps=$3 r kind path ns commit new m idx timeout case t0 secs rss
 	case="N=$n T=$t"
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
@@ -351,13 +364,7 @@ s6() {
 			record S6 "$case" "${kind}_rss_mb" "$(fdiv "$RUN_HWM_KB" 1024)"
 			local line="  $kind: ${RUN_S} s, cpu ${RUN_CPU} s, plumbd peak RSS $(fdiv "$RUN_HWM_KB" 1024) MiB"
 			if [[ $kind == kustomize ]]; then
-				cnt=0
-				while read -r secs rss; do
-					record S6 "$case" render_s "$secs"
-					record S6 "$case" render_rss_mb "$(fdiv "$rss" 1024)"
-					cnt=$((cnt + 1))
-				done < <(renders_of "$commit" "$PLUMBD_LOG")
-				record S6 "$case" renders_initial "$cnt"
+				record_renders "$case" "$commit" render_s renders_initial
 				line+="; $cnt renders, $(renders_of "$commit" "$PLUMBD_LOG" | awk '{ printf "%s%.2f s/%.0f MiB", (NR > 1) ? ", " : "", $1, $2 / 1024 }')"
 			fi
 			say "$line"
@@ -373,13 +380,7 @@ s6() {
 			wait_synced "$ns" bench "$new" "$#" 60 || return 1
 			record S6 "$case" "${kind}_commit_s" "$(fsub "$(now)" "$t0")"
 			if [[ $kind == kustomize ]]; then
-				cnt=0
-				while read -r secs rss; do
-					record S6 "$case" commit_render_s "$secs"
-					record S6 "$case" render_rss_mb "$(fdiv "$rss" 1024)"
-					cnt=$((cnt + 1))
-				done < <(renders_of "$new" "$PLUMBD_LOG")
-				record S6 "$case" renders_commit "$cnt"
+				record_renders "$case" "$new" commit_render_s renders_commit
 				# every render of the initial commit: the sync's, and those of the
 				# reconciles its own writes triggered through the watches
 				record S6 "$case" renders_initial_total "$(renders_of "$commit" "$PLUMBD_LOG" | wc -l)"
