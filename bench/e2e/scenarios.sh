@@ -311,7 +311,7 @@ s6_repo() {
 # renders_of COMMIT LOG: "seconds peak_rss_kb" of each of plumbd's "rendered"
 # log lines for COMMIT.
 renders_of() {
-	jq -Rr --arg c "$1" 'fromjson? | select(.msg == "rendered" and .commit == $c) | "\(.seconds) \(.peak_rss_kb)"' "$2"
+	jq -Rr --arg c "$1" 'fromjson? | select(.msg == "rendered" and .commit == $c and .cached != "true") | "\(.seconds) \(.peak_rss_kb)"' "$2"
 }
 
 # record_renders CASE COMMIT METRIC COUNT: the renders of COMMIT in
