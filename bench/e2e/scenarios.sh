@@ -316,7 +316,7 @@ renders_of() {
 
 # record_renders CASE COMMIT METRIC COUNT: the renders of COMMIT in
 # plumbd's log so far: METRIC (seconds) and render_rss_mb for each, COUNT
-# their number.
+# their number (also in RENDERS).
 record_renders() {
 	local secs rss cnt=0
 	while read -r secs rss; do
@@ -325,6 +325,7 @@ record_renders() {
 		cnt=$((cnt + 1))
 	done < <(renders_of "$2" "$PLUMBD_LOG")
 	record S6 "$1" "$4" "$cnt"
+	RENDERS=$cnt
 }
 
 # s6 N T REPEATS: Kustomize vs plain YAML, the same N final objects to T
@@ -365,7 +366,7 @@ s6() {
 			local line="  $kind: ${RUN_S} s, cpu ${RUN_CPU} s, plumbd peak RSS $(fdiv "$RUN_HWM_KB" 1024) MiB"
 			if [[ $kind == kustomize ]]; then
 				record_renders "$case" "$commit" render_s renders_initial
-				line+="; $cnt renders, $(renders_of "$commit" "$PLUMBD_LOG" | awk '{ printf "%s%.2f s/%.0f MiB", (NR > 1) ? ", " : "", $1, $2 / 1024 }')"
+				line+="; $RENDERS kustomize run(s), $(renders_of "$commit" "$PLUMBD_LOG" | awk '{ printf "%s%.2f s/%.0f MiB", (NR > 1) ? ", " : "", $1, $2 / 1024 }')"
 			fi
 			say "$line"
 			# one commit changing one object, past the debounce of the initial sync's triggers
