@@ -6,7 +6,7 @@
 #
 #   bash bench/run.sh            full suite (make bench), < 30 min on 2 cores;
 #                                writes bench/results.md and bench/*.png
-#   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 5 min;
+#   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 6.5 min;
 #                                writes into --out (default /tmp/plumb-bench-quick)
 #   bash bench/run.sh --smoke    the quick suite's smallest case only, and scenario 6
 #                                at 100 objects to one target (make test runs it
@@ -39,11 +39,11 @@ case $mode in
 full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
 	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
-	budget=1740 after_s1=$((steady + 330 + 120)) ;;
-quick)  # budget: 6 min 10 s
+	budget=1740 after_s1=$((steady + 330 + 140)) ;;
+quick)  # budget: 6 min 20 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
 	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
-	budget=370 after_s1=$((steady + 110 + 80)) ;;
+	budget=380 after_s1=$((steady + 110 + 90)) ;;
 smoke)
 	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
 	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0 ;;
