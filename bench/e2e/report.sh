@@ -141,17 +141,17 @@ ratio() {
 		echo "| plumbd peak RSS MiB (VmHWM after both syncs) | $(vals S6 "$c" plain_rss_end_mb | cell %.1f) | $(vals S6 "$c" kustomize_rss_end_mb | cell %.1f)" \
 			"| $(ratio S6 "$c" kustomize_rss_end_mb plain_rss_end_mb | cell %.2f×) |"
 		echo "| (GitSync, Cluster) reconciles in the run (both syncs) | $(vals S6 "$c" plain_reconciles | cell %.0f) | $(vals S6 "$c" kustomize_reconciles | cell %.0f) | |"
-		echo "| renders of the initial commit: until all Synced / in the whole run | – | $(vals S6 "$c" renders_initial | cell %.0f) / $(vals S6 "$c" renders_initial_total | cell %.0f) | |"
-		echo "| renders of the one-object commit until all Synced | – | $(vals S6 "$c" renders_commit | cell %.0f) | |"
-		echo "| render wall s, each render of the initial commit | – | $(vals S6 "$c" render_s | cell %.2f) | |"
-		echo "| render wall s, each render of the one-object commit | – | $(vals S6 "$c" commit_render_s | cell %.2f) | |"
-		echo "| render processes' peak RSS MiB, each render (largest) | – | $(vals S6 "$c" render_rss_mb | cell %.1f) ($(vals S6 "$c" render_rss_mb | sort -g | tail -1)) | |"
+		echo "| kustomize runs for the initial commit: until all Synced / in the whole run | – | $(vals S6 "$c" renders_initial | cell %.0f) / $(vals S6 "$c" renders_initial_total | cell %.0f) | |"
+		echo "| kustomize runs for the one-object commit until all Synced | – | $(vals S6 "$c" renders_commit | cell %.0f) | |"
+		echo "| render wall s, each kustomize run for the initial commit | – | $(vals S6 "$c" render_s | cell %.2f) | |"
+		echo "| render wall s, each kustomize run for the one-object commit | – | $(vals S6 "$c" commit_render_s | cell %.2f) | |"
+		echo "| render processes' peak RSS MiB, each run (largest) | – | $(vals S6 "$c" render_rss_mb | cell %.1f) ($(vals S6 "$c" render_rss_mb | sort -g | tail -1)) | |"
 		echo "| \`kustomize build overlay\` alone on the checkout: s, peak RSS MiB | – | $(vals S6 "$c" cli_render_s | cell %.2f), $(vals S6 "$c" cli_render_rss_mb | cell %.1f) | |"
 		echo
 		echo "Each repeat runs both (the order alternates), each with a fresh plumbd and its own GitSync of the same"
 		echo "repository: overlay/ (base/ of N ConfigMaps, a label on every object, a JSON patch on one) or plain/ (the output of"
 		echo "\`kustomize build overlay\`, one file an object). Ratios per repeat. Render figures come from plumbd's \"rendered\""
-		echo "log line (the kustomize child's wall time and getrusage peak RSS); plumbd's VmHWM does not include them."
+		echo "log lines that are not cache hits (the kustomize child's wall time and getrusage peak RSS); plumbd's VmHWM does not include them."
 		echo
 	fi
 	[[ -n $(cases S1) ]] && echo "![initial-sync throughput](sync-throughput.png)"
