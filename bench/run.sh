@@ -6,14 +6,18 @@
 #
 #   bash bench/run.sh            full suite (make bench), < 30 min on 2 cores;
 #                                writes bench/results.md and bench/*.png
-#   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 5 min;
+#   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 6.5 min;
 #                                writes into --out (default /tmp/plumb-bench-quick)
-#   bash bench/run.sh --smoke    the quick suite's smallest case only (make test
-#                                runs it through e2e/test_bench_quick.sh)
+#   bash bench/run.sh --smoke    the quick suite's smallest case only, and scenario 6
+#                                at 100 objects to one target (make test runs it
+#                                through e2e/test_bench_quick.sh)
 #   options: --out DIR           where results.md, raw.tsv and the charts go
 #   env: BUILD (build), PLUMB_K8S_BIN, PLUMB_TESTBED (smoke: reuse a running
 #        test bed with c1 and c2; otherwise a fresh one is made and removed),
-#        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults.
+#        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults,
+#        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's),
+#        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's),
+#        KEEP_LOGS (non-empty: scenario 6 copies plumbd's logs into --out).
 set -euo pipefail
 
 # Everything runs inside main(), parsed in full before it starts, so that
@@ -32,18 +36,21 @@ while [[ $# -gt 0 ]]; do
 done
 
 case $mode in
-full)   # budget: 29 min; after the initial-sync cases: steady state + ~6 min
+full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
-	commits=50 edits=50 s5_counts=(1 3 6) clusters=7 out=${out:-$ROOT/bench}
-	budget=1740 after_s1=$((steady + 330)) ;;
-quick)  # budget: 4 min 50 s
+	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
+	budget=1740 after_s1=$((steady + 330 + 140)) ;;
+quick)  # budget: 6 min 20 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
-	commits=15 edits=15 s5_counts=(1 3 6) clusters=7 out=${out:-/tmp/plumb-bench-quick}
-	budget=290 after_s1=$((steady + 110)) ;;
+	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
+	budget=380 after_s1=$((steady + 110 + 90)) ;;
 smoke)
-	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() clusters=2
+	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
 	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0 ;;
 esac
+scenarios=${SCENARIOS:-1 2 3 4 5 6}
+want() { [[ " $scenarios " == *" $1 "* ]]; }
+if ! want 5 && ((clusters > 4)); then clusters=4; fi   # only scenario 5 uses more than 3 targets
 
 BUILD=${BUILD:-build}
 [[ $BUILD = /* ]] || BUILD="$ROOT/$BUILD"
@@ -52,6 +59,10 @@ for b in plumbd tools/bench_ceiling; do
 done
 PLUMB_K8S_BIN=${PLUMB_K8S_BIN:-$(bash "$ROOT/hack/build-k8s.sh")}
 export PLUMB_K8S_BIN
+if ((s6_n > 0)) && want 6; then
+	KUSTOMIZE=${KUSTOMIZE:-$(bash "$ROOT/hack/build-kustomize.sh")/kustomize}
+	[[ -x $KUSTOMIZE ]] || { echo "bench/run.sh: kustomize $KUSTOMIZE missing (bash hack/build-kustomize.sh)" >&2; exit 1; }
+fi
 
 WORK=$(mktemp -d /tmp/plumb-bench-work.XXXXXX)
 RUN_ID=$(printf %04x%04x "$RANDOM" "$RANDOM")
@@ -115,22 +126,24 @@ k8s_version=$(api c1 GET /version | jq -r .gitVersion)
 S1_DEADLINE=$((start + budget - after_s1))
 last=${sizes[-1]}
 for n in "${sizes[@]}"; do
+	want 1 || break
 	reserve=0
 	[[ $n == "$last" && $mode != smoke ]] && reserve=2   # room for the T=3 case of this size
 	s1 "$n" 1 "$repeats" "" "$reserve"
 	if [[ $mode != smoke ]]; then
 		keep=""
-		[[ $n == "$last" && $steady -gt 0 ]] && keep=keep
+		[[ $n == "$last" && $steady -gt 0 ]] && want 2 && keep=keep
 		s1 "$n" 3 "$repeats" "$keep" 0
 	fi
 done
-[[ $steady -gt 0 ]] && s2 "$steady"
-((commits > 0)) && s3_s4 "$commits" "$edits"
-((${#s5_counts[@]} > 0)) && s5 "$repeats" "${s5_counts[@]}"
+[[ $steady -gt 0 ]] && want 1 && want 2 && s2 "$steady"
+((commits > 0)) && { want 3 || want 4; } && s3_s4 "$commits" "$edits"
+((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
+((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 printf 'meta\t-\twall_s\t%s\n' "$((SECONDS - start))" >>"$RAW"
-printf 'meta\t-\tcommand\t%s\n' "$(case $mode in full) echo "make bench" ;; quick) echo "make bench-quick" ;; smoke) echo "bash bench/run.sh --smoke" ;; esac)" >>"$RAW"
+printf 'meta\t-\tcommand\t%s%s\n' "${SCENARIOS:+SCENARIOS=\"$SCENARIOS\" }" "$(case $mode in full) echo "make bench" ;; quick) echo "make bench-quick" ;; smoke) echo "bash bench/run.sh --smoke" ;; esac)" >>"$RAW"
 bash "$ROOT/bench/e2e/report.sh" "$RAW" "$out"
 say "done in $((SECONDS - start)) s: $out/results.md"
 }

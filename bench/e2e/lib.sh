@@ -57,11 +57,18 @@ git_down() { [[ -d $WORK/git ]] && bash "$ROOT/hack/git-servers.sh" down "$WORK/
 # new_repo NAME N: a bare repo served over HTTPS with N ConfigMaps of ~1 KiB
 # (cm/cm-NNNNN.yaml, no namespace: the GitSync's targetNamespace places them),
 # a clone to commit in ($WT), and $WORK/NAME.jsonl: the same objects as JSON
-# for bench_ceiling, with two ownership labels of the same size as plumb's
-# (managed-by "plumb-ceiling", not "plumb": plumbd caches every object labelled
-# managed-by=plumb in a target, and the ceiling's must not inflate its RSS).
+# for bench_ceiling (see gen_cms).
 new_repo() {
 	local name=$1 n=$2
+	repo_init "$name"
+	gen_cms "$WT/cm" "$n" "$WORK/$name.jsonl"
+	git_commit "$n ConfigMaps" >/dev/null
+}
+
+# repo_init NAME: an empty bare repo served over HTTPS ($REPO_URL) and a
+# clone to commit in ($WT).
+repo_init() {
+	local name=$1
 	REPO_URL="$HTTPS_BASIC_URL/$name.git"
 	WT="$WORK/clone-$name"
 	git init -q --bare -b main "$GIT_REPOS/$name.git"
@@ -69,8 +76,16 @@ new_repo() {
 	git -C "$WT" config user.email bench@plumb.dev
 	git -C "$WT" config user.name "plumb bench"
 	git -C "$WT" remote add origin "$GIT_REPOS/$name.git"
-	mkdir -p "$WT/cm"
-	awk -v n="$n" -v dir="$WT/cm" -v jsonl="$WORK/$name.jsonl" 'BEGIN {
+}
+
+# gen_cms DIR N [JSONL]: N ConfigMaps of ~1 KiB, DIR/cm-NNNNN.yaml, and
+# optionally JSONL: the same objects as JSON for bench_ceiling, with two
+# ownership labels of the same size as plumb's (managed-by "plumb-ceiling",
+# not "plumb": plumbd caches every object labelled managed-by=plumb in a
+# target, and the ceiling's must not inflate its RSS).
+gen_cms() {
+	mkdir -p "$1"
+	awk -v n="$2" -v dir="$1" -v jsonl="${3:-/dev/null}" 'BEGIN {
 		pad = ""
 		for (k = 0; k < 14; k++) pad = pad "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 		for (i = 0; i < n; i++) {
@@ -81,7 +96,6 @@ new_repo() {
 			printf "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\",\"labels\":{\"app\":\"bench\",\"app.kubernetes.io/managed-by\":\"plumb-ceiling\",\"plumb.dev/gitsync\":\"bench.ceiling\"}},\"data\":{\"index\":\"%d\",\"rev\":\"init-%d\",\"payload\":\"%s\"}}\n", name, i, i, pad > jsonl
 		}
 	}'
-	git_commit "$n ConfigMaps" >/dev/null
 }
 
 git_commit() { # MESSAGE: commit all in $WT, push; prints the id
@@ -115,7 +129,8 @@ mgmt_ns() {
 }
 
 # gitsync NS NAME TARGET-NS CLUSTER…: creates the GitSync (webhook enabled,
-# 10 minute poll so only webhooks and watches trigger syncs).
+# 10 minute poll so only webhooks and watches trigger syncs) of path
+# $GS_PATH (default cm).
 gitsync() {
 	local ns=$1 name=$2 tns=$3 list
 	shift 3
@@ -125,7 +140,7 @@ gitsync() {
 		kind: GitSync
 		metadata: {name: $name}
 		spec:
-		  git: {url: "$REPO_URL", ref: {branch: main}, path: cm, secretRef: {name: git-auth}, interval: 10m}
+		  git: {url: "$REPO_URL", ref: {branch: main}, path: ${GS_PATH:-cm}, secretRef: {name: git-auth}, interval: 10m}
 		  targets: {clusterNames: [${list%,}]}
 		  targetNamespace: $tns
 		  webhook: {secretRef: {name: hook}}
@@ -176,12 +191,15 @@ purge_plumb() {
 
 # ---- plumbd -----------------------------------------------------------------
 # start_plumbd NS: a fresh plumbd (own Git cache) for management namespace NS,
-# at log level PLUMBD_LOG_LEVEL (info); sets PLUMBD_PID, METRICS_PORT, PLUMBD_LOG.
+# at log level PLUMBD_LOG_LEVEL (info), with --kustomize-bin KUSTOMIZE when
+# that is set; sets PLUMBD_PID, METRICS_PORT, PLUMBD_LOG.
 start_plumbd() {
+	local tools=()
+	[[ -n ${KUSTOMIZE:-} ]] && tools=(--kustomize-bin "$KUSTOMIZE")
 	PLUMBD_LOG="$WORK/plumbd-$1.log"
 	"$BUILD/plumbd" --kubeconfig "$(cdir c1)/kubeconfig" --namespace "$1" \
 		--metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 --cache-dir "$WORK/cache-$1" \
-		--log-level "${PLUMBD_LOG_LEVEL:-info}" >"$PLUMBD_LOG" 2>&1 &
+		--log-level "${PLUMBD_LOG_LEVEL:-info}" "${tools[@]}" >"$PLUMBD_LOG" 2>&1 &
 	PLUMBD_PID=$!
 	bench_pids+=("$PLUMBD_PID")
 	local end=$((SECONDS + 20))

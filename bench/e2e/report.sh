@@ -124,7 +124,37 @@ ratio() {
 		echo "plumb: a fresh plumbd, GitSync created → all clusters Synced. kubectl: one process per cluster, all at once."
 		echo
 	fi
-	echo "![initial-sync throughput](sync-throughput.png)"
+	if [[ -n $(cases S6) ]]; then
+		c=$(cases S6 | head -1)
+		r=$(ratio S6 "$c" kustomize_s plain_s | med)
+		echo "## 6. Kustomize overlay vs the same objects as plain YAML ($c)"
+		echo
+		echo "| | plain YAML | Kustomize overlay | kustomize / plain |"
+		echo "|---|---|---|---|"
+		echo "| repeats | $(vals S6 "$c" plain_s | wc -l) | $(vals S6 "$c" kustomize_s | wc -l) | |"
+		echo "| initial sync s (GitSync created → all Synced) | $(vals S6 "$c" plain_s | cell %.2f) | $(vals S6 "$c" kustomize_s | cell %.2f)" \
+			"| $(ratio S6 "$c" kustomize_s plain_s | cell %.2f×) (goal ≤ 1.2×: $(awk -v r="$r" 'BEGIN { print (r != "" && r <= 1.2) ? "met" : "missed" }')) |"
+		echo "| commit of one object → all Synced s (webhook) | $(vals S6 "$c" plain_commit_s | cell %.2f) | $(vals S6 "$c" kustomize_commit_s | cell %.2f)" \
+			"| $(ratio S6 "$c" kustomize_commit_s plain_commit_s | cell %.2f×) |"
+		echo "| plumbd CPU s (initial sync) | $(vals S6 "$c" plain_cpu_s | cell %.2f) | $(vals S6 "$c" kustomize_cpu_s | cell %.2f)" \
+			"| $(ratio S6 "$c" kustomize_cpu_s plain_cpu_s | cell %.2f×) |"
+		echo "| plumbd peak RSS MiB (VmHWM after both syncs) | $(vals S6 "$c" plain_rss_end_mb | cell %.1f) | $(vals S6 "$c" kustomize_rss_end_mb | cell %.1f)" \
+			"| $(ratio S6 "$c" kustomize_rss_end_mb plain_rss_end_mb | cell %.2f×) |"
+		echo "| (GitSync, Cluster) reconciles in the run (both syncs) | $(vals S6 "$c" plain_reconciles | cell %.0f) | $(vals S6 "$c" kustomize_reconciles | cell %.0f) | |"
+		echo "| kustomize runs for the initial commit: until all Synced / in the whole run | – | $(vals S6 "$c" renders_initial | cell %.0f) / $(vals S6 "$c" renders_initial_total | cell %.0f) | |"
+		echo "| kustomize runs for the one-object commit until all Synced | – | $(vals S6 "$c" renders_commit | cell %.0f) | |"
+		echo "| render wall s, each kustomize run for the initial commit | – | $(vals S6 "$c" render_s | cell %.2f) | |"
+		echo "| render wall s, each kustomize run for the one-object commit | – | $(vals S6 "$c" commit_render_s | cell %.2f) | |"
+		echo "| render processes' peak RSS MiB, each run (largest) | – | $(vals S6 "$c" render_rss_mb | cell %.1f) ($(vals S6 "$c" render_rss_mb | sort -g | tail -1)) | |"
+		echo "| \`kustomize build overlay\` alone on the checkout: s, peak RSS MiB | – | $(vals S6 "$c" cli_render_s | cell %.2f), $(vals S6 "$c" cli_render_rss_mb | cell %.1f) | |"
+		echo
+		echo "Each repeat runs both (the order alternates), each with a fresh plumbd and its own GitSync of the same"
+		echo "repository: overlay/ (base/ of N ConfigMaps, a label on every object, a JSON patch on one) or plain/ (the output of"
+		echo "\`kustomize build overlay\`, one file an object). Ratios per repeat. Render figures come from plumbd's \"rendered\""
+		echo "log lines that are not cache hits (the kustomize child's wall time and getrusage peak RSS); plumbd's VmHWM does not include them."
+		echo
+	fi
+	[[ -n $(cases S1) ]] && echo "![initial-sync throughput](sync-throughput.png)"
 	[[ -n $(cases S3) ]] && echo "![latency distributions](latency.png)"
 	echo
 	echo "Raw measurements: raw.tsv (scenario, case, metric, value; one line per repeat)."
@@ -141,7 +171,7 @@ while read -r c; do
 	done
 	echo "$row"
 done < <(cases S1) >"$dat"
-gnuplot <<-EOF
+[[ -s $dat ]] && gnuplot <<-EOF
 	set terminal pngcairo size 900,500 font "sans,10"
 	set output "$out/sync-throughput.png"
 	set title "Initial sync throughput (median, bars = min–max over repeats; same run, same machine)"

@@ -242,6 +242,7 @@ s3_s4() {
 s5() {
 	local reps=$1 r t ns s commit
 	shift
+	[[ -d $WORK/clone-lat ]] || new_repo lat 100   # made by s3_s4 unless it did not run
 	REPO_URL="$HTTPS_BASIC_URL/lat.git"
 	WT="$WORK/clone-lat"
 	commit=$(git -C "$WT" rev-parse HEAD)
@@ -260,6 +261,137 @@ s5() {
 			record S5 "T=$t" plumb_s "$RUN_S"
 			record S5 "T=$t" plumb_cpu_s "$RUN_CPU"
 			record S5 "T=$t" plumb_rss_mb "$(fdiv "$RUN_HWM_KB" 1024)"
+		done
+	done
+}
+
+# s6_repo N: repo s6-N with a Kustomize overlay of N ConfigMaps and the same
+# final objects as plain YAML. base/: N ConfigMaps of ~1 KiB (as the other
+# scenarios') and a kustomization listing them; overlay/: base plus a label
+# on every object (labels:, without selectors) and a JSON 6902 patch adding
+# a data key to one ConfigMap (an overlay's usual shape: a patch names its
+# objects; one whose target is a whole kind costs kustomize several times
+# as much, see bench/README.md); plain/: `kustomize build overlay`, one file
+# an object, committed in the same commit.
+s6_repo() {
+	local n=$1 k
+	repo_init "s6-$n"
+	gen_cms "$WT/base" "$n"
+	{
+		echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+		echo "kind: Kustomization"
+		echo "resources:"
+		for ((k = 0; k < n; k++)); do printf -- '- cm-%05d.yaml\n' "$k"; done
+	} >"$WT/base/kustomization.yaml"
+	mkdir -p "$WT/overlay" "$WT/plain"
+	cat >"$WT/overlay/kustomization.yaml" <<-'YAML'
+		apiVersion: kustomize.config.k8s.io/v1beta1
+		kind: Kustomization
+		resources: [../base]
+		labels:
+		- pairs: {env: bench-overlay}
+		  includeSelectors: false
+		patches:
+		- target: {kind: ConfigMap, name: cm-00007}
+		  patch: |-
+		    - op: add
+		      path: /data/overlay
+		      value: "on"
+	YAML
+	"$KUSTOMIZE" build "$WT/overlay" | awk -v dir="$WT/plain" '
+		function flush() { if (name != "") { printf "%s", doc > (dir "/" name ".yaml"); close(dir "/" name ".yaml") } doc = ""; name = "" }
+		$0 == "---" { flush(); next }
+		/^  name: / && name == "" { name = $2 }
+		{ doc = doc $0 "\n" }
+		END { flush() }'
+	[[ $(find "$WT/plain" -name '*.yaml' | wc -l) == "$n" ]] || { say "S6: kustomize build did not give $n objects"; return 1; }
+	git_commit "$n ConfigMaps: a Kustomize overlay and the same objects as plain YAML" >/dev/null
+}
+
+# renders_of COMMIT LOG: "seconds peak_rss_kb" of each of plumbd's "rendered"
+# log lines for COMMIT.
+renders_of() {
+	jq -Rr --arg c "$1" 'fromjson? | select(.msg == "rendered" and .commit == $c and .cached != "true") | "\(.seconds) \(.peak_rss_kb)"' "$2"
+}
+
+# record_renders CASE COMMIT METRIC COUNT: the renders of COMMIT in
+# plumbd's log so far: METRIC (seconds) and render_rss_mb for each, COUNT
+# their number (also in RENDERS).
+record_renders() {
+	local secs rss cnt=0
+	while read -r secs rss; do
+		record S6 "$1" "$3" "$secs"
+		record S6 "$1" render_rss_mb "$(fdiv "$rss" 1024)"
+		cnt=$((cnt + 1))
+	done < <(renders_of "$2" "$PLUMBD_LOG")
+	record S6 "$1" "$4" "$cnt"
+	RENDERS=$cnt
+}
+
+# s6 N T REPEATS: Kustomize vs plain YAML, the same N final objects to T
+# clusters. In each repeat, for each of plain/ and overlay/ (the order
+# alternates between repeats): a fresh plumbd, GitSync created → every
+# cluster Synced (as in S1); then one commit changing one object (in base/
+# and plain/ alike), webhook → every cluster Synced at it. Records plumbd's
+# wall time, CPU and peak RSS for both, the ratio per repeat (report.sh), and
+# for the overlay each render plumbd logged ("rendered": the kustomize
+# child's wall time and peak RSS, which plumbd's own RSS does not include),
+# plus `kustomize build overlay` on the checkout as the bare tool's figure.
+s6() {
+	local n=$1 t=$2 reps=$3 r kind path ns commit new m idx timeout case t0 secs rss
+	case="N=$n T=$t"
+	# shellcheck disable=SC2046
+	set -- $(targets_of "$t")
+	[[ -d $WORK/clone-s6-$n ]] || s6_repo "$n" || return 1
+	REPO_URL="$HTTPS_BASIC_URL/s6-$n.git"
+	WT="$WORK/clone-s6-$n"
+	timeout=$((120 + n * t / 10))
+	for ((r = 1; r <= reps; r++)); do
+		local order=(plain kustomize)
+		((r % 2 == 0)) && order=(kustomize plain)
+		/usr/bin/time -f '%e %M' -o "$WORK/s6-cli" "$KUSTOMIZE" build "$WT/overlay" >/dev/null 2>&1 ||
+			{ say "S6: kustomize build failed"; return 1; }
+		read -r secs rss <"$WORK/s6-cli"
+		record S6 "$case" cli_render_s "$secs"
+		record S6 "$case" cli_render_rss_mb "$(fdiv "$rss" 1024)"
+		for kind in "${order[@]}"; do
+			[[ $kind == plain ]] && path=plain || path=overlay
+			commit=$(git -C "$WT" rev-parse HEAD)
+			ns=s6-$kind-$n-$t-$r-$RUN_ID
+			say "S6 $case $kind repeat $r/$reps (load $(cut -d' ' -f1 /proc/loadavg))"
+			GS_PATH=$path plumb_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+			record S6 "$case" "${kind}_s" "$RUN_S"
+			record S6 "$case" "${kind}_cpu_s" "$RUN_CPU"
+			record S6 "$case" "${kind}_rss_mb" "$(fdiv "$RUN_HWM_KB" 1024)"
+			local line="  $kind: ${RUN_S} s, cpu ${RUN_CPU} s, plumbd peak RSS $(fdiv "$RUN_HWM_KB" 1024) MiB"
+			if [[ $kind == kustomize ]]; then
+				record_renders "$case" "$commit" render_s renders_initial
+				line+="; $RENDERS kustomize run(s), $(renders_of "$commit" "$PLUMBD_LOG" | awk '{ printf "%s%.2f s/%.0f MiB", (NR > 1) ? ", " : "", $1, $2 / 1024 }')"
+			fi
+			say "$line"
+			# one commit changing one object, past the debounce of the initial sync's triggers
+			sleep 1.5
+			idx=$(((r * 37 + ${#kind}) % n))
+			m=s6-$r-$kind-$RANDOM
+			sed -i "s/^  rev: .*/  rev: $m/" "$WT/base/$(printf 'cm-%05d' "$idx").yaml" "$WT/plain/$(printf 'cm-%05d' "$idx").yaml"
+			new=$(git_commit "change cm-$idx")
+			t0=$(now)
+			curl -sf -o /dev/null -X POST "http://127.0.0.1:$METRICS_PORT/hooks/$ns/bench" -H "X-Gitlab-Token: $HOOK_TOKEN" -d '{}' ||
+				{ say "webhook refused"; return 1; }
+			wait_synced "$ns" bench "$new" "$#" 60 || return 1
+			record S6 "$case" "${kind}_commit_s" "$(fsub "$(now)" "$t0")"
+			if [[ $kind == kustomize ]]; then
+				record_renders "$case" "$new" commit_render_s renders_commit
+				# every render of the initial commit: the sync's, and those of the
+				# reconciles its own writes triggered through the watches
+				record S6 "$case" renders_initial_total "$(renders_of "$commit" "$PLUMBD_LOG" | wc -l)"
+			fi
+			record S6 "$case" "${kind}_reconciles" "$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+				awk '/^plumb_reconcile_total/ { s += $NF } END { print s + 0 }')"
+			record S6 "$case" "${kind}_rss_end_mb" "$(fdiv "$(proc_hwm "$PLUMBD_PID")" 1024)"
+			stop_plumbd "$PLUMBD_PID"
+			[[ -n ${KEEP_LOGS:-} ]] && cp "$PLUMBD_LOG" "$out/"
+			purge_plumb "$ns" "$@"
 		done
 	done
 }
