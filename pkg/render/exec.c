@@ -415,9 +415,13 @@ static int remove_tree_at(int parentfd, const char *name, int depth)
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		struct stat st;
-		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
+		int isdir = e->d_type == DT_DIR;
+		if (e->d_type == DT_UNKNOWN) {
+			if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			isdir = S_ISDIR(st.st_mode);
+		}
+		if (isdir) {
 			if (remove_tree_at(fd, e->d_name, depth + 1) < 0)
 				rc = -1;
 		} else if (unlinkat(fd, e->d_name, 0) < 0) {
@@ -553,8 +557,9 @@ static void seal_dirs(int fd, int depth)
 
 int workdir_materialise(const char *tree, const source_files *files, size_t max_bytes, size_t max_files)
 {
-	int rootfd = -1, rc = 0;
-	size_t total = 0;
+	int rootfd = -1, dfd = -1, rc = 0;
+	size_t total = 0, last_len = 0;
+	const char *last_dir = NULL;
 	if (files && files->count > max_files)
 		return plumb_error_set(PLUMB_ETOOBIG, "render: %zu files, over the cap of %zu", files->count,
 			max_files);
@@ -572,14 +577,24 @@ int workdir_materialise(const char *tree, const source_files *files, size_t max_
 				"of %zu bytes", max_bytes);
 			goto cleanup;
 		}
-		int dfd = open_parent(rootfd, f->path, &leaf);
-		if (dfd < 0) {
-			rc = plumb_error_set(PLUMB_EINVALID, "render: cannot create the folder of %s: %s",
-				f->path, strerror(errno));
-			goto cleanup;
+		/* the files come sorted by path: the folder of the last one is
+		 * most often this one's too, and stays open */
+		const char *slash = strrchr(f->path, '/');
+		size_t dlen = slash ? (size_t)(slash - f->path) : 0;
+		leaf = slash ? slash + 1 : f->path;
+		if (dfd < 0 || dlen != last_len || memcmp(f->path, last_dir, dlen)) {
+			if (dfd >= 0)
+				close(dfd);
+			last_dir = f->path;
+			last_len = dlen;
+			const char *l;
+			if ((dfd = open_parent(rootfd, f->path, &l)) < 0) {
+				rc = plumb_error_set(PLUMB_EINVALID, "render: cannot create the folder of %s: %s",
+					f->path, strerror(errno));
+				goto cleanup;
+			}
 		}
 		int fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-		close(dfd);
 		if (fd < 0) {
 			rc = plumb_error_set(PLUMB_EINVALID, "render: cannot create %s: %s", f->path,
 				strerror(errno));
@@ -602,6 +617,8 @@ int workdir_materialise(const char *tree, const source_files *files, size_t max_
 	seal_dirs(rootfd, 0);
 	(void)fchmod(rootfd, 0555);
 cleanup:
+	if (dfd >= 0)
+		close(dfd);
 	close(rootfd);
 	return rc;
 }
