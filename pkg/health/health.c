@@ -761,7 +761,8 @@ static int project_path(cJSON *dst, const cJSON *src, const char *path)
 	 * cap is kept so that health_of() still sees too many */
 	int i = 0, err = 0;
 	cJSON *de = d->child;
-	for (const cJSON *e = v->child; e && i <= HEALTH_MAX_CONDITIONS && !err; e = e->next, i++) {
+	int cap = HEALTH_MAX_CONDITIONS > HEALTH_MAX_CONTAINERS ? HEALTH_MAX_CONDITIONS : HEALTH_MAX_CONTAINERS;
+	for (const cJSON *e = v->child; e && i <= cap && !err; e = e->next, i++) {
 		if (!de) {
 			if ((err = add(d, NULL, cJSON_IsObject(e) ? cJSON_CreateObject() : placeholder(e))))
 				break;
