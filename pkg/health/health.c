@@ -284,6 +284,20 @@ static void generic(hctx *h)
 	}
 }
 
+/* InProgress "have/want what" when have < want (and no answer yet). */
+static void need(hctx *h, long long have, long long want, const char *reason, const char *what)
+{
+	if (have < want)
+		set(h, HEALTH_IN_PROGRESS, reason, "%lld/%lld %s", have, want, what);
+}
+
+/* InProgress "n what" when there are more pods than wanted (old ones going). */
+static void extra(hctx *h, long long have, long long want, const char *reason, const char *what)
+{
+	if (have > want)
+		set(h, HEALTH_IN_PROGRESS, reason, "%lld %s", have - want, what);
+}
+
 static void deployment(hctx *h)
 {
 	char w[400];
@@ -301,18 +315,14 @@ static void deployment(hctx *h)
 	long long avail = get_count(h, "status.availableReplicas", 0);
 	if (h->done)
 		return;
-	if (spec > replicas)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReplicas", "%lld/%lld replicas created", replicas, spec);
-	else if (spec > updated)
-		set(h, HEALTH_IN_PROGRESS, "TooFewUpdated", "%lld/%lld replicas updated", updated, spec);
-	else if (replicas > spec)
-		set(h, HEALTH_IN_PROGRESS, "OldReplicasRemain", "%lld old replicas pending termination",
-			replicas - spec);
-	else if (updated > avail)
-		set(h, HEALTH_IN_PROGRESS, "TooFewAvailable", "%lld/%lld replicas available", avail, updated);
-	else if (spec > ready)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReady", "%lld/%lld replicas ready", ready, spec);
-	else if (deadline != INT32_LIMIT && !(p && !strcmp(cfield(p, "status"), "True") &&
+	need(h, replicas, spec, "TooFewReplicas", "replicas created");
+	need(h, updated, spec, "TooFewUpdated", "replicas updated");
+	extra(h, replicas, spec, "OldReplicasRemain", "old replicas pending termination");
+	need(h, avail, updated, "TooFewAvailable", "replicas available");
+	need(h, ready, spec, "TooFewReady", "replicas ready");
+	if (h->done)
+		return;
+	if (deadline != INT32_LIMIT && !(p && !strcmp(cfield(p, "status"), "True") &&
 			!strcmp(cfield(p, "reason"), "NewReplicaSetAvailable")))
 		set(h, HEALTH_IN_PROGRESS, "NewReplicaSetNotAvailable", "new ReplicaSet not available yet");
 	else if (!(av && !strcmp(cfield(av, "status"), "True"))) {
@@ -342,14 +352,12 @@ static void statefulset(hctx *h)
 	const char *upd_rev = get_str(h, "status.updateRevision");
 	if (h->done)
 		return;
-	if (spec > replicas)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReplicas", "%lld/%lld replicas created", replicas, spec);
-	else if (spec > ready)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReady", "%lld/%lld replicas ready", ready, spec);
-	else if (replicas > spec)
-		set(h, HEALTH_IN_PROGRESS, "ExtraReplicas", "%lld extra replicas pending termination",
-			replicas - spec);
-	else if (has_partition) {
+	need(h, replicas, spec, "TooFewReplicas", "replicas created");
+	need(h, ready, spec, "TooFewReady", "replicas ready");
+	extra(h, replicas, spec, "ExtraReplicas", "extra replicas pending termination");
+	if (h->done)
+		return;
+	if (has_partition) {
 		if (updated < spec - partition)
 			set(h, HEALTH_IN_PROGRESS, "PartitionRollout", "%lld/%lld replicas updated above partition %lld",
 				updated, spec - partition, partition);
@@ -382,16 +390,11 @@ static void daemonset(hctx *h)
 		set(h, HEALTH_IN_PROGRESS, "GenerationNotObserved", "not observed by its controller yet");
 	else if (!has_desired)
 		set(h, HEALTH_IN_PROGRESS, "NoDesiredNumber", "no status.desiredNumberScheduled yet");
-	else if (desired > current)
-		set(h, HEALTH_IN_PROGRESS, "TooFewScheduled", "%lld/%lld nodes scheduled", current, desired);
-	else if (desired > updated)
-		set(h, HEALTH_IN_PROGRESS, "TooFewUpdated", "%lld/%lld nodes updated", updated, desired);
-	else if (desired > avail)
-		set(h, HEALTH_IN_PROGRESS, "TooFewAvailable", "%lld/%lld pods available", avail, desired);
-	else if (desired > ready)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReady", "%lld/%lld pods ready", ready, desired);
-	else
-		set(h, HEALTH_CURRENT, "RolledOut", "%lld pods available", desired);
+	need(h, current, desired, "TooFewScheduled", "nodes scheduled");
+	need(h, updated, desired, "TooFewUpdated", "nodes updated");
+	need(h, avail, desired, "TooFewAvailable", "pods available");
+	need(h, ready, desired, "TooFewReady", "pods ready");
+	set(h, HEALTH_CURRENT, "RolledOut", "%lld pods available", desired);
 }
 
 static void replicaset(hctx *h)
@@ -410,17 +413,11 @@ static void replicaset(hctx *h)
 	long long ready = get_count(h, "status.readyReplicas", 0);
 	if (h->done)
 		return;
-	if (spec > labeled)
-		set(h, HEALTH_IN_PROGRESS, "TooFewLabeled", "%lld/%lld replicas labeled", labeled, spec);
-	else if (spec > avail)
-		set(h, HEALTH_IN_PROGRESS, "TooFewAvailable", "%lld/%lld replicas available", avail, spec);
-	else if (spec > ready)
-		set(h, HEALTH_IN_PROGRESS, "TooFewReady", "%lld/%lld replicas ready", ready, spec);
-	else if (replicas > spec)
-		set(h, HEALTH_IN_PROGRESS, "ExtraReplicas", "%lld extra replicas pending termination",
-			replicas - spec);
-	else
-		set(h, HEALTH_CURRENT, "Available", "%lld replicas available", avail);
+	need(h, labeled, spec, "TooFewLabeled", "replicas labeled");
+	need(h, avail, spec, "TooFewAvailable", "replicas available");
+	need(h, ready, spec, "TooFewReady", "replicas ready");
+	extra(h, replicas, spec, "ExtraReplicas", "extra replicas pending termination");
+	set(h, HEALTH_CURRENT, "Available", "%lld replicas available", avail);
 }
 
 static void job(hctx *h)
