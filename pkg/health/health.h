@@ -27,7 +27,8 @@
  *      (kstatus takes whichever comes first in the array; we let Stalled
  *      win over Reconciling so the answer does not depend on the order.)
  *
- * Then by group/kind:
+ * Then by API group and kind, any version (a Deployment of another group is
+ * an "other kind"):
  *   Deployment (apps, extensions): a Progressing condition with reason
  *     ProgressDeadlineExceeded -> Failed. Otherwise, with spec.replicas
  *     (default 1) as the target, InProgress while status.replicas < spec
@@ -101,7 +102,7 @@
  * statuses -> Unknown. JSON null counts as absent. Condition messages are
  * copied with control characters replaced by spaces and cut on a UTF-8
  * character boundary ("..." marks the cut); reasons keep only
- * [A-Za-z0-9_.:-].
+ * [A-Za-z0-9_.:-] (none left: the state's name stands in).
  */
 #ifndef PLUMB_HEALTH_H
 #define PLUMB_HEALTH_H
