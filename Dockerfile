@@ -1,12 +1,40 @@
-# plumb: plumbd (the operator) and plumbctl in one small image.
+# plumb: plumbd (the operator), plumbctl, kustomize and helm in one image with
+# no shell and no package manager.
 #
+#   make image                       (buildah, no daemon; hack/build-image.sh)
 #   docker build -t plumb:0.1.0-dev .
 #
-# Stage 1 compiles them on Debian 12 with the same libraries the tests use
-# (libgit2 1.5.1 with mbedTLS and libssh2); stage 2 is debian:12-slim with only
-# the shared libraries they load and CA certificates, running as UID 65532.
-# docs/install.md lists the final image's contents and expected size;
-# tests/integration/test_packaging.sh checks this file without a Docker engine.
+# Stages:
+#   tools   kustomize and helm built with Go from the modules pinned in
+#           hack/kustomize/go.mod and hack/helm/go.mod, by the same scripts the
+#           tests use (static, CGO_ENABLED=0)
+#   build   plumbd and plumbctl compiled on Debian 12 with the libraries the
+#           tests use (libgit2 1.5.1 with mbedTLS and libssh2)
+#   rootfs  debian:12-slim with the runtime packages installed; their files
+#           (dpkg -L) copied into /rootfs by hack/image-rootfs.sh, without
+#           what only installs packages (dpkg, apt, debconf, perl, a shell)
+#   final   FROM scratch: /rootfs, the four binaries in /usr/local/bin, UID 65532
+# docs/install.md lists the final image's contents and measured size;
+# tests/integration/test_packaging.sh checks this file without an image
+# build, tests/image/test_image.sh runs plumbd from the built image.
+
+FROM golang:1.26.8-bookworm AS tools
+# Go as the image has it (GOTOOLCHAIN=local: never a downloaded toolchain);
+# the scripts set CGO_ENABLED=0 and -mod=mod. --build-arg GOPROXY=… for a
+# module proxy other than Go's default.
+ARG GOPROXY=https://proxy.golang.org,direct
+ENV GOTOOLCHAIN=local
+WORKDIR /src
+COPY hack/build-kustomize.sh hack/
+COPY hack/kustomize/ hack/kustomize/
+# The module and build caches are cache mounts: kept between builds, never
+# in a layer.
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    mkdir -p /out && cp "$(PLUMB_CACHE=/cache bash hack/build-kustomize.sh)/kustomize" /out/ && rm -rf /cache
+COPY hack/build-helm.sh hack/
+COPY hack/helm/ hack/helm/
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    cp "$(PLUMB_CACHE=/cache bash hack/build-helm.sh)/helm" /out/ && rm -rf /cache
 
 FROM debian:12 AS build
 # The compiler, make, pkg-config and the -dev package of every library the
@@ -22,17 +50,25 @@ COPY cmd/ cmd/
 RUN make BUILD=/out -j"$(nproc)" /out/plumbd /out/plumbctl \
  && strip /out/plumbd /out/plumbctl
 
-FROM debian:12-slim
+FROM debian:12-slim AS rootfs
 # The Debian packages whose shared libraries plumbd and plumbctl link (their
 # own dependencies come along), and the CA bundle for HTTPS to Git hosts.
 ARG RUNTIME_PACKAGES="ca-certificates libcurl4 libssl3 libcjson1 libyaml-0-2 libgit2-1.5 libmicrohttpd12"
+# What ca-certificates needs only to build its bundle when it is installed
+# (the openssl CLI, debconf and, through it, perl and dpkg).
+ARG RUNTIME_EXCLUDE="openssl debconf"
+COPY hack/image-rootfs.sh /
 RUN apt-get update \
  && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* /var/log/apt /var/log/dpkg.log \
- && echo 'plumb:x:65532:65532:plumb:/nonexistent:/usr/sbin/nologin' >>/etc/passwd \
- && echo 'plumb:x:65532:' >>/etc/group \
- && mkdir -p /var/cache/plumb && chown 65532:65532 /var/cache/plumb
+ && bash /image-rootfs.sh --exclude "$RUNTIME_EXCLUDE" /rootfs $RUNTIME_PACKAGES
+
+FROM scratch
+COPY --from=rootfs /rootfs/ /
 COPY --from=build /out/plumbd /out/plumbctl /usr/local/bin/
+COPY --from=tools /out/kustomize /out/helm /usr/local/bin/
+# plumbd finds kustomize and helm in PATH (--kustomize-bin, --helm-bin);
+# renders work in $TMPDIR, else /tmp (an emptyDir in the chart's pod).
+ENV PATH=/usr/local/bin:/usr/bin
 # The Git mirror cache; the chart mounts an emptyDir here (the root
 # filesystem is read-only in the pod).
 VOLUME /var/cache/plumb

@@ -6,6 +6,8 @@
 #   make fuzz       build the libFuzzer targets (clang) and run each briefly
 #   make bench      the benchmark suite (bench/)
 #   make bench-memory  plumbd's RSS with 5,000 objects in each of two targets
+#   make image      build the image from the Dockerfile (buildah, as root, no daemon)
+#   make test-image make image, then run plumbd from it against local clusters
 
 LIBS      := libcurl openssl libcjson yaml-0.1 libgit2 libmicrohttpd
 CC        ?= gcc
@@ -126,6 +128,13 @@ kustomize:
 
 manifests:
 	@bash hack/gen-manifests.sh
+
+.PHONY: image test-image
+image:
+	@bash hack/build-image.sh
+
+test-image: image
+	@bash tests/image/test_image.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
