@@ -135,25 +135,16 @@ register_cluster c3 "env: prod"
 kc c2 create namespace "$TNS" >/dev/null
 kc c3 create namespace "$TNS" >/dev/null
 new_repo image
+# base/ and overlays/{staging,prod} (namespace, a patch, a configMapGenerator)
 mkdir -p "$WORKTREE/base" "$WORKTREE/overlays/staging" "$WORKTREE/overlays/prod" "$WORKTREE/chart/templates"
-printf 'resources: [app.yaml]\n' >"$WORKTREE/base/kustomization.yaml"
-cat >"$WORKTREE/base/app.yaml" <<EOF
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: app}
-data: {mode: base}
-EOF
+echo 'resources: [app.yaml]' >"$WORKTREE/base/kustomization.yaml"
+echo '{apiVersion: v1, kind: ConfigMap, metadata: {name: app}, data: {mode: base}}' >"$WORKTREE/base/app.yaml"
 for env in staging prod; do
-	cat >"$WORKTREE/overlays/$env/kustomization.yaml" <<-EOF
-		namespace: $TNS
-		resources: [../../base]
-		patches: [{path: patch.yaml}]
-		configMapGenerator:
-		- name: settings
-		  literals: [ENV=$env]
-	EOF
-	printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {mode: %s}\n' "$env" >"$WORKTREE/overlays/$env/patch.yaml"
+	printf '%s\n' "namespace: $TNS" 'resources: [../../base]' 'patches: [{path: patch.yaml}]' \
+		"configMapGenerator: [{name: settings, literals: [ENV=$env]}]" >"$WORKTREE/overlays/$env/kustomization.yaml"
+	echo "{apiVersion: v1, kind: ConfigMap, metadata: {name: app}, data: {mode: $env}}" >"$WORKTREE/overlays/$env/patch.yaml"
 done
+# a chart with values per environment that reads the cluster's version
 printf 'apiVersion: v2\nname: web\nversion: 0.1.0\n' >"$WORKTREE/chart/Chart.yaml"
 printf 'color: blue\n' >"$WORKTREE/chart/values.yaml"
 printf 'color: yellow\n' >"$WORKTREE/chart/values-staging.yaml"
@@ -189,16 +180,17 @@ t_eq "runs as 65532" "65532 65532" "$(awk '/^Uid:/ {print $2, $3}' "/proc/$PLUMB
 t_eq "its root is the image's" "$(stat -c %i "$mnt/usr/local/bin/plumbd")" "$(stat -c %i "/proc/$PLUMBD_PID/root/usr/local/bin/plumbd" 2>/dev/null)"
 
 t_ok "kustomize GitSync synced to c2 and c3" wait_for 90 synced_at kz "$id"
-# every object `kustomize build` (the image's kustomize) prints for the overlay is in the cluster with its data
+# OBJECTS | by_name: {name: data} of a JSON object, List or stream of them
+by_name() { jq -s -cS '[.[] | if .kind == "List" then .items[] else . end | {(.metadata.name): .data}] | add'; }
+# the ConfigMaps GitSync kz put in CLUSTER are exactly what the image's
+# kustomize builds for OVERLAY, with the same data
 same_as_build() { # CLUSTER OVERLAY
-	local o name n=0
-	while read -r o; do
-		name=$(jq -r .metadata.name <<<"$o")
-		[[ $(kc "$1" -n "$TNS" get cm "$name" -o json 2>/dev/null | jq -cS .data) == $(jq -cS .data <<<"$o") ]] || return 1
-		n=$((n + 1))
-	done < <("$mnt/usr/local/bin/kustomize" build "$WORKTREE/$2" | kc c1 create --dry-run=client -o json -f - |
-		jq -c 'if .kind == "List" then .items[] else . end')
-	((n == 2))
+	local want got
+	want=$("$mnt/usr/local/bin/kustomize" build "$WORKTREE/$2" | kc c1 create --dry-run=client -o json -f - | by_name)
+	got=$(kc "$1" -n "$TNS" get cm -l "plumb.dev/gitsync=$NS.kz" -o json | by_name)
+	echo "want $want"
+	echo "got  $got"
+	[[ $want == *settings-* && $want == "$got" ]]
 }
 t_ok "c2 holds kustomize build of overlays/staging" same_as_build c2 overlays/staging
 t_ok "c3 holds kustomize build of overlays/prod" same_as_build c3 overlays/prod
