@@ -11,7 +11,8 @@
 # that mmdebstrap builds from Debian's archive (bookworm, bookworm-updates,
 # bookworm-security, like the official images), golang:<version>-bookworm
 # from that root with CA certificates and this machine's Go toolchain
-# (`go env GOROOT`, which must be that version). The root file systems and
+# (`go env GOROOT`, which must be that version) and CA bundle (the Go proxy
+# reached as this machine reaches it). The root file systems and
 # the Go tarball are cached in $PLUMB_CACHE/image (default ~/.cache/plumb),
 # the bases stay in buildah's storage, and the build keeps its layers
 # (--layers) and the Go module and build caches (cache mounts), so a second
