@@ -11,24 +11,13 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "test_json.h"
 #include "gitsync/gitsync.h"
 
-/* JSON written with ' for " (readable literals). Caller frees. */
-static cJSON *json(const char *text)
-{
-	char *s = plumb_strdup(text);
-	for (char *p = s; *p; p++)
-		if (*p == '\'')
-			*p = '"';
-	cJSON *j = cJSON_Parse(s);
-	ck_assert_msg(j != NULL, "bad test JSON: %s", s);
-	free(s);
-	return j;
-}
 
 static gitsync_spec *spec(const char *text)
 {
-	cJSON *j = json(text);
+	cJSON *j = test_json(text);
 	gitsync_spec *gs = NULL;
 	ck_assert_msg(gitsync_spec_parse(&gs, j) == 0, "%s: %s", text, plumb_error_last());
 	cJSON_Delete(j);
@@ -37,7 +26,7 @@ static gitsync_spec *spec(const char *text)
 
 static gitsync_cluster *cluster(const char *text)
 {
-	cJSON *j = json(text);
+	cJSON *j = test_json(text);
 	gitsync_cluster *cl = NULL;
 	ck_assert_msg(gitsync_cluster_parse(&cl, j) == 0, "%s: %s", text, plumb_error_last());
 	cJSON_Delete(j);
@@ -255,7 +244,7 @@ START_TEST(test_gitsync__interval_and_timeout_bounds)
 			ck_assert_int_eq(gs->nerrors, 0);
 		gitsync_spec_free(gs);
 	}
-	cJSON *o = json("{'a':'90s','b':'x','c':7}");
+	cJSON *o = test_json("{'a':'90s','b':'x','c':7}");
 	ck_assert(gitsync_duration(o, "a", 1) == 90);
 	ck_assert(gitsync_duration(o, "b", 1) == 1);
 	ck_assert(gitsync_duration(o, "c", 2) == 2);
@@ -279,7 +268,7 @@ START_TEST(test_gitsync__ref_precedence)
 		{ "{'tag':7,'branch':'main'}", SOURCE_REF_BRANCH, "main", 0 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		cJSON *ref = json(cases[i].ref);
+		cJSON *ref = test_json(cases[i].ref);
 		const char *name = "unset";
 		ck_assert_int_eq(gitsync_ref(ref, &name), cases[i].kind);
 		if (cases[i].name)
@@ -575,7 +564,7 @@ static cJSON *secret_with(const char *key, const char *text)
 {
 	char *b64 = NULL;
 	ck_assert_int_eq(plumb_base64_encode(&b64, text, strlen(text)), 0);
-	cJSON *sec = json("{'metadata':{'name':'kc','namespace':'plumb','resourceVersion':'42'},'data':{}}");
+	cJSON *sec = test_json("{'metadata':{'name':'kc','namespace':'plumb','resourceVersion':'42'},'data':{}}");
 	cJSON_AddStringToObject(cJSON_GetObjectItem(sec, "data"), key, b64);
 	free(b64);
 	return sec;
@@ -627,7 +616,7 @@ START_TEST(test_gitsync__kubeconfig_from_secret)
 	ck_assert_str_eq(plumb_error_last(), "kubeconfig secret plumb/kc has no key \"config\"");
 	ck_assert_ptr_null(data);
 	cJSON_Delete(sec);
-	sec = json("{'data':{'config':'!!!'}}");
+	sec = test_json("{'data':{'config':'!!!'}}");
 	ck_assert_int_eq(gitsync_kubeconfig_data(&data, &len, cl, sec), PLUMB_EINVALID);
 	ck_assert_str_eq(plumb_error_last(), "kubeconfig secret plumb/kc: data is not base64");
 	cJSON_Delete(sec);
@@ -982,10 +971,5 @@ int main(void)
 	tcase_add_test(tc, test_gitsync__render_cache_one_run);
 	tcase_add_test(tc, test_gitsync__render_cache_failures_and_caps);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }

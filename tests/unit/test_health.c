@@ -10,20 +10,9 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "test_json.h"
 #include "health/health.h"
 
-/* JSON written with ' for " (readable literals). Caller frees. */
-static cJSON *json(const char *text)
-{
-	char *s = plumb_strdup(text);
-	for (char *p = s; *p; p++)
-		if (*p == '\'')
-			*p = '"';
-	cJSON *j = cJSON_Parse(s);
-	ck_assert_msg(j != NULL, "bad test JSON: %s", s);
-	free(s);
-	return j;
-}
 
 /* health_of(obj) and health_of(health_project(obj)) must agree. */
 static health_result of_obj(const cJSON *j)
@@ -47,7 +36,7 @@ static health_result of_obj(const cJSON *j)
 
 static health_result of(const char *text)
 {
-	cJSON *j = json(text);
+	cJSON *j = test_json(text);
 	health_result r = of_obj(j);
 	cJSON_Delete(j);
 	return r;
@@ -106,7 +95,7 @@ START_TEST(test_health__terminating)
 		"'deletionTimestamp':'2026-12-01T10:00:00Z'}}", HEALTH_TERMINATING, "Terminating",
 		"ConfigMap a/c: being deleted");
 	/* before everything else, even a failed Deployment */
-	cJSON *j = json(deploy("'replicas':3", "'conditions':[{'type':'Progressing','status':'False',"
+	cJSON *j = test_json(deploy("'replicas':3", "'conditions':[{'type':'Progressing','status':'False',"
 		"'reason':'ProgressDeadlineExceeded'}]"));
 	cJSON_AddStringToObject(cJSON_GetObjectItem(j, "metadata"), "deletionTimestamp", "2026-12-01T10:00:00Z");
 	ck_assert_int_eq(of_obj(j).state, HEALTH_TERMINATING);
@@ -503,7 +492,7 @@ START_TEST(test_health__malformed)
 		"'containerStatuses':[{'name':7,'state':{'waiting':{'reason':'CrashLoopBackOff'}}},{'name':'a','state':'x'},"
 		"{'name':'b','state':{'waiting':'y'}}]}}", HEALTH_IN_PROGRESS, "PodRunningNotReady", NULL);
 	/* not an object at all */
-	cJSON *arr = json("[1,2]");
+	cJSON *arr = test_json("[1,2]");
 	health_result r;
 	ck_assert_int_eq(health_of(&r, arr), 0);
 	ck_assert_int_eq(r.state, HEALTH_UNKNOWN);
@@ -519,7 +508,7 @@ START_TEST(test_health__huge_arrays)
 	/* HEALTH_MAX_CONDITIONS conditions are read; one more is Unknown, and
 	 * the projection keeps no more than one past the cap */
 	for (int n = HEALTH_MAX_CONDITIONS; n <= 10000; n += 10000 - HEALTH_MAX_CONDITIONS) {
-		cJSON *j = json("{'apiVersion':'example.com/v1','kind':'Widget','metadata':{'name':'w'},'status':{}}");
+		cJSON *j = test_json("{'apiVersion':'example.com/v1','kind':'Widget','metadata':{'name':'w'},'status':{}}");
 		cJSON *conds = cJSON_AddArrayToObject(cJSON_GetObjectItem(j, "status"), "conditions");
 		for (int i = 0; i < n; i++) {
 			cJSON *c = cJSON_CreateObject();
@@ -542,7 +531,7 @@ START_TEST(test_health__huge_arrays)
 		}
 		cJSON_Delete(j);
 	}
-	cJSON *pod = json("{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p'},'status':{'phase':'Running',"
+	cJSON *pod = test_json("{'apiVersion':'v1','kind':'Pod','metadata':{'name':'p'},'status':{'phase':'Running',"
 		"'containerStatuses':[]}}");
 	cJSON *cs = plumb_json_get(pod, "status.containerStatuses") ? (cJSON *)plumb_json_get(pod, "status.containerStatuses") : NULL;
 	for (int i = 0; i < 1000; i++) {
@@ -632,7 +621,7 @@ START_TEST(test_health__paths)
 	ck_assert(!has_path(health_status_paths("example.com/v1", "Deployment"), "spec.replicas"));
 
 	/* the projection drops everything else */
-	cJSON *j = json("{'apiVersion':'apps/v1','kind':'Deployment','metadata':{'name':'web','namespace':'shop',"
+	cJSON *j = test_json("{'apiVersion':'apps/v1','kind':'Deployment','metadata':{'name':'web','namespace':'shop',"
 		"'labels':{'a':'b'},'annotations':{'big':'xxxxxxxx'},'managedFields':[{'manager':'plumb'}],'generation':2},"
 		"'spec':{'replicas':3,'template':{'spec':{'containers':[{'name':'app','image':'nginx'}]}}},"
 		"'status':{'observedGeneration':2,'replicas':3,'conditions':[{'type':'Available','status':'True',"
@@ -675,10 +664,5 @@ int main(void)
 	tcase_add_test(tc, test_health__messages_cut_safely);
 	tcase_add_test(tc, test_health__paths);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }
