@@ -26,6 +26,7 @@
 
 #include "base/base.h"
 #include "render/render.h"
+#include "test_json.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -681,10 +682,5 @@ int main(void)
 	tcase_add_test(tc, test_render__child_limits_fds_and_group);
 	tcase_add_test(tc, test_render__memory_limit_stops_the_tool);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }

@@ -7,6 +7,7 @@
 #include "base/base.h"
 #include "diff/diff.h"
 #include "manifest/manifest.h"
+#include "test_json.h"
 
 static cJSON *J(const char *yaml)
 {
@@ -255,10 +256,5 @@ int main(void)
 	tcase_add_test(tc, test_diff__render_unified);
 	tcase_add_test(tc, test_diff__managed_fields_owner);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }

@@ -7,6 +7,7 @@
 
 #include "base/base.h"
 #include "manifest/manifest.h"
+#include "test_json.h"
 
 /* Converts one YAML document and returns its compact JSON (caller frees). */
 static char *conv(const char *yaml)
@@ -532,10 +533,5 @@ int main(void)
 	tcase_add_test(tc, test_manifest__render_scope_callback_and_duplicates);
 	tcase_add_test(tc, test_manifest__render_fails_whole_revision);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }

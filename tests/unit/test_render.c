@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "render/internal.h"
 #include "render/render.h"
+#include "test_json.h"
 
 /* ---- a revision built in memory ---- */
 
@@ -419,10 +420,5 @@ int main(void)
 	tcase_add_test(tc, test_render__path_check);
 	tcase_add_test(tc, test_render__workdir_is_read_only_and_removed);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }

@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "manifest/manifest.h"
+#include "test_json.h"
 
 static const manifest_var prod_eu[] = { { "env", "prod" }, { "region", "eu" }, { "gpu", "" },
 	{ "example.com/tier", "gold" } };
@@ -90,10 +91,5 @@ int main(void)
 	tcase_add_test(tc, test_selector__table);
 	tcase_add_test(tc, test_selector__errors_name_the_column);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return test_run(s);
 }
