@@ -8,6 +8,7 @@
 #   make bench-memory  plumbd's RSS with 5,000 objects in each of two targets
 #   make image      build the image from the Dockerfile (buildah, as root, no daemon)
 #   make test-image make image, then run plumbd from it against local clusters
+#   make test-workloads  the opt-in test bed where workloads roll out (cluster.sh up N --workloads)
 
 LIBS      := libcurl openssl libcjson yaml-0.1 libgit2 libmicrohttpd
 CC        ?= gcc
@@ -135,6 +136,10 @@ image:
 
 test-image: image
 	@bash tests/image/test_image.sh
+
+.PHONY: test-workloads
+test-workloads:
+	@bash tests/workloads/test_workloads_bed.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -3,7 +3,7 @@
 # etcd and kube-apiserver, CA, serving certificate, client-certificate admin
 # kubeconfig, service-account signing keys, RBAC and an audit log.
 #
-#   hack/cluster.sh up [N]               start clusters c1..cN (default 3)
+#   hack/cluster.sh up [N] [--workloads] start clusters c1..cN (default 3)
 #   hack/cluster.sh down                 stop everything and remove the test bed dir
 #   hack/cluster.sh status               list clusters and whether they answer
 #   hack/cluster.sh stop-apiserver NAME  stop one cluster's apiserver (etcd stays)
@@ -13,6 +13,13 @@
 # The test bed lives in $PLUMB_TESTBED (default /tmp/plumb-testbed):
 #   clusters/<name>/{kubeconfig,ca.crt,ca.key,audit.log,env,…}
 # Ports are found free at start, never hard-coded.
+#
+# With --workloads (opt-in; no test under e2e/ or tests/integration/ uses it)
+# each cluster also runs kube-controller-manager, kube-scheduler and a kwok
+# controller that plays the kubelet for a few fake Nodes, so Deployments roll
+# out, Jobs complete and namespaces finish deleting; binaries from
+# hack/build-workloads.sh, KWOK stages node/fast, pod/fast and
+# pod/chaos/pod-container-running-failed from the kwok module.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -140,6 +147,99 @@ write_scripts() {
 	chmod +x "$d/run-etcd.sh" "$d/run-apiserver.sh"
 }
 
+# The fake Nodes each --workloads cluster gets; kwok manages the ones that
+# carry the kwok.x-k8s.io/node=fake annotation.
+workload_nodes=2
+
+# kwok_stages OUT: the KWOK Stage documents the bed plays, joined into one
+# file for kwok's --config, taken from the kwok module pinned in
+# hack/kwok/go.mod (in the Go module cache once build-workloads.sh ran).
+kwok_stages() {
+	local out=$1 mod f r
+	mod=$(cd "$here/kwok" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) ||
+		die "cannot find the kwok module (run hack/build-workloads.sh)"
+	: >"$out"
+	for r in node/fast pod/fast; do
+		for f in $(awk '$1 == "-" {print $2}' "$mod/kustomize/stage/$r/kustomization.yaml"); do
+			{ echo "---"; cat "$mod/kustomize/stage/$r/$f"; } >>"$out"
+		done
+	done
+	{ echo "---"; cat "$mod/kustomize/stage/pod/chaos/pod-container-running-failed.yaml"; } >>"$out"
+}
+
+# start_workloads DIR NAME WBIN STAGES: kube-controller-manager, kube-scheduler
+# and kwok for one cluster, each with its own client certificate and
+# kubeconfig, and the fake Nodes.
+start_workloads() {
+	local d=$1 name=$2 wbin=$3 stages=$4 i u
+	sign_client "$d" system:kube-controller-manager "" kube-controller-manager
+	sign_client "$d" system:kube-scheduler "" kube-scheduler
+	sign_client "$d" kwok system:masters kwok
+	for u in kube-controller-manager kube-scheduler kwok; do
+		write_kubeconfig "$d" "$u" "$d/$u.kubeconfig"
+	done
+	# Controllers: what rolls Deployments and Jobs out, gives namespaces
+	# their default ServiceAccount and kube-root-ca.crt, deletes namespaces
+	# and owned objects. Tokens are signed with the apiserver's sa.key.
+	cat >"$d/run-controller-manager.sh" <<-EOF
+		#!/bin/sh
+		exec "$wbin/kube-controller-manager" --kubeconfig="$d/kube-controller-manager.kubeconfig" \
+		  --leader-elect=false --secure-port=0 --use-service-account-credentials=true \
+		  --service-account-private-key-file="$d/sa.key" --root-ca-file="$d/ca.crt" \
+		  --controllers=deployment-controller,replicaset-controller,job-controller,namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller,ttl-after-finished-controller \
+		  --concurrent-gc-syncs=2 --v=1 >>"$d/controller-manager.log" 2>&1
+	EOF
+	cat >"$d/run-scheduler.sh" <<-EOF
+		#!/bin/sh
+		exec "$wbin/kube-scheduler" --kubeconfig="$d/kube-scheduler.kubeconfig" \
+		  --leader-elect=false --secure-port=0 --v=1 >>"$d/scheduler.log" 2>&1
+	EOF
+	cat >"$d/run-kwok.sh" <<-EOF
+		#!/bin/sh
+		exec "$wbin/kwok" --kubeconfig="$d/kwok.kubeconfig" --config="$stages" \
+		  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+		  --cidr=10.244.0.0/16 --node-ip=127.0.0.1 >>"$d/kwok.log" 2>&1
+	EOF
+	chmod +x "$d/run-controller-manager.sh" "$d/run-scheduler.sh" "$d/run-kwok.sh"
+	start_bg "$d/controller-manager.pid" "$d/run-controller-manager.sh"
+	start_bg "$d/scheduler.pid" "$d/run-scheduler.sh"
+	start_bg "$d/kwok.pid" "$d/run-kwok.sh"
+	for i in $(seq 1 "$workload_nodes"); do
+		cat <<-EOF
+			apiVersion: v1
+			kind: Node
+			metadata:
+			  name: kwok-$name-$i
+			  annotations: {kwok.x-k8s.io/node: fake}
+			  labels: {type: kwok, kubernetes.io/hostname: kwok-$name-$i, kubernetes.io/os: linux}
+			status:
+			  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+			  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+		EOF
+		echo "---"
+	done | "$testbed/bin/kubectl" --kubeconfig "$d/kubeconfig" apply -f - >/dev/null
+}
+
+# wait_workloads DIR: the fake Nodes Ready (kwok plays them) and the default
+# ServiceAccount made (the controller-manager runs), so a Pod can be created.
+wait_workloads() {
+	local d=$1 deadline=$((SECONDS + 90)) k ready p
+	k=("$testbed/bin/kubectl" --kubeconfig "$d/kubeconfig")
+	while ((SECONDS < deadline)); do
+		ready=$("${k[@]}" get nodes -l type=kwok -o json 2>/dev/null |
+			jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length')
+		if [[ ${ready:-0} -ge $workload_nodes ]] && "${k[@]}" get serviceaccount default >/dev/null 2>&1; then
+			return 0
+		fi
+		for p in controller-manager scheduler kwok; do
+			kill -0 "$(cat "$d/$p.pid")" 2>/dev/null || { tail -20 "$d/$p.log" >&2; die "$(basename "$d"): $p exited"; }
+		done
+		sleep 0.5
+	done
+	tail -5 "$d/controller-manager.log" "$d/kwok.log" >&2
+	die "$(basename "$d"): nodes or default ServiceAccount not there after 90s"
+}
+
 start_bg() {
 	local pidfile=$1 script=$2
 	setsid -f sh -c "echo \$\$ >'$pidfile'; exec '$script'" </dev/null >/dev/null 2>&1
@@ -233,9 +333,16 @@ wait_ready() {
 }
 
 cmd_up() {
-	local n=${1:-3} bin
+	local n=3 bin workloads=0 wbin a
+	for a in "$@"; do
+		case $a in
+		--workloads) workloads=1 ;;
+		*) n=$a ;;
+		esac
+	done
 	[[ -e $testbed/clusters ]] && die "test bed already up in $testbed (run: hack/cluster.sh down)"
 	bin=$(bash "$here/build-k8s.sh")
+	((workloads)) && wbin=$(bash "$here/build-workloads.sh")
 	mkdir -p "$testbed/clusters"
 	ln -sfn "$bin" "$testbed/bin"
 	local start=$SECONDS
@@ -268,6 +375,16 @@ cmd_up() {
 			start_bg "$d/apiserver.pid" "$d/run-apiserver.sh"
 		done
 	done
+	if ((workloads)); then
+		kwok_stages "$testbed/kwok-stages.yaml"
+		for i in $(seq 1 "$n"); do
+			start_workloads "$testbed/clusters/c$i" "c$i" "$wbin" "$testbed/kwok-stages.yaml"
+		done
+		for i in $(seq 1 "$n"); do
+			wait_workloads "$testbed/clusters/c$i"
+		done
+		log "workloads: kube-controller-manager, kube-scheduler, kwok and $workload_nodes fake nodes per cluster"
+	fi
 	log "$n cluster(s) ready in $((SECONDS - start))s in $testbed ($("$bin/kubectl" --kubeconfig "$testbed/clusters/c1/kubeconfig" version -o json 2>/dev/null | jq -r .serverVersion.gitVersion))"
 }
 
@@ -275,6 +392,9 @@ cmd_down() {
 	[[ -d $testbed ]] || return 0
 	for d in "$testbed"/clusters/*/; do
 		[[ -d $d ]] || continue
+		stop_pid "$d/kwok.pid"
+		stop_pid "$d/scheduler.pid"
+		stop_pid "$d/controller-manager.pid"
 		stop_pid "$d/apiserver.pid"
 		stop_pid "$d/etcd.pid"
 	done
@@ -316,6 +436,6 @@ kubectl)
 	name=${2:?usage: kubectl NAME ARGS…}; shift 2
 	exec "$testbed/bin/kubectl" --kubeconfig "$testbed/clusters/$name/kubeconfig" "$@" ;;
 *)
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2 ;;
 esac
