@@ -67,7 +67,7 @@ done
 if [[ ! -x "$bin/kwok" ]]; then
 	t=$SECONDS
 	echo "build-workloads: building kwok $kwok_version" >&2
-	(cd "$here/kwok" && go build -trimpath -ldflags "-s -w -X $kwok_mod/pkg/consts.Version=$kwok_version" -o "$bin/kwok.tmp" "$kwok_mod/cmd/kwok")
+	(cd "$here/kwok" && go build -trimpath -ldflags "-s -w -X $kwok_mod/pkg/consts.Version=${kwok_version#v}" -o "$bin/kwok.tmp" "$kwok_mod/cmd/kwok")
 	mv "$bin/kwok.tmp" "$bin/kwok"
 	echo "build-workloads: kwok built in $((SECONDS - t))s" >&2
 fi

@@ -6,7 +6,8 @@
 #  - a Job completes (succeeded 1, condition Complete);
 #  - a Deployment whose pod template carries KWOK's
 #    pod-container-running-failed chaos label has pods (Failed, reason
-#    containerFailed) but no ready replica for 30 s;
+#    containerFailed) but no available replica and no Available condition
+#    in 30 s, sampled every second;
 #  - a Namespace holding a Deployment finishes deleting;
 #  - down stops every process up started.
 # It prints what the bed costs: `up 2` with and without --workloads (same
@@ -65,15 +66,20 @@ until_json() {
 	"$@" | json_check "$filter"
 }
 
-deployment() { # NAME REPLICAS [chaos]
-	local labels="app: $1"
-	[[ ${3:-} == chaos ]] && labels="$labels, pod-container-running-failed.stage.kwok.x-k8s.io: \"true\""
+# deployment NAME REPLICAS [chaos]: with chaos its pods carry the label of
+# KWOK's pod-container-running-failed stage, which fails a pod 1-2 s after
+# pod-ready made it Running and ready; minReadySeconds 10 then keeps any of
+# them from counting as available.
+deployment() {
+	local labels="app: $1" min=0
+	[[ ${3:-} == chaos ]] && labels="$labels, pod-container-running-failed.stage.kwok.x-k8s.io: \"true\"" min=10
 	cat <<-YAML
 		apiVersion: apps/v1
 		kind: Deployment
 		metadata: {name: $1}
 		spec:
 		  replicas: $2
+		  minReadySeconds: $min
 		  selector: {matchLabels: {app: $1}}
 		  template:
 		    metadata: {labels: {$labels}}
@@ -123,16 +129,24 @@ for c in c1 c2; do
 		k $c get job once -o json
 done
 
-# The chaos Deployment has had as long as web needed and more: 30 s more.
-sleep 30
+# The chaos Deployment, sampled every second for 30 s: never an available
+# replica, never the Available condition.
+declare -A avail=([c1]=0 [c2]=0) cond=([c1]=False [c2]=False)
+for _ in $(seq 1 30); do
+	for c in c1 c2; do
+		j=$(k $c get deployment broken -o json)
+		a=$(jq '.status.availableReplicas // 0' <<<"$j")
+		((a > avail[$c])) && avail[$c]=$a
+		[[ $(jq -r '.status.conditions[]? | select(.type == "Available") | .status' <<<"$j") == True ]] && cond[$c]=True
+	done
+	sleep 1
+done
 for c in c1 c2; do
 	t_ok "$c: Deployment broken has pods that failed (containerFailed)" until_json 5 \
 		'any(.items[]; .status.phase == "Failed" and .status.containerStatuses[0].state.terminated.reason == "containerFailed")' \
 		k $c get pods -l app=broken -o json
-	t_eq "$c: Deployment broken has no ready replica after 30 s" 0 \
-		"$(k $c get deployment broken -o json | jq '.status.readyReplicas // 0')"
-	t_eq "$c: Deployment broken not Available" False \
-		"$(k $c get deployment broken -o json | jq -r '.status.conditions[]? | select(.type == "Available") | .status')"
+	t_eq "$c: Deployment broken: no available replica in 30 s" 0 "${avail[$c]}"
+	t_eq "$c: Deployment broken: never Available in 30 s" False "${cond[$c]}"
 done
 
 for c in c1 c2; do
