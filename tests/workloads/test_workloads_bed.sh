@@ -115,7 +115,7 @@ for c in c1 c2; do
 		      restartPolicy: Never
 		      containers: [{name: main, image: registry.k8s.io/pause:3.10}]
 	YAML
-	deployment broken 2 chaos | k $c apply -f - >/dev/null
+	deployment broken 1 chaos | k $c apply -f - >/dev/null
 done
 
 for c in c1 c2; do
@@ -142,11 +142,14 @@ for _ in $(seq 1 30); do
 	sleep 1
 done
 for c in c1 c2; do
-	t_ok "$c: Deployment broken has pods that failed (containerFailed)" until_json 5 \
-		'any(.items[]; .status.phase == "Failed" and .status.containerStatuses[0].state.terminated.reason == "containerFailed")' \
-		k $c get pods -l app=broken -o json
+	# The ReplicaSet keeps replacing failed pods: hundreds of them, too
+	# much JSON for json_check, so jq counts.
+	failed=$(k $c get pods -l app=broken -o json |
+		jq '[.items[] | select(.status.phase == "Failed" and .status.containerStatuses[0].state.terminated.reason == "containerFailed")] | length')
+	t_ok "$c: Deployment broken has pods that failed (containerFailed): ${failed:-none}" test "${failed:-0}" -gt 0
 	t_eq "$c: Deployment broken: no available replica in 30 s" 0 "${avail[$c]}"
 	t_eq "$c: Deployment broken: never Available in 30 s" False "${cond[$c]}"
+	k $c delete deployment broken --wait=false >/dev/null
 done
 
 for c in c1 c2; do
