@@ -32,14 +32,9 @@ command -v go >/dev/null || { echo "build-k8s: go is required to build the test 
 mkdir -p "$bin"
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 
-major=${k8s_version#v}; major=${major%%.*}
-minor=${k8s_version#v*.}; minor=${minor%%.*}
-date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-done
+# shellcheck source=hack/k8s-ldflags.sh
+source "$here/k8s-ldflags.sh"
+ldflags=$(k8s_ldflags "$k8s_version")
 
 start=$SECONDS
 for cmd in kube-apiserver kubectl; do
