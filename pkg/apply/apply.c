@@ -111,6 +111,37 @@ int apply_engine_tracks(apply_engine *e, const kube_resource *res, const char *n
 	return yes;
 }
 
+size_t apply_engine_each(apply_engine *e, apply_each_fn fn, void *data)
+{
+	size_t n = 0, i = 0;
+	const char *key;
+	void *v;
+	if (!e || !fn)
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	while (plumb_map_next(&e->state, &i, &key, &v)) {
+		/* "group/kind/ns/name" (apply_make_key): no part holds a '/' */
+		char buf[1024], *part[4];
+		size_t len = strlen(key);
+		if (len >= sizeof(buf))
+			continue;
+		memcpy(buf, key, len + 1);
+		part[0] = buf;
+		int k = 1;
+		for (char *p = buf; *p && k < 4; p++)
+			if (*p == '/') {
+				*p = '\0';
+				part[k++] = p + 1;
+			}
+		if (k < 4)
+			continue;
+		fn(data, part[0], part[1], part[2], part[3], ((const obj_state *)v)->rv);
+		n++;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
 void apply_engine_free(apply_engine *e)
 {
 	if (!e)

@@ -272,6 +272,15 @@ int apply_engine_verified(apply_engine *e, const kube_resource *res, const char 
 int apply_engine_tracks(apply_engine *e, const kube_resource *res, const char *ns,
 	const char *name);
 
+/* Calls fn for each object the engine's last run wanted in the cluster:
+ * its group ("" core), kind, namespace ("" cluster-scoped), name, and the
+ * resourceVersion the engine applied or verified it at ("" when it must be
+ * read again). Runs under the engine's lock: fn must not call into the
+ * engine. Returns how many objects fn saw. */
+typedef void (*apply_each_fn)(void *data, const char *group, const char *kind, const char *ns,
+	const char *name, const char *rv);
+size_t apply_engine_each(apply_engine *e, apply_each_fn fn, void *data);
+
 /* ---- pure helpers (exposed for tests and plumbctl) ------------------------ */
 
 /* The plumb.dev/gitsync label value for GitSync ns/name: "<ns>.<name>" when

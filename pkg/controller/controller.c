@@ -54,6 +54,12 @@ static void metrics_init(controller *c)
 		"1 when the GitSync's Ready condition is True (as last written by the leader).", 1, gs);
 	c->m.gs_stalled = server_gauge(r, "plumb_gitsync_stalled",
 		"1 while the GitSync is Stalled (fetch, credentials or an invalid revision).", 1, gs);
+	c->m.health = server_gauge(r, "plumb_cluster_health",
+		"Health of what a GitSync applied in a cluster: 1 Healthy, 0 Progressing, -1 Degraded.", 2, gscl);
+	static const double healthy_b[] = { 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600 };
+	c->m.time_to_healthy = server_histogram(r, "plumb_time_to_healthy_seconds",
+		"Seconds from a change applied in a cluster to all of the GitSync's objects there healthy.",
+		1, cl, 10, healthy_b);
 	server_gauge_set(c->m.leader, 0);
 }
 
@@ -84,6 +90,7 @@ static void process(controller *c, const char *key)
 		case WORK_SOURCE: rc = reconcile_source(c, w.gitsync, &next); break;
 		case WORK_SYNC: rc = reconcile_sync(c, w.gitsync, w.cluster, &next); break;
 		case WORK_PROBE: rc = reconcile_probe(c, w.cluster, &next); break;
+		case WORK_HEALTH: rc = reconcile_health(c, w.gitsync, w.cluster, &next); break;
 		}
 	} else {
 		plumb_warn("dropping a work item", "item", key, "error", plumb_error_last());

@@ -180,9 +180,22 @@ typedef enum {
 	CONTROLLER_DRIFTED,
 	CONTROLLER_FAILED,
 	CONTROLLER_UNREACHABLE,
+	/* spec.wait: applied, not yet healthy / not healthy past healthTimeout */
+	CONTROLLER_PROGRESSING,
+	CONTROLLER_DEGRADED,
 } controller_cluster_state;
 
 const char *controller_state_name(controller_cluster_state s);
+
+/* The health of what a GitSync applied in one cluster (status.clusters[].health). */
+typedef enum {
+	CONTROLLER_HEALTH_UNKNOWN = 0,  /* not computed yet (nothing applied) */
+	CONTROLLER_HEALTH_HEALTHY,      /* every object Current */
+	CONTROLLER_HEALTH_PROGRESSING,  /* some not yet, within healthTimeout */
+	CONTROLLER_HEALTH_DEGRADED,     /* one Failed, or not all Current past healthTimeout */
+} controller_health;
+
+const char *controller_health_name(controller_health h);
 
 /* One entry of GitSync status.clusters. */
 typedef struct {
@@ -197,7 +210,21 @@ typedef struct {
 	char *message;
 	int invalid;              /* the revision failed validation in this cluster:
 	                             nothing of it written, nothing pruned */
+	int wait;                 /* spec.wait: Synced only once healthy (see
+	                             controller_effective_state) */
+	controller_health health;
+	long unhealthy_count;
+	cJSON *unhealthy;         /* capped array of {kind, namespace, name, state, message} */
+	char *health_message;     /* "2 of 14 objects not healthy: Deployment shop/web: ..." */
+	double progress_start;    /* wall clock the last change was applied: the
+	                             healthTimeout runs from here; 0 = never */
+	double healthy_since;     /* wall clock it became healthy; 0 = it is not */
+	unsigned long health_epoch; /* of the computation health came from */
 } controller_cluster_status;
+
+/* The state status.clusters[].state shows: with wait, a Synced cluster is
+ * Progressing until its health is Healthy, Degraded once it is Degraded. */
+controller_cluster_state controller_effective_state(const controller_cluster_status *s);
 
 /* What the status needs from a GitSync besides its clusters. */
 typedef struct {

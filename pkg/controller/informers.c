@@ -38,6 +38,8 @@ void cluster_status_free(controller_cluster_status *s)
 	free(s->name);
 	free(s->message);
 	cJSON_Delete(s->drifted_objects);
+	cJSON_Delete(s->unhealthy);
+	free(s->health_message);
 	free(s);
 }
 

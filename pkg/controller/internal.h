@@ -132,7 +132,10 @@ typedef struct {
 	const char *label;        /* interned in target.labels, or NULL */
 	unsigned char hash[32];   /* plumb.dev/desired-hash */
 	unsigned has_hash : 1, prune_disabled : 1, deleting : 1;
+	unsigned health : 3;      /* health_state of the object at rv (pkg/health) */
 	char rv[24];
+	char *health_msg;         /* why it is not Current ("Deployment shop/web: 1/3
+	                             replicas available"); NULL when Current */
 } live_entry;
 
 typedef struct {
@@ -179,7 +182,7 @@ struct target {
 typedef struct {
 	server_family *lag, *duration, *reconciles, *applied, *pruned, *drifted, *corrections,
 		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader,
-		*gs_ready, *gs_stalled;
+		*gs_ready, *gs_stalled, *health, *time_to_healthy;
 } metrics_set;
 
 struct controller {
@@ -212,6 +215,7 @@ struct controller {
 	atomic_int leading;
 	atomic_int stopping;
 	atomic_int in_flight;
+	atomic_ulong health_epoch; /* orders health computations (health_stage.c) */
 };
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -258,6 +262,7 @@ typedef enum {
 	WORK_SOURCE,              /* fetch and validate a GitSync's revision */
 	WORK_SYNC,                /* render, apply and prune one GitSync in one Cluster */
 	WORK_PROBE,               /* ask a Cluster's API server for /version, write its status */
+	WORK_HEALTH,              /* look at the health of a GitSync's objects in one Cluster */
 } work_kind;
 
 /* 63-character namespace, '/', 253-character name, NUL */
@@ -317,7 +322,7 @@ void target_watch_kind(controller *c, target *t, const kube_resource *res, const
 
 /* secrets.c */
 void secrets_prune_locked(controller *c);
-cJSON *reduce_secret(const cJSON *item, void *data);
+cJSON *reduce_secret(const cJSON *item, const kube_resource *res, void *data);
 int secret_ensure_ref(controller *c, secret_ref which, const char *key);
 void on_secret(kube_watch_event type, const cJSON *obj, void *data);
 
@@ -337,6 +342,7 @@ typedef struct {
 	long objects;             /* objects of the revision */
 	const apply_result *res;
 	const revision *rev;
+	int wait;                 /* spec.wait */
 } sync_outcome;
 void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, const sync_outcome *o,
 	int *new_commit, int *news, double *lag);
@@ -351,6 +357,25 @@ void report(controller *c, gitsync_state *g, const char *uid, const char *cluste
 	const char *reason, const char *event_action, int post);
 char *failure_message(const apply_result *res, size_t failed);
 
+/* health_stage.c */
+/* 1 when cluster entry s of g is Synced at g's commit and healthy (what
+ * dependsOn and the rollout wait for). Under c->lock. */
+int entry_ready_locked(const gitsync_state *g, const controller_cluster_status *s);
+/* Recomputes the health of g's objects in t into the status entry of
+ * cl_name (see the file's comment). Takes t->lock, then c->lock. */
+void health_update(controller *c, gitsync_state *g, target *t, const char *cl_name);
+int reconcile_health(controller *c, const char *gs_key, const char *cl_key, double *next);
+
+/* depends.c (all under c->lock) */
+/* 1 with *why (malloc'd) when a dependency of g is not ready in cl_name. */
+int depends_wait_locked(controller *c, const gitsync_state *g, const gitsync_spec *gs,
+	const char *cl_name, char **why);
+/* 1 with the cycle (or an over-long chain) in out when g's dependsOn
+ * leads back to g. */
+int depends_cycle_locked(controller *c, const gitsync_state *g, char *out, size_t n);
+/* Triggers the syncs in cl_key of the GitSyncs that depend on g. */
+void trigger_waiting_locked(controller *c, const gitsync_state *g, const char *cl_key);
+
 /* sync_stage.c */
 int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next);
 
@@ -359,6 +384,9 @@ void free_json(void *j);
 void free_live_entry(void *p);
 void target_unref(controller *c, target *t);
 int target_for(target **out, controller *c, const char *cl_key, const char *user);
+/* The target of Cluster cl_key as user ("" plumbd's own) if there is one
+ * (a reference the caller gives back with target_unref), else NULL. */
+target *target_lookup(controller *c, const char *cl_key, const char *user);
 void drop_engines(controller *c, const char *cl_key, const char *gs_key, const target *keep);
 apply_engine *target_engine(target *t, const gitsync_state *g);
 int reconcile_probe(controller *c, const char *cl_key, double *next);
@@ -367,5 +395,6 @@ int reconcile_probe(controller *c, const char *cl_key, double *next);
 void trigger_src(controller *c, const char *gs_key, double debounce);
 void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce);
 void trigger_probe(controller *c, const char *cl_key);
+void trigger_health(controller *c, const char *gs_key, const char *cl_key, double debounce);
 
 #endif

@@ -11,6 +11,7 @@
  * engine's pool threads. Everything here is under t->lock; c->lock is taken
  * only to find a GitSync or to trigger. */
 #include "controller/internal.h"
+#include "health/health.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -71,12 +72,38 @@ int target_live(apply_live_info *info, void *data, const kube_resource *res,
 	return ret;
 }
 
+/* The health of a listed object (list items carry no apiVersion or kind:
+ * res says what they are). */
+static void list_item_health(health_result *out, const cJSON *obj, const kube_resource *res)
+{
+	char av[320];
+	cJSON *w = cJSON_CreateObject();
+	static const char *const parts[] = { "metadata", "spec", "status" };
+	kube_resource_api_version(av, sizeof(av), res);
+	cJSON_AddStringToObject(w, "apiVersion", av);
+	cJSON_AddStringToObject(w, "kind", res->kind);
+	for (size_t i = 0; w && i < sizeof(parts) / sizeof(parts[0]); i++) {
+		cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, parts[i]);
+		if (p)
+			cJSON_AddItemReferenceToObject(w, parts[i], p);
+	}
+	health_of(out, w ? w : obj);
+	cJSON_Delete(w);
+}
+
+/* The key a reduced list item carries its health under (not a field of any
+ * Kubernetes object: the API server's keys never hold a '!'). */
+#define REDUCED_HEALTH "!health"
+
 /* What the target watches keep of each listed object (runs on the list's
- * helper thread): the fields live_entry holds. */
-static cJSON *reduce_live(const cJSON *obj, void *data)
+ * helper thread): the fields live_entry holds, and the object's health when
+ * it is not Current. */
+static cJSON *reduce_live(const cJSON *obj, const kube_resource *res, void *data)
 {
 	/* data (the target_watch) may be gone: a stopped watch's list runs on */
 	(void)data;
+	health_result h;
+	list_item_health(&h, obj, res);
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
 	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(meta, "annotations");
@@ -101,7 +128,28 @@ static cJSON *reduce_live(const cJSON *obj, void *data)
 	v = cJSON_GetObjectItemCaseSensitive(ann, APPLY_ANNOTATION_PRUNE);
 	if (cJSON_IsString(v))
 		cJSON_AddStringToObject(a, APPLY_ANNOTATION_PRUNE, v->valuestring);
+	if (h.state != HEALTH_CURRENT) {
+		cJSON *hj = cJSON_AddObjectToObject(o, REDUCED_HEALTH);
+		cJSON_AddNumberToObject(hj, "state", h.state);
+		cJSON_AddStringToObject(hj, "message", h.message);
+	}
 	return o;
+}
+
+/* The health an object stored in the cache has: a reduced list item says
+ * it, a watch event's whole object is asked. */
+static void stored_health(health_result *out, const cJSON *obj)
+{
+	const cJSON *hj = cJSON_GetObjectItemCaseSensitive(obj, REDUCED_HEALTH);
+	if (!cJSON_IsObject(hj)) {
+		health_of(out, obj);
+		return;
+	}
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(hj, "state");
+	memset(out, 0, sizeof(*out));
+	out->state = cJSON_IsNumber(st) && st->valueint >= 0 && st->valueint <= HEALTH_UNKNOWN ?
+		(health_state)st->valueint : HEALTH_UNKNOWN;
+	snprintf(out->message, sizeof(out->message), "%s", plumb_json_str(hj, "message") ? plumb_json_str(hj, "message") : "");
 }
 
 /* Marks t over its cache cap (t->lock held): Failed with why, its cache
@@ -138,9 +186,11 @@ static void label_count_add_locked(target *t, const char *label, int d)
 }
 
 /* Puts what obj says into the cache (t->lock held); body (taken, may be
- * NULL) is kept when the pending budget allows. Returns 1 when this store
- * took t over its cache cap (target_over_cap_locked), else 0. */
-static int cache_store_locked(target *t, const char *key, const cJSON *obj, char *body)
+ * NULL) is kept when the pending budget allows; h is obj's health.
+ * Returns 1 when this store took t over its cache cap
+ * (target_over_cap_locked), else 0. */
+static int cache_store_locked(target *t, const char *key, const cJSON *obj, char *body,
+	const health_result *h)
 {
 	apply_live_info info;
 	if (t->over_cap) {
@@ -178,7 +228,14 @@ static int cache_store_locked(target *t, const char *key, const cJSON *obj, char
 		free(e->body);
 	}
 	const char *old_label = e->label;
+	char *old_msg = e->health_msg;
 	memset(e, 0, sizeof(*e));
+	e->health = (unsigned)h->state;
+	int same_msg = h->state == HEALTH_CURRENT ? !old_msg : old_msg && !strcmp(old_msg, h->message);
+	if (h->state != HEALTH_CURRENT)
+		e->health_msg = same_msg ? old_msg : plumb_keep_strdup(h->message);
+	if (e->health_msg != old_msg)
+		plumb_keep_free(old_msg);
 	apply_live_info_of(&info, obj);
 	snprintf(e->rv, sizeof(e->rv), "%s", strlen(info.rv) < sizeof(e->rv) ? info.rv : "");
 	e->has_hash = strlen(info.hash) == 64 && plumb_hex_decode(e->hash, sizeof(e->hash), info.hash) == 0;
@@ -271,8 +328,9 @@ static int event_needs_sync(target *t, kube_watch_event type, const kube_resourc
 	return needs;
 }
 
-/* Triggers sync items for the GitSync owning obj (by its label) on target t. */
-static void trigger_owner(controller *c, target *t, const cJSON *obj)
+/* Triggers a sync item (health 0) or a health item (health 1) for the
+ * GitSync owning obj (by its label) on target t. */
+static void trigger_owner(controller *c, target *t, const cJSON *obj, int health)
 {
 	const cJSON *lv = cJSON_GetObjectItemCaseSensitive(plumb_json_get(obj, "metadata.labels"), APPLY_LABEL_GITSYNC);
 	if (!cJSON_IsString(lv))
@@ -294,7 +352,10 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj)
 			 * gathers a burst of events into one run, but an edit never
 			 * waits out a whole debounce. */
 			double d = state_debounce(g);
-			trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
+			if (health)
+				trigger_health(c, g->key, t->key, DRIFT_WINDOW);
+			else
+				trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -336,8 +397,10 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		const cJSON *it;
 		int went_over = 0;
 		cJSON_ArrayForEach(it, plumb_json_get(obj, "items")) {
+			health_result h;
+			stored_health(&h, it);
 			cache_key(key, sizeof(key), &tw->res, plumb_json_str(it, "metadata.namespace"), plumb_json_str(it, "metadata.name"));
-			went_over |= cache_store_locked(t, key, it, NULL);
+			went_over |= cache_store_locked(t, key, it, NULL, &h);
 		}
 		int was = tw->synced;
 		tw->synced = !t->over_cap;
@@ -348,9 +411,10 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 			trigger_cluster_syncs_locked(tw->c, t->key, 0);
 			pthread_mutex_unlock(&tw->c->lock);
 		} else {
+			/* what changed while the stream was down: a sync where an
+			 * object changed, a look at the health of the rest */
 			cJSON_ArrayForEach(it, plumb_json_get(obj, "items"))
-				if (event_needs_sync(t, KUBE_WATCH_MODIFIED, &tw->res, it))
-					trigger_owner(tw->c, t, it);
+				trigger_owner(tw->c, t, it, !event_needs_sync(t, KUBE_WATCH_MODIFIED, &tw->res, it));
 		}
 		break;
 	}
@@ -362,19 +426,27 @@ static void on_target_event(kube_watch_event type, const cJSON *obj, void *data)
 		char *printed = type != KUBE_WATCH_DELETED && needs ? cJSON_PrintUnformatted(obj) : NULL;
 		char *body = plumb_strdup(printed);   /* plain malloc: freed with free() */
 		cJSON_free(printed);
+		health_result h;
+		if (type != KUBE_WATCH_DELETED)
+			health_of(&h, obj);
 		pthread_mutex_lock(&t->lock);
 		int went_over = 0;
 		if (type == KUBE_WATCH_DELETED)
 			cache_drop_locked(t, key);
 		else
-			went_over = cache_store_locked(t, key, obj, body);
+			went_over = cache_store_locked(t, key, obj, body, &h);
 		pthread_mutex_unlock(&t->lock);
 		if (went_over) {
 			pthread_mutex_lock(&tw->c->lock);
 			trigger_cluster_syncs_locked(tw->c, t->key, 0);
 			pthread_mutex_unlock(&tw->c->lock);
 		} else if (needs) {
-			trigger_owner(tw->c, t, obj);
+			trigger_owner(tw->c, t, obj, 0);   /* the sync looks at health too */
+		} else if (type != KUBE_WATCH_DELETED) {
+			/* The echo of plumb's own write: the cache now holds the applied
+			 * version, whose health the last sync could not know yet. Echoes
+			 * come once per write, so at steady state there are none. */
+			trigger_owner(tw->c, t, obj, 1);
 		}
 		break;
 	}

@@ -167,8 +167,9 @@ void secrets_prune_locked(controller *c)
 }
 
 /* List pages of Secrets go through this on the list's helper thread. */
-cJSON *reduce_secret(const cJSON *item, void *data)
+cJSON *reduce_secret(const cJSON *item, const kube_resource *res, void *data)
 {
+	(void)res;
 	controller *c = data;
 	pthread_mutex_lock(&c->lock);
 	cJSON *r = secret_reduce_locked(c, item);

@@ -19,13 +19,15 @@
 
 /* ---- source reconcile ------------------------------------------------------------------ */
 
-/* 1 when g is stalled by a failed kustomize or helm render: that stall is
- * the sync stage's (it ends when the cluster renders again or a new
- * revision comes), not cleared by an unchanged fetch. */
-static int render_stalled(controller *c, gitsync_state *g)
+/* 1 when g is stalled by a failed kustomize or helm render or by a
+ * dependsOn cycle: those stalls are the sync stage's (they end when the
+ * cluster renders again, the cycle is gone or a new revision comes), not
+ * cleared by an unchanged fetch. */
+static int sync_stalled(controller *c, gitsync_state *g)
 {
 	pthread_mutex_lock(&c->lock);
-	int r = g->stall_reason && !strcmp(g->stall_reason, "RenderFailed");
+	int r = g->stall_reason && (!strcmp(g->stall_reason, "RenderFailed") ||
+		!strcmp(g->stall_reason, "DependencyCycle"));
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }
@@ -143,7 +145,7 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 		invalid_again = 1;
 	pthread_mutex_unlock(&c->lock);
 	if (same) {
-		if (!render_stalled(c, g))
+		if (!sync_stalled(c, g))
 			set_stall(c, g, NULL, NULL);
 		goto done;
 	}
@@ -173,7 +175,7 @@ int reconcile_source(controller *c, const char *gs_key, double *next)
 				pthread_mutex_unlock(&c->lock);
 				plumb_info("new commit changes nothing under path", "gitsync", gs_key,
 					"commit", commit.id);
-				if (!render_stalled(c, g))
+				if (!sync_stalled(c, g))
 					set_stall(c, g, NULL, NULL);
 				goto done;
 			}

@@ -15,8 +15,27 @@ const char *controller_state_name(controller_cluster_state s)
 	case CONTROLLER_DRIFTED: return "Drifted";
 	case CONTROLLER_FAILED: return "Failed";
 	case CONTROLLER_UNREACHABLE: return "Unreachable";
+	case CONTROLLER_PROGRESSING: return "Progressing";
+	case CONTROLLER_DEGRADED: return "Degraded";
 	case CONTROLLER_PENDING: default: return "Pending";
 	}
+}
+
+const char *controller_health_name(controller_health h)
+{
+	switch (h) {
+	case CONTROLLER_HEALTH_HEALTHY: return "Healthy";
+	case CONTROLLER_HEALTH_PROGRESSING: return "Progressing";
+	case CONTROLLER_HEALTH_DEGRADED: return "Degraded";
+	case CONTROLLER_HEALTH_UNKNOWN: default: return "Unknown";
+	}
+}
+
+controller_cluster_state controller_effective_state(const controller_cluster_status *s)
+{
+	if (!s->wait || s->state != CONTROLLER_SYNCED || s->health == CONTROLLER_HEALTH_HEALTHY)
+		return s->state;
+	return s->health == CONTROLLER_HEALTH_DEGRADED ? CONTROLLER_DEGRADED : CONTROLLER_PROGRESSING;
 }
 
 /* The condition of type `type` in a status object, or NULL. */
@@ -87,15 +106,25 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	if (g->handled_requested_at && g->handled_requested_at[0])
 		cJSON_AddStringToObject(st, "lastHandledRequestedAt", g->handled_requested_at);
 
-	size_t synced = 0, drifted_clusters = 0, failed = 0, pending = 0;
+	size_t synced = 0, drifted_clusters = 0, failed = 0, pending = 0, progressing = 0, degraded = 0;
 	const controller_cluster_status *invalid = NULL;   /* first cluster that refused the revision */
+	const controller_cluster_status *first_degraded = NULL, *first_progressing = NULL;
 	long drifted_objects = 0;
 	cJSON *arr = cJSON_AddArrayToObject(st, "clusters");
 	for (size_t i = 0; i < n; i++) {
 		const controller_cluster_status *c = &sorted[i];
+		controller_cluster_state state = controller_effective_state(c);
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "name", c->name);
-		cJSON_AddStringToObject(e, "state", controller_state_name(c->state));
+		cJSON_AddStringToObject(e, "state", controller_state_name(state));
+		if (c->health != CONTROLLER_HEALTH_UNKNOWN)
+			cJSON_AddStringToObject(e, "health", controller_health_name(c->health));
+		if (c->unhealthy_count > 0) {
+			cJSON *u = cJSON_AddObjectToObject(e, "unhealthy");
+			cJSON_AddNumberToObject(u, "count", (double)c->unhealthy_count);
+			if (c->unhealthy)
+				cJSON_AddItemToObject(u, "objects", cJSON_Duplicate(c->unhealthy, 1));
+		}
 		if (c->commit[0])
 			cJSON_AddStringToObject(e, "commit", c->commit);
 		cJSON_AddNumberToObject(e, "objects", (double)c->objects);
@@ -116,16 +145,29 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 			snprintf(lag, sizeof(lag), "%.2f", c->lag_seconds);
 			cJSON_AddItemToObject(e, "lagSeconds", cJSON_CreateNumber(atof(lag)));
 		}
-		if (c->message && c->message[0]) {
-			char *msg = plumb_strndup(c->message, 4000);
+		const char *cmsg = c->message;
+		if ((state == CONTROLLER_PROGRESSING || state == CONTROLLER_DEGRADED) && c->health_message)
+			cmsg = c->health_message;
+		if (cmsg && cmsg[0]) {
+			char *msg = plumb_strndup(cmsg, 4000);
 			cJSON_AddStringToObject(e, "message", msg ? msg : "");
 			free(msg);
 		}
 		cJSON_AddItemToArray(arr, e);
-		switch (c->state) {
+		switch (state) {
 		case CONTROLLER_SYNCED: synced++; break;
 		case CONTROLLER_DRIFTED: drifted_clusters++; break;
 		case CONTROLLER_PENDING: pending++; break;
+		case CONTROLLER_PROGRESSING:
+			progressing++;
+			if (!first_progressing)
+				first_progressing = c;
+			break;
+		case CONTROLLER_DEGRADED:
+			degraded++;
+			if (!first_degraded)
+				first_degraded = c;
+			break;
 		default: failed++; break;
 		}
 		if (c->invalid && c->state == CONTROLLER_FAILED && !invalid)
@@ -166,10 +208,21 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		ready = 0;
 		ready_reason = "SyncFailed";
 		snprintf(msg, sizeof(msg), "%zu of %zu clusters failed", failed, n);
-	} else if (pending) {
+	} else if (degraded) {
+		/* past spec.healthTimeout, or an object that failed for good */
+		ready = 0;
+		ready_reason = "HealthCheckFailed";
+		snprintf(msg, sizeof(msg), "%zu of %zu clusters degraded; cluster %s: %s", degraded, n,
+			first_degraded->name, first_degraded->health_message ? first_degraded->health_message : "not healthy");
+	} else if (pending || progressing) {
 		ready = 0;
 		ready_reason = "Progressing";
-		snprintf(msg, sizeof(msg), "%zu of %zu clusters synced", synced, n);
+		if (progressing)
+			snprintf(msg, sizeof(msg), "%zu of %zu clusters synced; cluster %s: %s", synced, n,
+				first_progressing->name, first_progressing->health_message ?
+				first_progressing->health_message : "waiting for health");
+		else
+			snprintf(msg, sizeof(msg), "%zu of %zu clusters synced", synced, n);
 	} else if (drifted_clusters) {
 		ready = 0;
 		ready_reason = "Drifted";
@@ -183,6 +236,9 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	if (pending && !g->stalled_reason)
 		controller_condition_add(conds, prev_status, "Reconciling", 1, "Progressing",
 			"applying the latest revision", g->generation, now);
+	else if (progressing && !g->stalled_reason)
+		controller_condition_add(conds, prev_status, "Reconciling", 1, "WaitingForHealth",
+			"waiting for what was applied to become healthy", g->generation, now);
 	else
 		controller_condition_add(conds, prev_status, "Reconciling", 0, "Idle", "", g->generation, now);
 	if (g->stalled_reason)
@@ -431,12 +487,16 @@ void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, cons
 		*news = o->message && (!s->message || strcmp(s->message, o->message));
 		if (s->state != o->state || o->changed)
 			s->last_sync_time = now;
+		s->wait = o->wait;
 		if ((o->state == CONTROLLER_SYNCED || o->state == CONTROLLER_DRIFTED) && strcmp(s->commit, o->rev->commit)) {
 			*new_commit = 1;
 			snprintf(s->commit, sizeof(s->commit), "%s", o->rev->commit);
 			s->lag_seconds = now - o->rev->first_seen;
 			s->last_sync_time = now;
 		}
+		/* something changed in the cluster: its health timeout starts again */
+		if (o->changed || *new_commit)
+			s->progress_start = now;
 		s->state = o->state;
 		s->invalid = o->refused;
 		s->objects = o->objects;

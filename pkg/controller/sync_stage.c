@@ -17,6 +17,37 @@
 
 #include "manifest/manifest.h"
 
+/* spec.dependsOn: 1 when this cluster must wait (its entry says why) or
+ * the GitSync's dependencies form a cycle (it stalls), else 0. A revision
+ * the cluster already has is never held back: drift correction and prune
+ * go on. */
+static int depends_gate(controller *c, gitsync_state *g, const gitsync_spec *gs, const revision *rev,
+	const char *cl_name)
+{
+	char cyc[600] = "";
+	char *why = NULL;
+	pthread_mutex_lock(&c->lock);
+	int cycle = gs->ndepends_on && depends_cycle_locked(c, g, cyc, sizeof(cyc));
+	const controller_cluster_status *s = plumb_map_get(&g->clusters, cl_name);
+	int has_it = s && !strcmp(s->commit, rev->commit) && s->state != CONTROLLER_PENDING;
+	int waits = !cycle && !has_it && gs->ndepends_on && depends_wait_locked(c, g, gs, cl_name, &why);
+	int was_cycle = g->stall_reason && !strcmp(g->stall_reason, "DependencyCycle");
+	pthread_mutex_unlock(&c->lock);
+	if (cycle) {
+		set_stall(c, g, "DependencyCycle", cyc);
+		set_entry(c, g, cl_name, CONTROLLER_PENDING, cyc);
+		return 1;
+	}
+	if (was_cycle)
+		set_stall(c, g, NULL, NULL);
+	if (waits) {
+		set_entry(c, g, cl_name, CONTROLLER_PENDING, why);
+		plumb_debug("waiting for a dependency", "gitsync", g->key, "cluster", cl_name, "detail", why);
+	}
+	free(why);
+	return waits;
+}
+
 static int is_unreachable(int rc)
 {
 	return rc == PLUMB_EUNAVAILABLE || rc == PLUMB_ETIMEOUT || rc == PLUMB_EUNREACHABLE ||
@@ -70,6 +101,12 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	if (!rev) {
 		set_entry(c, g, cl_name, CONTROLLER_PENDING, "waiting for the first revision");
 		write_status = 1;
+		goto cleanup;
+	}
+
+	if ((rc = depends_gate(c, g, gs, rev, cl_name))) {
+		write_status = 1;
+		rc = 0;   /* what it waits for triggers it (trigger_waiting_locked) */
 		goto cleanup;
 	}
 
@@ -267,8 +304,10 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	int new_commit = 0, news = 0;
 	double lag = -1;
 	set_entry_result(c, g, cl_name, &(sync_outcome){ .state = state, .message = message,
-		.refused = refused, .changed = changed, .objects = nobjects, .res = &res, .rev = rev },
-		&new_commit, &news, &lag);
+		.refused = refused, .changed = changed, .objects = nobjects, .res = &res, .rev = rev,
+		.wait = gs->wait }, &new_commit, &news, &lag);
+	if (!rc)
+		health_update(c, g, t, cl_name);
 
 	/* Metrics, events, logs. */
 	server_counter_add(c->m.applied, (double)(res.totals[APPLY_CREATED] + res.totals[APPLY_UPDATED]), cl_name);

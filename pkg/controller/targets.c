@@ -27,8 +27,10 @@ void free_json(void *j) { cJSON_Delete(j); }
 void free_live_entry(void *p)
 {
 	live_entry *e = p;
-	if (e)
+	if (e) {
 		free(e->body);
+		plumb_keep_free(e->health_msg);
+	}
 	plumb_keep_free(e);
 }
 
@@ -262,6 +264,20 @@ cleanup:
 	free(mkey);
 	free(cred_id);
 	return rc;
+}
+
+target *target_lookup(controller *c, const char *cl_key, const char *user)
+{
+	char *mkey = user && *user ? plumb_asprintf("%s|%s", cl_key, user) : plumb_strdup(cl_key);
+	target *t = NULL;
+	if (!mkey)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	if ((t = plumb_map_get(&c->targets, mkey)))
+		t->refs++;
+	pthread_mutex_unlock(&c->lock);
+	free(mkey);
+	return t;
 }
 
 /* Drops GitSync gs_key's engine from every target of Cluster cl_key but

@@ -20,7 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const kind_names[] = { [WORK_SOURCE] = "src", [WORK_SYNC] = "sync", [WORK_PROBE] = "probe" };
+static const char *const kind_names[] = { [WORK_SOURCE] = "src", [WORK_SYNC] = "sync", [WORK_PROBE] = "probe",
+	[WORK_HEALTH] = "health" };
 
 /* Copies "ns/name" into out as "ns|name"; -1 when it is no such key. */
 static int put_object(char **p, const char *end, const char *key)
@@ -41,7 +42,7 @@ int work_key(char *out, size_t outlen, const work_item *w)
 {
 	char *p = out;
 	const char *end = out + outlen;
-	if (outlen < 8 || (unsigned)w->kind > WORK_PROBE)
+	if (outlen < 8 || (unsigned)w->kind > WORK_HEALTH)
 		return plumb_error_set(PLUMB_EINVALID, "no such work item kind");
 	p += snprintf(out, outlen, "%s", kind_names[w->kind]);
 	if ((w->kind != WORK_PROBE && put_object(&p, end, w->gitsync) != 0) ||
@@ -70,7 +71,7 @@ int work_parse(work_item *w, const char *key)
 	memset(w, 0, sizeof(*w));
 	const char *bar = key ? strchr(key, '|') : NULL;
 	int kind = -1;
-	for (int k = WORK_SOURCE; bar && k <= WORK_PROBE; k++)
+	for (int k = WORK_SOURCE; bar && k <= WORK_HEALTH; k++)
 		if ((size_t)(bar - key) == strlen(kind_names[k]) && !strncmp(key, kind_names[k], (size_t)(bar - key)))
 			kind = k;
 	if (kind < 0)
@@ -107,6 +108,14 @@ void trigger_src(controller *c, const char *gs_key, double debounce)
 void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce)
 {
 	work_item w = { .kind = WORK_SYNC };
+	copy_key(w.gitsync, sizeof(w.gitsync), gs_key);
+	copy_key(w.cluster, sizeof(w.cluster), cl_key);
+	work_trigger(c, &w, debounce);
+}
+
+void trigger_health(controller *c, const char *gs_key, const char *cl_key, double debounce)
+{
+	work_item w = { .kind = WORK_HEALTH };
 	copy_key(w.gitsync, sizeof(w.gitsync), gs_key);
 	copy_key(w.cluster, sizeof(w.cluster), cl_key);
 	work_trigger(c, &w, debounce);

@@ -47,6 +47,10 @@
 #define GITSYNC_INTERVAL_DEFAULT 60.0
 #define GITSYNC_TIMEOUT_DEFAULT 60.0
 #define GITSYNC_DEBOUNCE_DEFAULT 1.0
+#define GITSYNC_HEALTH_TIMEOUT_DEFAULT 300.0
+#define GITSYNC_HEALTH_TIMEOUT_MAX 86400.0
+#define GITSYNC_MAX_DEPENDS 16
+#define GITSYNC_MAX_WAVES 16
 /* Field errors kept per object; past it they are counted in errors_dropped. */
 #define GITSYNC_MAX_ERRORS 32
 /* API versions and kinds of a cluster handed to helm; past it the render fails. */
@@ -78,6 +82,28 @@ typedef struct {
 	char *values_json;       /* spec.helm.values as compact JSON; NULL when absent */
 	int include_crds;        /* spec.helm.includeCRDs, default 1 */
 } gitsync_helm;
+
+/* spec.rollout.waves[] */
+typedef struct {
+	char *name;              /* "wave-<n>" when absent or used twice (a field error) */
+	manifest_selector *selector; /* NULL: selects no Cluster (absent or unusable) */
+	int has_selector;
+	/* spec.rollout.waves[].maxUnavailable: clusters of the wave updating at
+	 * once, a count, or a percentage of the wave (rounded down, at least 1);
+	 * absent: the whole wave (100%) */
+	unsigned max_unavailable;
+	unsigned max_unavailable_pct;   /* 0 when a count is given */
+} gitsync_wave;
+
+/* spec.rollout */
+typedef struct {
+	int set;                 /* spec.rollout has at least one wave */
+	gitsync_wave *waves;     /* in order; a Cluster belongs to the first that selects it,
+	                            the Clusters none selects form a last, unnamed wave */
+	size_t nwaves;
+	double bake;             /* seconds a wave stays healthy before the next starts; default 0 */
+	int rollback;            /* onFailure: Rollback (default Halt) */
+} gitsync_rollout;
 
 /* spec.targets */
 typedef struct {
@@ -112,6 +138,11 @@ typedef struct {
 	char *target_namespace;  /* NULL when absent */
 	char *service_account_name; /* NULL when absent */
 	char *webhook_secret_name;  /* spec.webhook.secretRef.name, NULL when absent */
+	int wait;                /* spec.wait: Synced only once what was applied is healthy */
+	double health_timeout;   /* spec.healthTimeout, seconds: default 5m, 1s..24h */
+	char **depends_on;       /* spec.dependsOn[].name (GitSyncs of the same namespace) */
+	size_t ndepends_on;
+	gitsync_rollout rollout;
 	char **errors;           /* what the CRD would refuse, each naming the field */
 	size_t nerrors;
 	size_t errors_dropped;
@@ -163,6 +194,14 @@ void gitsync_cluster_free(gitsync_cluster *cl);
  * (matchLabels and matchExpressions In/NotIn/Exists/DoesNotExist, ANDed;
  * an empty selector selects every Cluster of the namespace). */
 int gitsync_selects(const gitsync_spec *gs, const gitsync_cluster *cl);
+
+/* The index of the rollout wave Cluster cl belongs to: the first wave whose
+ * selector matches it, else nwaves (the last, implicit wave). 0 without
+ * spec.rollout. */
+size_t gitsync_wave_of(const gitsync_spec *gs, const gitsync_cluster *cl);
+
+/* How many of a wave's nclusters may be updating at once (at least 1). */
+size_t gitsync_wave_max_unavailable(const gitsync_rollout *ro, size_t wave, size_t nclusters);
 
 /* ---- source ------------------------------------------------------------------- */
 

@@ -145,9 +145,10 @@ static const struct {
 	{ "DoesNotExist", MANIFEST_SELECTOR_NOTEXISTS },
 };
 
-/* One matchExpressions entry into sel; *never = 1 when it can match no
- * Cluster (no key or operator, an unknown operator). */
-static int parse_expression(gitsync_spec *gs, manifest_selector *sel, int *never, const cJSON *expr, int i)
+/* One matchExpressions entry (at path[i]) into sel; *never = 1 when it can
+ * match no Cluster (no key or operator, an unknown operator). */
+static int parse_expression(gitsync_spec *gs, manifest_selector *sel, int *never, const cJSON *expr,
+	const char *path, int i)
 {
 	const char *key = plumb_json_str(expr, "key"), *op = plumb_json_str(expr, "operator");
 	const char **values = NULL;
@@ -156,16 +157,15 @@ static int parse_expression(gitsync_spec *gs, manifest_selector *sel, int *never
 	int rc;
 	if (!key || !op) {
 		*never = 1;
-		return field_error(gs, "spec.targets.clusterSelector.matchExpressions[%d].%s: required",
-			i, key ? "operator" : "key");
+		return field_error(gs, "%s.matchExpressions[%d].%s: required", path, i, key ? "operator" : "key");
 	}
 	for (j = 0; j < sizeof(selector_ops) / sizeof(selector_ops[0]); j++)
 		if (!strcmp(op, selector_ops[j].name))
 			break;
 	if (j == sizeof(selector_ops) / sizeof(selector_ops[0])) {
 		*never = 1;
-		return field_error(gs, "spec.targets.clusterSelector.matchExpressions[%d].operator: "
-			"must be In, NotIn, Exists or DoesNotExist", i);
+		return field_error(gs, "%s.matchExpressions[%d].operator: "
+			"must be In, NotIn, Exists or DoesNotExist", path, i);
 	}
 	const cJSON *vals = plumb_json_get(expr, "values");
 	if (!(values = calloc((size_t)cJSON_GetArraySize(vals) + 1, sizeof(*values))))
@@ -178,13 +178,45 @@ static int parse_expression(gitsync_spec *gs, manifest_selector *sel, int *never
 	return rc;
 }
 
+/* A label selector object (matchLabels, matchExpressions) at path into *out;
+ * *out stays NULL when it can never match (a field error says why). */
+static int parse_selector(manifest_selector **out, gitsync_spec *gs, const cJSON *sel, const char *path)
+{
+	manifest_selector *s = NULL;
+	const cJSON *v;
+	int rc, never = 0, i = 0;
+	*out = NULL;
+	if ((rc = manifest_selector_new(&s)))
+		return rc;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
+		if (!v->string || !cJSON_IsString(v)) {
+			never = 1;
+			if ((rc = field_error(gs, "%s.matchLabels.%s: not a string", path, v->string ? v->string : "?")))
+				goto cleanup;
+			continue;
+		}
+		const char *val = v->valuestring;
+		if ((rc = manifest_selector_add(s, v->string, MANIFEST_SELECTOR_IN, &val, 1)))
+			goto cleanup;
+	}
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
+		if ((rc = parse_expression(gs, s, &never, v, path, i++)))
+			goto cleanup;
+	if (!never) {
+		*out = s;
+		s = NULL;
+	}
+cleanup:
+	manifest_selector_free(s);
+	return rc;
+}
+
 static int parse_targets(gitsync_spec *gs, const cJSON *obj)
 {
 	gitsync_targets *t = &gs->targets;
 	const cJSON *names = plumb_json_get(obj, "spec.targets.clusterNames");
 	const cJSON *sel = plumb_json_get(obj, "spec.targets.clusterSelector"), *v;
-	manifest_selector *s = NULL;
-	int rc = 0, never = 0, i = 0;
+	int rc = 0;
 	if (!(t->cluster_names = calloc((size_t)cJSON_GetArraySize(names) + 1, sizeof(*t->cluster_names))))
 		return nomem();
 	cJSON_ArrayForEach(v, names)
@@ -196,30 +228,136 @@ static int parse_targets(gitsync_spec *gs, const cJSON *obj)
 		return rc;
 	if (!t->has_selector)
 		return 0;
-	if ((rc = manifest_selector_new(&s)))
+	return parse_selector(&t->selector, gs, sel, "spec.targets.clusterSelector");
+}
+
+/* spec.wait, spec.healthTimeout and spec.dependsOn. */
+static int parse_health(gitsync_spec *gs, const cJSON *obj)
+{
+	const cJSON *deps = plumb_json_get(obj, "spec.dependsOn"), *v;
+	int rc, i = 0;
+	if ((rc = bool_field(&gs->wait, gs, obj, "spec.wait", 0)) ||
+	    (rc = duration_field(&gs->health_timeout, gs, obj, "spec.healthTimeout", GITSYNC_HEALTH_TIMEOUT_DEFAULT)))
 		return rc;
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchLabels")) {
-		if (!v->string || !cJSON_IsString(v)) {
-			never = 1;
-			if ((rc = field_error(gs, "spec.targets.clusterSelector.matchLabels.%s: not a string",
-					v->string ? v->string : "?")))
-				goto cleanup;
-			continue;
+	if (gs->health_timeout < 1 || gs->health_timeout > GITSYNC_HEALTH_TIMEOUT_MAX) {
+		gs->health_timeout = gs->health_timeout < 1 ? 1 : GITSYNC_HEALTH_TIMEOUT_MAX;
+		if ((rc = field_error(gs, "spec.healthTimeout: must be between 1s and 24h")))
+			return rc;
+	}
+	if (deps && !cJSON_IsArray(deps))
+		return field_error(gs, "spec.dependsOn: not a list");
+	if (!(gs->depends_on = calloc(GITSYNC_MAX_DEPENDS, sizeof(*gs->depends_on))))
+		return nomem();
+	cJSON_ArrayForEach(v, deps) {
+		const char *name = plumb_json_str(v, "name");
+		if (!name || !*name || strlen(name) > 253) {
+			if ((rc = field_error(gs, "spec.dependsOn[%d].name: required, at most 253 characters", i)))
+				return rc;
+		} else if (gs->ndepends_on == GITSYNC_MAX_DEPENDS) {
+			return field_error(gs, "spec.dependsOn: more than %d entries", GITSYNC_MAX_DEPENDS);
+		} else if (plumb_json_get(v, "namespace") && !streq(plumb_json_str(v, "namespace"), gs->ns)) {
+			if ((rc = field_error(gs, "spec.dependsOn[%d].namespace: must be the GitSync's own", i)))
+				return rc;
+		} else if ((rc = dup(&gs->depends_on[gs->ndepends_on++], name))) {
+			return rc;
 		}
-		const char *val = v->valuestring;
-		if ((rc = manifest_selector_add(s, v->string, MANIFEST_SELECTOR_IN, &val, 1)))
-			goto cleanup;
+		i++;
 	}
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(sel, "matchExpressions"))
-		if ((rc = parse_expression(gs, s, &never, v, i++)))
-			goto cleanup;
-	if (!never) {
-		t->selector = s;
-		s = NULL;
+	return 0;
+}
+
+/* maxUnavailable: a count ("1", 1) or a percentage ("25%"). */
+static int parse_max_unavailable(gitsync_spec *gs, gitsync_wave *w, const cJSON *v, int i)
+{
+	char *end = NULL;
+	w->max_unavailable_pct = 100;
+	if (!v)
+		return 0;
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 10000 &&
+	    v->valuedouble == (double)(int)v->valuedouble) {
+		w->max_unavailable = (unsigned)v->valuedouble;
+		w->max_unavailable_pct = 0;
+		return 0;
 	}
-cleanup:
-	manifest_selector_free(s);
-	return rc;
+	if (cJSON_IsString(v) && *v->valuestring) {
+		long n = strtol(v->valuestring, &end, 10);
+		if (end && !strcmp(end, "%") && n >= 1 && n <= 100 && end != v->valuestring) {
+			w->max_unavailable_pct = (unsigned)n;
+			return 0;
+		}
+		if (end && !*end && n >= 1 && n <= 10000) {
+			w->max_unavailable = (unsigned)n;
+			w->max_unavailable_pct = 0;
+			return 0;
+		}
+	}
+	return field_error(gs, "spec.rollout.waves[%d].maxUnavailable: a count of at least 1 or a percentage "
+		"from 1%% to 100%%", i);
+}
+
+/* spec.rollout. */
+static int parse_rollout(gitsync_spec *gs, const cJSON *obj)
+{
+	const cJSON *r = plumb_json_get(obj, "spec.rollout"), *waves, *v;
+	gitsync_rollout *ro = &gs->rollout;
+	int rc, i = 0;
+	if (!r)
+		return 0;
+	if (!cJSON_IsObject(r))
+		return field_error(gs, "spec.rollout: not an object");
+	waves = cJSON_GetObjectItemCaseSensitive(r, "waves");
+	if (!cJSON_IsArray(waves) || !cJSON_GetArraySize(waves))
+		return field_error(gs, "spec.rollout.waves: a list of at least one wave");
+	if (cJSON_GetArraySize(waves) > GITSYNC_MAX_WAVES)
+		return field_error(gs, "spec.rollout.waves: more than %d waves", GITSYNC_MAX_WAVES);
+	if ((rc = duration_field(&ro->bake, gs, obj, "spec.rollout.bake", 0)))
+		return rc;
+	if (ro->bake > GITSYNC_HEALTH_TIMEOUT_MAX) {
+		ro->bake = GITSYNC_HEALTH_TIMEOUT_MAX;
+		if ((rc = field_error(gs, "spec.rollout.bake: above 24h (24h is used)")))
+			return rc;
+	}
+	const char *of = plumb_json_str(r, "onFailure");
+	if (cJSON_GetObjectItemCaseSensitive(r, "onFailure") && !streq(of, "Halt") && !streq(of, "Rollback") &&
+	    (rc = field_error(gs, "spec.rollout.onFailure: must be Halt or Rollback")))
+		return rc;
+	ro->rollback = streq(of, "Rollback");
+	if (!(ro->waves = calloc((size_t)cJSON_GetArraySize(waves), sizeof(*ro->waves))))
+		return nomem();
+	cJSON_ArrayForEach(v, waves) {
+		gitsync_wave *w = &ro->waves[ro->nwaves++];
+		const char *name = plumb_json_str(v, "name");
+		const cJSON *sel = cJSON_GetObjectItemCaseSensitive(v, "clusterSelector");
+		char path[64];
+		if (!name || !*name || strlen(name) > 63) {
+			if ((rc = field_error(gs, "spec.rollout.waves[%d].name: required, at most 63 characters", i)))
+				return rc;
+			name = NULL;
+		}
+		for (size_t j = 0; name && j + 1 < ro->nwaves; j++)
+			if (streq(ro->waves[j].name, name)) {
+				if ((rc = field_error(gs, "spec.rollout.waves[%d].name: %s is used twice", i, name)))
+					return rc;
+				name = NULL;
+			}
+		if (name) {
+			if ((rc = dup(&w->name, name)))
+				return rc;
+		} else if (!(w->name = plumb_asprintf("wave-%d", i + 1))) {
+			return nomem();
+		}
+		snprintf(path, sizeof(path), "spec.rollout.waves[%d].clusterSelector", i);
+		w->has_selector = cJSON_IsObject(sel);
+		if (sel && !w->has_selector && (rc = field_error(gs, "%s: not an object", path)))
+			return rc;
+		if (w->has_selector && (rc = parse_selector(&w->selector, gs, sel, path)))
+			return rc;
+		if ((rc = parse_max_unavailable(gs, w, cJSON_GetObjectItemCaseSensitive(v, "maxUnavailable"), i)))
+			return rc;
+		i++;
+	}
+	ro->set = 1;
+	return 0;
 }
 
 /* The string members of the object at path as name/value pairs; a member
@@ -357,7 +495,7 @@ int gitsync_spec_parse(gitsync_spec **out, const cJSON *obj)
 	    (rc = dup(&gs->target_namespace, plumb_json_str(obj, "spec.targetNamespace"))) ||
 	    (rc = dup(&gs->service_account_name, plumb_json_str(obj, "spec.serviceAccountName"))) ||
 	    (rc = dup(&gs->webhook_secret_name, plumb_json_str(obj, "spec.webhook.secretRef.name"))) ||
-	    (rc = parse_render(gs, obj)))
+	    (rc = parse_render(gs, obj)) || (rc = parse_health(gs, obj)) || (rc = parse_rollout(gs, obj)))
 		goto cleanup;
 	if (plumb_json_get(obj, "spec.driftPolicy") && !(policy && (!strcmp(policy, "Correct") || !strcmp(policy, "Report"))) &&
 	    (rc = field_error(gs, "spec.driftPolicy: must be Correct or Report")))
@@ -397,6 +535,14 @@ void gitsync_spec_free(gitsync_spec *gs)
 		free(gs->helm.values_files[i]);
 	free(gs->helm.values_files);
 	free(gs->helm.values_json);
+	for (size_t i = 0; i < gs->ndepends_on; i++)
+		free(gs->depends_on[i]);
+	free(gs->depends_on);
+	for (size_t i = 0; i < gs->rollout.nwaves; i++) {
+		free(gs->rollout.waves[i].name);
+		manifest_selector_free(gs->rollout.waves[i].selector);
+	}
+	free(gs->rollout.waves);
 	for (size_t i = 0; i < gs->nerrors; i++)
 		free(gs->errors[i]);
 	free(gs->errors);
@@ -465,6 +611,23 @@ int gitsync_selects(const gitsync_spec *gs, const gitsync_cluster *cl)
 		if (!strcmp(t->cluster_names[i], cl->name))
 			return 1;
 	return t->selector && manifest_selector_matches(t->selector, cl->labels, cl->nlabels);
+}
+
+size_t gitsync_wave_of(const gitsync_spec *gs, const gitsync_cluster *cl)
+{
+	const gitsync_rollout *ro = &gs->rollout;
+	for (size_t i = 0; i < ro->nwaves; i++)
+		if (ro->waves[i].selector && manifest_selector_matches(ro->waves[i].selector, cl->labels, cl->nlabels))
+			return i;
+	return ro->nwaves;
+}
+
+size_t gitsync_wave_max_unavailable(const gitsync_rollout *ro, size_t wave, size_t nclusters)
+{
+	if (wave >= ro->nwaves || !ro->waves[wave].max_unavailable_pct)
+		return wave >= ro->nwaves ? (nclusters ? nclusters : 1) : ro->waves[wave].max_unavailable;
+	size_t n = nclusters * ro->waves[wave].max_unavailable_pct / 100;
+	return n ? n : 1;
 }
 
 /* ---- source, identity, apply ---------------------------------------------------- */

@@ -326,8 +326,10 @@ typedef void (*kube_watch_cb)(kube_watch_event type, const cJSON *obj, void *dat
 /* Optional: shrinks each item of a (re)list before it is kept. Runs on the
  * list's helper thread, page by page, so a relist never holds more than one
  * page of whole objects. Returns a new object (what the RESYNC List will
- * hold) or NULL to leave the item out. data is the stream's callback data. */
-typedef cJSON *(*kube_watch_reduce_fn)(const cJSON *item, void *data);
+ * hold) or NULL to leave the item out. res is the watched resource (list
+ * items carry no apiVersion or kind of their own); data is the stream's
+ * callback data. */
+typedef cJSON *(*kube_watch_reduce_fn)(const cJSON *item, const kube_resource *res, void *data);
 
 typedef struct kube_watch_hub kube_watch_hub;
 typedef struct kube_watch kube_watch;

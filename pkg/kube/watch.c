@@ -389,7 +389,7 @@ static int reduce_page(const cJSON *page, void *data)
 	reduce_ctx *r = data;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(page, "items")) {
-		cJSON *small = r->w->reduce(it, r->w->data);
+		cJSON *small = r->w->reduce(it, &r->w->res, r->w->data);
 		if (!small)
 			continue;
 		r->n++;

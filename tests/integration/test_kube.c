@@ -895,8 +895,9 @@ typedef struct {
 	int event_whole;        /* ADDED events with data */
 } rcount;
 
-static cJSON *reduce_name(const cJSON *item, void *data)
+static cJSON *reduce_name(const cJSON *item, const kube_resource *res, void *data)
 {
+	(void)res;
 	rcount *rc = data;
 	const cJSON *name = cJSON_GetObjectItem(cJSON_GetObjectItem(item, "metadata"), "name");
 	__atomic_add_fetch(&rc->reduced, 1, __ATOMIC_SEQ_CST);
