@@ -60,6 +60,10 @@ static void metrics_init(controller *c)
 	c->m.time_to_healthy = server_histogram(r, "plumb_time_to_healthy_seconds",
 		"Seconds from a change applied in a cluster to all of the GitSync's objects there healthy.",
 		1, cl, 10, healthy_b);
+	c->m.rollout_wave = server_gauge(r, "plumb_rollout_wave",
+		"spec.rollout: the current wave (1 = the first; waves + 1 once every wave succeeded).", 1, gs);
+	c->m.rollout_halted = server_gauge(r, "plumb_rollout_halted",
+		"spec.rollout: 1 while the rollout is halted by a failure or aborted.", 1, gs);
 	server_gauge_set(c->m.leader, 0);
 }
 
@@ -91,6 +95,7 @@ static void process(controller *c, const char *key)
 		case WORK_SYNC: rc = reconcile_sync(c, w.gitsync, w.cluster, &next); break;
 		case WORK_PROBE: rc = reconcile_probe(c, w.cluster, &next); break;
 		case WORK_HEALTH: rc = reconcile_health(c, w.gitsync, w.cluster, &next); break;
+		case WORK_ROLLOUT: rc = reconcile_rollout(c, w.gitsync, &next); break;
 		}
 	} else {
 		plumb_warn("dropping a work item", "item", key, "error", plumb_error_last());
@@ -239,8 +244,12 @@ void controller_set_leading(controller *c, int leading)
 	const char *k;
 	void *v;
 	while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
+		gitsync_state *g = v;
+		/* a rollout goes on from what the last leader wrote */
+		cJSON_Delete(g->rollout);
+		g->rollout = NULL;
 		trigger_src(c, k, 0);
-		trigger_gitsync_syncs_locked(c, v, 0);
+		trigger_gitsync_syncs_locked(c, g, 0);
 	}
 	i = 0;
 	while (plumb_map_next(&c->clusters, &i, &k, &v))

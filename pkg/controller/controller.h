@@ -220,6 +220,10 @@ typedef struct {
 	                             healthTimeout runs from here; 0 = never */
 	double healthy_since;     /* wall clock it became healthy; 0 = it is not */
 	unsigned long health_epoch; /* of the computation health came from */
+	char attempted[41];       /* the commit its last sync tried to apply */
+	char wave[64];            /* spec.rollout: the wave it belongs to ("" none) */
+	int seeded;               /* read from the status a previous leader wrote, not
+	                             synced by this one yet */
 } controller_cluster_status;
 
 /* The state status.clusters[].state shows: with wait, a Synced cluster is
@@ -233,6 +237,7 @@ typedef struct {
 	const char *handled_requested_at;
 	const char *stalled_reason;   /* NULL when not stalled */
 	const char *stalled_message;
+	const cJSON *rollout;         /* status.rollout, NULL without spec.rollout */
 } controller_gitsync_summary;
 
 /* Appends a metav1.Condition to the conditions array; lastTransitionTime is

@@ -198,6 +198,8 @@ void health_update(controller *c, gitsync_state *g, target *t, const char *cl_na
 	snprintf(shortc, sizeof(shortc), "%.12s", s->commit);
 	if (ch.ready && !ch.was_ready)
 		trigger_waiting_locked(c, g, t->key);
+	if (ch.after != ch.before && g->spec && g->spec->rollout.set)
+		rollout_eval_locked(c, g);
 	pthread_mutex_unlock(&c->lock);
 
 	server_gauge_set(c->m.health, ch.after == CONTROLLER_HEALTH_HEALTHY ? 1 :

@@ -57,6 +57,8 @@ static void gitsync_unref(gitsync_state *g)
 	cJSON_Delete(g->obj);
 	gitsync_spec_free(g->spec);
 	cJSON_Delete(g->last_written);
+	cJSON_Delete(g->rollout);
+	plumb_map_free(&g->intended, free);
 	pthread_mutex_destroy(&g->status_lock);
 	free(g->key);
 	free(g->ns);
@@ -83,9 +85,14 @@ static void seed_from_status(gitsync_state *g)
 			continue;
 		s->name = plumb_strdup(name);
 		s->state = CONTROLLER_PENDING;
-		for (int st = CONTROLLER_PENDING; st <= CONTROLLER_UNREACHABLE; st++)
+		s->seeded = 1;
+		for (int st = CONTROLLER_PENDING; st <= CONTROLLER_DEGRADED; st++)
 			if (state && strcmp(state, controller_state_name(st)) == 0)
 				s->state = st;
+		/* applied, waiting for health: Synced as far as the apply goes;
+		 * the health is this leader's to find out */
+		if (s->state == CONTROLLER_PROGRESSING || s->state == CONTROLLER_DEGRADED)
+			s->state = CONTROLLER_SYNCED;
 		snprintf(s->commit, sizeof(s->commit), "%s", commit ? commit : "");
 		const cJSON *n = plumb_json_get(e, "objects");
 		s->objects = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
@@ -216,6 +223,10 @@ static int gitsync_upsert_locked(controller *c, const cJSON *obj)
 	if (!old)
 		seed_from_status(g);
 	gitsync_event_action act = gitsync_event_decide(old, obj, g->handled_req);
+	/* plumbctl rollout pause, resume, abort */
+	if (old && (!streq(annotation(old, ROLLOUT_PAUSED_ANNOTATION), annotation(obj, ROLLOUT_PAUSED_ANNOTATION)) ||
+	    !streq(annotation(old, ROLLOUT_ABORT_ANNOTATION), annotation(obj, ROLLOUT_ABORT_ANNOTATION))))
+		trigger_rollout_after(c, g->key, 0);
 	cJSON_Delete(old);
 	if (act == GITSYNC_EVENT_ALL) {
 		trigger_src(c, g->key, 0);

@@ -57,6 +57,9 @@ void controller_events_post(controller_events *ev, const char *ns, const char *n
 void controller_events_free(controller_events *ev);
 
 #define REQUESTED_AT "plumb.dev/requested-at"
+/* plumbctl rollout pause|resume|abort (rollout.c) */
+#define ROLLOUT_PAUSED_ANNOTATION "plumb.dev/rollout-paused"
+#define ROLLOUT_ABORT_ANNOTATION "plumb.dev/rollout-abort"
 /* A standby hands a webhook to the leader through the GitSync's status (the
  * install grants patch on gitsyncs/status, not on gitsyncs): its own field
  * manager, so the leader's status applies never remove the field. */
@@ -101,6 +104,9 @@ typedef struct {
 	plumb_map clusters;       /* cluster name -> controller_cluster_status* */
 	pthread_mutex_t status_lock;
 	cJSON *last_written;      /* status we last wrote (under status_lock) */
+	cJSON *rollout;           /* status.rollout as rollout_eval_locked last made it;
+	                             NULL: read from obj's status (a new leader) */
+	plumb_map intended;       /* spec.rollout: cluster name -> commit (malloc'd) it is meant to have */
 	int deleted;
 	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
 } gitsync_state;
@@ -182,7 +188,7 @@ struct target {
 typedef struct {
 	server_family *lag, *duration, *reconciles, *applied, *pruned, *drifted, *corrections,
 		*depth, *retries, *fetch_duration, *fetch_errors, *cluster_up, *leader,
-		*gs_ready, *gs_stalled, *health, *time_to_healthy;
+		*gs_ready, *gs_stalled, *health, *time_to_healthy, *rollout_wave, *rollout_halted;
 } metrics_set;
 
 struct controller {
@@ -263,6 +269,7 @@ typedef enum {
 	WORK_SYNC,                /* render, apply and prune one GitSync in one Cluster */
 	WORK_PROBE,               /* ask a Cluster's API server for /version, write its status */
 	WORK_HEALTH,              /* look at the health of a GitSync's objects in one Cluster */
+	WORK_ROLLOUT,             /* move a GitSync's rollout on (a bake ended, an annotation) */
 } work_kind;
 
 /* 63-character namespace, '/', 253-character name, NUL */
@@ -376,6 +383,55 @@ int depends_cycle_locked(controller *c, const gitsync_state *g, char *out, size_
 /* Triggers the syncs in cl_key of the GitSyncs that depend on g. */
 void trigger_waiting_locked(controller *c, const gitsync_state *g, const char *cl_key);
 
+/* rollout.c */
+typedef enum {
+	ROLLOUT_PROGRESSING = 0,
+	ROLLOUT_PAUSED,
+	ROLLOUT_SUCCEEDED,
+	ROLLOUT_HALTED,
+	ROLLOUT_ABORTED,
+} rollout_phase;
+const char *rollout_phase_name(rollout_phase p);
+
+/* One cluster as the rollout sees it (in: name..why; out: intended, wave_name). */
+typedef struct {
+	char name[254];
+	char key[WORK_OBJECT_MAX];   /* the Cluster's "ns/name" */
+	size_t wave;              /* gitsync_wave_of */
+	char commit[41];          /* what it has ("" nothing yet) */
+	char attempted[41];       /* what its last sync tried to apply */
+	int known;                /* synced by this leader since it took over */
+	int ready;                /* synced (at commit) and healthy */
+	int failed;               /* its last sync (of attempted) failed, or it is Degraded at commit */
+	char why[300];            /* the failure, for the rollout's message */
+	char intended[41];        /* out: the commit it is meant to have ("" none yet) */
+	char wave_name[64];       /* out */
+} rollout_cluster;
+
+#define ROLLOUT_MAX_EVENTS 8
+typedef struct {
+	char type[16], reason[32], message[700];
+} rollout_event;
+
+typedef struct {
+	rollout_phase phase;
+	size_t wave;              /* the current wave's index (nwaves + 1 when done) */
+	double next_check;        /* seconds until a bake ends; < 0 = none */
+	int started;              /* a new rollout started */
+	rollout_event events[ROLLOUT_MAX_EVENTS];
+	size_t nevents;
+} rollout_result;
+
+/* The rollout's next state (a new object in *out, status.rollout's shape)
+ * from prev (the last one, NULL for none), the spec, the newest commit, the
+ * clusters (their intended and wave_name are written), the annotations and
+ * the clock. Pure. 0 or PLUMB_ENOMEM. */
+int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gitsync_rollout *spec,
+	const char *commit, rollout_cluster *clusters, size_t n, int paused, const char *abort_req, double now);
+/* Runs rollout_next for g and keeps its result (see rollout.c). Under c->lock. */
+void rollout_eval_locked(controller *c, gitsync_state *g);
+int reconcile_rollout(controller *c, const char *gs_key, double *next);
+
 /* sync_stage.c */
 int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next);
 
@@ -396,5 +452,6 @@ void trigger_src(controller *c, const char *gs_key, double debounce);
 void trigger_sync(controller *c, const char *gs_key, const char *cl_key, double debounce);
 void trigger_probe(controller *c, const char *cl_key);
 void trigger_health(controller *c, const char *gs_key, const char *cl_key, double debounce);
+void trigger_rollout_after(controller *c, const char *gs_key, double delay);
 
 #endif

@@ -119,6 +119,8 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		cJSON_AddStringToObject(e, "state", controller_state_name(state));
 		if (c->health != CONTROLLER_HEALTH_UNKNOWN)
 			cJSON_AddStringToObject(e, "health", controller_health_name(c->health));
+		if (c->wave[0] && g->rollout)
+			cJSON_AddStringToObject(e, "wave", c->wave);
 		if (c->unhealthy_count > 0) {
 			cJSON *u = cJSON_AddObjectToObject(e, "unhealthy");
 			cJSON_AddNumberToObject(u, "count", (double)c->unhealthy_count);
@@ -175,6 +177,8 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		drifted_objects += c->drifted_count;
 	}
 
+	if (g->rollout)
+		cJSON_AddItemToObject(st, "rollout", cJSON_Duplicate(g->rollout, 1));
 	cJSON *sum = cJSON_AddObjectToObject(st, "summary");
 	char shortc[16] = "", counts[64];
 	if (g->fetched_commit)
@@ -214,6 +218,19 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 		ready_reason = "HealthCheckFailed";
 		snprintf(msg, sizeof(msg), "%zu of %zu clusters degraded; cluster %s: %s", degraded, n,
 			first_degraded->name, first_degraded->health_message ? first_degraded->health_message : "not healthy");
+	} else if (g->rollout && (streq(plumb_json_str(g->rollout, "state"), "Halted") ||
+		   streq(plumb_json_str(g->rollout, "state"), "Aborted"))) {
+		ready = 0;
+		int halted = streq(plumb_json_str(g->rollout, "state"), "Halted");
+		ready_reason = halted ? "RolloutHalted" : "RolloutAborted";
+		snprintf(msg, sizeof(msg), "rollout of %.12s %s: %s", plumb_json_str(g->rollout, "commit"),
+			halted ? "halted" : "aborted", plumb_json_str(g->rollout, "message") ? plumb_json_str(g->rollout, "message") : "");
+	} else if (g->rollout && !streq(plumb_json_str(g->rollout, "state"), "Succeeded")) {
+		ready = 0;
+		ready_reason = "Progressing";
+		snprintf(msg, sizeof(msg), "rollout of %.12s: wave %s %s", plumb_json_str(g->rollout, "commit"),
+			plumb_json_str(g->rollout, "currentWave") ? plumb_json_str(g->rollout, "currentWave") : "?",
+			streq(plumb_json_str(g->rollout, "state"), "Paused") ? "(paused)" : "in progress");
 	} else if (pending || progressing) {
 		ready = 0;
 		ready_reason = "Progressing";
@@ -302,6 +319,7 @@ void write_gitsync_status(controller *c, gitsync_state *g)
 		.handled_requested_at = g->handled_req,
 		.stalled_reason = g->stall_reason,
 		.stalled_message = g->stall_msg,
+		.rollout = g->rollout,
 	};
 	int rc = arr ? controller_status_build(&st, &sum, arr, k, prev, plumb_time_real()) : PLUMB_ENOMEM;
 	pthread_mutex_unlock(&c->lock);
@@ -379,6 +397,7 @@ void set_entry(controller *c, gitsync_state *g, const char *cluster,
 		if (s->state != state)
 			s->last_sync_time = plumb_time_real();
 		s->state = state;
+		s->seeded = 0;
 		s->invalid = 0;
 		set_str(&s->message, message);
 	}
@@ -488,6 +507,7 @@ void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, cons
 		if (s->state != o->state || o->changed)
 			s->last_sync_time = now;
 		s->wait = o->wait;
+		s->seeded = 0;
 		if ((o->state == CONTROLLER_SYNCED || o->state == CONTROLLER_DRIFTED) && strcmp(s->commit, o->rev->commit)) {
 			*new_commit = 1;
 			snprintf(s->commit, sizeof(s->commit), "%s", o->rev->commit);

@@ -109,6 +109,50 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 		rc = 0;   /* what it waits for triggers it (trigger_waiting_locked) */
 		goto cleanup;
 	}
+	if (gs->rollout.set) {
+		/* the commit the rollout means this cluster to have */
+		char want[41] = "", wave[64] = "";
+		pthread_mutex_lock(&c->lock);
+		rollout_eval_locked(c, g);
+		const char *w = plumb_map_get(&g->intended, cl_name);
+		const controller_cluster_status *s = plumb_map_get(&g->clusters, cl_name);
+		snprintf(want, sizeof(want), "%s", w ? w : "");
+		snprintf(wave, sizeof(wave), "%s", s ? s->wave : "");
+		pthread_mutex_unlock(&c->lock);
+		if (!want[0]) {
+			char *msg = plumb_asprintf("waiting for its wave %s of the rollout of %.12s", wave, rev->commit);
+			set_entry(c, g, cl_name, CONTROLLER_PENDING, msg);
+			free(msg);
+			write_status = 1;
+			goto cleanup;
+		}
+		if (strcmp(want, rev->commit)) {
+			revision *other = calloc(1, sizeof(*other));
+			if (!other || !(other->url = plumb_strdup(rev->url)) || !(other->path = plumb_strdup(rev->path)) ||
+			    (rev->cred_id && !(other->cred_id = plumb_strdup(rev->cred_id)))) {
+				if (other) {
+					other->refs = 1;
+					pthread_mutex_lock(&c->lock);
+					revision_unref(other);
+					pthread_mutex_unlock(&c->lock);
+				}
+				rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
+				goto cleanup;
+			}
+			other->refs = 1;
+			snprintf(other->commit, sizeof(other->commit), "%s", want);
+			other->first_seen = plumb_time_real();
+			pthread_mutex_lock(&c->lock);
+			revision_unref(rev);
+			pthread_mutex_unlock(&c->lock);
+			rev = other;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	controller_cluster_status *ent = entry_locked(g, cl_name);
+	if (ent)   /* what this sync tries, for the rollout to judge */
+		snprintf(ent->attempted, sizeof(ent->attempted), "%s", rev->commit);
+	pthread_mutex_unlock(&c->lock);
 
 	/* Every request for this GitSync goes through its identity's client. */
 	char user[600];
@@ -368,8 +412,13 @@ cleanup:
 		pthread_mutex_unlock(&c->lock);
 	}
 	/* the sync stage's one status write, whichever way it ended */
-	if (write_status)
+	if (write_status) {
+		pthread_mutex_lock(&c->lock);
+		if (g->spec && g->spec->rollout.set)
+			rollout_eval_locked(c, g);   /* a failure halts it, a success moves it on */
+		pthread_mutex_unlock(&c->lock);
 		write_gitsync_status(c, g);
+	}
 	gitsync_put(c, g);
 	return rc;
 }

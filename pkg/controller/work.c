@@ -9,7 +9,8 @@
  * worker takes it (work_parse). Nothing else formats or splits keys.
  *
  * Keys read "src|<ns>|<gitsync>", "sync|<ns>|<gitsync>|<ns>|<cluster>",
- * "probe|<ns>|<cluster>": Kubernetes names hold no '|', and the GitSync and
+ * "probe|<ns>|<cluster>", "health|<ns>|<gitsync>|<ns>|<cluster>",
+ * "rollout|<ns>|<gitsync>": Kubernetes names hold no '|', and the GitSync and
  * Cluster of a sync item share their namespace only by convention, so both
  * are spelled out.
  *
@@ -21,7 +22,10 @@
 #include <string.h>
 
 static const char *const kind_names[] = { [WORK_SOURCE] = "src", [WORK_SYNC] = "sync", [WORK_PROBE] = "probe",
-	[WORK_HEALTH] = "health" };
+	[WORK_HEALTH] = "health", [WORK_ROLLOUT] = "rollout" };
+
+static int has_gitsync(work_kind k) { return k != WORK_PROBE; }
+static int has_cluster(work_kind k) { return k != WORK_SOURCE && k != WORK_ROLLOUT; }
 
 /* Copies "ns/name" into out as "ns|name"; -1 when it is no such key. */
 static int put_object(char **p, const char *end, const char *key)
@@ -42,11 +46,11 @@ int work_key(char *out, size_t outlen, const work_item *w)
 {
 	char *p = out;
 	const char *end = out + outlen;
-	if (outlen < 8 || (unsigned)w->kind > WORK_HEALTH)
+	if (outlen < 8 || (unsigned)w->kind > WORK_ROLLOUT)
 		return plumb_error_set(PLUMB_EINVALID, "no such work item kind");
 	p += snprintf(out, outlen, "%s", kind_names[w->kind]);
-	if ((w->kind != WORK_PROBE && put_object(&p, end, w->gitsync) != 0) ||
-	    (w->kind != WORK_SOURCE && put_object(&p, end, w->cluster) != 0))
+	if ((has_gitsync(w->kind) && put_object(&p, end, w->gitsync) != 0) ||
+	    (has_cluster(w->kind) && put_object(&p, end, w->cluster) != 0))
 		return plumb_error_set(PLUMB_EINVALID, "work item: object keys must be ns/name");
 	return 0;
 }
@@ -71,15 +75,15 @@ int work_parse(work_item *w, const char *key)
 	memset(w, 0, sizeof(*w));
 	const char *bar = key ? strchr(key, '|') : NULL;
 	int kind = -1;
-	for (int k = WORK_SOURCE; bar && k <= WORK_HEALTH; k++)
+	for (int k = WORK_SOURCE; bar && k <= WORK_ROLLOUT; k++)
 		if ((size_t)(bar - key) == strlen(kind_names[k]) && !strncmp(key, kind_names[k], (size_t)(bar - key)))
 			kind = k;
 	if (kind < 0)
 		return plumb_error_set(PLUMB_EINVALID, "work item %s: unknown kind", key ? key : "(null)");
 	const char *s = bar + 1;
 	w->kind = (work_kind)kind;
-	if ((kind != WORK_PROBE && get_object(w->gitsync, sizeof(w->gitsync), &s) != 0) ||
-	    (kind != WORK_SOURCE && get_object(w->cluster, sizeof(w->cluster), &s) != 0) || *s)
+	if ((has_gitsync(w->kind) && get_object(w->gitsync, sizeof(w->gitsync), &s) != 0) ||
+	    (has_cluster(w->kind) && get_object(w->cluster, sizeof(w->cluster), &s) != 0) || *s)
 		return plumb_error_set(PLUMB_EINVALID, "work item %s: malformed", key);
 	return 0;
 }
@@ -119,6 +123,15 @@ void trigger_health(controller *c, const char *gs_key, const char *cl_key, doubl
 	copy_key(w.gitsync, sizeof(w.gitsync), gs_key);
 	copy_key(w.cluster, sizeof(w.cluster), cl_key);
 	work_trigger(c, &w, debounce);
+}
+
+void trigger_rollout_after(controller *c, const char *gs_key, double delay)
+{
+	work_item w = { .kind = WORK_ROLLOUT };
+	char key[WORK_KEY_MAX];
+	copy_key(w.gitsync, sizeof(w.gitsync), gs_key);
+	if (work_key(key, sizeof(key), &w) == 0)
+		controller_queue_add_after(c->queue, key, delay);
 }
 
 void trigger_probe(controller *c, const char *cl_key)
