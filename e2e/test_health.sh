@@ -15,6 +15,9 @@
 #  - a dependsOn cycle stalls both GitSyncs with a message naming it and
 #    applies nothing.
 #  - at steady state, with health tracked, plumbd sends no writes.
+#
+# Test bed: workloads (hack/run-tests.sh runs it last and builds the bed's
+# binaries in the background first)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/tests/lib.sh"

@@ -7,6 +7,12 @@
 #
 # Prints one line per test program and ends with "N passed, N failed" where N
 # counts individual checks (Check's own counts, or 1 per script without any).
+#
+# End-to-end scripts marked "# Test bed: workloads" bring up a test bed of
+# their own where workloads roll out (cluster.sh up N --workloads). They run
+# last, and the binaries that bed needs (hack/build-workloads.sh; minutes on
+# a fresh machine, cached after) are built in the background from the start,
+# at low priority, while the other tests run.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -86,9 +92,17 @@ if [[ -n $fuzz_dir ]] && selected fuzz; then
 	FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_one fuzz bash "$here/run-fuzz.sh" "$fuzz_dir"
 fi
 
+needs_workloads() { [[ $1 == *.sh ]] && grep -q '^# Test bed: workloads' "$1"; }
+
 if [[ $unit_only -eq 0 ]]; then
 	export PLUMB_K8S_BIN
 	PLUMB_K8S_BIN=$(bash "$here/build-k8s.sh") || { echo "run-tests: could not build the Kubernetes binaries" >&2; exit 1; }
+	for t in e2e/test_*.sh; do
+		if needs_workloads "$t" && selected "e2e/$(basename "$t" .sh)"; then
+			nice -n 19 bash "$here/build-workloads.sh" >"$logdir/build-workloads.log" 2>&1 &
+			break
+		fi
+	done
 	export PLUMB_TESTBED
 	PLUMB_TESTBED=$(mktemp -d /tmp/plumb-testbed.XXXXXX)
 	rmdir "$PLUMB_TESTBED"
@@ -98,6 +112,7 @@ if [[ $unit_only -eq 0 ]]; then
 		exit 1
 	fi
 	echo "Kubernetes under test: $("$PLUMB_K8S_BIN/kubectl" --kubeconfig "$PLUMB_TESTBED/clusters/c1/kubeconfig" version -o json | jq -r '"server " + .serverVersion.gitVersion + " (" + .serverVersion.platform + "), kubectl " + .clientVersion.gitVersion')"
+	for pass in plain workloads; do
 	for kind in integration e2e; do
 		dir=tests/integration
 		[[ $kind == e2e ]] && dir=e2e
@@ -108,12 +123,14 @@ if [[ $unit_only -eq 0 ]]; then
 			[[ $t != *.sh && -e $dir/$base.sh ]] && continue
 			[[ $t != *.sh && ! -x $t ]] && continue
 			selected "$kind/$base" || continue
+			if needs_workloads "$t"; then [[ $pass == workloads ]] || continue; else [[ $pass == plain ]] || continue; fi
 			if [[ $t == *.sh ]]; then
 				run_one "$kind-$base" bash "$t"
 			else
 				run_one "$kind-$base" "$t"
 			fi
 		done
+	done
 	done
 else
 	trap 'rm -rf "$logdir"' EXIT

@@ -149,7 +149,8 @@ void health_update(controller *c, gitsync_state *g, target *t, const char *cl_na
 		return;
 	}
 	double timeout = g->spec ? g->spec->health_timeout : GITSYNC_HEALTH_TIMEOUT_DEFAULT;
-	s->wait = g->spec ? g->spec->wait : 0;
+	/* a rollout waits for health as spec.wait does */
+	s->wait = g->spec ? g->spec->wait || g->spec->rollout.set : 0;
 	s->health_epoch = epoch;
 	ch.before = s->health;
 	ch.was_ready = entry_ready_locked(g, s);
@@ -158,8 +159,12 @@ void health_update(controller *c, gitsync_state *g, target *t, const char *cl_na
 	if (!hw.unhealthy) {
 		s->health = CONTROLLER_HEALTH_HEALTHY;
 	} else {
-		if (s->health == CONTROLLER_HEALTH_HEALTHY)
-			s->progress_start = now;   /* it was healthy: the timeout runs from now */
+		/* A cluster that had settled (healthy for a whole healthTimeout)
+		 * and turns unhealthy gets a new healthTimeout from now; one that
+		 * flaps soon after a change does not get its timeout back, or a
+		 * crash-looping pod would keep it Progressing for ever. */
+		if (s->health == CONTROLLER_HEALTH_HEALTHY && s->healthy_since > 0 && now - s->healthy_since >= timeout)
+			s->progress_start = now;
 		double elapsed = now - s->progress_start;
 		s->health = hw.failed || elapsed >= timeout ? CONTROLLER_HEALTH_DEGRADED : CONTROLLER_HEALTH_PROGRESSING;
 		if (s->health == CONTROLLER_HEALTH_PROGRESSING)

@@ -300,10 +300,10 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 				slots--;
 			}
 			const char *want;
-			if (phase == ROLLOUT_SUCCEEDED || wi < cur)
-				want = commit;
-			else if (phase == ROLLOUT_ABORTED)
+			if (phase == ROLLOUT_ABORTED)
 				want = good[0] ? good : keep;
+			else if (phase == ROLLOUT_SUCCEEDED || wi < cur)
+				want = commit;
 			else if (wi > cur)
 				want = keep;
 			else if (phase == ROLLOUT_HALTED && spec->rollback && good[0])

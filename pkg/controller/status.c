@@ -397,7 +397,9 @@ void set_entry(controller *c, gitsync_state *g, const char *cluster,
 		if (s->state != state)
 			s->last_sync_time = plumb_time_real();
 		s->state = state;
-		s->seeded = 0;
+		/* a failure is this leader's own look; waiting (Pending) is not */
+		if (state != CONTROLLER_PENDING)
+			s->seeded = 0;
 		s->invalid = 0;
 		set_str(&s->message, message);
 	}

@@ -349,7 +349,7 @@ int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double
 	double lag = -1;
 	set_entry_result(c, g, cl_name, &(sync_outcome){ .state = state, .message = message,
 		.refused = refused, .changed = changed, .objects = nobjects, .res = &res, .rev = rev,
-		.wait = gs->wait }, &new_commit, &news, &lag);
+		.wait = gs->wait || gs->rollout.set }, &new_commit, &news, &lag);
 	if (!rc)
 		health_update(c, g, t, cl_name);
 
