@@ -46,6 +46,8 @@ e2e_cleanup() {
 	[[ -n ${WORK:-} && -d ${WORK:-} ]] && bash "$e2e_root/hack/git-servers.sh" down "$WORK/git" >/dev/null 2>&1
 	[[ -n ${NS:-} ]] && kc c1 delete namespace "$NS" --wait=false >/dev/null 2>&1
 	[[ -n ${WORK:-} ]] && rm -rf "$WORK"
+	# a test bed of the test's own (e2e/workloads.sh)
+	declare -F workloads_bed_down >/dev/null && workloads_bed_down
 	return 0
 }
 trap e2e_cleanup EXIT

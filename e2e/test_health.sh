@@ -22,25 +22,9 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/tests/lib.sh"
 
-export PLUMB_K8S_BIN
-PLUMB_K8S_BIN=$(bash "$root/hack/build-k8s.sh") || { echo "FAIL: no Kubernetes binaries"; exit 1; }
-bed=$(mktemp -d /tmp/plumb-testbed.XXXXXX)
-rmdir "$bed"
-export PLUMB_TESTBED=$bed
-bed_down() { bash "$root/hack/cluster.sh" down >/dev/null 2>&1; }
-if ! bash "$root/hack/cluster.sh" up 4 --workloads >"$bed.up.log" 2>&1; then
-	cat "$bed.up.log"
-	bed_down
-	echo "FAIL: the workloads test bed did not come up"
-	exit 1
-fi
-rm -f "$bed.up.log"
+source "$root/e2e/workloads.sh"
+workloads_bed 4 || exit 1
 source "$root/e2e/lib.sh"
-health_cleanup() {
-	e2e_cleanup
-	bed_down
-}
-trap health_cleanup EXIT
 
 TNS=$NS-app
 GROUP=$NS.example.com

@@ -183,6 +183,23 @@ t_eq "kustomize's generated ConfigMap applied" kustomize \
 t_eq "helm's ConfigMap applied, with c2's version" "$(kc c2 version -o json | jq -r .serverVersion.gitVersion)" \
 	"$(kc c2 -n "$TNS" get cm hm-chart -o jsonpath='{.data.kube}')"
 
+# Health, dependsOn and a rollout need nothing the install does not grant:
+# wait for health, after the kustomize GitSync, in two waves.
+mkdir -p "$WORKTREE/waves"
+cat >"$WORKTREE/waves/cm.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: waves, namespace: $TNS}
+data: {wave: "yes"}
+EOF
+waved=$(commit "a GitSync in waves")
+apply_gitsync waves waves 1h "targets: {clusterNames: [c2]}" "wait: true" "dependsOn: [{name: kz}]" \
+	"rollout: {waves: [{name: first, clusterSelector: {matchLabels: {env: prod}}}], bake: 1s}"
+t_ok "wait, dependsOn and rollout: Synced and Healthy" wait_for 60 bash -c \
+	"[[ \$('$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get gitsync waves -o json | jq -r '.status.clusters[]? | select(.name == \"c2\") | .state + \" \" + .health + \" \" + .commit') == 'Synced Healthy $waved' ]]"
+t_ok "the rollout succeeded" wait_for 30 bash -c "[[ \$('$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' -n '$NS' get gitsync waves -o jsonpath='{.status.rollout.state}') == Succeeded ]]"
+t_eq "applied" yes "$(kc c2 -n "$TNS" get cm waves -o jsonpath='{.data.wave}')"
+
 # Webhooks are unauthenticated: deliveries for a GitSync whose webhook Secret
 # does not exist are refused, and cost the API server a GET now and then,
 # not one per delivery.

@@ -35,6 +35,7 @@
 typedef struct {
 	target *t;
 	size_t objects, unhealthy, failed;
+	size_t unsure;     /* of the unhealthy: not judged yet (the watch does not show it yet) */
 	cJSON *list;
 	char first[300];   /* the first unhealthy object's message */
 } health_walk;
@@ -62,6 +63,7 @@ static void health_visit(void *data, const char *group, const char *kind, const 
 	hw->objects++;
 	if (!w || !w->synced) {
 		st = HEALTH_UNKNOWN;
+		hw->unsure++;
 		snprintf(why, sizeof(why), "%s %s%s%s: not watched by plumbd (yet)", kind, ns, ns[0] ? "/" : "", name);
 	} else {
 		char key[1200];
@@ -69,9 +71,11 @@ static void health_visit(void *data, const char *group, const char *kind, const 
 		const live_entry *e = plumb_map_get(&t->cache, key);
 		if (!e) {
 			st = HEALTH_IN_PROGRESS;
+			hw->unsure++;
 			snprintf(why, sizeof(why), "%s %s%s%s: not seen in the cluster yet", kind, ns, ns[0] ? "/" : "", name);
 		} else if (!rv[0] || strcmp(e->rv, rv)) {
 			st = HEALTH_IN_PROGRESS;
+			hw->unsure++;
 			snprintf(why, sizeof(why), "%s %s%s%s: waiting for the watch to show the applied version",
 				kind, ns, ns[0] ? "/" : "", name);
 		} else if (e->health != HEALTH_CURRENT) {
@@ -192,6 +196,7 @@ void health_update(controller *c, gitsync_state *g, target *t, const char *cl_na
 			hw.unhealthy, hw.objects, hw.first);
 	set_str(&s->health_message, ch.message[0] ? ch.message : NULL);
 	s->unhealthy_count = (long)hw.unhealthy;
+	s->health_unsure = hw.unsure > 0;
 	cJSON_Delete(s->unhealthy);
 	s->unhealthy = hw.unhealthy ? hw.list : NULL;
 	if (!hw.unhealthy)

@@ -401,6 +401,7 @@ typedef struct {
 	char commit[41];          /* what it has ("" nothing yet) */
 	char attempted[41];       /* what its last sync tried to apply */
 	int known;                /* synced by this leader since it took over */
+	int settled;              /* and its health is a verdict (the watches show every object) */
 	int ready;                /* synced (at commit) and healthy */
 	int failed;               /* its last sync (of attempted) failed, or it is Degraded at commit */
 	char why[300];            /* the failure, for the rollout's message */

@@ -10,7 +10,8 @@
  * cluster is meant to have. Because the state lives in the status, a new
  * leader (or plumbd after a restart) goes on from exactly where the last
  * one wrote it: same wave, same bake start; a cluster it has not looked at
- * yet since it took over ("known" 0) neither ends nor restarts a bake.
+ * yet since it took over ("known" 0), or whose objects its watches do not
+ * show yet ("settled" 0), neither ends nor restarts a bake.
  *
  * The rules (README "Progressive rollout"):
  *  - A cluster belongs to the first wave whose selector matches its labels;
@@ -234,8 +235,8 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 				bad = cw->members[i];
 			if (ready_at(cw->members[i], commit))
 				ready++;
-			else if (cw->members[i]->known)
-				known_unready = 1;
+			else if (cw->members[i]->settled)
+				known_unready = 1;   /* a verdict, not a cluster this leader has yet to see */
 		}
 		if (bad) {
 			cw->state = "Failed";
@@ -363,14 +364,14 @@ cleanup:
 void rollout_eval_locked(controller *c, gitsync_state *g)
 {
 	const gitsync_spec *gs = g->spec;
-	if (!gs || !gs->rollout.set || !g->rev) {
-		if (g->rollout) {
-			cJSON_Delete(g->rollout);
-			g->rollout = NULL;
-		}
+	if (!gs || !gs->rollout.set) {
+		cJSON_Delete(g->rollout);
+		g->rollout = NULL;
 		plumb_map_free(&g->intended, free);
 		return;
 	}
+	if (!g->rev)   /* a new leader before its first fetch: the status keeps what was */
+		return;
 	/* the clusters the GitSync targets, with what they have and are */
 	size_t n = 0, i = 0;
 	const char *k;
@@ -391,6 +392,7 @@ void rollout_eval_locked(controller *c, gitsync_state *g)
 			snprintf(rc->commit, sizeof(rc->commit), "%s", s->commit);
 			snprintf(rc->attempted, sizeof(rc->attempted), "%s", s->attempted);
 			rc->known = !s->seeded;
+			rc->settled = rc->known && !s->health_unsure;
 			rc->ready = s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_HEALTHY;
 			rc->failed = s->state == CONTROLLER_FAILED ||
 				(s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_DEGRADED);

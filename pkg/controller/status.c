@@ -319,7 +319,9 @@ void write_gitsync_status(controller *c, gitsync_state *g)
 		.handled_requested_at = g->handled_req,
 		.stalled_reason = g->stall_reason,
 		.stalled_message = g->stall_msg,
-		.rollout = g->rollout,
+		/* a new leader that has not looked yet writes the rollout back as it found it */
+		.rollout = g->rollout ? g->rollout : g->spec && g->spec->rollout.set ?
+			plumb_json_get(g->obj, "status.rollout") : NULL,
 	};
 	int rc = arr ? controller_status_build(&st, &sum, arr, k, prev, plumb_time_real()) : PLUMB_ENOMEM;
 	pthread_mutex_unlock(&c->lock);

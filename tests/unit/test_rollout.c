@@ -150,6 +150,7 @@ static void add(bed *b, const char *name, size_t wave, const char *commit)
 	snprintf(c->commit, sizeof(c->commit), "%s", commit);
 	snprintf(c->attempted, sizeof(c->attempted), "%s", commit);
 	c->known = 1;
+	c->settled = 1;
 	c->ready = 1;
 }
 
@@ -181,6 +182,7 @@ static void apply_intended(bed *b, const char *name, int ready, int failed)
 	c->ready = ready;
 	c->failed = failed;
 	c->known = 1;
+	c->settled = 1;
 }
 
 static const char *wave_state(bed *b, const char *name)
@@ -399,14 +401,20 @@ START_TEST(test_rollout__new_leader_goes_on_from_status)
 	free(prev);
 	/* the new leader has not looked at c2 yet (its entry is what the status said) */
 	find(&b, "c2")->known = 0;
+	find(&b, "c2")->settled = 0;
 	find(&b, "c2")->ready = 0;
 	step(&b, N, 0, NULL);
 	ck_assert_int_eq(b.res.nevents, 0);
 	ck_assert_str_eq(wave_state(&b, "canary"), "Baking");
+	/* it synced c2, but its watches do not show the objects yet: still no verdict */
+	find(&b, "c2")->known = 1;
+	step(&b, N, 0, NULL);
+	ck_assert_str_eq(wave_state(&b, "canary"), "Baking");
+	ck_assert_str_eq(find(&b, "e1")->intended, G);
 	ck_assert_str_eq(find(&b, "e1")->intended, G);
 	ck_assert_str_eq(find(&b, "c2")->intended, N);
 	/* it looks, c2 is healthy: the bake goes on from where it was, not from now */
-	find(&b, "c2")->known = 1;
+	find(&b, "c2")->settled = 1;
 	find(&b, "c2")->ready = 1;
 	b.now += 10;
 	step(&b, N, 0, NULL);
