@@ -239,10 +239,17 @@ sync_exit
 t_eq "  once c3 is healthy: exit 0" 0 "$SYNC_RC"
 t_ok "  with c3 Synced" grep -qE '^  c3 +Synced' "$WORK/sync.out"
 
-wait_sync 30s "$(cluster_status False HealthCheckFailed "$(jq -nc --arg c "$NEW" '[
-	{name: "c2", state: "Synced", health: "Healthy", commit: $c}, {name: "c3", state: "Degraded", health: "Degraded", commit: $c}]')")"
+degraded_at() { # COMMIT: c3 Degraded at COMMIT
+	cluster_status False HealthCheckFailed "$(jq -nc --arg new "$NEW" --arg c "$1" '[
+		{name: "c2", state: "Synced", health: "Healthy", commit: $new}, {name: "c3", state: "Degraded", health: "Degraded", commit: $c}]')"
+}
+wait_sync 30s "$(degraded_at "$OLD")"
+t_eq "sync --wait: plumbd handled the request, c3 Degraded at the old commit" 0 "$?"
+sleep 2
+t_ok "  Degraded at an older commit: the new one is still to come, waiting" running
+set_status web "$(degraded_at "$NEW")"
 sync_exit
-t_eq "sync --wait: c3 Degraded is finished, not Ready: exit 1" 1 "$SYNC_RC"
+t_eq "  Degraded at the fetched commit is finished, not Ready: exit 1" 1 "$SYNC_RC"
 t_ok "  and says why" grep -q "Ready=False (HealthCheckFailed)" "$WORK/sync.out"
 
 # a halted rollout: c5 stays at the old commit; sync --wait must not wait for it

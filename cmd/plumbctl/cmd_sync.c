@@ -18,8 +18,8 @@ static const char sync_usage[] =
 	"plumbd fetches Git at once and syncs every target cluster. With --wait, waits\n"
 	"until plumbd has handled that request for the GitSync's current generation and\n"
 	"every cluster has finished (printing each change on the way), then prints the\n"
-	"result per cluster. A cluster is finished once it is Synced or Drifted at the\n"
-	"fetched commit, or Failed, Degraded or Unreachable; a Progressing one (applied,\n"
+	"result per cluster. A cluster is finished once it is Synced, Drifted or Degraded\n"
+	"at the fetched commit, or Failed or Unreachable; a Progressing one (applied,\n"
 	"waiting for health: spec.wait) is not. With spec.rollout, a rollout that halted\n"
 	"or was aborted is finished too; a paused one waits.\n"
 	"\n"
@@ -83,7 +83,8 @@ static const char *rollout_state(const cJSON *gs)
 }
 
 /* 1 when the request was handled for the current generation and every
- * cluster is done with the fetched commit (or failed, or degraded), or the
+ * cluster is done with the fetched commit (synced, drifted or degraded at
+ * it, or failed), or the
  * rollout of that commit halted or was aborted. *no_clusters_since
  * remembers when a handled NoClusters was first seen (0 = not seen). */
 static int finished(const cJSON *gs, const cJSON *clusters, const char *token, double *no_clusters_since)
@@ -115,10 +116,12 @@ static int finished(const cJSON *gs, const cJSON *clusters, const char *token, d
 		return 0;
 	cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters")) {
 		const char *state = plumb_json_str(cl, "state"), *commit = plumb_json_str(cl, "commit");
-		/* Progressing: applied, not yet healthy (spec.wait) */
+		/* Progressing: applied, not yet healthy (spec.wait). Degraded
+		 * is finished like Synced, at the fetched commit: at an older
+		 * one plumbd has the new one still to apply. */
 		if (!state || !strcmp(state, "Pending") || !strcmp(state, "Progressing"))
 			return 0;
-		if (!strcmp(state, "Failed") || !strcmp(state, "Unreachable") || !strcmp(state, "Degraded"))
+		if (!strcmp(state, "Failed") || !strcmp(state, "Unreachable"))
 			continue;
 		if (fetched && (!commit || strcmp(commit, fetched)))
 			return 0;
