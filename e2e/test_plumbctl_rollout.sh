@@ -28,35 +28,13 @@ NEW=$(printf new | sha1sum | cut -c1-40)
 T0=2026-12-01T10:00:00Z T1=2026-12-01T10:01:00Z T2=2026-12-01T10:11:00Z
 
 # ---- set-up: three GitSyncs; only plumbctl and the apiserver are involved -----------------
-kc c1 -n "$NS" apply -f - >/dev/null <<EOF
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: web}
-spec:
-  git: {url: "https://git.example.com/web.git", ref: {branch: main}, interval: 1h}
-  targets: {clusterNames: [c2, c3, c4, c5]}
-  wait: true
-  rollout:
-    waves:
-    - {name: canary, clusterSelector: {matchLabels: {ring: canary}}}
-    - {name: prod, clusterSelector: {matchLabels: {env: prod}}, maxUnavailable: 1}
-    bake: 10m
----
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: plain}
-spec:
-  git: {url: "https://git.example.com/plain.git", ref: {branch: main}, interval: 1h}
-  targets: {clusterNames: [c2]}
----
-apiVersion: plumb.dev/v1alpha1
-kind: GitSync
-metadata: {name: fresh}
-spec:
-  git: {url: "https://git.example.com/fresh.git", ref: {branch: main}, interval: 1h}
-  targets: {clusterNames: [c2]}
-  rollout: {waves: [{name: one}]}
-EOF
+new_repo web   # a repository nobody syncs: plumbd does not run here
+apply_gitsync web "" 1h "targets: {clusterNames: [c2, c3, c4, c5]}" "wait: true" \
+	"rollout: {bake: 10m, waves: [{name: canary, clusterSelector: {matchLabels: {ring: canary}}}, {name: prod, clusterSelector: {matchLabels: {env: prod}}, maxUnavailable: 1}]}"
+apply_gitsync plain "" 1h "targets: {clusterNames: [c2]}"
+apply_gitsync fresh "" 1h "targets: {clusterNames: [c2]}" "rollout: {waves: [{name: one}]}"
+t_eq "three GitSyncs, two with spec.rollout" "fresh:1 plain:0 web:2" \
+	"$(kc c1 -n "$NS" get gitsync -o json | jq -r '[.items[] | "\(.metadata.name):\(.spec.rollout.waves // [] | length)"] | sort | join(" ")')"
 
 # web: wave canary done, prod under way (c3 applied, not yet healthy; c4 not
 # admitted yet), (others) waiting.

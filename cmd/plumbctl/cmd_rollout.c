@@ -151,18 +151,9 @@ int plumbctl_rollout(int argc, char **argv)
 	kube_resource res;
 	cJSON *gs = NULL;
 
+	if ((rc = plumbctl_online_args(&conn, &output, rollout_usage, &argc, argv)) != PLUMBCTL_GO_ON)
+		return rc;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(rollout_usage, stdout);
-			return 0;
-		}
-		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
-		    (r = plumbctl_flag(&output, "--output", "-o", argc, argv, &i))) {
-			if (r < 0)
-				return PLUMBCTL_EXIT_USAGE;
-			continue;
-		}
 		if (argv[i][0] != '-' && !verb) {
 			verb = argv[i];
 		} else if (argv[i][0] != '-' && !name) {

@@ -184,18 +184,9 @@ int plumbctl_status(int argc, char **argv)
 	kube_resource res;
 	cJSON *list = NULL, *one = NULL, *out = NULL;
 
+	if ((rc = plumbctl_online_args(&conn, &output, status_usage, &argc, argv)) != PLUMBCTL_GO_ON)
+		return rc;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(status_usage, stdout);
-			return 0;
-		}
-		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
-		    (r = plumbctl_flag(&output, "--output", "-o", argc, argv, &i))) {
-			if (r < 0)
-				return PLUMBCTL_EXIT_USAGE;
-			continue;
-		}
 		if (!strcmp(argv[i], "-A") || !strcmp(argv[i], "--all-namespaces")) {
 			all = 1;
 		} else if (argv[i][0] != '-' && !name) {

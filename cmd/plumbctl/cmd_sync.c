@@ -160,18 +160,14 @@ int plumbctl_sync(int argc, char **argv)
 	char token[PLUMBCTL_TOKEN_SIZE];
 	plumb_buf line = PLUMB_BUF_INIT(64 * 1024), last = PLUMB_BUF_INIT(64 * 1024);
 
+	if ((rc = plumbctl_online_args(&conn, NULL, sync_usage, &argc, argv)) != PLUMBCTL_GO_ON)
+		return rc;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(sync_usage, stdout);
-			return 0;
-		}
-		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
-		    (r = plumbctl_flag(&timeout_s, "--timeout", NULL, argc, argv, &i))) {
-			if (r < 0)
-				return PLUMBCTL_EXIT_USAGE;
+		int r = plumbctl_flag(&timeout_s, "--timeout", NULL, argc, argv, &i);
+		if (r < 0)
+			return PLUMBCTL_EXIT_USAGE;
+		if (r)
 			continue;
-		}
 		if (!strcmp(argv[i], "--wait")) {
 			wait = 1;
 		} else if (argv[i][0] != '-' && !name) {

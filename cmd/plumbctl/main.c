@@ -14,7 +14,7 @@ static const plumbctl_command commands[] = {
 		"                               print what that cluster would get, as YAML, in apply order",
 		plumbctl_render },
 	{ "status", "status [NAME] [-n NS | -A] [-o table|json|yaml]\n"
-		"                               GitSyncs x clusters: state, commit, objects, drifted, lag, message",
+		"                               GitSyncs x clusters: state, health, commit, objects, drifted, lag, message",
 		plumbctl_status },
 	{ "diff", "diff DIR [--cluster-kubeconfig PATH] | [DIR] --gitsync NAME --cluster NAME\n"
 		"                               what a sync would change in a cluster (dry run); exit 1 on differences",

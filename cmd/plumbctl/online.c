@@ -49,6 +49,28 @@ int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i)
 	return plumbctl_flag(&c->ns, "--namespace", "-n", argc, argv, i);
 }
 
+int plumbctl_online_args(plumbctl_conn *c, const char **output, const char *usage, int *argc, char **argv)
+{
+	int kept = 1;
+	for (int i = 1; i < *argc; i++) {
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage, stdout);
+			return PLUMBCTL_EXIT_OK;
+		}
+		r = plumbctl_conn_flag(c, *argc, argv, &i);
+		if (!r && output)
+			r = plumbctl_flag(output, "--output", "-o", *argc, argv, &i);
+		if (r < 0)
+			return PLUMBCTL_EXIT_USAGE;
+		if (!r)
+			argv[kept++] = argv[i];
+	}
+	*argc = kept;
+	argv[kept] = NULL;
+	return PLUMBCTL_GO_ON;
+}
+
 /* $KUBECONFIG may be a list: the first file that exists, as kubectl's
  * default merge would mostly give for a single-file setup. */
 static char *kubeconfig_path(const plumbctl_conn *c)

@@ -111,6 +111,17 @@ int plumbctl_flag(const char **out, const char *name, const char *alias,
 	int argc, char **argv, int *i);
 /* Takes one of the connection flags at argv[*i]: 1 taken, 0 not, -1 error. */
 int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i);
+
+/* plumbctl_online_args: the command goes on with its own arguments. */
+#define PLUMBCTL_GO_ON -1
+
+/* Takes out of argv what the online commands share: -h/--help (printing
+ * usage on stdout), the connection flags and, when output is not NULL,
+ * -o/--output FORMAT. The other arguments stay, in their order, and *argc
+ * counts them (argv[0] included). Returns PLUMBCTL_GO_ON, or the exit code
+ * the command ends with: 0 after --help, PLUMBCTL_EXIT_USAGE after a flag
+ * without its value (printed). */
+int plumbctl_online_args(plumbctl_conn *c, const char **output, const char *usage, int *argc, char **argv);
 /* Loads the kubeconfig and makes the client. Prints what went wrong and
  * what to do on failure; returns 0 or an exit code. */
 int plumbctl_connect(plumbctl_conn *c);
