@@ -27,7 +27,7 @@ out_has() { grep -qE -- "$1" "$WORK/out"; }
 
 # ---- offline: help, version, usage errors --------------------------------------
 t_ok "help lists the online commands" bash -c "'$PC' --help | grep -q '^  status' && '$PC' --help | grep -q '^  diff' && '$PC' --help | grep -q '^  sync' && '$PC' --help | grep -q '^  version'"
-for cmd in status diff sync version; do
+for cmd in status diff sync rollout version; do
 	t_ok "$cmd --help exits 0 and documents exit codes" bash -c "'$PC' $cmd --help | grep -q 'Exit codes'"
 done
 t_ok "version --client needs no cluster" bash -c "'$PC' version --client --kubeconfig /nonexistent | grep -qE '^plumbctl [0-9]'"
@@ -95,14 +95,15 @@ t_eq "c3 got the prod settings (selector)" 3 "$(kc c3 -n "$TNS" get cm shop-env 
 t_eq "spec.substitute reached the cluster" payments "$(kc c3 -n "$TNS" get cm shop-config -o jsonpath='{.data.team}')"
 
 "$PC" status -n "$NS" >"$WORK/status" 2>&1
-t_ok "status has a header" grep -qE '^GITSYNC +CLUSTER +STATE +COMMIT +OBJECTS +DRIFTED +LAG +MESSAGE' "$WORK/status"
-t_ok "status shows c2 Synced at the commit" grep -qE "^shop +c2 +Synced +${C1:0:12} +[1-9]" "$WORK/status"
-t_ok "status shows c3 Synced at the commit" grep -qE "^shop +c3 +Synced +${C1:0:12} +[1-9]" "$WORK/status"
+t_ok "status has a header" grep -qE '^GITSYNC +CLUSTER +STATE +HEALTH +COMMIT +OBJECTS +DRIFTED +LAG +MESSAGE' "$WORK/status"
+t_ok "status shows c2 Synced at the commit" grep -qE "^shop +c2 +Synced +Healthy +${C1:0:12} +[1-9]" "$WORK/status"
+t_ok "status shows c3 Synced at the commit" grep -qE "^shop +c3 +Synced +Healthy +${C1:0:12} +[1-9]" "$WORK/status"
 t_eq "status -o json: two clusters" "c2 Synced,c3 Synced" \
 	"$("$PC" status shop -n "$NS" -o json | jq -r '[.clusters[] | .name + " " + .state] | join(",")')"
 t_eq "status -o json: ready" "True" "$("$PC" status shop -n "$NS" -o json | jq -r .ready.status)"
 t_eq "status -o json without a name is a list" 1 "$("$PC" status -n "$NS" -o json | jq length)"
 t_ok "status -o yaml" bash -c "'$PC' status -n '$NS' -o yaml | grep -q 'state: Synced'"
+t_ok "status: no WAVE column without spec.rollout" bash -c "! grep -q WAVE '$WORK/status'"
 t_ok "status -A shows the namespace column" bash -c "'$PC' status -A | grep -qE '^$NS +shop +c2'"
 t_eq "status of a missing GitSync exits 3" 3 "$(rc "$PC" status nosuch -n "$NS")"
 t_eq "bad -o is a usage error" 2 "$(rc "$PC" status -n "$NS" -o xml)"
@@ -148,12 +149,12 @@ BAD=$(commit "shop: a typo")
 t_eq "sync --wait on a bad commit exits 1" 1 "$(rc "$PC" sync shop -n "$NS" --wait --timeout 60s)"
 t_ok "sync names file and line of the error" out_has "Ready=False \(InvalidRevision\).*config/broken.yaml:[0-9]+"
 t_ok "status says why the GitSync is not Ready" bash -c "'$PC' status -n '$NS' | grep -qE '^shop: Ready=False \(InvalidRevision\): commit ${BAD:0:12}: config/broken.yaml:'"
-t_ok "status keeps the clusters at the last good commit" bash -c "'$PC' status -n '$NS' | grep -qE '^shop +c3 +Synced +${C1:0:12}'"
+t_ok "status keeps the clusters at the last good commit" bash -c "'$PC' status -n '$NS' | grep -qE '^shop +c3 +Synced +Healthy +${C1:0:12}'"
 rm "$WORKTREE/config/broken.yaml"
 sed -i 's/LOG_LEVEL: info/LOG_LEVEL: debug/' "$WORKTREE/config/shop.yaml"
 C3=$(commit "shop: fix, debug logs")
 t_eq "sync --wait after the fix exits 0" 0 "$(rc "$PC" sync shop -n "$NS" --wait --timeout 60s)"
-t_ok "both clusters at the fix" bash -c "'$PC' status -n '$NS' | grep -cE '^shop +c[23] +Synced +${C3:0:12}' | grep -qx 2"
+t_ok "both clusters at the fix" bash -c "'$PC' status -n '$NS' | grep -cE '^shop +c[23] +Synced +Healthy +${C3:0:12}' | grep -qx 2"
 t_eq "the fix is in c2" debug "$(kc c2 -n "$TNS" get cm shop-config -o jsonpath='{.data.LOG_LEVEL}')"
 
 # ---- plumbd gone: sync --wait times out and says why ------------------------------------

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "diff/diff.h"
 #include "plumbctl.h"
 
 #define MAX_MESSAGE_COLUMN 72
@@ -13,13 +12,19 @@ static const char status_usage[] =
 	"usage: plumbctl status [NAME] [-n NS | -A] [-o table|json|yaml] [--kubeconfig PATH] [--context NAME]\n"
 	"\n"
 	"Shows every GitSync (or the one named) with one row per target cluster: its\n"
-	"state (Synced, Drifted, Failed, Unreachable, Pending), the commit applied there,\n"
-	"the objects plumb manages there, how many drifted, the sync lag (commit first\n"
-	"seen -> applied) and the last message. A GitSync that is not Ready gets a line\n"
-	"under the table saying why (a stalled revision names file and line).\n"
+	"state (Synced, Drifted, Failed, Unreachable, Pending; with spec.wait also\n"
+	"Progressing: applied, not yet healthy, and Degraded: not healthy past\n"
+	"spec.healthTimeout), the health of what was applied there (Healthy,\n"
+	"Progressing, Degraded; - when not known), the commit applied there, the objects\n"
+	"plumb manages there, how many drifted, the sync lag (commit first seen ->\n"
+	"applied) and the last message. When a GitSync shown has spec.rollout, a WAVE\n"
+	"column names each cluster's rollout wave (`plumbctl rollout status` shows the\n"
+	"rollout). A GitSync that is not Ready gets a line under the table saying why\n"
+	"(a stalled revision names file and line).\n"
 	"\n"
 	"  -A, --all-namespaces  every namespace\n"
-	"  -o, --output FORMAT   table (default), json or yaml (full messages, drifted fields)\n"
+	"  -o, --output FORMAT   table (default), json or yaml (full messages, drifted fields,\n"
+	"                        unhealthy objects, status.rollout)\n"
 	PLUMBCTL_CONN_FLAGS
 	"\n"
 	"Exit codes: 0 shown, 2 usage, 3 cluster unreachable / not found / no CRDs.\n";
@@ -92,45 +97,72 @@ static cJSON *view(const cJSON *gs)
 	}
 	const cJSON *cl = plumb_json_get(gs, "status.clusters");
 	cJSON_AddItemToObject(v, "clusters", cl ? cJSON_Duplicate(cl, 1) : cJSON_CreateArray());
+	const cJSON *ro = plumb_json_get(gs, "status.rollout");
+	if (cJSON_IsObject(ro))
+		cJSON_AddItemToObject(v, "rollout", cJSON_Duplicate(ro, 1));
 	return v;
+}
+
+/* 1 when some GitSync of items rolls out in waves: the table gets a WAVE column. */
+static int has_waves(const cJSON *items)
+{
+	const cJSON *gs, *cl;
+	cJSON_ArrayForEach(gs, items) {
+		if (cJSON_IsObject(plumb_json_get(gs, "spec.rollout")))
+			return 1;
+		cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters"))
+			if (plumb_json_str(cl, "wave"))
+				return 1;
+	}
+	return 0;
+}
+
+/* One line of the table; ns and wave NULL: the column is not shown. */
+static void print_row(const char *ns, const char *gitsync, const char *cluster, const char *wave,
+	const char *state, const char *health, const char *commit, const char *objects,
+	const char *drifted, const char *lag, const char *msg)
+{
+	if (ns)
+		printf("%-16s ", ns);
+	printf("%-20s %-14s ", gitsync, cluster);
+	if (wave)
+		printf("%-12s ", wave);
+	printf("%-11s %-11s %-12s %7s %7s %7s  %s\n", state, health, commit, objects, drifted, lag, msg);
 }
 
 static void print_table(const cJSON *items, int show_ns)
 {
 	const cJSON *gs, *cl;
 	plumb_buf notes = PLUMB_BUF_INIT(1024 * 1024);
-	printf("%s%-20s %-14s %-11s %-12s %7s %7s %7s  %s\n", show_ns ? "NAMESPACE        " : "",
-		"GITSYNC", "CLUSTER", "STATE", "COMMIT", "OBJECTS", "DRIFTED", "LAG", "MESSAGE");
+	int waves = has_waves(items);
+	print_row(show_ns ? "NAMESPACE" : NULL, "GITSYNC", "CLUSTER", waves ? "WAVE" : NULL, "STATE", "HEALTH",
+		"COMMIT", "OBJECTS", "DRIFTED", "LAG", "MESSAGE");
 	cJSON_ArrayForEach(gs, items) {
 		const char *ns = plumb_json_str(gs, "metadata.namespace");
 		const char *name = plumb_json_str(gs, "metadata.name");
 		const cJSON *clusters = plumb_json_get(gs, "status.clusters");
 		const cJSON *ready = plumbctl_condition(gs, "Ready");
 		const char *rs = ready ? plumb_json_str(ready, "status") : NULL;
+		const char *row_ns = show_ns ? (ns ? ns : "") : NULL;
 		int rows = 0;
 		cJSON_ArrayForEach(cl, clusters) {
-			char lag[32], msg[512], commit[13];
+			char lag[32], msg[512], commit[13], objects[24], drifted[24];
 			const cJSON *objs = plumb_json_get(cl, "objects");
-			const cJSON *drifted = plumb_json_get(cl, "drifted.count");
-			snprintf(commit, sizeof(commit), "%.12s", plumb_json_str(cl, "commit") ? plumb_json_str(cl, "commit") : "-");
+			const cJSON *dc = plumb_json_get(cl, "drifted.count");
+			const char *wave = plumbctl_dash(plumb_json_str(cl, "wave"));
+			snprintf(commit, sizeof(commit), "%.12s", plumbctl_dash(plumb_json_str(cl, "commit")));
+			snprintf(objects, sizeof(objects), "%ld", cJSON_IsNumber(objs) ? (long)objs->valuedouble : 0L);
+			snprintf(drifted, sizeof(drifted), "%ld", cJSON_IsNumber(dc) ? (long)dc->valuedouble : 0L);
 			fmt_lag(lag, sizeof(lag), plumb_json_get(cl, "lagSeconds"));
 			one_line(msg, sizeof(msg), plumb_json_str(cl, "message"), MAX_MESSAGE_COLUMN);
-			if (show_ns)
-				printf("%-16s ", ns ? ns : "");
-			printf("%-20s %-14s %-11s %-12s %7ld %7ld %7s  %s\n", name ? name : "",
-				plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "",
-				plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?", commit,
-				cJSON_IsNumber(objs) ? (long)objs->valuedouble : 0L,
-				cJSON_IsNumber(drifted) ? (long)drifted->valuedouble : 0L, lag, msg);
+			print_row(row_ns, name ? name : "", plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "",
+				waves ? wave : NULL, plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?",
+				plumbctl_dash(plumb_json_str(cl, "health")), commit, objects, drifted, lag, msg);
 			rows++;
 		}
-		if (!rows) {
-			if (show_ns)
-				printf("%-16s ", ns ? ns : "");
-			printf("%-20s %-14s %-11s %-12s %7s %7s %7s  %s\n", name ? name : "", "-",
-				ready ? "-" : "Pending", "-", "-", "-", "-",
-				ready ? "" : "not reconciled yet: is plumbd running and watching this namespace?");
-		}
+		if (!rows)
+			print_row(row_ns, name ? name : "", "-", waves ? "-" : NULL, ready ? "-" : "Pending", "-", "-",
+				"-", "-", "-", ready ? "" : "not reconciled yet: is plumbd running and watching this namespace?");
 		if (ready && (!rs || strcmp(rs, "True"))) {
 			const char *reason = plumb_json_str(ready, "reason");
 			const char *m = plumb_json_str(ready, "message");
@@ -151,20 +183,10 @@ int plumbctl_status(int argc, char **argv)
 	int all = 0, rc, code = PLUMBCTL_EXIT_API;
 	kube_resource res;
 	cJSON *list = NULL, *one = NULL, *out = NULL;
-	plumb_buf buf = PLUMB_BUF_INIT(64u * 1024 * 1024);
 
+	if ((rc = plumbctl_online_args(&conn, &output, status_usage, &argc, argv)) != PLUMBCTL_GO_ON)
+		return rc;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(status_usage, stdout);
-			return 0;
-		}
-		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
-		    (r = plumbctl_flag(&output, "--output", "-o", argc, argv, &i))) {
-			if (r < 0)
-				return PLUMBCTL_EXIT_USAGE;
-			continue;
-		}
 		if (!strcmp(argv[i], "-A") || !strcmp(argv[i], "--all-namespaces")) {
 			all = 1;
 		} else if (argv[i][0] != '-' && !name) {
@@ -189,14 +211,8 @@ int plumbctl_status(int argc, char **argv)
 		goto cleanup;
 	}
 	if (name) {
-		rc = kube_get(&one, conn.client, &res, conn.ns, name);
-		if (rc == PLUMB_ENOTFOUND) {
-			fprintf(stderr, "plumbctl: GitSync \"%s\" not found in namespace \"%s\"; "
-				"list them with `plumbctl status -A`\n", name, conn.ns);
-			goto cleanup;
-		}
-		if (rc) {
-			plumbctl_api_error(rc, "get GitSync");
+		if ((rc = plumbctl_gitsync_get(&one, &conn, &res, name))) {
+			code = rc;
 			goto cleanup;
 		}
 		list = cJSON_CreateArray();
@@ -226,20 +242,8 @@ int plumbctl_status(int argc, char **argv)
 	const cJSON *gs;
 	cJSON_ArrayForEach(gs, list)
 		cJSON_AddItemToArray(out, view(gs));
-	if (!strcmp(output, "json")) {
-		char *s = cJSON_Print(name ? cJSON_GetArrayItem(out, 0) : out);
-		if (s)
-			printf("%s\n", s);
-		cJSON_free(s);
-	} else if (diff_to_yaml(&buf, name ? cJSON_GetArrayItem(out, 0) : out) == 0) {
-		fwrite(buf.ptr, 1, buf.len, stdout);
-	} else {
-		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
-		goto cleanup;
-	}
-	code = 0;
+	code = plumbctl_print_doc(name ? cJSON_GetArrayItem(out, 0) : out, output);
 cleanup:
-	plumb_buf_free(&buf);
 	cJSON_Delete(out);
 	cJSON_Delete(list);
 	cJSON_Delete(one);

@@ -18,15 +18,19 @@ static const char sync_usage[] =
 	"plumbd fetches Git at once and syncs every target cluster. With --wait, waits\n"
 	"until plumbd has handled that request for the GitSync's current generation and\n"
 	"every cluster has finished (printing each change on the way), then prints the\n"
-	"result per cluster.\n"
+	"result per cluster. A cluster is finished once it is Synced, Drifted or Degraded\n"
+	"at the fetched commit, or Failed or Unreachable; a Progressing one (applied,\n"
+	"waiting for health: spec.wait) is not. With spec.rollout, a rollout that halted\n"
+	"or was aborted is finished too; a paused one waits.\n"
 	"\n"
 	"  --wait              wait for the outcome\n"
 	"  --timeout D         how long --wait waits (Go duration, default 2m)\n"
 	PLUMBCTL_CONN_FLAGS
 	"\n"
 	"Exit codes: 0 requested (with --wait: handled and Ready), 1 handled but not Ready\n"
-	"(stalled, failed or drifted: the message says why), 2 usage, 3 cluster\n"
-	"unreachable / GitSync not found, 4 --wait timed out (is plumbd running?).\n";
+	"(stalled, failed, degraded, drifted, rollout halted or aborted: the message says\n"
+	"why), 2 usage, 3 cluster unreachable / GitSync not found, 4 --wait timed out (is\n"
+	"plumbd running?).\n";
 
 static long number(const cJSON *obj, const char *path, long dflt)
 {
@@ -69,8 +73,19 @@ static int entries_complete(const cJSON *gso, const cJSON *clusters)
 	return complete;
 }
 
+/* status.rollout.state when the rollout is the one of the fetched commit,
+ * else NULL. */
+static const char *rollout_state(const cJSON *gs)
+{
+	const char *fetched = plumb_json_str(gs, "status.lastFetchedCommit");
+	const char *commit = plumb_json_str(gs, "status.rollout.commit");
+	return fetched && commit && !strcmp(fetched, commit) ? plumb_json_str(gs, "status.rollout.state") : NULL;
+}
+
 /* 1 when the request was handled for the current generation and every
- * cluster is done with the fetched commit (or failed). *no_clusters_since
+ * cluster is done with the fetched commit (synced, drifted or degraded at
+ * it, or failed), or the
+ * rollout of that commit halted or was aborted. *no_clusters_since
  * remembers when a handled NoClusters was first seen (0 = not seen). */
 static int finished(const cJSON *gs, const cJSON *clusters, const char *token, double *no_clusters_since)
 {
@@ -93,11 +108,18 @@ static int finished(const cJSON *gs, const cJSON *clusters, const char *token, d
 		return plumb_time_mono() - *no_clusters_since >= NO_CLUSTERS_GRACE;
 	}
 	*no_clusters_since = 0;
+	const char *rollout = rollout_state(gs);
+	/* the later waves stay where they are until someone acts */
+	if (rollout && (!strcmp(rollout, "Halted") || !strcmp(rollout, "Aborted")))
+		return 1;
 	if (!entries_complete(gs, clusters))
 		return 0;
 	cJSON_ArrayForEach(cl, plumb_json_get(gs, "status.clusters")) {
 		const char *state = plumb_json_str(cl, "state"), *commit = plumb_json_str(cl, "commit");
-		if (!state || !strcmp(state, "Pending"))
+		/* Progressing: applied, not yet healthy (spec.wait). Degraded
+		 * is finished like Synced, at the fetched commit: at an older
+		 * one plumbd has the new one still to apply. */
+		if (!state || !strcmp(state, "Pending") || !strcmp(state, "Progressing"))
 			return 0;
 		if (!strcmp(state, "Failed") || !strcmp(state, "Unreachable"))
 			continue;
@@ -134,22 +156,18 @@ int plumbctl_sync(int argc, char **argv)
 	int wait = 0, rc, code = PLUMBCTL_EXIT_API;
 	double timeout = 0;
 	kube_resource res, cres;
-	cJSON *patch = NULL, *gs = NULL, *clusters = NULL;
-	char token[64];
+	cJSON *gs = NULL, *clusters = NULL;
+	char token[PLUMBCTL_TOKEN_SIZE];
 	plumb_buf line = PLUMB_BUF_INIT(64 * 1024), last = PLUMB_BUF_INIT(64 * 1024);
 
+	if ((rc = plumbctl_online_args(&conn, NULL, sync_usage, &argc, argv)) != PLUMBCTL_GO_ON)
+		return rc;
 	for (int i = 1; i < argc; i++) {
-		int r;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(sync_usage, stdout);
-			return 0;
-		}
-		if ((r = plumbctl_conn_flag(&conn, argc, argv, &i)) ||
-		    (r = plumbctl_flag(&timeout_s, "--timeout", NULL, argc, argv, &i))) {
-			if (r < 0)
-				return PLUMBCTL_EXIT_USAGE;
+		int r = plumbctl_flag(&timeout_s, "--timeout", NULL, argc, argv, &i);
+		if (r < 0)
+			return PLUMBCTL_EXIT_USAGE;
+		if (r)
 			continue;
-		}
 		if (!strcmp(argv[i], "--wait")) {
 			wait = 1;
 		} else if (argv[i][0] != '-' && !name) {
@@ -174,23 +192,9 @@ int plumbctl_sync(int argc, char **argv)
 		goto cleanup;
 	}
 
-	/* A fresh value each time, so two syncs in the same second differ. */
-	char rnd[7];
-	plumb_time_micro(token, sizeof(token), plumb_time_real());
-	plumb_random_name(rnd, 6);
-	size_t tl = strlen(token);
-	snprintf(token + tl, sizeof(token) - tl, "-%s", rnd);
-	patch = cJSON_CreateObject();
-	cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
-	cJSON_AddStringToObject(ann, REQUESTED_AT, token);
-	rc = kube_merge_patch(NULL, conn.client, &res, conn.ns, name, patch);
-	if (rc == PLUMB_ENOTFOUND) {
-		fprintf(stderr, "plumbctl: GitSync \"%s\" not found in namespace \"%s\"; "
-			"list them with `plumbctl status -A`\n", name, conn.ns);
-		goto cleanup;
-	}
-	if (rc) {
-		plumbctl_api_error(rc, "annotate GitSync");
+	plumbctl_fresh_token(token);
+	if ((rc = plumbctl_gitsync_annotate(&conn, &res, name, REQUESTED_AT, token))) {
+		code = rc;
 		goto cleanup;
 	}
 	printf("gitsync %s/%s: sync requested (%s=%s)\n", conn.ns, name, REQUESTED_AT, token);
@@ -231,10 +235,13 @@ int plumbctl_sync(int argc, char **argv)
 		}
 		if (plumb_time_mono() > deadline) {
 			const char *handled = plumb_json_str(gs, "status.lastHandledRequestedAt");
+			const char *rollout = rollout_state(gs);
 			fprintf(stderr, "plumbctl: timed out after %s waiting for GitSync %s/%s: %s\n", timeout_s,
 				conn.ns, name, handled && !strcmp(handled, token)
 					? "plumbd handled the request but some clusters have not finished (see `plumbctl status`)"
 					: "plumbd has not handled the request: is plumbd running, leading, and watching this namespace?");
+			if (rollout && !strcmp(rollout, "Paused"))
+				fprintf(stderr, "  the rollout is paused: `plumbctl rollout resume %s -n %s` goes on\n", name, conn.ns);
 			code = PLUMBCTL_EXIT_TIMEOUT;
 			goto cleanup;
 		}
@@ -256,7 +263,6 @@ int plumbctl_sync(int argc, char **argv)
 cleanup:
 	plumb_buf_free(&line);
 	plumb_buf_free(&last);
-	cJSON_Delete(patch);
 	cJSON_Delete(gs);
 	cJSON_Delete(clusters);
 	plumbctl_disconnect(&conn);

@@ -1,11 +1,13 @@
 /* What plumbctl's online commands share: flags for the management cluster,
- * the client, error messages that say what to do, small JSON helpers. */
+ * the client, error messages that say what to do, getting and annotating a
+ * GitSync, small JSON helpers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/base.h"
+#include "diff/diff.h"
 #include "plumbctl.h"
 
 int plumbctl_flag(const char **out, const char *name, const char *alias,
@@ -45,6 +47,28 @@ int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i)
 	if ((r = plumbctl_flag(&c->context, "--context", NULL, argc, argv, i)))
 		return r;
 	return plumbctl_flag(&c->ns, "--namespace", "-n", argc, argv, i);
+}
+
+int plumbctl_online_args(plumbctl_conn *c, const char **output, const char *usage, int *argc, char **argv)
+{
+	int kept = 1;
+	for (int i = 1; i < *argc; i++) {
+		int r;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage, stdout);
+			return PLUMBCTL_EXIT_OK;
+		}
+		r = plumbctl_conn_flag(c, *argc, argv, &i);
+		if (!r && output)
+			r = plumbctl_flag(output, "--output", "-o", *argc, argv, &i);
+		if (r < 0)
+			return PLUMBCTL_EXIT_USAGE;
+		if (!r)
+			argv[kept++] = argv[i];
+	}
+	*argc = kept;
+	argv[kept] = NULL;
+	return PLUMBCTL_GO_ON;
 }
 
 /* $KUBECONFIG may be a list: the first file that exists, as kubectl's
@@ -159,4 +183,73 @@ const cJSON *plumbctl_condition(const cJSON *obj, const char *t)
 			return c;
 	}
 	return NULL;
+}
+
+const char *plumbctl_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+/* A GitSync that is not there: say how to find the right name. */
+static int gitsync_error(int rc, const plumbctl_conn *c, const char *name, const char *what)
+{
+	if (rc != PLUMB_ENOTFOUND)
+		return plumbctl_api_error(rc, what);
+	fprintf(stderr, "plumbctl: GitSync \"%s\" not found in namespace \"%s\"; "
+		"list them with `plumbctl status -A`\n", name, c->ns);
+	return PLUMBCTL_EXIT_API;
+}
+
+int plumbctl_gitsync_get(cJSON **out, plumbctl_conn *c, const kube_resource *res, const char *name)
+{
+	int rc = kube_get(out, c->client, res, c->ns, name);
+	return rc ? gitsync_error(rc, c, name, "get GitSync") : 0;
+}
+
+int plumbctl_gitsync_annotate(plumbctl_conn *c, const kube_resource *res, const char *name,
+	const char *key, const char *value)
+{
+	cJSON *patch = cJSON_CreateObject(), *meta, *ann;
+	int rc = PLUMB_ENOMEM;
+	if (patch && (meta = cJSON_AddObjectToObject(patch, "metadata")) &&
+	    (ann = cJSON_AddObjectToObject(meta, "annotations")) &&
+	    (value ? cJSON_AddStringToObject(ann, key, value) : cJSON_AddNullToObject(ann, key)))
+		rc = kube_merge_patch(NULL, c->client, res, c->ns, name, patch);
+	else
+		plumb_error_set(PLUMB_ENOMEM, "out of memory");
+	cJSON_Delete(patch);
+	return rc ? gitsync_error(rc, c, name, "annotate GitSync") : 0;
+}
+
+void plumbctl_fresh_token(char out[PLUMBCTL_TOKEN_SIZE])
+{
+	char rnd[7];
+	size_t len;
+	plumb_time_micro(out, PLUMBCTL_TOKEN_SIZE, plumb_time_real());
+	plumb_random_name(rnd, 6);
+	len = strlen(out);
+	snprintf(out + len, PLUMBCTL_TOKEN_SIZE - len, "-%s", rnd);
+}
+
+int plumbctl_print_doc(const cJSON *v, const char *format)
+{
+	plumb_buf buf = PLUMB_BUF_INIT(64u * 1024 * 1024);
+	int code = 0;
+	if (!strcmp(format, "json")) {
+		char *s = cJSON_Print(v);
+		if (s) {
+			printf("%s\n", s);
+		} else {
+			fprintf(stderr, "plumbctl: out of memory\n");
+			code = PLUMBCTL_EXIT_FAIL;
+		}
+		cJSON_free(s);
+	} else if (diff_to_yaml(&buf, v) == 0) {
+		fwrite(buf.ptr, 1, buf.len, stdout);
+	} else {
+		fprintf(stderr, "plumbctl: %s\n", plumb_error_last());
+		code = PLUMBCTL_EXIT_FAIL;
+	}
+	plumb_buf_free(&buf);
+	return code;
 }

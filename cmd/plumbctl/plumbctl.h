@@ -15,7 +15,7 @@
 
 /* Exit codes, the same for every command (documented in `plumbctl --help`). */
 #define PLUMBCTL_EXIT_OK 0       /* done; diff: no differences */
-#define PLUMBCTL_EXIT_FAIL 1     /* diff: differences; sync: handled but not Ready; vet/render: invalid */
+#define PLUMBCTL_EXIT_FAIL 1     /* diff: differences; sync: handled but not Ready; rollout status: none; vet/render: invalid */
 #define PLUMBCTL_EXIT_USAGE 2    /* bad flags or arguments */
 #define PLUMBCTL_EXIT_API 3      /* the cluster could not be reached or refused (auth, RBAC, not found, no CRDs) */
 #define PLUMBCTL_EXIT_TIMEOUT 4  /* sync --wait ran out of time */
@@ -32,6 +32,7 @@ int plumbctl_render(int argc, char **argv);
 int plumbctl_status(int argc, char **argv);
 int plumbctl_diff(int argc, char **argv);
 int plumbctl_sync(int argc, char **argv);
+int plumbctl_rollout(int argc, char **argv);
 int plumbctl_version(int argc, char **argv);
 
 /* ---- render and diff DIR (checkout.c) ------------------------------------- */
@@ -110,6 +111,17 @@ int plumbctl_flag(const char **out, const char *name, const char *alias,
 	int argc, char **argv, int *i);
 /* Takes one of the connection flags at argv[*i]: 1 taken, 0 not, -1 error. */
 int plumbctl_conn_flag(plumbctl_conn *c, int argc, char **argv, int *i);
+
+/* plumbctl_online_args: the command goes on with its own arguments. */
+#define PLUMBCTL_GO_ON -1
+
+/* Takes out of argv what the online commands share: -h/--help (printing
+ * usage on stdout), the connection flags and, when output is not NULL,
+ * -o/--output FORMAT. The other arguments stay, in their order, and *argc
+ * counts them (argv[0] included). Returns PLUMBCTL_GO_ON, or the exit code
+ * the command ends with: 0 after --help, PLUMBCTL_EXIT_USAGE after a flag
+ * without its value (printed). */
+int plumbctl_online_args(plumbctl_conn *c, const char **output, const char *usage, int *argc, char **argv);
 /* Loads the kubeconfig and makes the client. Prints what went wrong and
  * what to do on failure; returns 0 or an exit code. */
 int plumbctl_connect(plumbctl_conn *c);
@@ -126,5 +138,29 @@ int plumbctl_resolve(kube_resource *out, plumbctl_conn *c, const char *kind);
 
 /* The condition of type t in obj's status.conditions, or NULL. */
 const cJSON *plumbctl_condition(const cJSON *obj, const char *t);
+
+/* s, or "-" when s is NULL or empty: an empty cell of a table. */
+const char *plumbctl_dash(const char *s);
+
+/* GETs GitSync name in c->ns (res from plumbctl_resolve) into *out (the
+ * caller frees it). On failure prints why (a missing GitSync: how to list
+ * them) and returns PLUMBCTL_EXIT_API, *out untouched. */
+int plumbctl_gitsync_get(cJSON **out, plumbctl_conn *c, const kube_resource *res, const char *name);
+
+/* Sets annotation key of GitSync name in c->ns to value (NULL removes it)
+ * with a merge patch of its metadata. Returns 0, or PLUMBCTL_EXIT_API after
+ * printing why (a missing GitSync as plumbctl_gitsync_get says it). */
+int plumbctl_gitsync_annotate(plumbctl_conn *c, const kube_resource *res, const char *name,
+	const char *key, const char *value);
+
+/* A value no earlier request had, for the annotations plumbd acts on when
+ * they change (plumb.dev/requested-at, plumb.dev/rollout-abort): the time
+ * to the microsecond and a random suffix, so two in the same instant differ. */
+#define PLUMBCTL_TOKEN_SIZE 64
+void plumbctl_fresh_token(char out[PLUMBCTL_TOKEN_SIZE]);
+
+/* Prints v on stdout as format "json" or "yaml". Returns 0, or
+ * PLUMBCTL_EXIT_FAIL after printing why. */
+int plumbctl_print_doc(const cJSON *v, const char *format);
 
 #endif
