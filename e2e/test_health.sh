@@ -77,7 +77,7 @@ deployment "$WORKTREE/app/web.yaml" web "$TNS"
 c1=$(commit "web")
 
 start_plumbd main
-apply_gitsync web app 10s "targets: {clusterNames: [c2]}" "wait: true" "healthTimeout: 25s" "debounce: 100ms"
+apply_gitsync web app 10s "targets: {clusterNames: [c2]}" "wait: true" "healthTimeout: 15s" "debounce: 100ms"
 
 # Sample the state every 0.2 s until Synced: Progressing must come first,
 # and by the time it says Synced the Deployment must be Available.
@@ -99,7 +99,7 @@ t_ok "a healthy log line with the seconds it took" grep -q '"msg":"healthy".*"cl
 hist=$(metric "$METRICS_PORT" "plumb_time_to_healthy_seconds_count{cluster=\"c2\"}")
 t_ok "the time-to-healthy histogram has an observation" test "$hist" -ge 1
 
-# A pod template KWOK fails: Progressing, then Degraded once 25 s passed.
+# A pod template KWOK fails: Progressing, then Degraded once 15 s passed.
 deployment "$WORKTREE/app/web.yaml" web "$TNS" fail
 c2=$(commit "web: pods that fail")
 kc c1 -n "$NS" annotate gitsync web plumb.dev/requested-at="$(date +%s%N)" --overwrite >/dev/null
@@ -108,10 +108,10 @@ applied_at=$SECONDS
 t_ok "bad image: the new commit is applied" test "$(cluster_commit web c2)" = "$c2"
 t_ok "bad image: Degraded after healthTimeout" wait_for 60 state_is web c2 Degraded
 took=$((SECONDS - applied_at))
-t_ok "bad image: not Degraded before the 25 s healthTimeout (took ${took}s)" test "$took" -ge 20
+t_ok "bad image: not Degraded before the 15 s healthTimeout (took ${took}s)" test "$took" -ge 12
 msg=$(gs_jq web '.status.clusters[] | select(.name == "c2") | .message')
 t_match "bad image: the message names the Deployment" "$msg" "Deployment $TNS/web: "
-t_match "bad image: and the timeout" "$msg" "after 25s \\(spec.healthTimeout\\)"
+t_match "bad image: and the timeout" "$msg" "after 15s \\(spec.healthTimeout\\)"
 t_eq "bad image: unhealthy lists it" \
 	"$(gs_jq web '.status.clusters[] | select(.name == "c2") | .unhealthy.objects[0] | "\(.kind) \(.namespace)/\(.name)"')" \
 	"Deployment $TNS/web"

@@ -11,7 +11,8 @@
 #    healthTimeout): c3 and c4 stay at the previous commit, status and
 #    Events say so; with onFailure Rollback the canary gets the previous
 #    good commit back;
-#  - the leader is killed (kill -9) while wave canary bakes: the standby
+#  - the leader is killed (kill -9) 8 s into the 20 s bake of wave canary
+#    (leases of 4 s): the standby
 #    goes on with the same bake (same bakeStartedAt), does not update eu
 #    before the bake is over, and finishes the rollout.
 #
@@ -105,9 +106,11 @@ gitsync() { # BAKE ONFAILURE
 		"rollout: {waves: [{name: canary, clusterSelector: {matchLabels: {canary: \"true\"}}}, {name: eu, clusterSelector: {matchLabels: {region: eu}}, maxUnavailable: 1}], bake: $1, onFailure: $2}"
 }
 
-start_plumbd a --leader-elect --lease-namespace "$NS"
+# short leases, so a failover takes seconds, not the default 15
+lease=(--leader-elect --lease-namespace "$NS" --lease-duration 4s --lease-renew-deadline 3s --lease-retry-period 1s)
+start_plumbd a "${lease[@]}"
 pid_a=$PLUMBD_PID port_a=$METRICS_PORT
-start_plumbd b --leader-elect --lease-namespace "$NS"
+start_plumbd b "${lease[@]}"
 pid_b=$PLUMBD_PID port_b=$METRICS_PORT
 t_ok "one of two replicas leads" wait_for 20 bash -c "[[ \$(curl -s http://127.0.0.1:$port_a/metrics | awk '/^plumb_leader / {print \$2}') == 1 || \$(curl -s http://127.0.0.1:$port_b/metrics | awk '/^plumb_leader / {print \$2}') == 1 ]]"
 
@@ -175,12 +178,14 @@ t_ok "4 Rollback: and Available" wait_for 60 bash -c "[[ \$('$PLUMB_K8S_BIN/kube
 t_eq "4 Rollback: the rollout stays halted at v4" "$(ro state)/$(ro commit)" "Halted/$v4"
 t_eq "4 Rollback: c3 and c4 untouched at v3" "$(version c3)/$(version c4)" "v3/v3"
 
-# 5. kill -9 the leader while wave canary bakes (40 s).
-gitsync 40s Rollback
+# 5. kill -9 the leader 8 s into the 20 s bake of wave canary.
+gitsync 20s Rollback
 v5=$(release v5)
 kc c1 -n "$NS" annotate gitsync app plumb.dev/requested-at="$(date +%s%N)" --overwrite >/dev/null
 t_ok "5 wave canary of v5 bakes" wait_for 90 baking_at "$v5"
 bake_started=$(wave canary bakeStartedAt)
+bake_s=$(date -u -d "$bake_started" +%s)
+while (($(date +%s) < bake_s + 8)); do sleep 0.2; done
 if is_leader "$port_a"; then leader=$pid_a standby_port=$port_b; else leader=$pid_b standby_port=$port_a; fi
 kill -9 "$leader"
 t_ok "5 the standby leads" wait_for 40 is_leader "$standby_port"
@@ -190,9 +195,9 @@ t_eq "5 eu still at v3 after the takeover" "$(version c3)/$(version c4)" "v3/v3"
 t_ok "5 the new leader finishes the rollout" wait_for 120 ro_is state Succeeded
 t_eq "5 at v5 everywhere" "$(version c2)/$(version c3)/$(version c4)" "v5/v5/v5"
 c3_at=$(applied_at c3)
-bake_s=$(date -u -d "$bake_started" +%s)
-bake_end=$(date -u -d "@$((bake_s + 40))" +%Y-%m-%dT%H:%M:%SZ)
-late=$(date -u -d "@$((bake_s + 55))" +%Y-%m-%dT%H:%M:%SZ)
+bake_end=$(date -u -d "@$((bake_s + 20))" +%Y-%m-%dT%H:%M:%SZ)
+# a bake started again at the takeover (8 s in, plus the lease) would end 28 s in at the earliest
+late=$(date -u -d "@$((bake_s + 27))" +%Y-%m-%dT%H:%M:%SZ)
 t_ok "5 c3 got v5 ($c3_at) after the bake that started at $bake_started ended" test ! "$c3_at" \< "$bake_end"
 t_ok "5 and before a bake restarted at the takeover ($took_over) would have ended ($late)" test "$c3_at" \< "$late"
 t_eq "5 the rollout of v5 started once, not again on the new leader" \

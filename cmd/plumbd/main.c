@@ -27,6 +27,7 @@ typedef struct {
 	int leader_elect;
 	const char *lease_name;
 	const char *lease_ns;
+	double lease_duration, lease_renew, lease_retry;   /* 0: the elector's defaults */
 	const char *metrics_addr;
 	const char *health_addr;
 	const char *webhook_addr;
@@ -94,6 +95,10 @@ static void usage(FILE *f)
 		"  --leader-elect          elect a leader on a Lease; only the leader writes (default: off)\n"
 		"  --lease-name NAME       Lease name (default: plumbd)\n"
 		"  --lease-namespace NS    Lease namespace (default: --namespace, else the config's namespace)\n"
+		"  --lease-duration D      how long a Lease counts after its holder last renewed it (default: 15s)\n"
+		"  --lease-renew-deadline D  a leader that cannot renew within D stops leading (default: 10s)\n"
+		"  --lease-retry-period D  how often candidates try and the leader renews (default: 2s);\n"
+		"                          duration > renew deadline > 1.2 x retry period, each from 1s to 5m\n"
 		"  --metrics-addr ADDR     /metrics listen address, and /hooks/<ns>/<gitsync> without --webhook-addr\n"
 		"                          (default: :8080)\n"
 		"  --webhook-addr ADDR     serve only /hooks/<ns>/<gitsync> on ADDR, and no /hooks on --metrics-addr,\n"
@@ -151,7 +156,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
 		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
 		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY, KUSTOMIZE_BIN, HELM_BIN,
-		RENDER_TIMEOUT, RENDER_MAX_OUTPUT };
+		RENDER_TIMEOUT, RENDER_MAX_OUTPUT, LEASE_DURATION, LEASE_RENEW, LEASE_RETRY };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
@@ -159,6 +164,9 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "leader-elect", optional_argument, NULL, LEADER },
 		{ "lease-name", required_argument, NULL, LEASE_NAME },
 		{ "lease-namespace", required_argument, NULL, LEASE_NS },
+		{ "lease-duration", required_argument, NULL, LEASE_DURATION },
+		{ "lease-renew-deadline", required_argument, NULL, LEASE_RENEW },
+		{ "lease-retry-period", required_argument, NULL, LEASE_RETRY },
 		{ "metrics-addr", required_argument, NULL, METRICS },
 		{ "health-addr", required_argument, NULL, HEALTH },
 		{ "webhook-addr", required_argument, NULL, WEBHOOK },
@@ -202,6 +210,18 @@ static int parse_flags(flags *f, int argc, char **argv)
 			break;
 		case LEASE_NAME: f->lease_name = optarg; break;
 		case LEASE_NS: f->lease_ns = optarg; break;
+		case LEASE_DURATION:
+		case LEASE_RENEW:
+		case LEASE_RETRY: {
+			double *d = c == LEASE_DURATION ? &f->lease_duration : c == LEASE_RENEW ? &f->lease_renew : &f->lease_retry;
+			if (plumb_duration_parse(d, optarg) != 0 || *d < 1 || *d > 300) {
+				fprintf(stderr, "plumbd: %s %s: want a duration from 1s to 5m\n",
+					c == LEASE_DURATION ? "--lease-duration" : c == LEASE_RENEW ? "--lease-renew-deadline" :
+					"--lease-retry-period", optarg);
+				return 2;
+			}
+			break;
+		}
 		case METRICS: f->metrics_addr = optarg; break;
 		case HEALTH: f->health_addr = optarg; break;
 		case WEBHOOK: f->webhook_addr = *optarg ? optarg : NULL; break;
@@ -499,7 +519,8 @@ int main(int argc, char **argv)
 
 	if (f.leader_elect) {
 		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
-			.name = f.lease_name, .identity = identity,
+			.name = f.lease_name, .identity = identity, .lease_duration = f.lease_duration,
+			.renew_deadline = f.lease_renew, .retry_period = f.lease_retry,
 			.on_start = on_start_leading, .on_stop = on_stop_leading, .data = ctl };
 		if ((rc = controller_leader_new(&leader, mgmt, &lo)) || (rc = controller_leader_run(leader)))
 			goto fail;

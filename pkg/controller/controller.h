@@ -224,8 +224,10 @@ typedef struct {
 	char wave[64];            /* spec.rollout: the wave it belongs to ("" none) */
 	int seeded;               /* read from the status a previous leader wrote, not
 	                             synced by this one yet */
-	int health_unsure;        /* health counts objects the watches do not show (yet)
-	                             at the applied version: not a verdict */
+	int health_unsure;        /* health is no verdict: not computed since the last
+	                             change applied (or since this leader started), or
+	                             it counts objects the watches do not show (yet) at
+	                             the applied version */
 } controller_cluster_status;
 
 /* The state status.clusters[].state shows: with wait, a Synced cluster is

@@ -125,7 +125,7 @@ typedef struct {
 int entry_ready_locked(const gitsync_state *g, const controller_cluster_status *s)
 {
 	return s && g->rev && s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_HEALTHY &&
-		!strcmp(s->commit, g->rev->commit);
+		!s->health_unsure && !strcmp(s->commit, g->rev->commit);
 }
 
 void health_update(controller *c, gitsync_state *g, target *t, const char *cl_name)

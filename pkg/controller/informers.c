@@ -86,6 +86,7 @@ static void seed_from_status(gitsync_state *g)
 		s->name = plumb_strdup(name);
 		s->state = CONTROLLER_PENDING;
 		s->seeded = 1;
+		s->health_unsure = 1;
 		for (int st = CONTROLLER_PENDING; st <= CONTROLLER_DEGRADED; st++)
 			if (state && strcmp(state, controller_state_name(st)) == 0)
 				s->state = st;
@@ -93,6 +94,12 @@ static void seed_from_status(gitsync_state *g)
 		 * the health is this leader's to find out */
 		if (s->state == CONTROLLER_PROGRESSING || s->state == CONTROLLER_DEGRADED)
 			s->state = CONTROLLER_SYNCED;
+		/* the health as it was shown, so a restart writes nothing new; it is
+		 * no verdict (health_unsure) until this leader looks */
+		const char *health = plumb_json_str(e, "health");
+		for (int h = CONTROLLER_HEALTH_HEALTHY; health && h <= CONTROLLER_HEALTH_DEGRADED; h++)
+			if (!strcmp(health, controller_health_name(h)))
+				s->health = h;
 		snprintf(s->commit, sizeof(s->commit), "%s", commit ? commit : "");
 		const cJSON *n = plumb_json_get(e, "objects");
 		s->objects = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;

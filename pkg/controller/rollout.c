@@ -393,7 +393,8 @@ void rollout_eval_locked(controller *c, gitsync_state *g)
 			snprintf(rc->attempted, sizeof(rc->attempted), "%s", s->attempted);
 			rc->known = !s->seeded;
 			rc->settled = rc->known && !s->health_unsure;
-			rc->ready = s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_HEALTHY;
+			rc->ready = s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_HEALTHY &&
+				!s->health_unsure;
 			rc->failed = s->state == CONTROLLER_FAILED ||
 				(s->state == CONTROLLER_SYNCED && s->health == CONTROLLER_HEALTH_DEGRADED);
 			snprintf(rc->why, sizeof(rc->why), "%s", s->state == CONTROLLER_FAILED ?
@@ -401,6 +402,11 @@ void rollout_eval_locked(controller *c, gitsync_state *g)
 		}
 	}
 	const cJSON *prev = g->rollout ? g->rollout : plumb_json_get(g->obj, "status.rollout");
+	if (!g->rollout && prev) {
+		char *p = cJSON_PrintUnformatted(prev);
+		plumb_debug("rollout: going on from the status", "gitsync", g->key, "rollout", p ? p : "");
+		cJSON_free(p);
+	}
 	const char *paused = annotation(g->obj, ROLLOUT_PAUSED_ANNOTATION);
 	rollout_result res;
 	cJSON *next = NULL;

@@ -385,6 +385,7 @@ controller_cluster_status *entry_locked(gitsync_state *g, const char *name)
 	if (!s && (s = calloc(1, sizeof(*s)))) {
 		s->name = plumb_strdup(name);
 		s->lag_seconds = -1;
+		s->health_unsure = 1;
 		plumb_map_put(&g->clusters, name, s, NULL);
 	}
 	return s;
@@ -518,9 +519,13 @@ void set_entry_result(controller *c, gitsync_state *g, const char *cl_name, cons
 			s->lag_seconds = now - o->rev->first_seen;
 			s->last_sync_time = now;
 		}
-		/* something changed in the cluster: its health timeout starts again */
-		if (o->changed || *new_commit)
+		/* something changed in the cluster: its health timeout starts again,
+		 * and the health it had says nothing about what was just applied
+		 * until health_update() looks */
+		if (o->changed || *new_commit) {
 			s->progress_start = now;
+			s->health_unsure = 1;
+		}
 		s->state = o->state;
 		s->invalid = o->refused;
 		s->objects = o->objects;
