@@ -410,6 +410,7 @@ typedef struct {
 } rollout_cluster;
 
 #define ROLLOUT_MAX_EVENTS 8
+#define ROLLOUT_ABORT_MAX 128     /* bytes of plumb.dev/rollout-abort kept as lastHandledAbort */
 typedef struct {
 	char type[16], reason[32], message[700];
 } rollout_event;

@@ -87,6 +87,17 @@ static void add_event(rollout_result *r, const char *type, const char *reason, c
 	va_end(ap);
 }
 
+/* 1 for a full commit id (40 hex digits): what status.rollout may name.
+ * It is read back from the GitSync's status, which is not plumbd's alone to
+ * write: anything else there is not a commit to sync to. */
+static int commit_id(const char *s)
+{
+	size_t n = 0;
+	for (; s && n < 41 && ((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')); n++)
+		;
+	return s && n == 40 && !s[40];
+}
+
 static double time_of(const cJSON *o, const char *key)
 {
 	double t = 0;
@@ -154,9 +165,10 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 	}
 
 	/* the state the status last showed, if it is about this commit */
-	char good[41] = "", handled[128] = "";
-	const char *pc = plumb_json_str(prev, "commit");
-	snprintf(good, sizeof(good), "%s", plumb_json_str(prev, "previousCommit") ? plumb_json_str(prev, "previousCommit") : "");
+	char good[41] = "", handled[ROLLOUT_ABORT_MAX + 1] = "";
+	const char *pc = plumb_json_str(prev, "commit"), *pg = plumb_json_str(prev, "previousCommit");
+	if (commit_id(pg))
+		snprintf(good, sizeof(good), "%s", pg);
 	snprintf(handled, sizeof(handled), "%s", plumb_json_str(prev, "lastHandledAbort") ? plumb_json_str(prev, "lastHandledAbort") : "");
 	rollout_phase phase = ROLLOUT_PROGRESSING;
 	size_t cur = 0;
@@ -190,7 +202,7 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 			w[i].state = "Succeeded";
 	} else {
 		/* a new commit: a new rollout from wave 1 */
-		if (pc && phase_of(plumb_json_str(prev, "state")) == ROLLOUT_SUCCEEDED)
+		if (commit_id(pc) && phase_of(plumb_json_str(prev, "state")) == ROLLOUT_SUCCEEDED)
 			snprintf(good, sizeof(good), "%s", pc);
 		res->started = 1;
 		add_event(res, "Normal", "RolloutStarted", "rollout of %.12s started%s%.12s", commit,
@@ -198,7 +210,8 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 	}
 
 	/* an abort asked for by a new annotation value */
-	if (abort_req && *abort_req && strcmp(abort_req, handled)) {
+	/* (compared as far as the status keeps it: an annotation may be long) */
+	if (abort_req && *abort_req && strncmp(abort_req, handled, ROLLOUT_ABORT_MAX)) {
 		snprintf(handled, sizeof(handled), "%s", abort_req);
 		if (phase != ROLLOUT_SUCCEEDED && phase != ROLLOUT_ABORTED) {
 			phase = ROLLOUT_ABORTED;
