@@ -394,7 +394,9 @@ void rollout_eval_locked(controller *c, gitsync_state *g)
 		return;
 	while (plumb_map_next(&c->clusters, &i, &k, &v)) {
 		const cluster_state *cl = v;
-		if (!state_selects(g, cl))
+		/* a suspended Cluster is left alone (the sync stage skips it) and
+		 * holds no wave */
+		if (!state_selects(g, cl) || cl->spec->suspend)
 			continue;
 		rollout_cluster *rc = &cls[n++];
 		const controller_cluster_status *s = plumb_map_get(&g->clusters, cl->spec->name);
