@@ -28,24 +28,33 @@ testbed=${PLUMB_TESTBED:-/tmp/plumb-testbed}
 log() { echo "cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# A port is taken when something listens on it or a test bed beside this
+# one (its sibling directories, as hack/run-tests.sh and the tests make
+# them) has handed it out and may not have bound it yet.
 port_in_use() {
 	local p=$1
 	ss -Htan "sport = :$p" 2>/dev/null | grep -q . && return 0
-	grep -qx "$p" "$testbed/.ports" 2>/dev/null
+	cat "$testbed/.ports" "$(dirname "$testbed")"/*/.ports 2>/dev/null | grep -qx "$p"
 }
 
 # Ports come from 20000-32699: below the kernel's ephemeral range (32768+),
 # so an outgoing connection can never be holding one when a server binds it.
+# Choosing and recording one is done under a lock, so two test beds coming
+# up at once never pick the same.
 free_port() {
-	local p
+	local p lock
+	exec {lock}>"${TMPDIR:-/tmp}/plumb-testbed-ports.lock"
+	flock "$lock"
 	for _ in $(seq 1 200); do
 		p=$((20000 + RANDOM % 12700))
 		if ! port_in_use "$p"; then
 			echo "$p" >>"$testbed/.ports"
+			exec {lock}>&-
 			echo "$p"
 			return 0
 		fi
 	done
+	exec {lock}>&-
 	die "no free port found"
 }
 

@@ -10,9 +10,10 @@
 #
 # End-to-end scripts marked "# Test bed: workloads" bring up a test bed of
 # their own where workloads roll out (cluster.sh up N --workloads). They run
-# last, and the binaries that bed needs (hack/build-workloads.sh; minutes on
-# a fresh machine, cached after) are built in the background from the start,
-# at low priority, while the other tests run.
+# last, side by side (they mostly wait for rollouts, bakes and timeouts), and
+# the binaries that bed needs (hack/build-workloads.sh; minutes on a fresh
+# machine, cached after) are built in the background from the start, at low
+# priority, while the other tests run.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,11 +42,17 @@ failed_names=()
 
 # run_one NAME CMD…: runs a test program, shows its output, adds up its checks.
 run_one() {
-	local name=$1 log="$logdir/$1.log" start=$SECONDS rc p f
+	local name=$1 start=$SECONDS
 	shift
 	echo "=== $name"
-	"$@" >"$log" 2>&1
-	rc=$?
+	"$@" >"$logdir/$name.log" 2>&1
+	report_one "$name" $? $((SECONDS - start))
+}
+
+# report_one NAME EXIT SECONDS: shows what the test program NAME logged and
+# adds up its checks.
+report_one() {
+	local name=$1 log="$logdir/$1.log" rc=$2 secs=$3 p f
 	# Check's summary: "100%: Checks: 8, Failures: 0, Errors: 0"; scripts may
 	# print the plain "N passed, N failed".
 	p=0 f=0
@@ -70,10 +77,10 @@ run_one() {
 		[[ $f -eq 0 ]] && f=1
 		failed_names+=("$name")
 		cat "$log"
-		echo "--- $name FAILED (exit $rc, $((SECONDS - start))s)"
+		echo "--- $name FAILED (exit $rc, ${secs}s)"
 	else
 		grep -E '^[0-9]+%: Checks|^[0-9]+ passed, [0-9]+ failed|^(PASS|ok|SKIP)' "$log" | tail -5
-		echo "--- $name ok ($((SECONDS - start))s)"
+		echo "--- $name ok (${secs}s)"
 	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
@@ -112,6 +119,7 @@ if [[ $unit_only -eq 0 ]]; then
 		exit 1
 	fi
 	echo "Kubernetes under test: $("$PLUMB_K8S_BIN/kubectl" --kubeconfig "$PLUMB_TESTBED/clusters/c1/kubeconfig" version -o json | jq -r '"server " + .serverVersion.gitVersion + " (" + .serverVersion.platform + "), kubectl " + .clientVersion.gitVersion')"
+	side=()   # the workloads pass: started together, reported in order
 	for pass in plain workloads; do
 	for kind in integration e2e; do
 		dir=tests/integration
@@ -124,6 +132,12 @@ if [[ $unit_only -eq 0 ]]; then
 			[[ $t != *.sh && ! -x $t ]] && continue
 			selected "$kind/$base" || continue
 			if needs_workloads "$t"; then [[ $pass == workloads ]] || continue; else [[ $pass == plain ]] || continue; fi
+			if [[ $pass == workloads ]]; then
+				echo "=== $kind-$base (started)"
+				(s=$SECONDS; bash "$t" >"$logdir/$kind-$base.log" 2>&1; echo "$? $((SECONDS - s))" >"$logdir/$kind-$base.rc") &
+				side+=("$kind-$base")
+				continue
+			fi
 			if [[ $t == *.sh ]]; then
 				run_one "$kind-$base" bash "$t"
 			else
@@ -131,6 +145,12 @@ if [[ $unit_only -eq 0 ]]; then
 			fi
 		done
 	done
+	done
+	wait
+	for name in "${side[@]}"; do
+		read -r rc secs <"$logdir/$name.rc" || { rc=1 secs=0; }
+		echo "=== $name"
+		report_one "$name" "$rc" "$secs"
 	done
 else
 	trap 'rm -rf "$logdir"' EXIT
