@@ -70,6 +70,8 @@ void controller_events_free(controller_events *ev);
 #define MAX_DRIFT_FIELDS 20
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
+#define HEALTH_WINDOW 1.0     /* seconds: coalescing of the echoes of plumb's writes into
+                                 health items (10,000 of them after a big apply) */
 #define SECRET_LIST_LIMIT 16   /* Secrets are at most 1 MiB: a page is at most 16 MiB */
 #define PENDING_MAX (2u << 20) /* bytes of changed objects a target's cache holds whole */
 

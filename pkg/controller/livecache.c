@@ -353,7 +353,7 @@ static void trigger_owner(controller *c, target *t, const cJSON *obj, int health
 			 * waits out a whole debounce. */
 			double d = state_debounce(g);
 			if (health)
-				trigger_health(c, g->key, t->key, DRIFT_WINDOW);
+				trigger_health(c, g->key, t->key, HEALTH_WINDOW);
 			else
 				trigger_sync(c, g->key, t->key, d < DRIFT_WINDOW ? d : DRIFT_WINDOW);
 		}
