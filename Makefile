@@ -4,7 +4,8 @@
 #   make test       install deps, unit tests, integration + e2e tests on local clusters
 #   make test-asan  the same tests built with AddressSanitizer + UBSan
 #   make fuzz       build the libFuzzer targets (clang) and run each briefly
-#   make bench      the benchmark suite (bench/)
+#   make bench      the benchmark suite (bench/), Flux beside plumb included
+#   make flux       build Flux's controllers the bench runs (hack/build-flux.sh)
 #   make bench-memory  plumbd's RSS with 5,000 objects in each of two targets
 #   make image      build the image from the Dockerfile (buildah, as root, no daemon)
 #   make test-image make image, then run plumbd from it against local clusters
@@ -106,7 +107,7 @@ cluster-up:
 cluster-down:
 	@bash hack/cluster.sh down
 
-bench: deps all
+bench: deps all flux
 	@bash bench/run.sh
 
 bench-quick: deps all
@@ -126,6 +127,11 @@ helm:
 
 kustomize:
 	@bash hack/build-kustomize.sh
+
+# Flux's source- and kustomize-controller for bench scenarios 7 and 8 (bench only).
+.PHONY: flux
+flux:
+	@bash hack/build-flux.sh
 
 manifests:
 	@bash hack/gen-manifests.sh

@@ -15,7 +15,10 @@
 #   env: BUILD (build), PLUMB_K8S_BIN, PLUMB_TESTBED (smoke: reuse a running
 #        test bed with c1 and c2; otherwise a fresh one is made and removed),
 #        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults,
-#        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's),
+#        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's;
+#        7, Flux beside plumb, is in the full mode's default only),
+#        S7_CASES (scenario 7's "N:T" cases, e.g. "1000:1 10000:3"),
+#        FLUX_BIN (Flux's controllers; default hack/build-flux.sh's),
 #        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's),
 #        KEEP_LOGS (non-empty: scenario 6 copies plumbd's logs into --out).
 set -euo pipefail
@@ -39,16 +42,19 @@ case $mode in
 full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
 	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
+	s7_cases=${S7_CASES:-1000:1 1000:3 10000:1 10000:3} default_scenarios="1 2 3 4 5 6 7"
 	budget=1740 after_s1=$((steady + 330 + 140)) ;;
 quick)  # budget: 6 min 20 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
 	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
+	s7_cases=${S7_CASES:-100:1 1000:1} default_scenarios="1 2 3 4 5 6"
 	budget=380 after_s1=$((steady + 110 + 90)) ;;
 smoke)
 	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
-	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0 ;;
+	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0
+	s7_cases=${S7_CASES:-100:1} default_scenarios="1 2 3 4 5 6" ;;
 esac
-scenarios=${SCENARIOS:-1 2 3 4 5 6}
+scenarios=${SCENARIOS:-$default_scenarios}
 want() { [[ " $scenarios " == *" $1 "* ]]; }
 if ! want 5 && ((clusters > 4)); then clusters=4; fi   # only scenario 5 uses more than 3 targets
 
@@ -62,6 +68,11 @@ export PLUMB_K8S_BIN
 if ((s6_n > 0)) && want 6; then
 	KUSTOMIZE=${KUSTOMIZE:-$(bash "$ROOT/hack/build-kustomize.sh")/kustomize}
 	[[ -x $KUSTOMIZE ]] || { echo "bench/run.sh: kustomize $KUSTOMIZE missing (bash hack/build-kustomize.sh)" >&2; exit 1; }
+fi
+if want 7; then
+	FLUX_BIN=${FLUX_BIN:-$(bash "$ROOT/hack/build-flux.sh")}
+	[[ -x $FLUX_BIN/source-controller && -x $FLUX_BIN/kustomize-controller ]] ||
+		{ echo "bench/run.sh: Flux's controllers missing in $FLUX_BIN (bash hack/build-flux.sh)" >&2; exit 1; }
 fi
 
 WORK=$(mktemp -d /tmp/plumb-bench-work.XXXXXX)
@@ -77,6 +88,8 @@ RAW=$out/raw.tsv
 source "$ROOT/bench/e2e/lib.sh"
 # shellcheck source=bench/e2e/scenarios.sh
 source "$ROOT/bench/e2e/scenarios.sh"
+# shellcheck source=bench/e2e/flux.sh
+source "$ROOT/bench/e2e/flux.sh"
 
 cleanup() {
 	local rc=$?
@@ -109,6 +122,7 @@ else
 fi
 git_up
 crds_up
+want 7 && flux_crds_up
 
 k8s_version=$(api c1 GET /version | jq -r .gitVersion)
 {
@@ -140,6 +154,10 @@ done
 ((commits > 0)) && { want 3 || want 4; } && s3_s4 "$commits" "$edits"
 ((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
 ((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
+if want 7; then
+	for c in $s7_cases; do s7 "${c%:*}" "${c#*:}" "$repeats"; done
+	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')" >>"$RAW"
+fi
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 printf 'meta\t-\twall_s\t%s\n' "$((SECONDS - start))" >>"$RAW"

@@ -154,6 +154,29 @@ ratio() {
 		echo "log lines that are not cache hits (the kustomize child's wall time and getrusage peak RSS); plumbd's VmHWM does not include them."
 		echo
 	fi
+	if [[ -n $(cases S7) ]]; then
+		echo "## 7. Flux beside plumb: initial sync (N ConfigMaps of ~1 KiB, T target clusters)"
+		echo
+		echo "| case | repeats | plumb wall s | Flux wall s (artifact ready s) | plumb obj/s | Flux obj/s | plumb / Flux time | plumb CPU s | Flux CPU s | plumb / Flux CPU | plumb peak RSS MiB | Flux peak RSS MiB (source + kustomize) | plumb / Flux RSS |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+		while read -r c; do
+			[[ -n $c ]] || continue
+			echo "| $c | $(vals S7 "$c" flux_s | wc -l) | $(vals S7 "$c" plumb_s | cell %.2f) | $(vals S7 "$c" flux_s | cell %.2f) ($(vals S7 "$c" flux_source_s | cell %.2f))" \
+				"| $(vals S7 "$c" plumb_objps | cell %.0f) | $(vals S7 "$c" flux_objps | cell %.0f) | $(ratio S7 "$c" plumb_s flux_s | cell %.2f×)" \
+				"| $(vals S7 "$c" plumb_cpu_s | cell %.2f) | $(vals S7 "$c" flux_cpu_s | cell %.2f) | $(ratio S7 "$c" plumb_cpu_s flux_cpu_s | cell %.2f×)" \
+				"| $(vals S7 "$c" plumb_rss_mb | cell %.1f) | $(vals S7 "$c" flux_rss_mb | cell %.1f) ($(vals S7 "$c" flux_source_rss_mb | cell %.0f) + $(vals S7 "$c" flux_kustomize_rss_mb | cell %.0f))" \
+				"| $(ratio S7 "$c" plumb_rss_mb flux_rss_mb | cell %.2f×) |"
+		done < <(cases S7)
+		echo
+		echo "Flux $(meta flux) as processes beside plumbd, fresh for each measurement, watching only its namespace of the"
+		echo "management cluster: one GitRepository (the same HTTPS repository and commit) and one Kustomization per target"
+		echo "(spec.kubeConfig.secretRef, prune: true, force: false, wait: false, interval 1m). Flux: from creating them until"
+		echo "every Kustomization is Ready with the commit applied (polled every 0.25 s; artifact ready: the GitRepository's"
+		echo "artifact at the commit, as first seen); plumb: as in section 1. plumb and Flux run back to back in each repeat,"
+		echo "the order alternating. CPU: user + system seconds of plumbd, of both Flux controllers together, during the sync;"
+		echo "peak RSS: VmHWM (Flux: the sum of its two controllers'). Ratios per repeat; below 1× plumb is faster / smaller."
+		echo
+	fi
 	[[ -n $(cases S1) ]] && echo "![initial-sync throughput](sync-throughput.png)"
 	[[ -n $(cases S3) ]] && echo "![latency distributions](latency.png)"
 	echo

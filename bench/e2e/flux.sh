@@ -1,0 +1,253 @@
+# Flux beside plumb in plumb's end-to-end benchmark (bench/run.sh, scenarios
+# 7 and 8). Sourced after bench/e2e/lib.sh and bench/e2e/scenarios.sh; needs
+# FLUX_BIN (hack/build-flux.sh's bin dir) besides what lib.sh needs.
+#
+# Flux runs as its two controllers, source-controller and kustomize-controller
+# (v1.9.6, hack/flux/), as processes out of cluster with KUBECONFIG pointing at
+# the management cluster c1, each fresh for one measurement, watching only
+# that measurement's namespace of c1 (--watch-all-namespaces=false with
+# RUNTIME_NAMESPACE), on loopback ports of their own, with Flux's default
+# concurrency (source 2, kustomize 4 reconciles). The objects are those of a
+# Flux user: one GitRepository (the bench's HTTPS Git server, basic auth and
+# its CA from a Secret with username, password and ca.crt) and one
+# Kustomization per target cluster (spec.kubeConfig.secretRef: a Secret with
+# the target's kubeconfig under key "value"; prune: true, force: false,
+# wait: false as the test bed has no kubelets, targetNamespace as plumb's
+# GitSync). Both intervals are 1m, the interval Flux's own guides give
+# Kustomizations and the shortest a Flux user would set for a source polled
+# over the network; no measurement here waits for an interval: the initial
+# sync starts on creation, a commit is announced with
+# reconcile.fluxcd.io/requestedAt.
+
+FLUX_INTERVAL=${FLUX_INTERVAL:-1m}
+
+# flux_mod_dir CONTROLLER: the controller module's directory in the Go module
+# cache (downloads it if the cache lost it).
+flux_mod_dir() {
+	(cd "$ROOT/hack/flux/$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "github.com/fluxcd/$1")
+}
+
+# flux_crds_up: the GitRepository and Kustomization CRDs in c1, from the
+# controller modules' config/crd/bases (server-side: they are too large for
+# the last-applied annotation).
+flux_crds_up() {
+	local sc kc_dir
+	sc=$(flux_mod_dir source-controller) && kc_dir=$(flux_mod_dir kustomize-controller) || return 1
+	kc c1 apply --server-side -f "$sc/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml" \
+		-f "$kc_dir/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" >/dev/null || return 1
+	kc c1 wait --for=condition=Established --timeout=60s crd/gitrepositories.source.toolkit.fluxcd.io \
+		crd/kustomizations.kustomize.toolkit.fluxcd.io >/dev/null
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# flux_ns NS CLUSTER…: namespace NS in c1 with the Git Secret and a kubeconfig
+# Secret (key "value") for each target.
+flux_ns() {
+	local ns=$1 c
+	shift
+	kc c1 create namespace "$ns" >/dev/null
+	kc c1 -n "$ns" create secret generic git-auth --from-literal=username="$BASIC_USER" \
+		--from-literal=password="$BASIC_PASSWORD" --from-file=ca.crt="$CA_FILE" >/dev/null
+	for c in "$@"; do
+		kc c1 -n "$ns" create secret generic "$c-kubeconfig" --from-file=value="$(cdir "$c")/kubeconfig" >/dev/null
+	done
+	MGMT_NAMESPACES+=("$ns")
+}
+
+# flux_start NS: fresh source- and kustomize-controllers watching NS of c1;
+# returns when both report ready. Sets FLUX_SC_PID, FLUX_KC_PID.
+flux_start() {
+	local ns=$1 sp sh sm kh km end
+	sp=$(free_port) sh=$(free_port) sm=$(free_port) kh=$(free_port) km=$(free_port)
+	mkdir -p "$WORK/flux-storage-$ns"
+	KUBECONFIG=$(cdir c1)/kubeconfig RUNTIME_NAMESPACE=$ns "$FLUX_BIN/source-controller" \
+		--watch-all-namespaces=false --storage-path "$WORK/flux-storage-$ns" \
+		--storage-addr "127.0.0.1:$sp" --storage-adv-addr "127.0.0.1:$sp" \
+		--metrics-addr "127.0.0.1:$sm" --health-addr "127.0.0.1:$sh" \
+		--log-encoding json >"$WORK/flux-source-$ns.log" 2>&1 &
+	FLUX_SC_PID=$!
+	bench_pids+=("$FLUX_SC_PID")
+	KUBECONFIG=$(cdir c1)/kubeconfig RUNTIME_NAMESPACE=$ns "$FLUX_BIN/kustomize-controller" \
+		--watch-all-namespaces=false --metrics-addr "127.0.0.1:$km" --health-addr "127.0.0.1:$kh" \
+		--log-encoding json >"$WORK/flux-kustomize-$ns.log" 2>&1 &
+	FLUX_KC_PID=$!
+	bench_pids+=("$FLUX_KC_PID")
+	end=$((SECONDS + 60))
+	until curl -sf -o /dev/null "http://127.0.0.1:$sh/readyz" && curl -sf -o /dev/null "http://127.0.0.1:$kh/readyz"; do
+		if ((SECONDS >= end)) || ! kill -0 "$FLUX_SC_PID" 2>/dev/null || ! kill -0 "$FLUX_KC_PID" 2>/dev/null; then
+			say "Flux's controllers did not start:"
+			tail -5 "$WORK/flux-source-$ns.log" "$WORK/flux-kustomize-$ns.log" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+flux_stop() { # stops the controllers flux_start started
+	stop_plumbd "$FLUX_SC_PID"
+	stop_plumbd "$FLUX_KC_PID"
+}
+
+# flux_objects NS TARGET-NS CLUSTER…: the GitRepository "bench" ($REPO_URL,
+# path $GS_PATH or cm) and a Kustomization "to-CLUSTER" per target, as YAML.
+flux_objects() {
+	local ns=$1 tns=$2 c
+	shift 2
+	cat <<-EOF
+		apiVersion: source.toolkit.fluxcd.io/v1
+		kind: GitRepository
+		metadata: {name: bench, namespace: $ns}
+		spec:
+		  url: "$REPO_URL"
+		  ref: {branch: main}
+		  secretRef: {name: git-auth}
+		  interval: $FLUX_INTERVAL
+	EOF
+	for c in "$@"; do
+		cat <<-EOF
+			---
+			apiVersion: kustomize.toolkit.fluxcd.io/v1
+			kind: Kustomization
+			metadata: {name: to-$c, namespace: $ns}
+			spec:
+			  sourceRef: {kind: GitRepository, name: bench}
+			  path: ./${GS_PATH:-cm}
+			  targetNamespace: $tns
+			  kubeConfig: {secretRef: {name: $c-kubeconfig, key: value}}
+			  interval: $FLUX_INTERVAL
+			  prune: true
+			  force: false
+			  wait: false
+		EOF
+	done
+}
+
+# flux_state NS COMMIT: "SOURCE APPLIED": 1 if the GitRepository has its
+# artifact at COMMIT, and how many Kustomizations are Ready with COMMIT
+# applied.
+flux_state() {
+	local src app
+	src=$(api c1 GET "/apis/source.toolkit.fluxcd.io/v1/namespaces/$1/gitrepositories/bench" 2>/dev/null |
+		jq -r --arg r "main@sha1:$2" 'if .status.artifact.revision == $r then 1 else 0 end' 2>/dev/null) || src=0
+	app=$(api c1 GET "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/$1/kustomizations" 2>/dev/null |
+		jq -r --arg r "main@sha1:$2" '[.items[] | select(.status.lastAppliedRevision == $r and
+			any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length' 2>/dev/null) || app=0
+	echo "${src:-0} ${app:-0}"
+}
+
+# flux_wait NS COMMIT COUNT TIMEOUT T0: polls every 0.25 s until all COUNT
+# Kustomizations are Ready at COMMIT. Sets FLUX_SRC_S (T0 → artifact at
+# COMMIT, as first seen) and FLUX_S (T0 → all applied).
+flux_wait() {
+	local ns=$1 commit=$2 count=$3 end=$((SECONDS + $4)) t0=$5 src app
+	FLUX_SRC_S=""
+	while ((SECONDS < end)); do
+		read -r src app < <(flux_state "$ns" "$commit")
+		[[ -z $FLUX_SRC_S && $src == 1 ]] && FLUX_SRC_S=$(fsub "$(now)" "$t0")
+		if [[ $app == "$count" ]]; then
+			FLUX_S=$(fsub "$(now)" "$t0")
+			[[ -n $FLUX_SRC_S ]] || FLUX_SRC_S=$FLUX_S
+			return 0
+		fi
+		sleep 0.25
+	done
+	say "timed out after $4 s waiting for Flux in $ns at ${commit:0:7} in $count clusters"
+	api c1 GET "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/$ns/kustomizations" |
+		jq -c '.items[] | {name: .metadata.name, rev: .status.lastAppliedRevision, conditions: [.status.conditions[]? | {type, status, message}]}' >&2 || true
+	return 1
+}
+
+# flux_count NS N CLUSTER…: every target holds N ConfigMaps applied by Flux
+# in NS (checked after the timed part: Ready at the commit is what is timed).
+flux_count() {
+	local ns=$1 n=$2 c got
+	shift 2
+	for c in "$@"; do
+		got=$(api "$c" GET "/api/v1/namespaces/$ns/configmaps?labelSelector=kustomize.toolkit.fluxcd.io%2Fnamespace" \
+			-H 'Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1' --max-time 120 | jq -r '.items | length')
+		[[ $got == "$n" ]] || { say "Flux applied $got ConfigMaps in $c/$ns, not $n"; return 1; }
+	done
+}
+
+# flux_run NS COMMIT N TIMEOUT CLUSTER…: fresh controllers, then the
+# GitRepository and the Kustomizations; measures their creation → every
+# Kustomization Ready at COMMIT. Sets FLUX_S, FLUX_SRC_S, FLUX_CPU (both
+# controllers' user + system seconds during it), FLUX_SC_HWM_KB,
+# FLUX_KC_HWM_KB (peak RSS of each) and leaves the controllers running.
+flux_run() {
+	local ns=$1 commit=$2 n=$3 timeout=$4 t0 c0
+	shift 4
+	flux_ns "$ns" "$@"
+	target_ns "$ns" "$@"
+	flux_start "$ns" || return 1
+	c0=$(awk -v a="$(proc_cpu "$FLUX_SC_PID")" -v b="$(proc_cpu "$FLUX_KC_PID")" 'BEGIN { print a + b }')
+	t0=$(now)
+	flux_objects "$ns" "$ns" "$@" | kc c1 apply -f - >/dev/null || return 1
+	flux_wait "$ns" "$commit" "$#" "$timeout" "$t0" || return 1
+	FLUX_CPU=$(awk -v a="$(proc_cpu "$FLUX_SC_PID")" -v b="$(proc_cpu "$FLUX_KC_PID")" -v c="$c0" 'BEGIN { printf "%.2f", a + b - c }')
+	FLUX_SC_HWM_KB=$(proc_hwm "$FLUX_SC_PID")
+	FLUX_KC_HWM_KB=$(proc_hwm "$FLUX_KC_PID")
+	flux_count "$ns" "$n" "$@"
+}
+
+# flux_purge NS CLUSTER…: deletes what Flux applied in NS of each target, all
+# at once (as purge_plumb does for plumb's).
+flux_purge() {
+	local ns=$1 c pids=()
+	shift
+	for c in "$@"; do
+		api "$c" DELETE "/api/v1/namespaces/$ns/configmaps?labelSelector=kustomize.toolkit.fluxcd.io%2Fnamespace" \
+			--max-time 900 -o /dev/null &
+		pids+=("$!")
+	done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+}
+
+# s7 N T REPEATS: initial sync of N ConfigMaps to T clusters, plumb (as S1
+# runs it) and Flux back to back in each repeat, the order alternating;
+# wall time, objects/s, CPU seconds and peak RSS of plumbd and of Flux's two
+# controllers together.
+s7() {
+	local n=$1 t=$2 reps=$3 r who ns commit case timeout hwm
+	case="N=$n T=$t"
+	# shellcheck disable=SC2046
+	set -- $(targets_of "$t")
+	[[ -d $WORK/clone-s1-$n ]] || new_repo "s1-$n" "$n"
+	REPO_URL="$HTTPS_BASIC_URL/s1-$n.git"
+	WT="$WORK/clone-s1-$n"
+	commit=$(git -C "$WT" rev-parse HEAD)
+	timeout=$((120 + n * t / 10))
+	for ((r = 1; r <= reps; r++)); do
+		local order=(plumb flux)
+		((r % 2 == 0)) && order=(flux plumb)
+		for who in "${order[@]}"; do
+			ns=s7-$who-$n-$t-$r-$RUN_ID
+			say "S7 initial sync $case, $who, repeat $r/$reps (load $(cut -d' ' -f1 /proc/loadavg))"
+			if [[ $who == plumb ]]; then
+				plumb_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+				record S7 "$case" plumb_s "$RUN_S"
+				record S7 "$case" plumb_objps "$(fdiv $((n * t)) "$RUN_S")"
+				record S7 "$case" plumb_cpu_s "$RUN_CPU"
+				record S7 "$case" plumb_rss_mb "$(fdiv "$RUN_HWM_KB" 1024)"
+				say "  plumb: ${RUN_S} s, $(fdiv $((n * t)) "$RUN_S") obj/s, cpu ${RUN_CPU} s, peak RSS $(fdiv "$RUN_HWM_KB" 1024) MiB"
+				stop_plumbd "$PLUMBD_PID"
+				purge_plumb "$ns" "$@"
+			else
+				flux_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+				hwm=$((FLUX_SC_HWM_KB + FLUX_KC_HWM_KB))
+				record S7 "$case" flux_s "$FLUX_S"
+				record S7 "$case" flux_source_s "$FLUX_SRC_S"
+				record S7 "$case" flux_objps "$(fdiv $((n * t)) "$FLUX_S")"
+				record S7 "$case" flux_cpu_s "$FLUX_CPU"
+				record S7 "$case" flux_rss_mb "$(fdiv "$hwm" 1024)"
+				record S7 "$case" flux_source_rss_mb "$(fdiv "$FLUX_SC_HWM_KB" 1024)"
+				record S7 "$case" flux_kustomize_rss_mb "$(fdiv "$FLUX_KC_HWM_KB" 1024)"
+				say "  Flux: ${FLUX_S} s (artifact after ${FLUX_SRC_S} s), $(fdiv $((n * t)) "$FLUX_S") obj/s, cpu ${FLUX_CPU} s," \
+					"peak RSS $(fdiv "$hwm" 1024) MiB (source $(fdiv "$FLUX_SC_HWM_KB" 1024), kustomize $(fdiv "$FLUX_KC_HWM_KB" 1024))"
+				flux_stop
+				flux_purge "$ns" "$@"
+			fi
+		done
+	done
+}
