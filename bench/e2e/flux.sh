@@ -27,14 +27,15 @@ flux_mod_dir() {
 	(cd "$ROOT/hack/flux/$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "github.com/fluxcd/$1")
 }
 
-# flux_crds_up: the GitRepository and Kustomization CRDs in c1, from the
-# controller modules' config/crd/bases (server-side: they are too large for
-# the last-applied annotation).
+# flux_crds_up: the controllers' CRDs in c1, from the controller modules'
+# config/crd/bases: all of source-controller's (it will not start without
+# every kind it serves: Bucket, HelmRepository, …), kustomize-controller's
+# Kustomization (server-side: they are too large for the last-applied
+# annotation).
 flux_crds_up() {
 	local sc kc_dir
 	sc=$(flux_mod_dir source-controller) && kc_dir=$(flux_mod_dir kustomize-controller) || return 1
-	kc c1 apply --server-side -f "$sc/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml" \
-		-f "$kc_dir/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml" >/dev/null || return 1
+	kc c1 apply --server-side -f "$sc/config/crd/bases/" -f "$kc_dir/config/crd/bases/" >/dev/null || return 1
 	kc c1 wait --for=condition=Established --timeout=60s crd/gitrepositories.source.toolkit.fluxcd.io \
 		crd/kustomizations.kustomize.toolkit.fluxcd.io >/dev/null
 }
