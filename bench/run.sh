@@ -161,7 +161,7 @@ fi
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 printf 'meta\t-\twall_s\t%s\n' "$((SECONDS - start))" >>"$RAW"
-printf 'meta\t-\tcommand\t%s%s\n' "${SCENARIOS:+SCENARIOS=\"$SCENARIOS\" }" "$(case $mode in full) echo "make bench" ;; quick) echo "make bench-quick" ;; smoke) echo "bash bench/run.sh --smoke" ;; esac)" >>"$RAW"
+printf 'meta\t-\tcommand\t%s%s%s\n' "${SCENARIOS:+SCENARIOS=\"$SCENARIOS\" }" "${S7_CASES:+S7_CASES=\"$S7_CASES\" }" "$(case $mode in full) echo "make bench" ;; quick) echo "make bench-quick" ;; smoke) echo "bash bench/run.sh --smoke" ;; esac)" >>"$RAW"
 bash "$ROOT/bench/e2e/report.sh" "$RAW" "$out"
 say "done in $((SECONDS - start)) s: $out/results.md"
 }
