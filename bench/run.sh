@@ -4,7 +4,7 @@
 # baselines (kubectl apply --server-side; the apiserver's write ceiling from
 # tests/tools/bench_ceiling) measured side by side in the same run.
 #
-#   bash bench/run.sh            full suite (make bench), < 30 min on 2 cores;
+#   bash bench/run.sh            full suite (make bench), < 30 min on 2 cores without scenario 7 (Flux);
 #                                writes bench/results.md and bench/*.png
 #   bash bench/run.sh --quick    smaller sizes (make bench-quick), < 6.5 min;
 #                                writes into --out (default /tmp/plumb-bench-quick)
