@@ -25,6 +25,7 @@ typedef struct {
 	const char *context;
 	const char *ns;
 	int leader_elect;
+	int shards;               /* --shards: -1 off, 0 auto (every live replica), N at most N */
 	const char *lease_name;
 	const char *lease_ns;
 	double lease_duration, lease_renew, lease_retry;   /* 0: the elector's defaults */
@@ -93,7 +94,11 @@ static void usage(FILE *f)
 		"  --context NAME          kubeconfig context (default: current-context)\n"
 		"  --namespace NS          watch GitSyncs, Clusters and Secrets in NS only (default: all namespaces)\n"
 		"  --leader-elect          elect a leader on a Lease; only the leader writes (default: off)\n"
-		"  --lease-name NAME       Lease name (default: plumbd)\n"
+		"  --shards auto|N         spread GitSyncs over the live replicas, each owned by one (a Lease per\n"
+		"                          replica, consistent hashing with bounded loads); N: at most N replicas\n"
+		"                          own GitSyncs, the others wait to step in; replaces --leader-elect\n"
+		"  --lease-name NAME       Lease name, and the prefix of the replicas' Leases with --shards\n"
+		"                          (default: plumbd)\n"
 		"  --lease-namespace NS    Lease namespace (default: --namespace, else the config's namespace)\n"
 		"  --lease-duration D      how long a Lease counts after its holder last renewed it (default: 15s)\n"
 		"  --lease-renew-deadline D  a leader that cannot renew within D stops leading (default: 10s)\n"
@@ -156,12 +161,13 @@ static int parse_flags(flags *f, int argc, char **argv)
 		WORKERS, LOG_LEVEL, CACHE, SHUTDOWN, VERSION, QPS, BURST, ALLOW_INSECURE, ALLOW_EXEC,
 		ALLOW_PROXY, GIT_MAX_FETCH, DEFAULT_SA, MGMT_TARGET_NS, ALLOW_FILE_URLS, WEBHOOK,
 		CACHE_OBJECTS, CACHE_BYTES, GS_OBJECTS, CACHE_RETRY, KUSTOMIZE_BIN, HELM_BIN,
-		RENDER_TIMEOUT, RENDER_MAX_OUTPUT, LEASE_DURATION, LEASE_RENEW, LEASE_RETRY };
+		RENDER_TIMEOUT, RENDER_MAX_OUTPUT, LEASE_DURATION, LEASE_RENEW, LEASE_RETRY, SHARDS };
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, KUBECONFIG },
 		{ "context", required_argument, NULL, CONTEXT },
 		{ "namespace", required_argument, NULL, NS },
 		{ "leader-elect", optional_argument, NULL, LEADER },
+		{ "shards", required_argument, NULL, SHARDS },
 		{ "lease-name", required_argument, NULL, LEASE_NAME },
 		{ "lease-namespace", required_argument, NULL, LEASE_NS },
 		{ "lease-duration", required_argument, NULL, LEASE_DURATION },
@@ -195,7 +201,7 @@ static int parse_flags(flags *f, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	*f = (flags){ .lease_name = "plumbd", .metrics_addr = ":8080", .health_addr = ":8081",
+	*f = (flags){ .shards = -1, .lease_name = "plumbd", .metrics_addr = ":8080", .health_addr = ":8081",
 		.workers = 4, .log_level = "info", .cache_dir = "/tmp/plumb-cache", .shutdown_timeout = 30 };
 	f->kubeconfig = getenv("KUBECONFIG");
 	int c;
@@ -208,6 +214,15 @@ static int parse_flags(flags *f, int argc, char **argv)
 		case LEADER:
 			f->leader_elect = !optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1");
 			break;
+		case SHARDS: {
+			long n = strcmp(optarg, "auto") ? strtol(optarg, &end, 10) : 0;
+			if (strcmp(optarg, "auto") && (*end || n < 1 || n > 1024)) {
+				fprintf(stderr, "plumbd: --shards %s: want auto or a number from 1 to 1024\n", optarg);
+				return 2;
+			}
+			f->shards = (int)n;
+			break;
+		}
 		case LEASE_NAME: f->lease_name = optarg; break;
 		case LEASE_NS: f->lease_ns = optarg; break;
 		case LEASE_DURATION:
@@ -369,6 +384,10 @@ static int parse_flags(flags *f, int argc, char **argv)
 		fprintf(stderr, "plumbd: unexpected argument \"%s\"\n", argv[optind]);
 		return 2;
 	}
+	if (f->shards >= 0 && f->leader_elect) {
+		fprintf(stderr, "plumbd: --shards and --leader-elect: choose one (--shards replaces the leader)\n");
+		return 2;
+	}
 	plumb_log_level lvl;
 	if (plumb_log_parse_level(&lvl, f->log_level) != 0) {
 		fprintf(stderr, "plumbd: --log-level: %s\n", plumb_error_last());
@@ -422,6 +441,8 @@ int main(int argc, char **argv)
 	server *metrics_srv = NULL, *health_srv = NULL, *webhook_srv = NULL;
 	controller *ctl = NULL;
 	controller_leader *leader = NULL;
+	controller_shards *shards = NULL;
+	char user_agent[400];
 	char identity[300], host[256] = "plumbd", rnd[9];
 	char **exec_plugins = NULL;
 	kube_config_policy tenant_policy = { 0 };
@@ -467,7 +488,9 @@ int main(int argc, char **argv)
 	const char *build_labels[] = { "version" };
 	server_gauge_set(server_gauge(metrics, "plumb_build_info", "plumbd's version; always 1.",
 		1, build_labels), 1, PLUMB_VERSION);
-	kube_client_opts ko = { .name = "management", .on_request = count_request };
+	/* every request names the replica, so an audit log shows who wrote what */
+	snprintf(user_agent, sizeof(user_agent), "plumb/%s (%s)", PLUMB_VERSION, identity);
+	kube_client_opts ko = { .name = "management", .on_request = count_request, .user_agent = user_agent };
 	if ((rc = kube_client_new(&mgmt, cfg, &ko)))
 		goto fail;
 	/* Kubeconfigs from Cluster Secrets: inline material only, unless loosened by a flag. */
@@ -482,7 +505,7 @@ int main(int argc, char **argv)
 			f.allow_exec_plugins ? f.allow_exec_plugins : "");
 	controller_opts co = { .mgmt = mgmt, .mgmt_config = cfg, .ns = f.ns, .cache_dir = f.cache_dir, .tenant_policy = &tenant_policy,
 		.git_max_fetch_bytes = f.git_max_fetch_bytes,
-		.workers = f.workers, .metrics = metrics, .identity = identity,
+		.workers = f.workers, .metrics = metrics, .identity = identity, .user_agent = user_agent,
 		.on_request = count_request, .kube_qps = f.kube_qps,
 		.kube_burst = f.kube_burst ? f.kube_burst : (int)(2 * f.kube_qps),
 		.default_service_account = f.default_sa, .management_target_namespaces = f.mgmt_target_ns,
@@ -514,10 +537,17 @@ int main(int argc, char **argv)
 	plumb_info("plumbd started", "version", PLUMB_VERSION, "identity", identity,
 		"server", kube_config_server(cfg), "namespace", f.ns ? f.ns : "(all)",
 		"metrics_port", mport, "health_port", hport, "webhook_port", wport,
-		"leader_elect", f.leader_elect ? "true" : "false");
+		"leader_elect", f.leader_elect ? "true" : "false", "shards",
+		f.shards < 0 ? "off" : f.shards == 0 ? "auto" : "limited");
 	log_render_tools(&f);
 
-	if (f.leader_elect) {
+	if (f.shards >= 0) {
+		controller_shards_opts so = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
+			.name = f.lease_name, .identity = identity, .lease_duration = f.lease_duration,
+			.renew_deadline = f.lease_renew, .retry_period = f.lease_retry, .max_owners = (unsigned)f.shards };
+		if ((rc = controller_shards_new(&shards, ctl, mgmt, &so)) || (rc = controller_shards_run(shards)))
+			goto fail;
+	} else if (f.leader_elect) {
 		controller_leader_opts lo = { .ns = f.lease_ns ? f.lease_ns : f.ns ? f.ns : kube_config_namespace(cfg),
 			.name = f.lease_name, .identity = identity, .lease_duration = f.lease_duration,
 			.renew_deadline = f.lease_renew, .retry_period = f.lease_retry,
@@ -548,12 +578,16 @@ int main(int argc, char **argv)
 	/* Releases the Lease: a standby takes over at once. */
 	controller_leader_free(leader);
 	leader = NULL;
+	/* Gives every owned GitSync up and deletes the replica's Lease. */
+	controller_shards_free(shards);
+	shards = NULL;
 	goto cleanup;
 fail:
 	plumb_errorlog("plumbd cannot start", "error", plumb_error_last());
 	exit_code = 1;
 cleanup:
 	controller_leader_free(leader);
+	controller_shards_free(shards);
 	server_free(metrics_srv);
 	server_free(webhook_srv);
 	server_free(health_srv);

@@ -88,7 +88,25 @@ static void process(controller *c, const char *key)
 {
 	work_item w;
 	double next = 0;
+	gitsync_state *owned = NULL;
 	int rc = work_parse(&w, key);
+	if (rc == 0 && c->sharded && w.gitsync[0]) {
+		/* --shards: only the GitSyncs this replica owns; whoever gains
+		 * one looks at all of it */
+		pthread_mutex_lock(&c->lock);
+		owned = plumb_map_get(&c->gitsyncs, w.gitsync);
+		if (owned && owned->held) {
+			owned->refs++;
+			owned->inflight++;
+		} else {
+			owned = NULL;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!owned) {
+			controller_queue_forget(c->queue, key);
+			return;
+		}
+	}
 	if (rc == 0) {
 		switch (w.kind) {
 		case WORK_SOURCE: rc = reconcile_source(c, w.gitsync, &next); break;
@@ -100,6 +118,12 @@ static void process(controller *c, const char *key)
 	} else {
 		plumb_warn("dropping a work item", "item", key, "error", plumb_error_last());
 		return;
+	}
+	if (owned) {
+		pthread_mutex_lock(&c->lock);
+		owned->inflight--;
+		pthread_mutex_unlock(&c->lock);
+		gitsync_put(c, owned);
 	}
 	if (rc) {
 		double d = controller_queue_backoff(c->queue, key, 0);
@@ -279,10 +303,11 @@ void controller_webhook(controller *c, const char *ns, const char *name)
 	pthread_mutex_lock(&c->lock);
 	gitsync_state *g = plumb_map_get(&c->gitsyncs, key);
 	double debounce = g ? state_debounce(g) : 0;
+	int mine = g && (c->sharded ? g->held : c->leading);
 	pthread_mutex_unlock(&c->lock);
 	if (!g)
 		return;
-	if (c->leading) {
+	if (mine) {
 		trigger_src(c, key, debounce);
 		return;
 	}
@@ -350,6 +375,9 @@ void controller_free(controller *c)
 	plumb_map_free(&c->clusters, cluster_state_free);
 	plumb_map_free(&c->secrets, free_json);
 	plumb_map_free(&c->secret_misses, free);
+	for (size_t j = 0; j < c->shard_nmembers; j++)
+		free(c->shard_members[j]);
+	free(c->shard_members);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	gitsync_render_cache_free(c->render_cache);

@@ -104,6 +104,30 @@ void controller_leader_free(controller_leader *l);
 /* ---- the controller ------------------------------------------------------------ */
 typedef struct controller controller;
 
+/* ---- sharding (--shards) ------------------------------------------------------------
+ * GitSyncs spread over the live replicas: one Lease per replica in plumb's
+ * namespace, consistent hashing with bounded loads, and a GitSync worked on
+ * only by the replica whose claim (status.owner) the API server accepted.
+ * See shards.c. */
+typedef struct controller_shards controller_shards;
+
+typedef struct {
+	const char *ns;           /* the Leases' namespace */
+	const char *name;         /* prefix of the replicas' Lease names */
+	const char *identity;     /* this replica (controller_opts.identity) */
+	double lease_duration, renew_deadline, retry_period; /* as for leader election */
+	unsigned max_owners;      /* at most this many replicas own GitSyncs (the oldest
+	                             Leases), the others wait; 0 = every live replica */
+} controller_shards_opts;
+
+/* Marks c sharded: its workers then run only for GitSyncs it owns. */
+int controller_shards_new(controller_shards **out, controller *c, kube_client *mgmt,
+	const controller_shards_opts *opts);
+int controller_shards_run(controller_shards *s);
+/* Gives up every GitSync this replica owns, deletes its Lease, frees. Call
+ * after controller_stop. NULL-safe. */
+void controller_shards_free(controller_shards *s);
+
 typedef struct {
 	kube_client *mgmt;          /* the management cluster (borrowed) */
 	kube_config *mgmt_config;   /* its config, for Clusters without a kubeconfig Secret (borrowed) */
@@ -112,6 +136,7 @@ typedef struct {
 	unsigned workers;           /* default 4 */
 	server_metrics *metrics;    /* registry for plumb_* metrics; may be NULL */
 	const char *identity;       /* this replica, for Events */
+	const char *user_agent;     /* of the target clients; NULL = pkg/kube's default */
 	kube_request_hook on_request; /* installed on every target client; may be NULL */
 	double kube_qps;            /* client-side limit per target; <= 0 = none (server-side
 	                               priority and fairness, 429 + Retry-After honoured) */

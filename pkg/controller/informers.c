@@ -123,6 +123,37 @@ static void seed_from_status(gitsync_state *g)
 		snprintf(g->fetched, sizeof(g->fetched), "%s", fetched);
 }
 
+void gitsync_reset_locked(controller *c, gitsync_state *g, const cJSON *obj)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	(void)c;
+	while (plumb_map_next(&g->clusters, &i, &k, &v))
+		cluster_status_free(v);
+	plumb_map_free(&g->clusters, NULL);
+	plumb_map_free(&g->intended, free);
+	cJSON_Delete(g->rollout);
+	g->rollout = NULL;
+	revision_unref(g->rev);
+	g->rev = NULL;
+	g->fetched[0] = 0;
+	g->fetched_generation = -1;
+	free(g->handled_req);
+	g->handled_req = NULL;
+	free(g->stall_reason);
+	free(g->stall_msg);
+	g->stall_reason = g->stall_msg = NULL;
+	if (obj) {
+		cJSON *o = cJSON_Duplicate(obj, 1);
+		if (o) {
+			cJSON_Delete(g->obj);
+			g->obj = o;
+		}
+	}
+	seed_from_status(g);
+}
+
 /* ---- cluster selection ------------------------------------------------------------ */
 
 /* Triggers the sync items of every GitSync that targets cluster cl_key.
@@ -229,6 +260,8 @@ static int gitsync_upsert_locked(controller *c, const cJSON *obj)
 	free(key);
 	if (!old)
 		seed_from_status(g);
+	if (!old && c->shards)
+		controller_shards_poke(c->shards);
 	gitsync_event_action act = gitsync_event_decide(old, obj, g->handled_req);
 	/* plumbctl rollout pause, resume, abort */
 	if (old && (!streq(annotation(old, ROLLOUT_PAUSED_ANNOTATION), annotation(obj, ROLLOUT_PAUSED_ANNOTATION)) ||

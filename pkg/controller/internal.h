@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,10 @@ typedef struct {
 	                             NULL: read from obj's status (a new leader) */
 	plumb_map intended;       /* spec.rollout: cluster name -> commit (malloc'd) it is meant to have */
 	int deleted;
+	/* --shards (shards.c), under c->lock: held, this replica owns it and its
+	   work items run; releasing, it gave it up and removes status.owner once
+	   inflight (its items running now) is 0 */
+	int held, releasing, inflight;
 	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
 } gitsync_state;
 
@@ -224,6 +229,12 @@ struct controller {
 	atomic_int stopping;
 	atomic_int in_flight;
 	atomic_ulong health_epoch; /* orders health computations (health_stage.c) */
+	/* --shards (shards.c): the live replicas that own GitSyncs, as the last
+	   round listed them (under c->lock) */
+	int sharded;
+	controller_shards *shards;
+	char **shard_members;
+	size_t shard_nmembers;
 };
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -322,6 +333,9 @@ void on_gitsync(kube_watch_event type, const cJSON *obj, void *data);
 void cache_replace_locked(plumb_map *m, const cJSON *obj);
 void on_cluster(kube_watch_event type, const cJSON *obj, void *data);
 gitsync_state *gitsync_get(controller *c, const char *key);
+/* Forgets what this replica knew of g as its owner and starts over from
+ * obj's status, as a new leader does (shards.c, when it gains g). */
+void gitsync_reset_locked(controller *c, gitsync_state *g, const cJSON *obj);
 void gitsync_put(controller *c, gitsync_state *g);
 
 /* livecache.c */
@@ -436,6 +450,25 @@ int rollout_next(cJSON **out, rollout_result *res, const cJSON *prev, const gits
 void rollout_eval_locked(controller *c, gitsync_state *g);
 int reconcile_rollout(controller *c, const char *gs_key, double *next);
 
+/* shards.c */
+#define SHARD_NONE ((size_t)-1)
+typedef struct {
+	const char *key;          /* the sharding key (a GitSync's, or its dependsOn group's) */
+	unsigned weight;          /* GitSyncs in it (0 counts as 1) */
+	size_t owner;             /* out: index of its replica, SHARD_NONE when there are none */
+} shard_unit;
+uint64_t shard_hash(const char *s);
+/* Consistent hashing with bounded loads: each unit's owner among members
+ * (identities, in any order; the result does not depend on it), loads at
+ * most ceil(total weight / m) but for a unit heavier than any room left.
+ * Pure. 0 or PLUMB_ENOMEM. */
+int shard_assign(shard_unit *units, size_t n, const char *const *members, size_t m);
+/* The member rendezvous hashing picks for key; SHARD_NONE when m is 0. */
+size_t shard_rendezvous(const char *key, const char *const *members, size_t m);
+void controller_shards_poke(controller_shards *s);
+/* 1 when this replica writes Cluster cl_key's status (always without --shards). */
+int shard_cluster_is_mine(controller *c, const char *cl_key);
+
 /* sync_stage.c */
 int reconcile_sync(controller *c, const char *gs_key, const char *cl_key, double *next);
 
@@ -448,6 +481,8 @@ int target_for(target **out, controller *c, const char *cl_key, const char *user
  * (a reference the caller gives back with target_unref), else NULL. */
 target *target_lookup(controller *c, const char *cl_key, const char *user);
 void drop_engines(controller *c, const char *cl_key, const char *gs_key, const target *keep);
+/* Drops gs_key's engines in every target. */
+void drop_engines_of(controller *c, const char *gs_key);
 apply_engine *target_engine(target *t, const gitsync_state *g);
 int reconcile_probe(controller *c, const char *cl_key, double *next);
 

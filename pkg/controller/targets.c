@@ -191,7 +191,7 @@ static int target_get(target **out, controller *c, const char *cl_key)
 	}
 	kube_client_opts ko = { .name = name, .timeout = 20, .on_request = c->o.on_request,
 		.hook_data = c->o.hook_data, .qps = c->o.kube_qps > 0 ? c->o.kube_qps : -1,
-		.burst = c->o.kube_burst };
+		.burst = c->o.kube_burst, .user_agent = c->o.user_agent };
 	rc = kube_client_new(&t->client, cfg, &ko);
 	if (rc) {
 		free(t);
@@ -326,6 +326,29 @@ apply_engine *target_engine(target *t, const gitsync_state *g)
 	return e;
 }
 
+void drop_engines_of(controller *c, const char *gs_key)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t i = 0, n = 0;
+	const char *k;
+	void *v;
+	char **keys = calloc(c->targets.count ? c->targets.count : 1, sizeof(*keys));
+	while (keys && plumb_map_next(&c->targets, &i, &k, &v)) {
+		const char *ck = ((target *)v)->key;
+		size_t j = 0;
+		while (j < n && strcmp(keys[j], ck))
+			j++;
+		if (j == n && (keys[n] = plumb_strdup(ck)))
+			n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < n; i++) {
+		drop_engines(c, keys[i], gs_key, NULL);
+		free(keys[i]);
+	}
+	free(keys);
+}
+
 /* ---- cluster probe ---------------------------------------------------------------------- */
 
 int reconcile_probe(controller *c, const char *cl_key, double *next)
@@ -390,8 +413,11 @@ int reconcile_probe(controller *c, const char *cl_key, double *next)
 		char ts[48];
 		plumb_time_rfc3339(ts, sizeof(ts), plumb_time_real());
 		cJSON_AddStringToObject(st, "lastProbeTime", ts);
-		write_cluster_status(c, ns, name, st);
-		st = NULL;
+		/* with --shards every replica probes, one writes */
+		if (shard_cluster_is_mine(c, cl_key)) {
+			write_cluster_status(c, ns, name, st);
+			st = NULL;
+		}
 		plumb_info(up ? "cluster ready" : "cluster not ready", "cluster", cl_key,
 			"version", up ? version : NULL, "error", msg);
 	}

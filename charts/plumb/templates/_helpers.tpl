@@ -53,8 +53,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Checks of combinations the schema cannot express. */}}
 {{- define "plumb.validate" -}}
-{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
-{{- fail "replicas > 1 needs leaderElection.enabled=true: without it every replica would write" }}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) (not .Values.sharding.enabled) }}
+{{- fail "replicas > 1 needs leaderElection.enabled=true or sharding.enabled=true: without either every replica would write" }}
 {{- end }}
 {{- if not (has .Values.logLevel (list "debug" "info" "warn" "error")) }}
 {{- fail (printf "logLevel must be debug, info, warn or error, not %q" .Values.logLevel) }}
