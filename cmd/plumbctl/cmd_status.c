@@ -19,7 +19,8 @@ static const char status_usage[] =
 	"plumb manages there, how many drifted, the sync lag (commit first seen ->\n"
 	"applied) and the last message. When a GitSync shown has spec.rollout, a WAVE\n"
 	"column names each cluster's rollout wave (`plumbctl rollout status` shows the\n"
-	"rollout). A GitSync that is not Ready gets a line under the table saying why\n"
+	"rollout). With plumbd --shards, an OWNER column names the replica that owns\n"
+	"each GitSync (status.owner). A GitSync that is not Ready gets a line under the table saying why\n"
 	"(a stalled revision names file and line).\n"
 	"\n"
 	"  -A, --all-namespaces  every namespace\n"
@@ -81,6 +82,8 @@ static cJSON *view(const cJSON *gs)
 		cJSON_AddStringToObject(v, "url", s);
 	if ((s = plumb_json_str(gs, "status.lastFetchedCommit")))
 		cJSON_AddStringToObject(v, "fetchedCommit", s);
+	if ((s = plumb_json_str(gs, "status.owner.replica")))
+		cJSON_AddStringToObject(v, "owner", s);
 	const char *types[] = { "Ready", "Stalled", "Reconciling", "Drifted" };
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		const cJSON *c = plumbctl_condition(gs, types[i]);
@@ -117,14 +120,27 @@ static int has_waves(const cJSON *items)
 	return 0;
 }
 
-/* One line of the table; ns and wave NULL: the column is not shown. */
-static void print_row(const char *ns, const char *gitsync, const char *cluster, const char *wave,
-	const char *state, const char *health, const char *commit, const char *objects,
+/* 1 when some GitSync of items has an owner (plumbd --shards): an OWNER column. */
+static int has_owners(const cJSON *items)
+{
+	const cJSON *gs;
+	cJSON_ArrayForEach(gs, items)
+		if (plumb_json_str(gs, "status.owner.replica"))
+			return 1;
+	return 0;
+}
+
+/* One line of the table; ns, owner and wave NULL: the column is not shown. */
+static void print_row(const char *ns, const char *gitsync, const char *owner, const char *cluster,
+	const char *wave, const char *state, const char *health, const char *commit, const char *objects,
 	const char *drifted, const char *lag, const char *msg)
 {
 	if (ns)
 		printf("%-16s ", ns);
-	printf("%-20s %-14s ", gitsync, cluster);
+	printf("%-20s ", gitsync);
+	if (owner)
+		printf("%-24s ", owner);
+	printf("%-14s ", cluster);
 	if (wave)
 		printf("%-12s ", wave);
 	printf("%-11s %-11s %-12s %7s %7s %7s  %s\n", state, health, commit, objects, drifted, lag, msg);
@@ -134,8 +150,8 @@ static void print_table(const cJSON *items, int show_ns)
 {
 	const cJSON *gs, *cl;
 	plumb_buf notes = PLUMB_BUF_INIT(1024 * 1024);
-	int waves = has_waves(items);
-	print_row(show_ns ? "NAMESPACE" : NULL, "GITSYNC", "CLUSTER", waves ? "WAVE" : NULL, "STATE", "HEALTH",
+	int waves = has_waves(items), owners = has_owners(items);
+	print_row(show_ns ? "NAMESPACE" : NULL, "GITSYNC", owners ? "OWNER" : NULL, "CLUSTER", waves ? "WAVE" : NULL, "STATE", "HEALTH",
 		"COMMIT", "OBJECTS", "DRIFTED", "LAG", "MESSAGE");
 	cJSON_ArrayForEach(gs, items) {
 		const char *ns = plumb_json_str(gs, "metadata.namespace");
@@ -144,6 +160,7 @@ static void print_table(const cJSON *items, int show_ns)
 		const cJSON *ready = plumbctl_condition(gs, "Ready");
 		const char *rs = ready ? plumb_json_str(ready, "status") : NULL;
 		const char *row_ns = show_ns ? (ns ? ns : "") : NULL;
+		const char *owner = owners ? plumbctl_dash(plumb_json_str(gs, "status.owner.replica")) : NULL;
 		int rows = 0;
 		cJSON_ArrayForEach(cl, clusters) {
 			char lag[32], msg[512], commit[13], objects[24], drifted[24];
@@ -155,13 +172,13 @@ static void print_table(const cJSON *items, int show_ns)
 			snprintf(drifted, sizeof(drifted), "%ld", cJSON_IsNumber(dc) ? (long)dc->valuedouble : 0L);
 			fmt_lag(lag, sizeof(lag), plumb_json_get(cl, "lagSeconds"));
 			one_line(msg, sizeof(msg), plumb_json_str(cl, "message"), MAX_MESSAGE_COLUMN);
-			print_row(row_ns, name ? name : "", plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "",
+			print_row(row_ns, name ? name : "", owner, plumb_json_str(cl, "name") ? plumb_json_str(cl, "name") : "",
 				waves ? wave : NULL, plumb_json_str(cl, "state") ? plumb_json_str(cl, "state") : "?",
 				plumbctl_dash(plumb_json_str(cl, "health")), commit, objects, drifted, lag, msg);
 			rows++;
 		}
 		if (!rows)
-			print_row(row_ns, name ? name : "", "-", waves ? "-" : NULL, ready ? "-" : "Pending", "-", "-",
+			print_row(row_ns, name ? name : "", owner, "-", waves ? "-" : NULL, ready ? "-" : "Pending", "-", "-",
 				"-", "-", "-", ready ? "" : "not reconciled yet: is plumbd running and watching this namespace?");
 		if (ready && (!rs || strcmp(rs, "True"))) {
 			const char *reason = plumb_json_str(ready, "reason");

@@ -95,7 +95,7 @@ static void process(controller *c, const char *key)
 		 * one looks at all of it */
 		pthread_mutex_lock(&c->lock);
 		owned = plumb_map_get(&c->gitsyncs, w.gitsync);
-		if (owned && owned->held) {
+		if (owned && owned->held && shard_active(c)) {
 			owned->refs++;
 			owned->inflight++;
 		} else {
@@ -145,7 +145,7 @@ static void *worker(void *arg)
 		/* Only the leader works, and only once GitSyncs, Clusters and
 		 * Secrets are all listed: a Cluster looked at before its Secret is
 		 * known would be reported broken for nothing. */
-		if (!c->leading || !controller_ready(c, why, sizeof(why))) {
+		if (!(c->sharded ? shard_active(c) : c->leading) || !controller_ready(c, why, sizeof(why))) {
 			plumb_sleep(0.2);
 			continue;
 		}
@@ -155,7 +155,7 @@ static void *worker(void *arg)
 			break;
 		if (rc)
 			continue;
-		if (!c->leading) {
+		if (!(c->sharded ? shard_active(c) : c->leading)) {
 			/* Lost the lease while waiting: leave it for the next leader. */
 			controller_queue_done(c->queue, key);
 			controller_queue_add_after(c->queue, key, 0);

@@ -233,6 +233,8 @@ struct controller {
 	   round listed them (under c->lock) */
 	int sharded;
 	controller_shards *shards;
+	atomic_llong shard_active_until_us; /* monotonic µs: the replica's Lease was renewed in time
+	                             up to here; past it nothing of it runs (shard_active) */
 	char **shard_members;
 	size_t shard_nmembers;
 };
@@ -466,6 +468,9 @@ int shard_assign(shard_unit *units, size_t n, const char *const *members, size_t
 /* The member rendezvous hashing picks for key; SHARD_NONE when m is 0. */
 size_t shard_rendezvous(const char *key, const char *const *members, size_t m);
 void controller_shards_poke(controller_shards *s);
+/* --shards: 1 while this replica's own Lease is renewed within the renew
+ * deadline; its workers take no item otherwise. */
+int shard_active(controller *c);
 /* 1 when this replica writes Cluster cl_key's status (always without --shards). */
 int shard_cluster_is_mine(controller *c, const char *cl_key);
 

@@ -42,8 +42,9 @@
  * a Cluster's status is written by one replica, the one rendezvous hashing
  * of its key over the live replicas picks (shard_cluster_is_mine).
  *
- * Threads: one of its own (shards_loop); it takes c->lock for the states and
- * never holds it across a request. */
+ * Threads: two of its own, the lease thread (lease_loop: renewals only) and
+ * the assignment thread (shards_loop: list, assign, claim, release); they
+ * take c->lock for the states and never hold it across a request. */
 #include "controller/internal.h"
 
 #include <pthread.h>
@@ -249,13 +250,12 @@ struct controller_shards {
 	char *ns, *prefix, *identity, *lease;
 	double lease_duration, renew_deadline, retry_period;
 	unsigned max_owners;
-	plumb_map observed;       /* lease name -> member_obs* (shards thread only) */
-	double last_renew;        /* monotonic; 0 = never */
-	int active;
+	plumb_map observed;       /* lease name -> member_obs* (assignment thread only) */
+	int active;               /* as the lease thread last judged it */
 	server_family *m_replicas, *m_owned, *m_gitsync_owned;
 
-	pthread_t thread;
-	int thread_started;
+	pthread_t thread, lease_thread;
+	int thread_started, lease_thread_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stop;
@@ -378,7 +378,7 @@ static int list_members(controller_shards *s, char ***out, size_t *nout)
 	for (i = 0; plumb_map_next(&s->observed, &i, &k, &v);) {
 		member_obs *o = v;
 		int mine = strcmp(k, s->lease) == 0;
-		if (mine ? s->active : o->observed + o->duration > mono)
+		if (mine ? shard_active(s->c) : o->observed + o->duration > mono)
 			ms[n++] = (member_sort){ o->holder, o->created };
 	}
 	qsort(ms, n, sizeof(*ms), member_cmp);
@@ -405,7 +405,7 @@ static int holder_live(controller_shards *s, const char *identity)
 	while (plumb_map_next(&s->observed, &i, &k, &v)) {
 		member_obs *o = v;
 		if (!strcmp(o->holder, identity))
-			return !strcmp(k, s->lease) ? s->active : o->observed + o->duration > mono;
+			return !strcmp(k, s->lease) ? shard_active(s->c) : o->observed + o->duration > mono;
 	}
 	return 0;
 }
@@ -521,27 +521,81 @@ static int release(controller_shards *s, gitsync_state *g)
 	return 1;
 }
 
+/* The lease thread's view changed. Going inactive, this replica forgets
+ * what it held without writing anything: the workers stopped at the
+ * deadline already (shard_active), and the others may claim its GitSyncs
+ * once its Lease is a lease duration old. Back, it claims again. */
 static void set_active(controller_shards *s, int active)
 {
 	controller *c = s->c;
 	if (active == s->active)
 		return;
 	s->active = active;
-	c->leading = active;
 	server_gauge_set(c->m.leader, active);
+	pthread_mutex_lock(&c->lock);
+	size_t i = 0;
+	const char *k;
+	void *v;
 	if (active) {
-		plumb_info("replica active", "identity", s->identity, "lease", s->lease);
-		pthread_mutex_lock(&c->lock);
-		size_t i = 0;
-		const char *k;
-		void *v;
 		while (plumb_map_next(&c->clusters, &i, &k, &v))
 			trigger_probe(c, k);
-		pthread_mutex_unlock(&c->lock);
 	} else {
-		plumb_warn("replica lease renew deadline passed: stopping work", "identity", s->identity,
-			"error", plumb_error_last());
+		while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
+			gitsync_state *g = v;
+			if (g->held)
+				server_gauge_set(s->m_gitsync_owned, 0, g->key);
+			g->held = g->releasing = 0;
+		}
 	}
+	pthread_mutex_unlock(&c->lock);
+	if (active)
+		plumb_info("replica active", "identity", s->identity, "lease", s->lease);
+	else
+		plumb_warn("replica lease not renewed within the renew deadline: stopped work", "identity",
+			s->identity, "lease", s->lease);
+}
+
+static void timed_wait(controller_shards *s, double seconds, int wake_on_poke)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->stop && !(wake_on_poke && s->poke)) {
+		double until = plumb_time_mono() + seconds;
+		struct timespec ts = { (time_t)until, (long)((until - (double)(time_t)until) * 1e9) };
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int stopping(controller_shards *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
+/* The lease thread: renews this replica's Lease every retry period, on a
+ * thread of its own so that no claim, release or slow list delays it. The
+ * deadline it sets (shard_active) is counted from before the request, and
+ * the workers check it themselves: a renewal stuck in a request cannot keep
+ * this replica working past it. */
+static void *lease_loop(void *arg)
+{
+	controller_shards *s = arg;
+	while (!stopping(s)) {
+		double start = plumb_time_mono();
+		if (renew_own(s) == 0)
+			atomic_store(&s->c->shard_active_until_us, (long long)((start + s->renew_deadline) * 1e6));
+		else
+			plumb_warn("cannot renew the replica lease", "lease", s->lease, "error", plumb_error_last());
+		set_active(s, shard_active(s->c));
+		double left = (double)atomic_load(&s->c->shard_active_until_us) / 1e6 - plumb_time_mono();
+		double wait = s->retry_period;
+		if (s->active && left > 0 && left < wait)
+			wait = left;
+		timed_wait(s, wait, 0);
+	}
+	return NULL;
 }
 
 typedef struct {
@@ -555,11 +609,7 @@ static void shards_round(controller_shards *s)
 	controller *c = s->c;
 	char **members = NULL;
 	size_t m = 0;
-	if (renew_own(s) == 0)
-		s->last_renew = plumb_time_mono();
-	else
-		plumb_warn("cannot renew the replica lease", "lease", s->lease, "error", plumb_error_last());
-	set_active(s, s->last_renew > 0 && plumb_time_mono() - s->last_renew < s->renew_deadline);
+	int active = shard_active(c);
 	int listed = list_members(s, &members, &m) == 0;
 	if (!listed)
 		plumb_warn("cannot list the replica leases", "error", plumb_error_last());
@@ -608,10 +658,8 @@ static void shards_round(controller_shards *s)
 	size_t owned = 0;
 	for (i = 0; i < n; i++) {
 		gitsync_state *g = nodes[i].g;
-		int want = s->active && me != SHARD_NONE && assigned && units[unit_of[i]].owner == me;
-		if (!assigned && s->active && listed)
-			continue;
-		if (!assigned && s->active)
+		int want = active && me != SHARD_NONE && assigned && units[unit_of[i]].owner == me;
+		if (!assigned && active)
 			want = g->held; /* the list failed: keep what is held */
 		if (g->held && !want) {
 			/* stop taking its items now; status.owner goes once they end */
@@ -629,7 +677,9 @@ static void shards_round(controller_shards *s)
 
 	for (i = 0; i < nact; i++) {
 		if (act[i].claim) {
-			claim(s, act[i].g);
+			/* claims stop the moment this replica's own Lease is in doubt */
+			if (shard_active(c))
+				claim(s, act[i].g);
 		} else if (release(s, act[i].g)) {
 			pthread_mutex_lock(&c->lock);
 			act[i].g->releasing = 0;
@@ -652,21 +702,19 @@ cleanup:
 	free_names(members, m);
 }
 
+/* The assignment thread: a round every retry period, sooner after a new
+ * GitSync (controller_shards_poke), and five times as often while a release
+ * waits for running items. */
 static void *shards_loop(void *arg)
 {
 	controller_shards *s = arg;
-	for (;;) {
+	while (!stopping(s)) {
 		pthread_mutex_lock(&s->lock);
-		int stop = s->stop;
 		s->poke = 0;
 		pthread_mutex_unlock(&s->lock);
-		if (stop)
-			break;
 		char why[128];
 		if (controller_ready(s->c, why, sizeof(why)))
 			shards_round(s);
-		/* Waits a retry period (a fifth of it after a round that left
-		 * releases waiting for running items), or until poked. */
 		double wait = s->retry_period;
 		pthread_mutex_lock(&s->c->lock);
 		size_t i = 0;
@@ -676,13 +724,7 @@ static void *shards_loop(void *arg)
 			if (((gitsync_state *)v)->releasing)
 				wait = s->retry_period / 5;
 		pthread_mutex_unlock(&s->c->lock);
-		pthread_mutex_lock(&s->lock);
-		if (!s->stop && !s->poke) {
-			double until = plumb_time_mono() + wait;
-			struct timespec ts = { (time_t)until, (long)((until - (double)(time_t)until) * 1e9) };
-			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-		}
-		pthread_mutex_unlock(&s->lock);
+		timed_wait(s, wait, 1);
 	}
 	return NULL;
 }
@@ -742,6 +784,9 @@ fail:
 
 int controller_shards_run(controller_shards *s)
 {
+	if (pthread_create(&s->lease_thread, NULL, lease_loop, s) != 0)
+		return plumb_error_set(PLUMB_EIO, "sharding: cannot start thread");
+	s->lease_thread_started = 1;
 	if (pthread_create(&s->thread, NULL, shards_loop, s) != 0)
 		return plumb_error_set(PLUMB_EIO, "sharding: cannot start thread");
 	s->thread_started = 1;
@@ -764,16 +809,18 @@ void controller_shards_free(controller_shards *s)
 {
 	if (!s)
 		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->lease_thread_started)
+		pthread_join(s->lease_thread, NULL);
 	if (s->thread_started) {
-		pthread_mutex_lock(&s->lock);
-		s->stop = 1;
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->thread, NULL);
 		/* Stop (the workers were stopped by the caller), give every
 		 * GitSync up and leave: the others take over in their next round. */
 		controller *c = s->c;
-		c->leading = 0;
+		atomic_store(&c->shard_active_until_us, 0);
 		pthread_mutex_lock(&c->lock);
 		c->shards = NULL;
 		size_t i = 0, n = 0;
@@ -809,6 +856,11 @@ void controller_shards_free(controller_shards *s)
 }
 
 /* ---- what the rest of the controller asks -------------------------------------------- */
+
+int shard_active(controller *c)
+{
+	return plumb_time_mono() * 1e6 < (double)atomic_load(&c->shard_active_until_us);
+}
 
 int shard_cluster_is_mine(controller *c, const char *cl_key)
 {
