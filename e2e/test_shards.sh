@@ -82,8 +82,8 @@ mapfile -t dargs < <(python3 - "$WORK/chart.yaml" "$INS" "$REL" "$WORK" <<-'EOF'
 	EOF
 )
 t_ok "the Deployment shards" grep -qx -- --shards=auto <(printf '%s\n' "${dargs[@]}")
-t_fails "and elects no leader" grep -qx -- --leader-elect <(printf '%s\n' "${dargs[@]}")
-LEASE=(--lease-duration 4s --lease-renew-deadline 3s --lease-retry-period 1s)
+t_eq "and elects no leader" 0 "$(printf '%s\n' "${dargs[@]}" | grep -cx -- --leader-elect)"
+LEASE=(--lease-duration 6s --lease-renew-deadline 4s --lease-retry-period 1s)
 
 # start_replica NAME: sets PID_<NAME>, MPORT_<NAME>, WPORT_<NAME>, ID_<NAME>.
 start_replica() {
@@ -147,7 +147,9 @@ t_eq "a replica's Lease each" 3 "$(kc c1 -n "$INS" get leases -l "plumb.dev/repl
 g_of_a=$(owners | awk -v r="$ID_a" '$2 == r {print $1; exit}')
 t_eq "plumb_gitsync_owned on the owner" 1 "$(metric "$MPORT_a" "plumb_gitsync_owned{gitsync=\"$NS/$g_of_a\"}")"
 t_eq "and not on another" 0 "$(metric "$MPORT_b" "plumb_gitsync_owned{gitsync=\"$NS/$g_of_a\"}")"
-t_ok "plumbctl status shows the owner" bash -c "'$BUILD/plumbctl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' status -n '$NS' $g_of_a | awk 'NR == 1 && \$2 == \"OWNER\" {h = 1} NR > 1 && \$2 == \"$ID_a\" {r = 1} END {exit !(h && r)}'"
+"$BUILD/plumbctl" --kubeconfig "$PLUMB_TESTBED/clusters/c1/kubeconfig" status -n "$NS" "$g_of_a" >"$WORK/status.txt"
+t_eq "plumbctl status has an OWNER column" OWNER "$(awk 'NR == 1 {print $2}' "$WORK/status.txt")"
+t_eq "naming the owner in each row" "$ID_a $ID_a" "$(awk 'NR > 1 && NF {print $2}' "$WORK/status.txt" | xargs)"
 
 # A fourth replica takes about a quarter.
 start_replica d
@@ -159,7 +161,7 @@ t_ok "four within one of even ($na, $nb, $nc, $nd)" bash -c "for n in $na $nb $n
 t_ok "what moved kept syncing" all_synced "$first"
 
 # kill -9 of a: its GitSyncs, with a commit no one has fetched yet, must be
-# owned by the others and synced at it within the lease (4 s) and a reconcile.
+# owned by the others and synced at it within the lease (6 s) and a reconcile.
 write_apps two
 second=$(commit "two")
 mapfile -t of_a < <(owners | awk -v r="$ID_a" '$2 == r {print $1}')
@@ -169,7 +171,7 @@ t0=$(date +%s%N)
 t_ok "a's GitSyncs move to the others and take the new commit" wait_for 60 all_synced "$second" "${of_a[@]}"
 t1=$(date +%s%N)
 echo "# failover: a's ${#of_a[@]} GitSyncs synced at the new commit $(( (t1 - t0) / 1000000 )) ms after kill -9"
-t_ok "within lease + one reconcile (4 s + 16 s on a loaded machine)" test $(( (t1 - t0) / 1000000 )) -le 20000
+t_ok "within lease + one reconcile (6 s + 14 s on a loaded machine)" test $(( (t1 - t0) / 1000000 )) -le 20000
 t_eq "none is left with the dead owner" 0 "$(count_owned "$ID_a")"
 nb=$(count_owned "$ID_b") nc=$(count_owned "$ID_c") nd=$(count_owned "$ID_d")
 t_eq "the three live ones own all" $N $((nb + nc + nd))
@@ -186,18 +188,24 @@ t_ok "b passed on the webhooks of GitSyncs it does not own" grep -q '"webhook pa
 t_eq "c2 has the new value" two "$(value_in c2 g01)"
 
 # SIGTERM: c gives its GitSyncs up and deletes its Lease.
+c_lease=$(kc c1 -n "$INS" get leases -l "plumb.dev/replica-of=$REL" -o json | jq -r --arg r "$ID_c" '.items[] | select(.spec.holderIdentity == $r) | .metadata.name')
+t_ok "c has a Lease" test -n "$c_lease"
 kill -TERM "$PID_c"
 wait "$PID_c"
 t_ok "c released what it owned" grep -q '"gitsync released"' "$WORK/plumbd-c.log"
-t_eq "c's Lease is gone" 2 "$(kc c1 -n "$INS" get leases -l "plumb.dev/replica-of=$REL" -o name | wc -l)"
+t_fails "c's Lease is gone" NotFound kc c1 -n "$INS" get lease "$c_lease"
 t_ok "b and d own all 30 soon after" wait_for 15 bash -c "(( \$(kc() { '$PLUMB_K8S_BIN/kubectl' --kubeconfig '$PLUMB_TESTBED/clusters/c1/kubeconfig' \"\$@\"; }; kc -n '$NS' get gitsyncs -o json | jq --arg b '$ID_b' --arg d '$ID_d' '[.items[] | select(.status.owner.replica == \$b or .status.owner.replica == \$d)] | length') == $N ))"
 
 # The audit logs: every write plumbd made names its replica in the user
-# agent; no object was written by two replicas in the same second.
+# agent; no object was written by two replicas in the same second. The
+# hand-over writes themselves (status.owner, field manager plumb-shard, and
+# a webhook handed on, plumb-webhook) are one replica after the other by
+# design and ordered by resourceVersion: they are left out.
 for c in c1 c2 c3; do
 	jq -c --arg since "$started" 'select(.stageTimestamp >= $since and (.userAgent // "" | startswith("plumb/"))
 		and (.verb | test("^(create|update|patch|delete)$")) and (.responseStatus.code // 0) < 300
-		and (.objectRef.resource != "leases") and (.objectRef.resource != "events"))
+		and (.objectRef.resource != "leases") and (.objectRef.resource != "events")
+		and (.requestURI | test("fieldManager=plumb-(shard|webhook)") | not))
 		| {s: .stageTimestamp[0:19], o: "\(.objectRef.resource)/\(.objectRef.namespace)/\(.objectRef.name)/\(.objectRef.subresource // "")", u: .userAgent}' \
 		"$PLUMB_TESTBED/clusters/$c/audit.log"
 done >"$WORK/writes.jsonl"

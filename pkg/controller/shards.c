@@ -279,41 +279,30 @@ static void lease_name_of(char *out, size_t n, const char *prefix, const char *i
 	snprintf(out, n, "%.200s-%016llx", prefix, (unsigned long long)shard_hash(identity));
 }
 
-/* Creates or renews this replica's Lease. */
+/* Renews this replica's Lease with one merge patch of renewTime (no one
+ * else writes it, so no resourceVersion is needed), or creates it. */
 static int renew_own(controller_shards *s)
 {
-	cJSON *lease = NULL, *obj = NULL;
+	cJSON *obj = cJSON_CreateObject();
 	char now[48];
 	int rc;
 	plumb_time_micro(now, sizeof(now), plumb_time_real());
-	rc = kube_get(&lease, s->mgmt, &s->lease_res, s->ns, s->lease);
+	cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+	cJSON_AddStringToObject(spec, "holderIdentity", s->identity);
+	cJSON_AddStringToObject(spec, "renewTime", now);
+	rc = kube_merge_patch(NULL, s->mgmt, &s->lease_res, s->ns, s->lease, obj);
 	if (rc == PLUMB_ENOTFOUND) {
-		obj = cJSON_CreateObject();
 		cJSON_AddStringToObject(obj, "apiVersion", "coordination.k8s.io/v1");
 		cJSON_AddStringToObject(obj, "kind", "Lease");
 		cJSON *meta = cJSON_AddObjectToObject(obj, "metadata");
 		cJSON_AddStringToObject(meta, "name", s->lease);
 		cJSON_AddStringToObject(meta, "namespace", s->ns);
 		cJSON_AddStringToObject(cJSON_AddObjectToObject(meta, "labels"), SHARD_LABEL, s->prefix);
-		cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
-		cJSON_AddStringToObject(spec, "holderIdentity", s->identity);
 		cJSON_AddNumberToObject(spec, "leaseDurationSeconds", (int)s->lease_duration);
 		cJSON_AddStringToObject(spec, "acquireTime", now);
-		cJSON_AddStringToObject(spec, "renewTime", now);
 		rc = kube_create(NULL, s->mgmt, &s->lease_res, s->ns, obj);
-	} else if (rc == 0) {
-		obj = cJSON_Duplicate(lease, 1);
-		cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-		if (!spec)
-			spec = cJSON_AddObjectToObject(obj, "spec");
-		cJSON_DeleteItemFromObjectCaseSensitive(spec, "renewTime");
-		cJSON_AddStringToObject(spec, "renewTime", now);
-		cJSON_DeleteItemFromObjectCaseSensitive(spec, "holderIdentity");
-		cJSON_AddStringToObject(spec, "holderIdentity", s->identity);
-		rc = kube_update(NULL, s->mgmt, &s->lease_res, s->ns, obj);
 	}
 	cJSON_Delete(obj);
-	cJSON_Delete(lease);
 	return rc;
 }
 
@@ -443,6 +432,25 @@ static const char *status_owner(const cJSON *obj)
 	return plumb_json_str(obj, "status.owner.replica");
 }
 
+/* g is no longer this replica's: the series only its owner keeps up to
+ * date go, so that max() across replicas shows the owner's. Under c->lock. */
+static void forget_metrics_locked(controller_shards *s, gitsync_state *g)
+{
+	controller *c = s->c;
+	size_t i = 0;
+	const char *k;
+	void *v;
+	server_gauge_set(s->m_gitsync_owned, 0, g->key);
+	server_series_remove(c->m.gs_ready, g->key);
+	server_series_remove(c->m.gs_stalled, g->key);
+	server_series_remove(c->m.rollout_wave, g->key);
+	server_series_remove(c->m.rollout_halted, g->key);
+	while (plumb_map_next(&g->clusters, &i, &k, &v)) {
+		server_series_remove(c->m.health, g->key, k);
+		server_series_remove(c->m.drifted, g->key, k);
+	}
+}
+
 /* This replica now owns g (its claim succeeded; obj is what the server
  * made): it starts as a new leader would, from the status the last owner
  * wrote. */
@@ -516,7 +524,9 @@ static int release(controller_shards *s, gitsync_state *g)
 		return 0;
 	}
 	drop_engines_of(c, g->key);
-	server_gauge_set(s->m_gitsync_owned, 0, g->key);
+	pthread_mutex_lock(&c->lock);
+	forget_metrics_locked(s, g);
+	pthread_mutex_unlock(&c->lock);
 	plumb_info("gitsync released", "gitsync", g->key, "replica", s->identity);
 	return 1;
 }
@@ -542,8 +552,8 @@ static void set_active(controller_shards *s, int active)
 	} else {
 		while (plumb_map_next(&c->gitsyncs, &i, &k, &v)) {
 			gitsync_state *g = v;
-			if (g->held)
-				server_gauge_set(s->m_gitsync_owned, 0, g->key);
+			if (g->held || g->releasing)
+				forget_metrics_locked(s, g);
 			g->held = g->releasing = 0;
 		}
 	}

@@ -293,13 +293,15 @@ cJSON *status_body(const char *api_version, const char *kind, const char *ns,
 }
 
 /* Builds the GitSync's status and writes it when it differs from what is
- * there. Only the leader's workers call this. */
+ * there. Only the leader's workers (with --shards, the owner's) call this. */
 void write_gitsync_status(controller *c, gitsync_state *g)
 {
 	cJSON *st = NULL, *prev = NULL;
 	pthread_mutex_lock(&g->status_lock);
 	pthread_mutex_lock(&c->lock);
-	if (g->deleted) {
+	/* --shards: a reconcile still running when this replica gave g up (or
+	 * its Lease lapsed) writes no status over the next owner's */
+	if (g->deleted || (c->sharded && !(g->held && shard_active(c)))) {
 		pthread_mutex_unlock(&c->lock);
 		pthread_mutex_unlock(&g->status_lock);
 		return;
