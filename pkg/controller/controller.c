@@ -95,13 +95,20 @@ static void process(controller *c, const char *key)
 		 * one looks at all of it */
 		pthread_mutex_lock(&c->lock);
 		owned = plumb_map_get(&c->gitsyncs, w.gitsync);
-		if (owned && owned->held && shard_active(c)) {
+		int held = owned && owned->held, active = shard_active(c);
+		if (held && active) {
 			owned->refs++;
 			owned->inflight++;
 		} else {
 			owned = NULL;
 		}
 		pthread_mutex_unlock(&c->lock);
+		if (held && !active) {
+			/* the Lease renewal is late: this item waits for it, or for the
+			 * claim that follows if the GitSync was lost meanwhile */
+			controller_queue_add_after(c->queue, key, 0.5);
+			return;
+		}
 		if (!owned) {
 			controller_queue_forget(c->queue, key);
 			return;
@@ -378,6 +385,9 @@ void controller_free(controller *c)
 	for (size_t j = 0; j < c->shard_nmembers; j++)
 		free(c->shard_members[j]);
 	free(c->shard_members);
+	for (size_t j = 0; j < c->shard_nprev; j++)
+		free(c->shard_prev_members[j]);
+	free(c->shard_prev_members);
 	controller_events_free(c->events);
 	source_cache_free(c->sources);
 	gitsync_render_cache_free(c->render_cache);

@@ -115,6 +115,7 @@ typedef struct {
 	   work items run; releasing, it gave it up and removes status.owner once
 	   inflight (its items running now) is 0 */
 	int held, releasing, inflight;
+	unsigned long long claim_rv; /* the resourceVersion this replica's claim made */
 	long clamp_logged;        /* generation whose clamped interval/timeout was logged */
 } gitsync_state;
 
@@ -237,6 +238,9 @@ struct controller {
 	                             up to here; past it nothing of it runs (shard_active) */
 	char **shard_members;
 	size_t shard_nmembers;
+	char **shard_prev_members; /* the view before the last change, since shard_view_since */
+	size_t shard_nprev;
+	double shard_view_since, shard_lease_duration;
 };
 
 /* ---- small helpers -------------------------------------------------------------- */

@@ -252,6 +252,7 @@ struct controller_shards {
 	unsigned max_owners;
 	plumb_map observed;       /* lease name -> member_obs* (assignment thread only) */
 	int active;               /* as the lease thread last judged it */
+	double active_since;      /* monotonic, when it last turned active */
 	server_family *m_replicas, *m_owned, *m_gitsync_owned;
 
 	pthread_t thread, lease_thread;
@@ -399,6 +400,18 @@ static int holder_live(controller_shards *s, const char *identity)
 	return 0;
 }
 
+/* 1 when identity holds a Lease in the last list. */
+static int holder_known(controller_shards *s, const char *identity)
+{
+	size_t i = 0;
+	const char *k;
+	void *v;
+	while (plumb_map_next(&s->observed, &i, &k, &v))
+		if (!strcmp(((member_obs *)v)->holder, identity))
+			return 1;
+	return 0;
+}
+
 static void free_names(char **names, size_t n)
 {
 	for (size_t i = 0; names && i < n; i++)
@@ -406,17 +419,19 @@ static void free_names(char **names, size_t n)
 	free(names);
 }
 
-/* Writes status.owner (identity, or none when NULL) of g if its resourceVersion
+/* Writes status.owner (identity, or "" when NULL) of g if its resourceVersion
  * is still rv. *out: the object the server made. */
 static int write_owner(cJSON **out, controller_shards *s, const char *ns, const char *name,
 	const char *rv, const char *identity)
 {
 	cJSON *st = cJSON_CreateObject();
+	/* released: an empty replica rather than no owner field, which could
+	 * leave a status with nothing in it (null, refused by the schema) */
+	cJSON *o = cJSON_AddObjectToObject(st, "owner");
+	cJSON_AddStringToObject(o, "replica", identity ? identity : "");
 	if (identity) {
 		char now[48];
 		plumb_time_rfc3339(now, sizeof(now), plumb_time_real());
-		cJSON *o = cJSON_AddObjectToObject(st, "owner");
-		cJSON_AddStringToObject(o, "replica", identity);
 		cJSON_AddStringToObject(o, "since", now);
 	}
 	cJSON *body = status_body(PLUMB_API_GROUP_VERSION, "GitSync", ns, name, st);
@@ -469,6 +484,8 @@ static void gain(controller_shards *s, gitsync_state *g, const cJSON *obj)
 	gitsync_reset_locked(c, g, obj);
 	g->held = 1;
 	g->releasing = 0;
+	g->claim_rv = strtoull(plumb_json_str(obj, "metadata.resourceVersion") ?
+		plumb_json_str(obj, "metadata.resourceVersion") : "0", NULL, 10);
 	trigger_src(c, g->key, 0);
 	trigger_gitsync_syncs_locked(c, g, 0);
 	pthread_mutex_unlock(&c->lock);
@@ -489,7 +506,23 @@ static void claim(controller_shards *s, gitsync_state *g)
 		return;
 	}
 	const char *owner = status_owner(cur), *rv = plumb_json_str(cur, "metadata.resourceVersion");
-	if (owner && owner[0] && strcmp(owner, s->identity) && holder_live(s, owner)) {
+	if (owner && owner[0] && strcmp(owner, s->identity) && !holder_known(s, owner)) {
+		/* An owner whose Lease this replica has not seen: it may have
+		 * joined after the last list. Only a list made after this read can
+		 * tell; without its Lease there, it is gone (it deleted it). */
+		char **names = NULL;
+		size_t n = 0;
+		if (list_members(s, &names, &n) != 0) {
+			cJSON_Delete(cur);
+			return;
+		}
+		free_names(names, n);
+		if (holder_known(s, owner)) {
+			plumb_debug("gitsync owned by a replica just seen", "gitsync", g->key, "owner", owner);
+			cJSON_Delete(cur);
+			return;
+		}
+	} else if (owner && owner[0] && strcmp(owner, s->identity) && holder_live(s, owner)) {
 		plumb_debug("gitsync still owned", "gitsync", g->key, "owner", owner);
 		cJSON_Delete(cur);
 		return;
@@ -541,6 +574,7 @@ static void set_active(controller_shards *s, int active)
 	if (active == s->active)
 		return;
 	s->active = active;
+	s->active_since = plumb_time_mono();
 	server_gauge_set(c->m.leader, active);
 	pthread_mutex_lock(&c->lock);
 	size_t i = 0;
@@ -620,6 +654,10 @@ static void shards_round(controller_shards *s)
 	char **members = NULL;
 	size_t m = 0;
 	int active = shard_active(c);
+	/* Replicas started together (a Deployment) see each other's Leases
+	 * within a retry period or two: claiming before that would take
+	 * everything only to hand most of it on. */
+	int settling = plumb_time_mono() - s->active_since < 2 * s->retry_period;
 	int listed = list_members(s, &members, &m) == 0;
 	if (!listed)
 		plumb_warn("cannot list the replica leases", "error", plumb_error_last());
@@ -630,7 +668,19 @@ static void shards_round(controller_shards *s)
 
 	pthread_mutex_lock(&c->lock);
 	if (listed) {
-		free_names(c->shard_members, c->shard_nmembers);
+		int same = m == c->shard_nmembers;
+		for (size_t j = 0; same && j < m; j++)
+			same = !strcmp(members[j], c->shard_members[j]);
+		if (!same) {
+			/* the view before this change, for shard_cluster_is_mine */
+			free_names(c->shard_prev_members, c->shard_nprev);
+			c->shard_prev_members = c->shard_members;
+			c->shard_nprev = c->shard_nmembers;
+			c->shard_view_since = plumb_time_mono();
+			c->shard_lease_duration = s->lease_duration;
+		} else {
+			free_names(c->shard_members, c->shard_nmembers);
+		}
 		c->shard_members = members;
 		c->shard_nmembers = m;
 		members = NULL;
@@ -669,6 +719,14 @@ static void shards_round(controller_shards *s)
 	for (i = 0; i < n; i++) {
 		gitsync_state *g = nodes[i].g;
 		int want = active && me != SHARD_NONE && assigned && units[unit_of[i]].owner == me;
+		const char *seen = status_owner(g->obj), *seen_rv = plumb_json_str(g->obj, "metadata.resourceVersion");
+		if (g->held && !streq(seen, s->identity) && seen_rv && strtoull(seen_rv, NULL, 10) > g->claim_rv) {
+			/* never meant to happen: someone else's write after our claim */
+			plumb_warn("gitsync owned by another replica since this one claimed it: stopped", "gitsync",
+				g->key, "owner", seen ? seen : "");
+			forget_metrics_locked(s, g);
+			g->held = g->releasing = 0;
+		}
 		if (!assigned && active)
 			want = g->held; /* the list failed: keep what is held */
 		if (g->held && !want) {
@@ -676,7 +734,7 @@ static void shards_round(controller_shards *s)
 			g->held = 0;
 			g->releasing = 1;
 		}
-		if (g->releasing || (!g->held && want)) {
+		if (g->releasing || (!g->held && want && !settling)) {
 			g->refs++;
 			act[nact++] = (shard_action){ g, !g->releasing };
 		}
@@ -878,7 +936,13 @@ int shard_cluster_is_mine(controller *c, const char *cl_key)
 		return 1;
 	pthread_mutex_lock(&c->lock);
 	size_t j = shard_rendezvous(cl_key, (const char *const *)c->shard_members, c->shard_nmembers);
+	size_t p = shard_rendezvous(cl_key, (const char *const *)c->shard_prev_members, c->shard_nprev);
 	int mine = j != SHARD_NONE && streq(c->shard_members[j], c->o.identity);
+	/* a Cluster that just became this replica's: its last writer may not
+	 * have seen the change yet; it surely has after a lease duration */
+	if (mine && !(p != SHARD_NONE && streq(c->shard_prev_members[p], c->o.identity)) &&
+	    plumb_time_mono() - c->shard_view_since < c->shard_lease_duration)
+		mine = 0;
 	pthread_mutex_unlock(&c->lock);
 	return mine;
 }
