@@ -20,7 +20,8 @@
 #        scenarios 2, 3 and 4 also run Flux after plumb),
 #        S7_CASES (scenario 7's "N:T" cases, e.g. "1000:1 10000:3"),
 #        FLUX_BIN (Flux's controllers; default hack/build-flux.sh's),
-#        FLUX_ARGS (extra flags for both Flux controllers),
+#        FLUX_ARGS, FLUX_KUSTOMIZE_ARGS (extra flags for both Flux controllers,
+#        for kustomize-controller),
 #        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's),
 #        KEEP_LOGS (non-empty: scenario 6 copies plumbd's logs into --out).
 set -euo pipefail
@@ -164,7 +165,7 @@ fi
 ((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
 if want 7; then
 	for c in $s7_cases; do s7 "${c%:*}" "${c#*:}" "$repeats"; done
-	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')${FLUX_ARGS:+ ($FLUX_ARGS)}" >>"$RAW"
+	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')$(echo "${FLUX_ARGS:-} ${FLUX_KUSTOMIZE_ARGS:-}" | sed -E 's/^ +| +$//g; s/.+/ (&)/')" >>"$RAW"
 fi
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
