@@ -208,12 +208,10 @@ flux_purge() { purge_labelled kustomize.toolkit.fluxcd.io%2Fnamespace "$@"; }
 # controllers together.
 s7() {
 	local n=$1 t=$2 reps=$3 r who ns commit case timeout hwm
-	case="N=$n T=$t"
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
-	s1_repo "$n"
-	commit=$S1_COMMIT
-	timeout=$((120 + n * t / 10))
+	s1_repo "$n" "$t"
+	case="N=$n T=$t" commit=$S1_COMMIT timeout=$S1_TIMEOUT
 	for ((r = 1; r <= reps; r++)); do
 		local order=(plumb flux)
 		((r % 2 == 0)) && order=(flux plumb)
@@ -260,10 +258,10 @@ flux_s2() {
 	local n=$1 t=$2 dur=$3 ns case="N=$1 T=$2" cpu0 cpu1 ready
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
-	s1_repo "$n"
+	s1_repo "$n" "$t"
 	ns=s2-flux-$n-$t-$RUN_ID
 	say "S2 steady state $case, Flux: initial sync (load $(cut -d' ' -f1 /proc/loadavg))"
-	flux_run "$ns" "$S1_COMMIT" "$n" $((120 + n * t / 10)) "$@" || return 1
+	flux_run "$ns" "$S1_COMMIT" "$n" "$S1_TIMEOUT" "$@" || return 1
 	say "  synced in $FLUX_S s; steady state for $dur s"
 	sleep 5
 	audit_mark c1 "$@"

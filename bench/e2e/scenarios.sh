@@ -66,14 +66,16 @@ plumb_run() {
 	RUN_HWM_KB=$(proc_hwm "$PLUMBD_PID")
 }
 
-# s1_repo N: the initial-sync repository of N ConfigMaps, s1-N (made on first
-# use, shared by every initial-sync case of that size); sets REPO_URL, WT and
-# S1_COMMIT (its head).
+# s1_repo N T: the initial-sync repository of N ConfigMaps, s1-N (made on
+# first use, shared by every initial-sync case of that size); sets REPO_URL,
+# WT, S1_COMMIT (its head) and S1_TIMEOUT (seconds allowed to sync it to T
+# clusters).
 s1_repo() {
 	[[ -d $WORK/clone-s1-$1 ]] || new_repo "s1-$1" "$1"
 	REPO_URL="$HTTPS_BASIC_URL/s1-$1.git"
 	WT="$WORK/clone-s1-$1"
 	S1_COMMIT=$(git -C "$WT" rev-parse HEAD)
+	S1_TIMEOUT=$((120 + $1 * ${2:-1} / 10))
 }
 
 # s1 N T REPEATS [KEEP [RESERVE]]: initial sync of N ConfigMaps to T clusters;
@@ -86,12 +88,10 @@ s1_repo() {
 s1() {
 	local n=$1 t=$2 reps=$3 keep=${4:-} reserve=${5:-0} r ns s commit case timeout
 	local prev_pid="" prev_ns="" d_prev=0 d_first=0 rstart
-	case="N=$n T=$t"
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
-	s1_repo "$n"
-	commit=$S1_COMMIT
-	timeout=$((120 + n * t / 10))
+	s1_repo "$n" "$t"
+	case="N=$n T=$t" commit=$S1_COMMIT timeout=$S1_TIMEOUT
 	for ((r = 1; r <= reps; r++)); do
 		if ((r > 1 && d_prev >= 90 && SECONDS + d_prev > S1_DEADLINE - reserve * d_first)); then
 			say "S1 $case: time budget spent, $((r - 1)) repeat(s)"
