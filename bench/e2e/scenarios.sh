@@ -171,7 +171,7 @@ record_requests() {
 	done < <({ awk '{ print "requests_per_min_" $1; print "agent_requests_per_min_" $3 }' "$file"; } | sort | uniq -c)
 	REQ_WRITES=$(awk '$1 ~ /^(create|update|patch|delete|deletecollection)$/ && $2 == 0 { s++ } END { print s + 0 }' "$file")
 	REQ_DRYRUNS=$(awk '$2 == 1 { s++ } END { print s + 0 }' "$file")
-	REQ_VERBS=$(awk '{ print $1 }' "$file" | sort | uniq -c | tr '\n' ' ' | tr -s ' ')
+	REQ_VERBS=$(awk '{ print $1 }' "$file" | sort | uniq -c | awk '{ printf "%s%s %s", (NR > 1) ? ", " : "", $1, $2 }')
 	record S2 "$case" "${pre}writes" "$REQ_WRITES"
 	record S2 "$case" "${pre}dryruns" "$REQ_DRYRUNS"
 }
