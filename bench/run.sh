@@ -45,17 +45,17 @@ case $mode in
 full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
 	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
-	s7_cases=${S7_CASES:-1000:1 1000:3 10000:1 10000:3} default_scenarios="1 2 3 4 5 6 7" flux_commits=20 flux_edits=15
+	s7_cases=${S7_CASES:-1000:1 1000:3 10000:1 10000:3} default_scenarios="1 2 3 4 5 6 7" flux_commits=20 flux_edits=15 s7_budget=2400
 	budget=1740 after_s1=$((steady + 330 + 140)) ;;
 quick)  # budget: 6 min 20 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
 	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
-	s7_cases=${S7_CASES:-100:1 1000:1} default_scenarios="1 2 3 4 5 6" flux_commits=10 flux_edits=8
+	s7_cases=${S7_CASES:-100:1 1000:1} default_scenarios="1 2 3 4 5 6" flux_commits=10 flux_edits=8 s7_budget=900
 	budget=380 after_s1=$((steady + 110 + 90)) ;;
 smoke)
 	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
 	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0
-	s7_cases=${S7_CASES:-100:1} default_scenarios="1 2 3 4 5 6" flux_commits=0 flux_edits=0 ;;
+	s7_cases=${S7_CASES:-100:1} default_scenarios="1 2 3 4 5 6" flux_commits=0 flux_edits=0 s7_budget=600 ;;
 esac
 scenarios=${SCENARIOS:-$default_scenarios}
 want() { [[ " $scenarios " == *" $1 "* ]]; }
@@ -164,6 +164,7 @@ fi
 ((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
 ((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
 if want 7; then
+	S7_DEADLINE=$((SECONDS + s7_budget))
 	for c in $s7_cases; do s7 "${c%:*}" "${c#*:}" "$repeats"; done
 	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')$(echo "${FLUX_ARGS:-} ${FLUX_KUSTOMIZE_ARGS:-}" | sed -E 's/^ +| +$//g; s/.+/ (&)/')" >>"$RAW"
 fi

@@ -25,6 +25,8 @@
 # fairness (fluxcd/pkg runtime/client: GetConfigOrDie, KubeConfig).
 
 FLUX_INTERVAL=${FLUX_INTERVAL:-1m}
+FLUX_S2_TIMEOUT=${FLUX_S2_TIMEOUT:-900}   # seconds for the initial sync before Flux's steady state
+S7_DEADLINE=${S7_DEADLINE:-999999999}     # SECONDS after which s7 starts no repeat (bench/run.sh sets it)
 FLUX_AGENTS='^(source-controller|kustomize-controller)/'   # the controllers' user agents
 
 # flux_mod_dir CONTROLLER: the controller module's directory in the Go module
@@ -192,20 +194,32 @@ flux_count() {
 # Kustomization Ready at COMMIT. Sets FLUX_S, FLUX_SRC_S, FLUX_CPU (both
 # controllers' user + system seconds during it), FLUX_SC_HWM_KB,
 # FLUX_KC_HWM_KB (peak RSS of each) and leaves the controllers running.
+# Returns 2 if Flux did not get there within TIMEOUT seconds (FLUX_CPU and
+# the peaks are then those until the timeout).
 flux_run() {
-	local ns=$1 commit=$2 n=$3 timeout=$4 t0 c0
+	local ns=$1 commit=$2 n=$3 timeout=$4 t0 c0 rc=0
 	shift 4
 	flux_ns "$ns" "$@"
 	target_ns "$ns" "$@"
 	flux_start "$ns" || return 1
-	c0=$(awk -v a="$(proc_cpu "$FLUX_SC_PID")" -v b="$(proc_cpu "$FLUX_KC_PID")" 'BEGIN { print a + b }')
+	c0=$(flux_sum proc_cpu)
 	t0=$(now)
 	flux_objects "$ns" "$ns" "$@" | kc c1 apply -f - >/dev/null || return 1
-	flux_wait "$ns" "$commit" "$#" "$timeout" "$t0" || return 1
-	FLUX_CPU=$(awk -v a="$(proc_cpu "$FLUX_SC_PID")" -v b="$(proc_cpu "$FLUX_KC_PID")" -v c="$c0" 'BEGIN { printf "%.2f", a + b - c }')
+	flux_wait "$ns" "$commit" "$#" "$timeout" "$t0" || rc=2
+	FLUX_CPU=$(fsub "$(flux_sum proc_cpu)" "$c0")
 	FLUX_SC_HWM_KB=$(proc_hwm "$FLUX_SC_PID")
 	FLUX_KC_HWM_KB=$(proc_hwm "$FLUX_KC_PID")
+	((rc == 0)) || return "$rc"
 	flux_count "$ns" "$n" "$@"
+}
+
+# flux_unfinished SCENARIO CASE SECONDS: records that Flux's initial sync
+# had not finished after SECONDS, with its CPU and peak RSS by then.
+flux_unfinished() {
+	record "$1" "$2" flux_unfinished_s "$3"
+	record "$1" "$2" flux_unfinished_cpu_s "$FLUX_CPU"
+	record "$1" "$2" flux_unfinished_rss_mb "$(fdiv $((FLUX_SC_HWM_KB + FLUX_KC_HWM_KB)) 1024)"
+	say "  Flux had not finished after $3 s (cpu $FLUX_CPU s); stopped"
 }
 
 # flux_purge NS CLUSTER…: deletes what Flux applied in NS of each target.
@@ -216,19 +230,28 @@ flux_purge() { purge_labelled kustomize.toolkit.fluxcd.io%2Fnamespace "$@"; }
 # wall time, objects/s, CPU seconds and peak RSS of plumbd and of Flux's two
 # controllers together.
 s7() {
-	local n=$1 t=$2 reps=$3 r who ns commit case timeout hwm
+	local n=$1 t=$2 reps=$3 r who ns commit case timeout hwm rstart d_prev=0 rc
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
 	s1_repo "$n" "$t"
-	case="N=$n T=$t" commit=$S1_COMMIT timeout=$S1_TIMEOUT
+	case="N=$n T=$t" commit=$S1_COMMIT
 	for ((r = 1; r <= reps; r++)); do
+		if ((SECONDS + d_prev > S7_DEADLINE)); then
+			say "S7 $case: Flux's time budget spent, $((r - 1)) repeat(s)"
+			break
+		fi
+		rstart=$SECONDS
+		# Flux gets what is left of the budget (at least 5 min), plumb its usual timeout
+		timeout=$((S7_DEADLINE - SECONDS))
+		((timeout < 300)) && timeout=300
+		((timeout > S1_TIMEOUT)) && timeout=$S1_TIMEOUT
 		local order=(plumb flux)
 		((r % 2 == 0)) && order=(flux plumb)
 		for who in "${order[@]}"; do
 			ns=s7-$who-$n-$t-$r-$RUN_ID
 			say "S7 initial sync $case, $who, repeat $r/$reps (load $(cut -d' ' -f1 /proc/loadavg))"
 			if [[ $who == plumb ]]; then
-				plumb_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+				plumb_run "$ns" "$commit" "$n" "$S1_TIMEOUT" "$@" || return 1
 				record S7 "$case" plumb_s "$RUN_S"
 				record S7 "$case" plumb_objps "$(fdiv $((n * t)) "$RUN_S")"
 				record S7 "$case" plumb_cpu_s "$RUN_CPU"
@@ -237,7 +260,16 @@ s7() {
 				stop_plumbd "$PLUMBD_PID"
 				purge_plumb "$ns" "$@"
 			else
-				flux_run "$ns" "$commit" "$n" "$timeout" "$@" || return 1
+				rc=0
+				flux_run "$ns" "$commit" "$n" "$timeout" "$@" || rc=$?
+				((rc == 0 || rc == 2)) || return 1
+				if ((rc == 2)); then
+					flux_unfinished S7 "$case" "$timeout"
+					flux_stop
+					flux_purge "$ns" "$@"
+					reps=$r   # no further repeat of a case Flux cannot finish in the budget
+					continue
+				fi
 				hwm=$((FLUX_SC_HWM_KB + FLUX_KC_HWM_KB))
 				record S7 "$case" flux_s "$FLUX_S"
 				record S7 "$case" flux_source_s "$FLUX_SRC_S"
@@ -252,6 +284,7 @@ s7() {
 				flux_purge "$ns" "$@"
 			fi
 		done
+		d_prev=$((SECONDS - rstart))
 	done
 }
 
@@ -259,7 +292,9 @@ s7() {
 flux_sum() { awk -v a="$("$1" "$FLUX_SC_PID")" -v b="$("$1" "$FLUX_KC_PID")" 'BEGIN { print a + b }'; }
 
 # flux_s2 N T SECONDS: Flux's steady state beside S2's: fresh controllers
-# synced N ConfigMaps (S2's repository and commit) to T clusters, then
+# synced N ConfigMaps (S2's repository and commit) to T clusters (if that
+# takes more than FLUX_S2_TIMEOUT seconds, it is recorded as unfinished and
+# there is no steady state to measure), then
 # SECONDS with nothing changing: API requests by verb and by controller
 # (audit logs of c1 and the targets, user agents source-controller/… and
 # kustomize-controller/…), writes, dry runs, CPU and RSS of both.
@@ -270,7 +305,15 @@ flux_s2() {
 	s1_repo "$n" "$t"
 	ns=s2-flux-$n-$t-$RUN_ID
 	say "S2 steady state $case, Flux: initial sync (load $(cut -d' ' -f1 /proc/loadavg))"
-	flux_run "$ns" "$S1_COMMIT" "$n" "$S1_TIMEOUT" "$@" || return 1
+	local rc=0 timeout=$((S1_TIMEOUT < FLUX_S2_TIMEOUT ? S1_TIMEOUT : FLUX_S2_TIMEOUT))
+	flux_run "$ns" "$S1_COMMIT" "$n" "$timeout" "$@" || rc=$?
+	if ((rc == 2)); then
+		flux_unfinished S2 "$case" "$timeout"
+		flux_stop
+		flux_purge "$ns" "$@"
+		return 0
+	fi
+	((rc == 0)) || return 1
 	say "  synced in $FLUX_S s; steady state for $dur s"
 	sleep 5
 	audit_mark c1 "$@"

@@ -53,8 +53,16 @@ s1_row() {
 		"| $(ratio S1 "$1" ceiling_s plumb_s | awk '{ printf "%.4f\n", $1 * 100 }' | cell %.0f%%) | $(ratio S1 "$1" kubectl_s plumb_s | cell %.2f×)" \
 		"| $(vals S1 "$1" plumb_s | cell %.1f) | $(vals S1 "$1" plumb_cpu_s | cell %.1f) | $(vals S1 "$1" plumb_rss_mb | cell %.1f) |"
 }
+# unfinished S CASE: "; not finished after X s (Y CPU s, Z MiB) in K repeat(s)"
+# when Flux's initial sync was stopped unfinished in CASE, else nothing.
+unfinished() {
+	local k
+	k=$(vals "$1" "$2" flux_unfinished_s | wc -l)
+	((k > 0)) || return 0
+	echo "; **not finished** after $(vals "$1" "$2" flux_unfinished_s | cell %.0f) s ($(vals "$1" "$2" flux_unfinished_cpu_s | cell %.0f) CPU s, peak RSS $(vals "$1" "$2" flux_unfinished_rss_mb | cell %.0f) MiB by then) in $k repeat(s)"
+}
 s7_row() {
-	echo "| $1 | $(vals S7 "$1" flux_s | wc -l) | $(vals S7 "$1" plumb_s | cell %.2f) | $(vals S7 "$1" flux_s | cell %.2f) ($(vals S7 "$1" flux_source_s | cell %.2f))" \
+	echo "| $1 | $(vals S7 "$1" plumb_s | wc -l) | $(vals S7 "$1" plumb_s | cell %.2f) | $(vals S7 "$1" flux_s | cell %.2f) ($(vals S7 "$1" flux_source_s | cell %.2f))$(unfinished S7 "$1")" \
 		"| $(vals S7 "$1" plumb_objps | cell %.0f) | $(vals S7 "$1" flux_objps | cell %.0f) | $(ratio S7 "$1" plumb_s flux_s | cell %.2f×)" \
 		"| $(vals S7 "$1" plumb_cpu_s | cell %.2f) | $(vals S7 "$1" flux_cpu_s | cell %.2f) | $(ratio S7 "$1" plumb_cpu_s flux_cpu_s | cell %.2f×)" \
 		"| $(vals S7 "$1" plumb_rss_mb | cell %.1f) | $(vals S7 "$1" flux_rss_mb | cell %.1f) ($(vals S7 "$1" flux_source_rss_mb | cell %.0f) + $(vals S7 "$1" flux_kustomize_rss_mb | cell %.0f))" \
@@ -105,6 +113,7 @@ lat_row() {
 		c=$(cases S2 | head -1)
 		echo "## 2. Steady state ($c, $(vals S2 "$c" seconds) s with nothing changing)"
 		echo
+		[[ -n $(unfinished S2 "$c") ]] && echo "Flux's initial sync before its steady state$(unfinished S2 "$c" | sed 's/^;/:/'): no steady state of Flux to measure." && echo
 		if [[ -n $(vals S2 "$c" flux_seconds) ]]; then
 			echo "| metric | plumb | Flux | plumb / Flux |"
 			echo "|---|---|---|---|"
@@ -213,7 +222,7 @@ lat_row() {
 	if [[ -n $(cases S7) ]]; then
 		echo "## 7. Flux beside plumb: initial sync (N ConfigMaps of ~1 KiB, T target clusters)"
 		echo
-		echo "| case | repeats | plumb wall s | Flux wall s (artifact ready s) | plumb obj/s | Flux obj/s | plumb / Flux time | plumb CPU s | Flux CPU s | plumb / Flux CPU | plumb peak RSS MiB | Flux peak RSS MiB (source + kustomize) | plumb / Flux RSS |"
+		echo "| case | repeats (plumb) | plumb wall s | Flux wall s (artifact ready s) | plumb obj/s | Flux obj/s | plumb / Flux time | plumb CPU s | Flux CPU s | plumb / Flux CPU | plumb peak RSS MiB | Flux peak RSS MiB (source + kustomize) | plumb / Flux RSS |"
 		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 		rows S7 s7_row
 		echo
