@@ -278,6 +278,9 @@ if [[ -n $(cases S3) ]]; then
 	logx=""
 	if [[ -s $dat.f3 ]]; then
 		plots+=", \"$dat.f3\" using 1:2 with steps lw 2 dt 2 title \"Flux: commit → applied in all 3 (requestedAt)\""
+		logx="set logscale x"
+	fi
+	if [[ -s $dat.f4 ]]; then
 		plots+=", \"$dat.f4\" using 1:2 with steps lw 2 dt 2 title \"Flux: out-of-band edit → corrected (interval $(vals S4 "$c4" flux_interval_s | tail -1) s)\""
 		logx="set logscale x"
 	fi
