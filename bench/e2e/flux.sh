@@ -241,10 +241,11 @@ s7() {
 			break
 		fi
 		rstart=$SECONDS
-		# Flux gets what is left of the budget (at least 5 min), plumb its usual timeout
+		# Flux gets what is left of the budget (at least 5 min, at most three
+		# times plumb's timeout), plumb its usual timeout
 		timeout=$((S7_DEADLINE - SECONDS))
+		((timeout > 3 * S1_TIMEOUT)) && timeout=$((3 * S1_TIMEOUT))
 		((timeout < 300)) && timeout=300
-		((timeout > S1_TIMEOUT)) && timeout=$S1_TIMEOUT
 		local order=(plumb flux)
 		((r % 2 == 0)) && order=(flux plumb)
 		for who in "${order[@]}"; do
