@@ -229,7 +229,7 @@ lat_row() {
 		echo "Flux $(meta flux) as processes beside plumbd, fresh for each measurement, watching only its namespace of the"
 		echo "management cluster: one GitRepository (the same HTTPS repository and commit) and one Kustomization per target"
 		echo "(spec.kubeConfig.secretRef, prune: true, force: false, wait: false, interval 1m). Flux: from creating them until"
-		echo "every Kustomization is Ready with the commit applied (polled every 0.25 s; artifact ready: the GitRepository's"
+		echo "each Kustomization has been seen Ready with the commit applied, each at its own moment (polled every 0.25 s; artifact ready: the GitRepository's"
 		echo "artifact at the commit, as first seen); plumb: as in section 1. plumb and Flux run back to back in each repeat,"
 		echo "the order alternating. CPU: user + system seconds of plumbd, of both Flux controllers together, during the sync;"
 		echo "peak RSS: VmHWM (Flux: the sum of its two controllers'). Ratios per repeat; below 1× plumb is faster / smaller."
