@@ -16,9 +16,12 @@
 #        test bed with c1 and c2; otherwise a fresh one is made and removed),
 #        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults,
 #        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's;
-#        7, Flux beside plumb, is in the full mode's default only),
+#        7, Flux beside plumb, is in the full mode's default only; with 7,
+#        scenarios 2, 3 and 4 also run Flux after plumb),
 #        S7_CASES (scenario 7's "N:T" cases, e.g. "1000:1 10000:3"),
 #        FLUX_BIN (Flux's controllers; default hack/build-flux.sh's),
+#        FLUX_ARGS, FLUX_KUSTOMIZE_ARGS (extra flags for both Flux controllers,
+#        for kustomize-controller),
 #        KUSTOMIZE (scenario 6's binary; default hack/build-kustomize.sh's),
 #        KEEP_LOGS (non-empty: scenario 6 copies plumbd's logs into --out).
 set -euo pipefail
@@ -42,17 +45,17 @@ case $mode in
 full)   # budget: 29 min; after the initial-sync cases: steady state + ~8 min
 	sizes=(1000 10000) repeats=${REPEATS:-3} steady=${STEADY_SECONDS:-300}
 	commits=50 edits=50 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-$ROOT/bench}
-	s7_cases=${S7_CASES:-1000:1 1000:3 10000:1 10000:3} default_scenarios="1 2 3 4 5 6 7"
+	s7_cases=${S7_CASES:-1000:1 1000:3 10000:1 10000:3} default_scenarios="1 2 3 4 5 6 7" flux_commits=20 flux_edits=15 s7_budget=2400
 	budget=1740 after_s1=$((steady + 330 + 140)) ;;
 quick)  # budget: 6 min 20 s
 	sizes=(100 1000) repeats=${REPEATS:-2} steady=${STEADY_SECONDS:-20}
 	commits=15 edits=15 s5_counts=(1 3 6) s6_n=1000 s6_t=3 clusters=7 out=${out:-/tmp/plumb-bench-quick}
-	s7_cases=${S7_CASES:-100:1 1000:1} default_scenarios="1 2 3 4 5 6"
+	s7_cases=${S7_CASES:-100:1 1000:1} default_scenarios="1 2 3 4 5 6" flux_commits=10 flux_edits=8 s7_budget=900
 	budget=380 after_s1=$((steady + 110 + 90)) ;;
 smoke)
 	sizes=(100) repeats=${REPEATS:-1} steady=0 commits=0 edits=0 s5_counts=() s6_n=100 s6_t=1 clusters=2
 	out=${out:-$(mktemp -d /tmp/plumb-bench-smoke.XXXXXX)} budget=600 after_s1=0
-	s7_cases=${S7_CASES:-100:1} default_scenarios="1 2 3 4 5 6" ;;
+	s7_cases=${S7_CASES:-100:1} default_scenarios="1 2 3 4 5 6" flux_commits=0 flux_edits=0 s7_budget=600 ;;
 esac
 scenarios=${SCENARIOS:-$default_scenarios}
 want() { [[ " $scenarios " == *" $1 "* ]]; }
@@ -150,13 +153,20 @@ for n in "${sizes[@]}"; do
 		s1 "$n" 3 "$repeats" "$keep" 0
 	fi
 done
-[[ $steady -gt 0 ]] && want 1 && want 2 && s2 "$steady"
-((commits > 0)) && { want 3 || want 4; } && s3_s4 "$commits" "$edits"
+if [[ $steady -gt 0 ]] && want 1 && want 2; then
+	s2 "$steady"
+	want 7 && flux_s2 "$S2_N" 3 "$steady"
+fi
+if ((commits > 0)) && { want 3 || want 4; }; then
+	s3_s4 "$commits" "$edits"
+	want 7 && flux_s3_s4 "$flux_commits" "$flux_edits" 8
+fi
 ((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
 ((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
 if want 7; then
+	S7_DEADLINE=$((SECONDS + s7_budget))
 	for c in $s7_cases; do s7 "${c%:*}" "${c#*:}" "$repeats"; done
-	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')" >>"$RAW"
+	printf 'meta\t-\tflux\t%s\n' "source-controller and kustomize-controller $(basename "$(dirname "$FLUX_BIN")" | sed 's/^flux-//')$(echo "${FLUX_ARGS:-} ${FLUX_KUSTOMIZE_ARGS:-}" | sed -E 's/^ +| +$//g; s/.+/ (&)/')" >>"$RAW"
 fi
 
 printf 'meta\t-\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
@@ -166,4 +176,4 @@ bash "$ROOT/bench/e2e/report.sh" "$RAW" "$out"
 say "done in $((SECONDS - start)) s: $out/results.md"
 }
 
-main "$@"
+main "$@"; exit   # one line: bash has read the exit before main runs, whatever is edited meanwhile

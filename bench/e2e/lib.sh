@@ -178,11 +178,15 @@ target_ns() { # NS CLUSTER…: creates namespace NS in each cluster
 # deletecollection per cluster, all at once), so that the next plumbd starts
 # with targets holding only its own objects (it caches every plumb-managed
 # object of a target, whichever GitSync it belongs to).
-purge_plumb() {
-	local ns=$1 c pids=()
-	shift
+purge_plumb() { purge_labelled app.kubernetes.io%2Fmanaged-by%3Dplumb "$@"; }
+
+# purge_labelled SELECTOR NS CLUSTER…: deletes the ConfigMaps of NS matching
+# the (URL-encoded) label SELECTOR, one deletecollection per cluster, all at once.
+purge_labelled() {
+	local sel=$1 ns=$2 c pids=()
+	shift 2
 	for c in "$@"; do
-		api "$c" DELETE "/api/v1/namespaces/$ns/configmaps?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dplumb" \
+		api "$c" DELETE "/api/v1/namespaces/$ns/configmaps?labelSelector=$sel" \
 			--max-time 900 -o /dev/null &
 		pids+=("$!")
 	done

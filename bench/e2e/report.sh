@@ -35,9 +35,52 @@ cell() {
 	}'
 }
 med() { summary | awk '{ print ($1 > 0) ? $2 : "" }'; }
+# rows SCENARIO FN: FN CASE for each case of SCENARIO, in order of appearance.
+rows() {
+	local c
+	while read -r c; do
+		[[ -n $c ]] && "$2" "$c"
+	done < <(cases "$1")
+	return 0
+}
 # ratio S CASE NUM DEN: per-repeat NUM/DEN (repeats pair up in order).
 ratio() {
 	paste <(vals "$1" "$2" "$3") <(vals "$1" "$2" "$4") | awk -F'\t' '$1 != "" && $2 > 0 { printf "%.4f\n", $1 / $2 }'
+}
+
+s1_row() {
+	echo "| $1 | $(vals S1 "$1" plumb_s | wc -l) | $(vals S1 "$1" ceiling_objps | cell %.0f) | $(vals S1 "$1" kubectl_objps | cell %.0f) | $(vals S1 "$1" plumb_objps | cell %.0f)" \
+		"| $(ratio S1 "$1" ceiling_s plumb_s | awk '{ printf "%.4f\n", $1 * 100 }' | cell %.0f%%) | $(ratio S1 "$1" kubectl_s plumb_s | cell %.2f×)" \
+		"| $(vals S1 "$1" plumb_s | cell %.1f) | $(vals S1 "$1" plumb_cpu_s | cell %.1f) | $(vals S1 "$1" plumb_rss_mb | cell %.1f) |"
+}
+# unfinished S CASE: "; not finished after X s (Y CPU s, Z MiB) in K repeat(s)"
+# when Flux's initial sync was stopped unfinished in CASE, else nothing.
+unfinished() {
+	local k
+	k=$(vals "$1" "$2" flux_unfinished_s | wc -l)
+	((k > 0)) || return 0
+	echo "; **not finished** after $(vals "$1" "$2" flux_unfinished_s | cell %.0f) s ($(vals "$1" "$2" flux_unfinished_cpu_s | cell %.0f) CPU s, peak RSS $(vals "$1" "$2" flux_unfinished_rss_mb | cell %.0f) MiB by then) in $k repeat(s)"
+}
+s7_row() {
+	echo "| $1 | $(vals S7 "$1" plumb_s | wc -l) | $(vals S7 "$1" plumb_s | cell %.2f) | $(vals S7 "$1" flux_s | cell %.2f) ($(vals S7 "$1" flux_source_s | cell %.2f))$(unfinished S7 "$1")" \
+		"| $(vals S7 "$1" plumb_objps | cell %.0f) | $(vals S7 "$1" flux_objps | cell %.0f) | $(ratio S7 "$1" plumb_s flux_s | cell %.2f×)" \
+		"| $(vals S7 "$1" plumb_cpu_s | cell %.2f) | $(vals S7 "$1" flux_cpu_s | cell %.2f) | $(ratio S7 "$1" plumb_cpu_s flux_cpu_s | cell %.2f×)" \
+		"| $(vals S7 "$1" plumb_rss_mb | cell %.1f) | $(vals S7 "$1" flux_rss_mb | cell %.1f) ($(vals S7 "$1" flux_source_rss_mb | cell %.0f) + $(vals S7 "$1" flux_kustomize_rss_mb | cell %.0f))" \
+		"| $(ratio S7 "$1" plumb_rss_mb flux_rss_mb | cell %.2f×) |"
+}
+# one VALUE: the single value of S2's METRIC in case $c ("–" if none).
+one() { local v; v=$(vals S2 "$c" "$1" | tail -1); echo "${v:-–}"; }
+# quot A B: A / B to two significant digits, as "0.13×"; "–" when either is
+# missing or B is 0.
+quot() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "–" || b == "–" || b + 0 == 0) print "–"; else printf "%.2g×\n", a / b }'; }
+# lat_row WHO SCENARIO CASE METRIC: a latency table row (ms) of METRIC's samples.
+lat_row() {
+	local n m lo hi p50 p95 p99
+	read -r n m lo hi p50 p95 p99 < <(vals "$2" "$3" "$4" | summary)
+	((n > 0)) || return 0
+	awk -v w="$1" -v n="$n" -v a="$p50" -v b="$p95" -v c="$p99" -v d="$lo" -v e="$hi" 'BEGIN {
+		printf "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n", w, n, a * 1000, b * 1000, c * 1000, d * 1000, e * 1000, (c < 1) ? "met" : "missed"
+	}'
 }
 
 {
@@ -58,12 +101,7 @@ ratio() {
 	echo
 	echo "| case | repeats | ceiling obj/s | kubectl obj/s | plumb obj/s | plumb / ceiling | plumb / kubectl | plumb wall s | plumb CPU s | plumb peak RSS MiB |"
 	echo "|---|---|---|---|---|---|---|---|---|---|"
-	while read -r c; do
-		[[ -n $c ]] || continue
-		echo "| $c | $(vals S1 "$c" plumb_s | wc -l) | $(vals S1 "$c" ceiling_objps | cell %.0f) | $(vals S1 "$c" kubectl_objps | cell %.0f) | $(vals S1 "$c" plumb_objps | cell %.0f)" \
-			"| $(ratio S1 "$c" ceiling_s plumb_s | awk '{ printf "%.4f\n", $1 * 100 }' | cell %.0f%%) | $(ratio S1 "$c" kubectl_s plumb_s | cell %.2f×)" \
-			"| $(vals S1 "$c" plumb_s | cell %.1f) | $(vals S1 "$c" plumb_cpu_s | cell %.1f) | $(vals S1 "$c" plumb_rss_mb | cell %.1f) |"
-	done < <(cases S1)
+	rows S1 s1_row
 	echo
 	echo "ceiling: the same server-side-apply PATCHes from tests/tools/bench_ceiling (8 threads per cluster, no rate limit,"
 	echo "no plumb logic), all target clusters at once. kubectl: \`kubectl apply --server-side -n NS -f DIR\` on the same files,"
@@ -75,38 +113,65 @@ ratio() {
 		c=$(cases S2 | head -1)
 		echo "## 2. Steady state ($c, $(vals S2 "$c" seconds) s with nothing changing)"
 		echo
-		echo "| metric | value |"
-		echo "|---|---|"
-		awk -F'\t' -v c="$c" '$1 == "S2" && $2 == c && $3 ~ /^requests_per_min_/ { sub("requests_per_min_", "", $3); printf "| API requests / min, %s (all clusters) | %s |\n", $3, $4; any = 1 }
-			END { if (!any) print "| API requests / min (all verbs, all clusters) | 0 (none at all: only the watches opened before, which stay open) |" }' "$raw"
-		echo "| write requests (create, update, patch, delete) | $(vals S2 "$c" writes) |"
-		echo "| plumbd CPU | $(vals S2 "$c" cpu_s) s = $(vals S2 "$c" cpu_pct_of_core)% of one core |"
-		echo "| plumbd RSS (peak since start) | $(vals S2 "$c" rss_mb) MiB ($(vals S2 "$c" peak_rss_mb) MiB) |"
-		echo
-		echo "Requests counted from the audit logs of the management cluster and every target, user agent \`plumb/…\`."
+		[[ -n $(unfinished S2 "$c") ]] && echo "Flux's initial sync before its steady state$(unfinished S2 "$c" | sed 's/^;/:/'): no steady state of Flux to measure." && echo
+		if [[ -n $(vals S2 "$c" flux_seconds) ]]; then
+			echo "| metric | plumb | Flux | plumb / Flux |"
+			echo "|---|---|---|---|"
+			while read -r v; do
+				a=$(one "requests_per_min_$v" | sed 's/^–$/0/') b=$(one "flux_requests_per_min_$v" | sed 's/^–$/0/')
+				echo "| API requests / min, $v (all clusters) | $a | $b | $(quot "$a" "$b") |"
+			done < <(awk -F'\t' -v c="$c" '$1 == "S2" && $2 == c && $3 ~ /^(flux_)?requests_per_min_/ { sub("^(flux_)?requests_per_min_", "", $3); if (!seen[$3]++) print $3 }' "$raw" | sort)
+			echo "| API requests / min by client | $(one agent_requests_per_min_plumb | sed 's/^–$/0/') (plumbd) | $(one flux_agent_requests_per_min_source-controller |
+				sed 's/^–$/0/') (source-controller), $(one flux_agent_requests_per_min_kustomize-controller | sed 's/^–$/0/') (kustomize-controller) | |"
+			echo "| write requests (create, update, patch, delete; not dry runs) | $(one writes) | $(one flux_writes) | |"
+			echo "| dry-run requests | $(one dryruns) | $(one flux_dryruns) | |"
+			echo "| CPU s (% of one core) | $(one cpu_s) ($(one cpu_pct_of_core)%) | $(one flux_cpu_s) ($(one flux_cpu_pct_of_core)%) | $(quot "$(one cpu_s)" "$(one flux_cpu_s)") |"
+			echo "| RSS MiB at the end (peak since start) | $(one rss_mb) ($(one peak_rss_mb)) | $(one flux_rss_mb) ($(one flux_peak_rss_mb)) | $(quot "$(one rss_mb)" "$(one flux_rss_mb)") |"
+			echo
+			echo "Requests counted from the audit logs of the management cluster and every target (every audit event after"
+			echo "RequestReceived: a watch counts when it starts and when it ends), user agent \`plumb/…\` for plumb,"
+			echo "\`source-controller/…\` and \`kustomize-controller/…\` for Flux. plumb: the plumbd of section 1's last repeat at this"
+			echo "size, kept running; Flux: fresh controllers, synced to the same commit, then measured for as long (after plumbd"
+			echo "stopped). Flux RSS and CPU: both controllers together."
+		else
+			echo "| metric | value |"
+			echo "|---|---|"
+			awk -F'\t' -v c="$c" '$1 == "S2" && $2 == c && $3 ~ /^requests_per_min_/ { sub("requests_per_min_", "", $3); printf "| API requests / min, %s (all clusters) | %s |\n", $3, $4; any = 1 }
+				END { if (!any) print "| API requests / min (all verbs, all clusters) | 0 (none at all: only the watches opened before, which stay open) |" }' "$raw"
+			echo "| write requests (create, update, patch, delete) | $(vals S2 "$c" writes) |"
+			echo "| plumbd CPU | $(vals S2 "$c" cpu_s) s = $(vals S2 "$c" cpu_pct_of_core)% of one core |"
+			echo "| plumbd RSS (peak since start) | $(vals S2 "$c" rss_mb) MiB ($(vals S2 "$c" peak_rss_mb) MiB) |"
+			echo
+			echo "Requests counted from the audit logs of the management cluster and every target, user agent \`plumb/…\`."
+		fi
 		echo
 	fi
 
 	for s in S3 S4; do
 		c=$(cases "$s" | head -1)
 		[[ -n $c ]] || continue
-		read -r n m lo hi p50 p95 p99 < <(vals "$s" "$c" latency_s | summary)
 		if [[ $s == S3 ]]; then
 			echo "## 3. Commit → applied ($c, webhook-triggered)"
 			echo
 			echo "From the webhook POST (right after the push) until the new value is seen on a watch in all three targets."
+			[[ -n $(vals S3 "$c" flux_latency_s) ]] && echo "Flux: from setting reconcile.fluxcd.io/requestedAt on the GitRepository (right after the push, as" \
+				"\`flux reconcile source git\` does; the fastest Flux can be told) until the same; its own repository and Kustomizations, after plumb's."
 		else
 			echo "## 4. Drift correction ($c)"
 			echo
 			echo "From the out-of-band edit's watch event until the corrected object's watch event (same watch stream)."
-			echo "plumb_drift_corrections_total grew by $(vals S4 "$c" corrections_counted) during the $n edits."
+			echo "plumb_drift_corrections_total grew by $(vals S4 "$c" corrections_counted) during the $(vals S4 "$c" latency_s | wc -l) edits."
+			[[ -n $(vals S4 "$c" flux_latency_s) ]] && echo "Flux corrects on its Kustomization interval, here $(vals S4 "$c" flux_interval_s | tail -1) s (the minimum Flux documents)," \
+				"so its latency is spread over the interval; its edits were made 8 s apart without waiting for each correction."
 		fi
 		echo
-		echo "| samples | p50 ms | p95 ms | p99 ms | min ms | max ms | target p99 |"
-		echo "|---|---|---|---|---|---|---|"
-		awk -v n="$n" -v a="$p50" -v b="$p95" -v c="$p99" -v d="$lo" -v e="$hi" 'BEGIN {
-			printf "| %d | %.0f | %.0f | %.0f | %.0f | %.0f | < 1000 ms: %s |\n", n, a * 1000, b * 1000, c * 1000, d * 1000, e * 1000, (c < 1) ? "met" : "missed"
-		}'
+		echo "| | samples | p50 ms | p95 ms | p99 ms | min ms | max ms | target p99 < 1000 ms |"
+		echo "|---|---|---|---|---|---|---|---|"
+		lat_row plumb "$s" "$c" latency_s
+		lat_row Flux "$s" "$c" flux_latency_s
+		if [[ -n $(vals "$s" "$c" flux_latency_s) ]]; then
+			echo "| plumb / Flux, p50 | | $(quot "$(vals "$s" "$c" latency_s | summary | awk '{ print $5 }')" "$(vals "$s" "$c" flux_latency_s | summary | awk '{ print $5 }')") | | | | | |"
+		fi
 		echo
 	done
 
@@ -157,21 +222,14 @@ ratio() {
 	if [[ -n $(cases S7) ]]; then
 		echo "## 7. Flux beside plumb: initial sync (N ConfigMaps of ~1 KiB, T target clusters)"
 		echo
-		echo "| case | repeats | plumb wall s | Flux wall s (artifact ready s) | plumb obj/s | Flux obj/s | plumb / Flux time | plumb CPU s | Flux CPU s | plumb / Flux CPU | plumb peak RSS MiB | Flux peak RSS MiB (source + kustomize) | plumb / Flux RSS |"
+		echo "| case | repeats (plumb) | plumb wall s | Flux wall s (artifact ready s) | plumb obj/s | Flux obj/s | plumb / Flux time | plumb CPU s | Flux CPU s | plumb / Flux CPU | plumb peak RSS MiB | Flux peak RSS MiB (source + kustomize) | plumb / Flux RSS |"
 		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-		while read -r c; do
-			[[ -n $c ]] || continue
-			echo "| $c | $(vals S7 "$c" flux_s | wc -l) | $(vals S7 "$c" plumb_s | cell %.2f) | $(vals S7 "$c" flux_s | cell %.2f) ($(vals S7 "$c" flux_source_s | cell %.2f))" \
-				"| $(vals S7 "$c" plumb_objps | cell %.0f) | $(vals S7 "$c" flux_objps | cell %.0f) | $(ratio S7 "$c" plumb_s flux_s | cell %.2f×)" \
-				"| $(vals S7 "$c" plumb_cpu_s | cell %.2f) | $(vals S7 "$c" flux_cpu_s | cell %.2f) | $(ratio S7 "$c" plumb_cpu_s flux_cpu_s | cell %.2f×)" \
-				"| $(vals S7 "$c" plumb_rss_mb | cell %.1f) | $(vals S7 "$c" flux_rss_mb | cell %.1f) ($(vals S7 "$c" flux_source_rss_mb | cell %.0f) + $(vals S7 "$c" flux_kustomize_rss_mb | cell %.0f))" \
-				"| $(ratio S7 "$c" plumb_rss_mb flux_rss_mb | cell %.2f×) |"
-		done < <(cases S7)
+		rows S7 s7_row
 		echo
 		echo "Flux $(meta flux) as processes beside plumbd, fresh for each measurement, watching only its namespace of the"
 		echo "management cluster: one GitRepository (the same HTTPS repository and commit) and one Kustomization per target"
 		echo "(spec.kubeConfig.secretRef, prune: true, force: false, wait: false, interval 1m). Flux: from creating them until"
-		echo "every Kustomization is Ready with the commit applied (polled every 0.25 s; artifact ready: the GitRepository's"
+		echo "each Kustomization has been seen Ready with the commit applied, each at its own moment (polled every 0.25 s; artifact ready: the GitRepository's"
 		echo "artifact at the commit, as first seen); plumb: as in section 1. plumb and Flux run back to back in each repeat,"
 		echo "the order alternating. CPU: user + system seconds of plumbd, of both Flux controllers together, during the sync;"
 		echo "peak RSS: VmHWM (Flux: the sum of its two controllers'). Ratios per repeat; below 1× plumb is faster / smaller."
@@ -179,6 +237,7 @@ ratio() {
 	fi
 	[[ -n $(cases S1) ]] && echo "![initial-sync throughput](sync-throughput.png)"
 	[[ -n $(cases S3) ]] && echo "![latency distributions](latency.png)"
+	[[ -n $(cases S7) ]] && echo "![Flux beside plumb, initial sync](flux-initial-sync.png)"
 	echo
 	echo "Raw measurements: raw.tsv (scenario, case, metric, value; one line per repeat)."
 } >"$md"
@@ -207,9 +266,24 @@ done < <(cases S1) >"$dat"
 	set grid ytics
 	plot "$dat" using 2:3:4:xtic(1) title "apiserver ceiling", '' using 5:6:7 title "kubectl apply --server-side", '' using 8:9:10 title "plumb"
 EOF
+# cdf FILE: sorted samples on stdin (seconds) as "ms percent" lines in FILE.
+cdf() { sort -g | awk '{ v[NR] = $1 } END { for (i = 1; i <= NR; i++) print v[i] * 1000, i * 100 / NR }' >"$1"; }
 if [[ -n $(cases S3) ]]; then
-	vals S3 "$(cases S3 | head -1)" latency_s | sort -g | awk '{ v[NR] = $1 } END { for (i = 1; i <= NR; i++) print v[i] * 1000, i * 100 / NR }' >"$dat.s3"
-	vals S4 "$(cases S4 | head -1)" latency_s | sort -g | awk '{ v[NR] = $1 } END { for (i = 1; i <= NR; i++) print v[i] * 1000, i * 100 / NR }' >"$dat.s4"
+	c3=$(cases S3 | head -1) c4=$(cases S4 | head -1)
+	vals S3 "$c3" latency_s | cdf "$dat.s3"
+	vals S4 "$c4" latency_s | cdf "$dat.s4"
+	vals S3 "$c3" flux_latency_s | cdf "$dat.f3"
+	vals S4 "$c4" flux_latency_s | cdf "$dat.f4"
+	plots="\"$dat.s3\" using 1:2 with steps lw 2 title \"plumb: commit → applied in all 3 (webhook)\", \"$dat.s4\" using 1:2 with steps lw 2 title \"plumb: out-of-band edit → corrected\""
+	logx=""
+	if [[ -s $dat.f3 ]]; then
+		plots+=", \"$dat.f3\" using 1:2 with steps lw 2 dt 2 title \"Flux: commit → applied in all 3 (requestedAt)\""
+		logx="set logscale x"
+	fi
+	if [[ -s $dat.f4 ]]; then
+		plots+=", \"$dat.f4\" using 1:2 with steps lw 2 dt 2 title \"Flux: out-of-band edit → corrected (interval $(vals S4 "$c4" flux_interval_s | tail -1) s)\""
+		logx="set logscale x"
+	fi
 	gnuplot <<-EOF
 		set terminal pngcairo size 900,500 font "sans,10"
 		set output "$out/latency.png"
@@ -217,12 +291,39 @@ if [[ -n $(cases S3) ]]; then
 		set xlabel "milliseconds"
 		set ylabel "% of samples at or below"
 		set yrange [0:100]
-		set xrange [0:*]
+		$logx
 		set grid
 		set key bottom right
 		set arrow from 1000, graph 0 to 1000, graph 1 nohead dt 2 lc rgb "red"
 		set label "target p99 < 1 s" at 1000, 50 offset 1,0 tc rgb "red"
-		plot "$dat.s3" using 1:2 with steps lw 2 title "commit → applied in all 3 (webhook)", \
-		     "$dat.s4" using 1:2 with steps lw 2 title "out-of-band edit → corrected"
+		plot $plots
+	EOF
+fi
+if [[ -n $(cases S7) ]]; then
+	while read -r c; do
+		[[ -n $c ]] || continue
+		row="\"$c\""
+		for m in plumb_objps flux_objps plumb_rss_mb flux_rss_mb; do
+			row+=" $(vals S7 "$c" "$m" | summary | awk '{ print ($1 > 0) ? $2 " " $3 " " $4 : "0 0 0" }')"
+		done
+		echo "$row"
+	done < <(cases S7) >"$dat.s7"
+	gnuplot <<-EOF
+		set terminal pngcairo size 1000,450 font "sans,10"
+		set output "$out/flux-initial-sync.png"
+		set multiplot layout 1,2 title "Flux beside plumb: initial sync (median, bars = min–max over repeats; same run)"
+		set style data histogram
+		set style histogram errorbars gap 2 lw 1
+		set style fill solid 0.8 border -1
+		set key top right
+		set yrange [0:*]
+		set grid ytics
+		set title "throughput"
+		set ylabel "objects / second (all target clusters)"
+		plot "$dat.s7" using 2:3:4:xtic(1) title "plumb", '' using 5:6:7 title "Flux"
+		set title "peak RSS"
+		set ylabel "MiB (Flux: source + kustomize controllers)"
+		plot "$dat.s7" using 8:9:10:xtic(1) title "plumb", '' using 11:12:13 title "Flux"
+		unset multiplot
 	EOF
 fi

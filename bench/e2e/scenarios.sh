@@ -66,6 +66,18 @@ plumb_run() {
 	RUN_HWM_KB=$(proc_hwm "$PLUMBD_PID")
 }
 
+# s1_repo N T: the initial-sync repository of N ConfigMaps, s1-N (made on
+# first use, shared by every initial-sync case of that size); sets REPO_URL,
+# WT, S1_COMMIT (its head) and S1_TIMEOUT (seconds allowed to sync it to T
+# clusters).
+s1_repo() {
+	[[ -d $WORK/clone-s1-$1 ]] || new_repo "s1-$1" "$1"
+	REPO_URL="$HTTPS_BASIC_URL/s1-$1.git"
+	WT="$WORK/clone-s1-$1"
+	S1_COMMIT=$(git -C "$WT" rev-parse HEAD)
+	S1_TIMEOUT=$((120 + $1 * ${2:-1} / 10))
+}
+
 # s1 N T REPEATS [KEEP [RESERVE]]: initial sync of N ConfigMaps to T clusters;
 # ceiling, kubectl and plumb back to back in each repeat. A repeat after the
 # first that took 90 s or more only starts when it should end before
@@ -76,14 +88,10 @@ plumb_run() {
 s1() {
 	local n=$1 t=$2 reps=$3 keep=${4:-} reserve=${5:-0} r ns s commit case timeout
 	local prev_pid="" prev_ns="" d_prev=0 d_first=0 rstart
-	case="N=$n T=$t"
 	# shellcheck disable=SC2046
 	set -- $(targets_of "$t")
-	[[ -d $WORK/clone-s1-$n ]] || new_repo "s1-$n" "$n"
-	REPO_URL="$HTTPS_BASIC_URL/s1-$n.git"
-	WT="$WORK/clone-s1-$n"
-	commit=$(git -C "$WT" rev-parse HEAD)
-	timeout=$((120 + n * t / 10))
+	s1_repo "$n" "$t"
+	case="N=$n T=$t" commit=$S1_COMMIT timeout=$S1_TIMEOUT
 	for ((r = 1; r <= reps; r++)); do
 		if ((r > 1 && d_prev >= 90 && SECONDS + d_prev > S1_DEADLINE - reserve * d_first)); then
 			say "S1 $case: time budget spent, $((r - 1)) repeat(s)"
@@ -127,40 +135,110 @@ s1() {
 	fi
 }
 
+# audit_mark CLUSTER…: marks where each cluster's audit log ends now
+# (AUDIT_OFF) and the time (AUDIT_SINCE), for audit_since.
+audit_mark() {
+	local c
+	declare -gA AUDIT_OFF=()
+	for c in "$@"; do AUDIT_OFF[$c]=$(stat -c %s "$(cdir "$c")/audit.log"); done
+	AUDIT_SINCE=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+}
+
+# audit_since AGENT-REGEX CLUSTER…: the audit events since audit_mark of the
+# clients whose user agent matches AGENT-REGEX, one "VERB DRY AGENT" a line:
+# DRY 1 for a dry run (dryRun= in the request), AGENT the user agent's name
+# (up to its first "/").
+audit_since() {
+	local re=$1 c
+	shift
+	for c in "$@"; do
+		tail -c +"$((AUDIT_OFF[$c] + 1))" "$(cdir "$c")/audit.log" |
+			jq -r --arg since "$AUDIT_SINCE" --arg re "$re" 'select(.userAgent != null and (.userAgent | test($re)))
+				| select(.stageTimestamp >= $since)
+				| "\(.verb) \(if (.requestURI | test("[?&]dryRun=")) then 1 else 0 end) \(.userAgent | split("/")[0])"'
+	done
+}
+
+# record_requests CASE PREFIX SECONDS FILE: S2's request figures from
+# audit_since's FILE over SECONDS: PREFIXrequests_per_min_VERB,
+# PREFIXagent_requests_per_min_AGENT, PREFIXwrites (create, update, patch,
+# delete that are not dry runs), PREFIXdryruns. Sets REQ_WRITES, REQ_DRYRUNS
+# and REQ_VERBS ("COUNT VERB …").
+record_requests() {
+	local case=$1 pre=$2 dur=$3 file=$4 count key
+	while read -r count key; do
+		record S2 "$case" "${pre}$key" "$(awk -v c="$count" -v d="$dur" 'BEGIN { printf "%.1f", c * 60 / d }')"
+	done < <({ awk '{ print "requests_per_min_" $1; print "agent_requests_per_min_" $3 }' "$file"; } | sort | uniq -c)
+	REQ_WRITES=$(awk '$1 ~ /^(create|update|patch|delete|deletecollection)$/ && $2 == 0 { s++ } END { print s + 0 }' "$file")
+	REQ_DRYRUNS=$(awk '$2 == 1 { s++ } END { print s + 0 }' "$file")
+	REQ_VERBS=$(awk '{ print $1 }' "$file" | sort | uniq -c | awk '{ printf "%s%s %s", (NR > 1) ? ", " : "", $1, $2 }')
+	record S2 "$case" "${pre}writes" "$REQ_WRITES"
+	record S2 "$case" "${pre}dryruns" "$REQ_DRYRUNS"
+}
+
 # s2 SECONDS: steady state of the plumbd kept by s1: API requests by verb
 # (audit logs of the management cluster and the targets, user agent plumb/…),
 # writes, CPU and RSS.
 s2() {
-	local dur=$1 since c cpu0 cpu1 verbs writes case="N=$S2_N T=$(($(wc -w <<<"$S2_CLUSTERS") - 1))"
-	declare -A off
+	local dur=$1 cpu0 cpu1 case="N=$S2_N T=$(($(wc -w <<<"$S2_CLUSTERS") - 1))"
 	say "S2 steady state $case for $dur s"
 	sleep 5   # let the watch-triggered no-op reconciles after the initial sync settle
-	since=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
-	for c in $S2_CLUSTERS; do off[$c]=$(stat -c %s "$(cdir "$c")/audit.log"); done
+	# shellcheck disable=SC2086
+	audit_mark $S2_CLUSTERS
 	cpu0=$(proc_cpu "$S2_PID")
 	sleep "$dur"
 	cpu1=$(proc_cpu "$S2_PID")
 	kill -0 "$S2_PID" || { say "plumbd died during the steady state"; return 1; }
 	synced "$S2_NS" bench "$S2_COMMIT" $(($(wc -w <<<"$S2_CLUSTERS") - 1)) || { say "not Synced after the steady state"; return 1; }
-	for c in $S2_CLUSTERS; do
-		tail -c +"$((off[$c] + 1))" "$(cdir "$c")/audit.log" |
-			jq -r --arg since "$since" 'select(.userAgent != null and (.userAgent | startswith("plumb/")))
-				| select(.stageTimestamp >= $since) | .verb'
-	done | sort | uniq -c >"$WORK/s2-verbs.txt"
+	# shellcheck disable=SC2086
+	audit_since '^plumb/' $S2_CLUSTERS >"$WORK/s2-audit.txt"
 	record S2 "$case" seconds "$dur"
-	while read -r count verb; do
-		record S2 "$case" "requests_per_min_$verb" "$(awk -v c="$count" -v d="$dur" 'BEGIN { printf "%.1f", c * 60 / d }')"
-	done <"$WORK/s2-verbs.txt"
-	writes=$(awk '$2 ~ /^(create|update|patch|delete|deletecollection)$/ { s += $1 } END { print s + 0 }' "$WORK/s2-verbs.txt")
-	record S2 "$case" writes "$writes"
+	record_requests "$case" "" "$dur" "$WORK/s2-audit.txt"
 	record S2 "$case" cpu_s "$(fsub "$cpu1" "$cpu0")"
 	record S2 "$case" cpu_pct_of_core "$(awk -v a="$cpu0" -v b="$cpu1" -v d="$dur" 'BEGIN { printf "%.2f", (b - a) * 100 / d }')"
 	record S2 "$case" rss_mb "$(fdiv "$(proc_rss "$S2_PID")" 1024)"
 	record S2 "$case" peak_rss_mb "$(fdiv "$(proc_hwm "$S2_PID")" 1024)"
-	say "  requests by verb: $(tr '\n' ' ' <"$WORK/s2-verbs.txt"| tr -s ' '); writes $writes; cpu $(fsub "$cpu1" "$cpu0") s"
+	say "  requests by verb: $REQ_VERBS; writes $REQ_WRITES, dry runs $REQ_DRYRUNS; cpu $(fsub "$cpu1" "$cpu0") s"
 	stop_plumbd "$S2_PID"
 	# shellcheck disable=SC2086
 	purge_plumb "$S2_NS" ${S2_CLUSTERS#c1 }
+}
+
+# hook_post NS: plumbd's webhook for GitSync NS/bench.
+hook_post() {
+	curl -sf -o /dev/null -X POST "http://127.0.0.1:$METRICS_PORT/hooks/$1/bench" -H "X-Gitlab-Token: $HOOK_TOKEN" -d '{}' ||
+		{ say "webhook refused"; return 1; }
+}
+
+# commit_applied K WATCH TIMEOUT TRIGGER…: the K-th commit of S3 to $WT,
+# changing one ConfigMap (cm-IDX's rev), pushed, then TRIGGER… run at once;
+# waits until the new value is seen on the watches WATCH-c2, -c3 and -c4.
+# Sets COMMIT_LAT (trigger → seen in all three), COMMIT_IDX, COMMIT_REV.
+commit_applied() {
+	local k=$1 watch=$2 timeout=$3 idx m t0 end c t maxt
+	shift 3
+	idx=$(((k * 37) % 100))
+	m=commit-$k-$RANDOM
+	sed -i "s/^  rev: .*/  rev: $m/" "$WT/cm/$(printf 'cm-%05d' "$idx").yaml"
+	git_commit "change cm-$idx" >/dev/null
+	t0=$(now)
+	"$@" || return 1
+	end=$((SECONDS + timeout))
+	while ((SECONDS < end)); do
+		maxt=0
+		for c in c2 c3 c4; do
+			t=$(first_after "$watch-$c" 0 "\"rev\":\"$m\"" | cut -d' ' -f2)
+			[[ -n $t ]] || { maxt=""; break; }
+			maxt=$(awk -v a="$maxt" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
+		done
+		if [[ -n $maxt ]]; then
+			COMMIT_LAT=$(fsub "$maxt" "$t0") COMMIT_IDX=$idx COMMIT_REV=$m
+			return 0
+		fi
+		sleep 0.02
+	done
+	say "commit $k not applied in $timeout s"
+	return 1
 }
 
 # s3_s4 COMMITS EDITS: 100 objects in 3 targets. S3: COMMITS commits each
@@ -169,9 +247,8 @@ s2() {
 # out-of-band edits (merge patch by another field manager), rotating over the
 # targets; latency from the edit's watch event to the correction's.
 s3_s4() {
-	local commits=$1 edits=$2 ns=s3-$RUN_ID k idx c m t0 lat line ta tb end
+	local commits=$1 edits=$2 ns=s3-$RUN_ID k idx c m lat line ta tb end
 	local -a tg=(c2 c3 c4) desired
-	declare -A seen
 	new_repo lat 100
 	for ((idx = 0; idx < 100; idx++)); do desired[idx]=init-$idx; done
 	plumb_run "$ns" "$(git -C "$WT" rev-parse HEAD)" 100 120 "${tg[@]}" || return 1
@@ -179,27 +256,9 @@ s3_s4() {
 	sleep 2   # the watches are open and the after-sync reconciles are done
 	say "S3 commit → applied: $commits commits, webhook-triggered, 3 targets"
 	for ((k = 1; k <= commits; k++)); do
-		idx=$(((k * 37) % 100))
-		m=commit-$k-$RANDOM
-		sed -i "s/^  rev: .*/  rev: $m/" "$WT/cm/$(printf 'cm-%05d' "$idx").yaml"
-		git_commit "change cm-$idx" >/dev/null
-		t0=$(now)
-		curl -sf -o /dev/null -X POST "http://127.0.0.1:$METRICS_PORT/hooks/$ns/bench" -H "X-Gitlab-Token: $HOOK_TOKEN" -d '{}' ||
-			{ say "webhook refused"; return 1; }
-		end=$((SECONDS + 30))
-		lat=""
-		while ((SECONDS < end)); do
-			local all=1 maxt=0
-			for c in "${tg[@]}"; do
-				seen[$c]=$(first_after "$WORK/watch-$c" 0 "\"rev\":\"$m\"" | cut -d' ' -f2)
-				[[ -n ${seen[$c]} ]] || { all=0; break; }
-				maxt=$(awk -v a="$maxt" -v b="${seen[$c]}" 'BEGIN { print (b > a) ? b : a }')
-			done
-			if ((all)); then lat=$(fsub "$maxt" "$t0"); break; fi
-			sleep 0.02
-		done
-		[[ -n $lat ]] || { say "commit $k not applied in 30 s"; return 1; }
-		desired[idx]=$m
+		commit_applied "$k" "$WORK/watch" 30 hook_post "$ns" || return 1
+		lat=$COMMIT_LAT
+		desired[COMMIT_IDX]=$COMMIT_REV
 		record S3 "100 objects, 3 targets" latency_s "$lat"
 		# keep triggers more than spec.debounce (1 s) apart: a quiet item runs at once
 		sleep "$(awk -v l="$lat" 'BEGIN { d = 1.3 - l; print (d > 0) ? d : 0 }')"
