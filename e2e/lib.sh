@@ -228,3 +228,57 @@ writes_since() { # CLUSTER TIMESTAMP
 hmac_sha256() { # SECRET BODY
 	printf '%s' "$2" | openssl dgst -sha256 -hmac "$1" | awk '{print $NF}'
 }
+
+# ---- an install's own RBAC and flags (e2e/test_install_rbac.sh, test_shards.sh) ----
+# install_rbac FILE: the ServiceAccount, ClusterRole, Role and bindings of a
+# rendered install (FILE: manifests/install/plumb.yaml or a helm template),
+# moved to namespace $INS and names $REL, in $WORK/rbac.yaml.
+install_rbac() {
+	python3 - "$1" "$INS" "$REL" >"$WORK/rbac.yaml" <<-'EOF'
+		import sys, yaml
+		src, ns, rel = sys.argv[1:4]
+		keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+		names = {"plumb-system": ns, "plumb": rel, "plumb-leader-election": rel + "-leader-election"}
+		def walk(v):
+		    if isinstance(v, dict):
+		        return {k: walk(x) for k, x in v.items()}
+		    if isinstance(v, list):
+		        return [walk(x) for x in v]
+		    return names.get(v, v) if isinstance(v, str) else v
+		docs = [walk(d) for d in yaml.safe_load_all(open(src)) if d and d["kind"] in keep]
+		yaml.safe_dump_all(docs, sys.stdout)
+	EOF
+}
+
+# sa_kubeconfig: $kcfg ($WORK/sa.kubeconfig) holding nothing but a token of
+# the ServiceAccount $REL in $INS; kk runs kubectl with it.
+kk() { "$PLUMB_K8S_BIN/kubectl" --kubeconfig "$kcfg" "$@"; }
+sa_kubeconfig() {
+	local server token
+	kcfg="$WORK/sa.kubeconfig"
+	server=$(kc c1 config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+	token=$(kc c1 create token "$REL" -n "$INS" --duration=1h)
+	kk config set-cluster c1 --server="$server" --certificate-authority="$PLUMB_TESTBED/clusters/c1/ca.crt" --embed-certs >/dev/null
+	kk config set-credentials sa --token="$token" >/dev/null
+	kk config set-context sa --cluster=c1 --user=sa --namespace="$INS" >/dev/null
+	kk config use-context sa >/dev/null
+}
+
+# deployment_args FILE: plumbd's flags as the install's Deployment gives them,
+# one a line, with this run's names ($INS, $REL), loopback ports and a cache
+# dir of $WORK/cache-CACHE (CACHE: replace it per replica).
+deployment_args() {
+	python3 - "$1" "$INS" "$REL" "$WORK" <<-'EOF'
+		import sys, yaml
+		src, ns, rel, work = sys.argv[1:5]
+		for d in yaml.safe_load_all(open(src)):
+		    if d and d["kind"] == "Deployment":
+		        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]:
+		            k = a.split("=", 1)[0]
+		            a = {"--lease-name": "--lease-name=" + rel, "--lease-namespace": "--lease-namespace=" + ns,
+		                 "--metrics-addr": "--metrics-addr=127.0.0.1:0", "--health-addr": "--health-addr=127.0.0.1:0",
+		                 "--log-level": "--log-level=debug", "--cache-dir": "--cache-dir=" + work + "/cache-CACHE",
+		                 "--webhook-addr": "--webhook-addr=127.0.0.1:0"}.get(k, a)
+		            print(a)
+	EOF
+}

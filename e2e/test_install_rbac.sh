@@ -23,20 +23,7 @@ started=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
 
 # The RBAC objects of the install file, moved to this run's namespace and names.
 kc c1 create namespace "$INS" >/dev/null
-python3 - "$root/manifests/install/plumb.yaml" "$INS" "$REL" >"$WORK/rbac.yaml" <<-'EOF'
-	import sys, yaml
-	src, ns, rel = sys.argv[1:4]
-	keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-	names = {"plumb-system": ns, "plumb": rel, "plumb-leader-election": rel + "-leader-election"}
-	def walk(v):
-	    if isinstance(v, dict):
-	        return {k: walk(x) for k, x in v.items()}
-	    if isinstance(v, list):
-	        return [walk(x) for x in v]
-	    return names.get(v, v) if isinstance(v, str) else v
-	docs = [walk(d) for d in yaml.safe_load_all(open(src)) if d and d["kind"] in keep]
-	yaml.safe_dump_all(docs, sys.stdout)
-	EOF
+install_rbac "$root/manifests/install/plumb.yaml"
 t_eq "install RBAC objects" "ClusterRole ClusterRoleBinding Role RoleBinding ServiceAccount" \
 	"$(python3 -c 'import sys, yaml; print(" ".join(sorted(d["kind"] for d in yaml.safe_load_all(open(sys.argv[1])))))' "$WORK/rbac.yaml")"
 kc c1 apply -f "$WORK/rbac.yaml" >/dev/null
@@ -48,33 +35,13 @@ cleanup_rbac() {
 trap cleanup_rbac EXIT
 
 # A kubeconfig holding nothing but a token of the install's ServiceAccount.
-kcfg="$WORK/sa.kubeconfig"
-server=$(kc c1 config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-token=$(kc c1 create token "$REL" -n "$INS" --duration=1h)
-kk() { "$PLUMB_K8S_BIN/kubectl" --kubeconfig "$kcfg" "$@"; }
-kk config set-cluster c1 --server="$server" --certificate-authority="$PLUMB_TESTBED/clusters/c1/ca.crt" --embed-certs >/dev/null
-kk config set-credentials sa --token="$token" >/dev/null
-kk config set-context sa --cluster=c1 --user=sa --namespace="$INS" >/dev/null
-kk config use-context sa >/dev/null
+sa_kubeconfig
 t_eq "the token is the install's ServiceAccount" "$SA" "$(kk auth whoami -o jsonpath='{.status.userInfo.username}')"
 t_fails "and no more: it cannot write GitSync specs" "no" kk auth can-i patch gitsyncs.plumb.dev -n "$NS"
 
 # plumbd's flags as the install's Deployment gives them, with this run's names
 # and loopback ports.
-mapfile -t dargs < <(python3 - "$root/manifests/install/plumb.yaml" "$INS" "$REL" "$WORK" <<-'EOF'
-	import sys, yaml
-	src, ns, rel, work = sys.argv[1:5]
-	for d in yaml.safe_load_all(open(src)):
-	    if d and d["kind"] == "Deployment":
-	        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]:
-	            k = a.split("=", 1)[0]
-	            a = {"--lease-name": "--lease-name=" + rel, "--lease-namespace": "--lease-namespace=" + ns,
-	                 "--metrics-addr": "--metrics-addr=127.0.0.1:0", "--health-addr": "--health-addr=127.0.0.1:0",
-	                 "--log-level": "--log-level=debug", "--cache-dir": "--cache-dir=" + work + "/cache-CACHE",
-	                 "--webhook-addr": "--webhook-addr=127.0.0.1:0"}.get(k, a)
-	            print(a)
-	EOF
-)
+mapfile -t dargs < <(deployment_args "$root/manifests/install/plumb.yaml")
 t_ok "the Deployment elects a leader" grep -qx -- --leader-elect <(printf '%s\n' "${dargs[@]}")
 
 # start_replica NAME: plumbd as the Deployment's container would run it, with

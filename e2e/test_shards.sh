@@ -30,20 +30,7 @@ helm="$(bash "$root/hack/build-helm.sh")/helm" || { echo "FAIL: could not build 
 kc c1 create namespace "$INS" >/dev/null
 "$helm" template plumb "$root/charts/plumb" --namespace plumb-system --set sharding.enabled=true \
 	--set replicas=3 >"$WORK/chart.yaml" || { echo "FAIL: helm template"; exit 1; }
-python3 - "$WORK/chart.yaml" "$INS" "$REL" >"$WORK/rbac.yaml" <<-'EOF'
-	import sys, yaml
-	src, ns, rel = sys.argv[1:4]
-	keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-	names = {"plumb-system": ns, "plumb": rel, "plumb-leader-election": rel + "-leader-election"}
-	def walk(v):
-	    if isinstance(v, dict):
-	        return {k: walk(x) for k, x in v.items()}
-	    if isinstance(v, list):
-	        return [walk(x) for x in v]
-	    return names.get(v, v) if isinstance(v, str) else v
-	docs = [walk(d) for d in yaml.safe_load_all(open(src)) if d and d["kind"] in keep]
-	yaml.safe_dump_all(docs, sys.stdout)
-	EOF
+install_rbac "$WORK/chart.yaml"
 kc c1 apply -f "$WORK/rbac.yaml" >/dev/null
 cleanup_shards() {
 	kc c1 delete -f "$WORK/rbac.yaml" --wait=false >/dev/null 2>&1
@@ -53,34 +40,14 @@ cleanup_shards() {
 }
 trap cleanup_shards EXIT
 
-kcfg="$WORK/sa.kubeconfig"
-server=$(kc c1 config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-token=$(kc c1 create token "$REL" -n "$INS" --duration=1h)
-kk() { "$PLUMB_K8S_BIN/kubectl" --kubeconfig "$kcfg" "$@"; }
-kk config set-cluster c1 --server="$server" --certificate-authority="$PLUMB_TESTBED/clusters/c1/ca.crt" --embed-certs >/dev/null
-kk config set-credentials sa --token="$token" >/dev/null
-kk config set-context sa --cluster=c1 --user=sa --namespace="$INS" >/dev/null
-kk config use-context sa >/dev/null
+sa_kubeconfig
 t_eq "the token is the chart's ServiceAccount" "$SA" "$(kk auth whoami -o jsonpath='{.status.userInfo.username}')"
 t_eq "it may list Leases in its namespace" yes "$(kk auth can-i list leases.coordination.k8s.io -n "$INS")"
 t_eq "and not in another" no "$(kk auth can-i list leases.coordination.k8s.io -n "$NS")"
 
 # The Deployment's flags, with this run's names, loopback ports and short
 # leases (the chart's are client-go's 15 s; a failover here takes seconds).
-mapfile -t dargs < <(python3 - "$WORK/chart.yaml" "$INS" "$REL" "$WORK" <<-'EOF'
-	import sys, yaml
-	src, ns, rel, work = sys.argv[1:5]
-	for d in yaml.safe_load_all(open(src)):
-	    if d and d["kind"] == "Deployment":
-	        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]:
-	            k = a.split("=", 1)[0]
-	            a = {"--lease-name": "--lease-name=" + rel, "--lease-namespace": "--lease-namespace=" + ns,
-	                 "--metrics-addr": "--metrics-addr=127.0.0.1:0", "--health-addr": "--health-addr=127.0.0.1:0",
-	                 "--log-level": "--log-level=debug", "--cache-dir": "--cache-dir=" + work + "/cache-CACHE",
-	                 "--webhook-addr": "--webhook-addr=127.0.0.1:0"}.get(k, a)
-	            print(a)
-	EOF
-)
+mapfile -t dargs < <(deployment_args "$WORK/chart.yaml")
 t_ok "the Deployment shards" grep -qx -- --shards=auto <(printf '%s\n' "${dargs[@]}")
 t_eq "and elects no leader" 0 "$(printf '%s\n' "${dargs[@]}" | grep -cx -- --leader-elect)"
 LEASE=(--lease-duration 6s --lease-renew-deadline 4s --lease-retry-period 1s)
@@ -166,8 +133,8 @@ g_of_a=$(owners | awk -v r="$ID_a" '$2 == r {print $1; exit}')
 t_eq "plumb_gitsync_owned on the owner" 1 "$(metric "$MPORT_a" "plumb_gitsync_owned{gitsync=\"$NS/$g_of_a\"}")"
 t_eq "and not on another" 0 "$(metric "$MPORT_b" "plumb_gitsync_owned{gitsync=\"$NS/$g_of_a\"}")"
 "$BUILD/plumbctl" status "$g_of_a" -n "$NS" --kubeconfig "$PLUMB_TESTBED/clusters/c1/kubeconfig" >"$WORK/status.txt" 2>&1
-t_eq "plumbctl status has an OWNER column" OWNER "$(awk 'NR == 1 {print $2}' "$WORK/status.txt")"
-t_eq "naming the owner in each row" "$ID_a $ID_a" "$(awk 'NR > 1 && NF {print $2}' "$WORK/status.txt" | xargs)"
+t_eq "plumbctl status has an OWNER column" OWNER "$(awk 'NR == 1 {print $9}' "$WORK/status.txt")"
+t_eq "naming the owner in each row" "$ID_a $ID_a" "$(awk 'NR > 1 && NF {print $9}' "$WORK/status.txt" | xargs)"
 
 # A fourth replica takes about a quarter.
 launch_replica d

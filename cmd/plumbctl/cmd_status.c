@@ -130,20 +130,21 @@ static int has_owners(const cJSON *items)
 	return 0;
 }
 
-/* One line of the table; ns, owner and wave NULL: the column is not shown. */
+/* One line of the table; ns, owner and wave NULL: the column is not shown.
+ * OWNER comes last but for MESSAGE, so the columns before it stay put. */
 static void print_row(const char *ns, const char *gitsync, const char *owner, const char *cluster,
 	const char *wave, const char *state, const char *health, const char *commit, const char *objects,
 	const char *drifted, const char *lag, const char *msg)
 {
 	if (ns)
 		printf("%-16s ", ns);
-	printf("%-20s ", gitsync);
-	if (owner)
-		printf("%-24s ", owner);
-	printf("%-14s ", cluster);
+	printf("%-20s %-14s ", gitsync, cluster);
 	if (wave)
 		printf("%-12s ", wave);
-	printf("%-11s %-11s %-12s %7s %7s %7s  %s\n", state, health, commit, objects, drifted, lag, msg);
+	printf("%-11s %-11s %-12s %7s %7s %7s  ", state, health, commit, objects, drifted, lag);
+	if (owner)
+		printf("%-24s ", owner);
+	printf("%s\n", msg);
 }
 
 static void print_table(const cJSON *items, int show_ns)
