@@ -13,11 +13,15 @@
 #                                through e2e/test_bench_quick.sh)
 #   options: --out DIR           where results.md, raw.tsv and the charts go
 #   env: BUILD (build), PLUMB_K8S_BIN, PLUMB_TESTBED (smoke: reuse a running
-#        test bed with c1 and c2; otherwise a fresh one is made and removed),
+#        test bed with c1 and c2; SCENARIOS=8: one with 1 + max(S8_COUNTS)
+#        clusters; otherwise a fresh one is made and removed),
 #        REPEATS, STEADY_SECONDS, THREADS to override the mode's defaults,
 #        SCENARIOS (e.g. "6" or "1 2": only those; default all of the mode's;
 #        7, Flux beside plumb, is in the full mode's default only; with 7,
-#        scenarios 2, 3 and 4 also run Flux after plumb),
+#        scenarios 2, 3 and 4 also run Flux after plumb; 8, the cost per
+#        cluster on 1 + 24 clusters, is in no mode's default:
+#        SCENARIOS=8 runs it, ~15 min),
+#        S8_COUNTS (scenario 8's target counts, default "0 1 6 12 24"),
 #        S7_CASES (scenario 7's "N:T" cases, e.g. "1000:1 10000:3"),
 #        FLUX_BIN (Flux's controllers; default hack/build-flux.sh's),
 #        FLUX_ARGS, FLUX_KUSTOMIZE_ARGS (extra flags for both Flux controllers,
@@ -60,6 +64,11 @@ esac
 scenarios=${SCENARIOS:-$default_scenarios}
 want() { [[ " $scenarios " == *" $1 "* ]]; }
 if ! want 5 && ((clusters > 4)); then clusters=4; fi   # only scenario 5 uses more than 3 targets
+s8_counts=${S8_COUNTS:-0 1 6 12 24}
+if want 8; then   # 1 + the largest count
+	s8_max=$(printf '%s\n' $s8_counts | sort -n | tail -1)
+	((s8_max + 1 > clusters)) && clusters=$((s8_max + 1))
+fi
 
 BUILD=${BUILD:-build}
 [[ $BUILD = /* ]] || BUILD="$ROOT/$BUILD"
@@ -93,6 +102,8 @@ source "$ROOT/bench/e2e/lib.sh"
 source "$ROOT/bench/e2e/scenarios.sh"
 # shellcheck source=bench/e2e/flux.sh
 source "$ROOT/bench/e2e/flux.sh"
+# shellcheck source=bench/e2e/scale.sh
+source "$ROOT/bench/e2e/scale.sh"
 
 cleanup() {
 	local rc=$?
@@ -113,7 +124,8 @@ trap 'exit 130' INT TERM
 
 start=$SECONDS
 say "work dir $WORK"
-if [[ $mode == smoke && -n ${PLUMB_TESTBED:-} && -d ${PLUMB_TESTBED}/clusters/c2 ]]; then
+if [[ $mode == smoke && -n ${PLUMB_TESTBED:-} && -d ${PLUMB_TESTBED}/clusters/c2 ]] ||
+   [[ $scenarios == 8 && -n ${PLUMB_TESTBED:-} && -d ${PLUMB_TESTBED}/clusters/c$clusters ]]; then
 	say "using the running test bed $PLUMB_TESTBED"
 else
 	export PLUMB_TESTBED
@@ -121,7 +133,12 @@ else
 	rmdir "$PLUMB_TESTBED"
 	own_testbed=1
 	say "starting $clusters clusters in $PLUMB_TESTBED"
+	tb0=$SECONDS
 	bash "$ROOT/hack/cluster.sh" up "$clusters" 2>&1 | tail -1 >&2
+	if want 8; then
+		printf 'S8\ttestbed\tstart_s\t%s\n' "$((SECONDS - tb0))" >>"$RAW"
+		printf 'S8\ttestbed\tclusters\t%s\n' "$clusters" >>"$RAW"
+	fi
 fi
 git_up
 crds_up
@@ -163,6 +180,8 @@ if ((commits > 0)) && { want 3 || want 4; }; then
 fi
 ((${#s5_counts[@]} > 0)) && want 5 && s5 "$repeats" "${s5_counts[@]}"
 ((s6_n > 0)) && want 6 && s6 "$s6_n" "$s6_t" "$repeats"
+# shellcheck disable=SC2086
+want 8 && s8 $s8_counts
 if want 7; then
 	S7_DEADLINE=$((SECONDS + s7_budget))
 	for c in $s7_cases; do s7 "${c%:*}" "${c#*:}" "$repeats"; done

@@ -275,10 +275,24 @@ typedef struct {
 void controller_condition_add(cJSON *conditions, const cJSON *prev_status, const char *type,
 	int status, const char *reason, const char *message, long generation, double now);
 
+/* status.clusters[] stays bounded however many clusters a GitSync targets
+ * (etcd keeps objects of at most 1.5 MiB). An entry is at most
+ * STATUS_CLUSTER_MAX bytes of JSON (its drift and unhealthy lists shortened
+ * from the end, then its message cut; the counts stay). Entries keep their
+ * lists while all entries so far (clusters not Synced first, then by name)
+ * take at most STATUS_DETAIL_BUDGET bytes, their message (cut to
+ * STATUS_MESSAGE_CUT) within STATUS_MESSAGE_BUDGET; past that an entry is
+ * name, state, health, wave, commit and the counts (~100-400 bytes). */
+#define STATUS_CLUSTER_MAX (8u * 1024)
+#define STATUS_DETAIL_BUDGET (256u * 1024)
+#define STATUS_MESSAGE_BUDGET (512u * 1024)
+#define STATUS_MESSAGE_CUT 256u
+
 /* The whole GitSync status: observedGeneration, lastFetchedCommit,
  * lastHandledRequestedAt, clusters (sorted by name), summary (short commit,
  * "synced/total", drifted objects) and the conditions Ready, Reconciling,
- * Stalled and Drifted. Nothing in it changes unless something happened, so
+ * Stalled and Drifted; status.clusters[] bounded as above. Nothing in it
+ * changes unless something happened, so
  * comparing it with the live status tells whether a write is needed.
  * Caller frees *out. */
 int controller_status_build(cJSON **out, const controller_gitsync_summary *g,

@@ -69,6 +69,7 @@ void controller_events_free(controller_events *ev);
 #define MANAGED_SELECTOR APPLY_LABEL_MANAGED_BY "=" APPLY_FIELD_MANAGER
 #define MAX_DRIFT_LIST 50
 #define MAX_DRIFT_FIELDS 20
+#define MAX_DRIFT_FIELD_LEN 128   /* bytes of one field path in status */
 #define PROBE_PERIOD 60.0
 #define DRIFT_WINDOW 0.1      /* seconds: coalescing of watch events in targets */
 #define HEALTH_WINDOW 1.0     /* seconds: coalescing of the echoes of plumb's writes into

@@ -5,6 +5,7 @@
 #include "diff/diff.h"
 
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,87 @@ static int cluster_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+static size_t json_size(const cJSON *j)
+{
+	char *s = cJSON_PrintUnformatted(j);
+	size_t n = s ? strlen(s) : 0;
+	cJSON_free(s);
+	return n;
+}
+
+/* Shortens e (one status.clusters[] entry) of size bytes: its "key".objects
+ * list loses items from the end while e is over max bytes or the list over
+ * list_max (lists = 0: all of them). Returns e's size. */
+static size_t trim_list(cJSON *e, const char *key, size_t size, size_t max, size_t list_max, int lists)
+{
+	cJSON *parent = cJSON_GetObjectItemCaseSensitive(e, key);
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(parent, "objects");
+	int n = cJSON_GetArraySize(list);
+	size_t lsize = list && lists ? json_size(list) : 0;
+	while (n > 0 && (!lists || size > max || lsize > list_max)) {
+		size_t item = lists ? json_size(cJSON_GetArrayItem(list, n - 1)) + (n > 1) : 0;
+		size -= item;
+		lsize -= item;
+		cJSON_DeleteItemFromArray(list, --n);
+	}
+	if (list && n == 0)
+		cJSON_DeleteItemFromObjectCaseSensitive(parent, "objects");
+	return json_size(e);
+}
+
+/* e within max bytes: the message cut to msg_max (0: none, and no sync
+ * time or lag either), the unhealthy list to a quarter of max, the drift
+ * list to what fits, then the unhealthy list, then the message halved
+ * until it fits; lists = 0 drops both lists. Returns its size. */
+static size_t bound_entry(cJSON *e, size_t max, int lists, size_t msg_max)
+{
+	cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+	size_t size;
+	if (m && strlen(m->valuestring) > msg_max) {
+		if (msg_max)
+			m->valuestring[msg_max] = '\0';   /* a shorter string in the same block */
+		else
+			cJSON_DeleteItemFromObjectCaseSensitive(e, "message");
+	}
+	if (!msg_max) {
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "lastSyncTime");
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "lagSeconds");
+	}
+	size = json_size(e);
+	if (size > max && (m = cJSON_GetObjectItemCaseSensitive(e, "message")) &&
+	    strlen(m->valuestring) > STATUS_MESSAGE_CUT) {
+		m->valuestring[STATUS_MESSAGE_CUT] = '\0';
+		size = json_size(e);
+	}
+	size = trim_list(e, "unhealthy", size, SIZE_MAX, max / 4, lists);
+	size = trim_list(e, "drifted", size, max, SIZE_MAX, lists);
+	size = trim_list(e, "unhealthy", size, max, SIZE_MAX, lists);
+	while (size > max && (m = cJSON_GetObjectItemCaseSensitive(e, "message")) && m->valuestring[0]) {
+		m->valuestring[strlen(m->valuestring) / 2] = '\0';
+		size = json_size(e);
+	}
+	return size;
+}
+
+/* Bounds the entries of status.clusters[] (sorted[i] is ents[i]) as
+ * STATUS_DETAIL_BUDGET and STATUS_MESSAGE_BUDGET say: clusters not Synced
+ * keep their detail first. */
+static void bound_clusters(cJSON **ents, const controller_cluster_status *sorted, size_t n)
+{
+	size_t used = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			if ((controller_effective_state(&sorted[i]) == CONTROLLER_SYNCED) != pass)
+				continue;
+			size_t size = used < STATUS_DETAIL_BUDGET ? bound_entry(ents[i], STATUS_CLUSTER_MAX, 1, 4096) : SIZE_MAX;
+			if (size == SIZE_MAX || used + size > STATUS_DETAIL_BUDGET)
+				size = bound_entry(ents[i], STATUS_CLUSTER_MAX, 0, STATUS_MESSAGE_CUT);
+			if (used + size > STATUS_MESSAGE_BUDGET)
+				size = bound_entry(ents[i], STATUS_CLUSTER_MAX, 0, 0);
+			used += size + 1;
+		}
+}
+
 int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	const controller_cluster_status *clusters, size_t n, const cJSON *prev_status, double now)
 {
@@ -90,9 +172,13 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 	if (!st)
 		return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	controller_cluster_status *sorted = NULL;
+	cJSON **ents = NULL;
 	if (n) {
 		sorted = malloc(n * sizeof(*sorted));
-		if (!sorted) {
+		ents = calloc(n, sizeof(*ents));
+		if (!sorted || !ents) {
+			free(sorted);
+			free(ents);
 			cJSON_Delete(st);
 			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
 		}
@@ -155,7 +241,7 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 			cJSON_AddStringToObject(e, "message", msg ? msg : "");
 			free(msg);
 		}
-		cJSON_AddItemToArray(arr, e);
+		ents[i] = e;
 		switch (state) {
 		case CONTROLLER_SYNCED: synced++; break;
 		case CONTROLLER_DRIFTED: drifted_clusters++; break;
@@ -176,6 +262,10 @@ int controller_status_build(cJSON **out, const controller_gitsync_summary *g,
 			invalid = c;
 		drifted_objects += c->drifted_count;
 	}
+	bound_clusters(ents, sorted, n);
+	for (size_t i = 0; i < n; i++)
+		cJSON_AddItemToArray(arr, ents[i]);
+	free(ents);
 
 	if (g->rollout)
 		cJSON_AddItemToObject(st, "rollout", cJSON_Duplicate(g->rollout, 1));
@@ -422,7 +512,9 @@ static cJSON *drift_entry(const apply_object_result *o)
 	cJSON *f = cJSON_AddArrayToObject(e, "fields");
 	const char *manager = NULL;
 	for (size_t i = 0; i < o->nfields && i < MAX_DRIFT_FIELDS; i++) {
-		cJSON_AddItemToArray(f, cJSON_CreateString(o->fields[i].path));
+		char path[MAX_DRIFT_FIELD_LEN + 1];   /* a longer path is cut */
+		snprintf(path, sizeof(path), "%s", o->fields[i].path);
+		cJSON_AddItemToArray(f, cJSON_CreateString(path));
 		if (!manager && o->fields[i].manager && o->fields[i].manager[0])
 			manager = o->fields[i].manager;
 	}

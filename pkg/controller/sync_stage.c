@@ -404,6 +404,11 @@ cleanup:
 	gitsync_cluster_free(cl);
 	free(errmsg);
 	free(cl_name);
+	/* A quiet target keeps no connection of its own beyond its watches:
+	 * a pooled one costs ~85 KiB (curl handle, TLS context and state),
+	 * the next sync or probe reconnects with a resumed TLS session. */
+	if (t)
+		kube_client_shrink(t->client, 0);
 	if (t)
 		target_unref(c, t);
 	if (rev) {

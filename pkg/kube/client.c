@@ -754,6 +754,11 @@ int kube_client_do(kube_client *c, const kube_req *req, kube_resp *resp)
 		}
 		if ((rc = kube_client_setup(c, h, req->path, req->accept, c->timeout, &creds, &headers, &connect_to)) < 0)
 			goto cleanup;
+		/* One request at a time on a pooled handle's own connection:
+		 * HTTP/2 would multiplex nothing and costs ~40 KiB a connection
+		 * (curl's 32 KiB frame buffer, the nghttp2 session); watches on
+		 * the hub keep the default. */
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 		if (req->body) {
 			char *ct = plumb_asprintf("Content-Type: %s", req->content_type ? req->content_type : "application/json");
 			headers = curl_slist_append(headers, ct);

@@ -14,18 +14,83 @@ kube_resource_set *kube_client_disc(kube_client *c, pthread_mutex_t **lock, int 
 void kube_resource_set_free(kube_resource_set *set)
 {
 	free(set->items);
+	free(set->strs);
 	for (size_t i = 0; i < set->npreferred; i++)
 		free(set->preferred[i]);
 	free(set->preferred);
 	memset(set, 0, sizeof(*set));
 }
 
+/* Offset of s in the pool, appended unless it is the string at hint (the
+ * previous entry's group or version: entries come group by group). */
+static int pool_add(uint32_t *off, kube_resource_set *set, const char *s, const uint32_t *hint)
+{
+	size_t n = strlen(s) + 1;
+	if (hint && !strcmp(set->strs + *hint, s)) {
+		*off = *hint;
+		return 0;
+	}
+	if (set->strs_len + n > UINT32_MAX)
+		return plumb_error_set(PLUMB_ETOOBIG, "discovery: names too long");
+	if (set->strs_len + n > set->strs_cap) {
+		size_t cap = set->strs_cap ? set->strs_cap : 2048;
+		while (cap < set->strs_len + n)
+			cap *= 2;
+		char *p = realloc(set->strs, cap);
+		if (!p)
+			return plumb_error_set(PLUMB_ENOMEM, "out of memory");
+		set->strs = p;
+		set->strs_cap = cap;
+	}
+	memcpy(set->strs + set->strs_len, s, n);
+	*off = (uint32_t)set->strs_len;
+	set->strs_len += n;
+	return 0;
+}
+
 static int set_add(kube_resource_set *set, const kube_resource *r)
 {
+	const kube_resource_entry *prev = set->len ? &set->items[set->len - 1] : NULL;
+	kube_resource_entry e = { 0 };
 	if (plumb_array_reserve(&set->items, &set->cap, set->len, sizeof(*set->items), 64))
 		return PLUMB_ENOMEM;
-	set->items[set->len++] = *r;
+	if (pool_add(&e.group, set, r->group, prev ? &prev->group : NULL) < 0 ||
+	    pool_add(&e.version, set, r->version, prev ? &prev->version : NULL) < 0 ||
+	    pool_add(&e.kind, set, r->kind, NULL) < 0 || pool_add(&e.resource, set, r->resource, NULL) < 0)
+		return PLUMB_ENOMEM;
+	e.namespaced = r->namespaced != 0;
+	e.has_status = r->has_status != 0;
+	e.verbs = r->verbs;
+	set->items[set->len++] = e;
 	return 0;
+}
+
+/* Gives back the slack of the arrays once a set is complete. */
+static void set_trim(kube_resource_set *set)
+{
+	void *p;
+	if (set->len && set->len < set->cap && (p = realloc(set->items, set->len * sizeof(*set->items)))) {
+		set->items = p;
+		set->cap = set->len;
+	}
+	if (set->strs_len && set->strs_len < set->strs_cap && (p = realloc(set->strs, set->strs_len))) {
+		set->strs = p;
+		set->strs_cap = set->strs_len;
+	}
+}
+
+void kube_resource_set_get(kube_resource *out, const kube_resource_set *set, size_t i)
+{
+	const kube_resource_entry *e = &set->items[i];
+	/* the names were checked against these sizes when they were added */
+	memset(out, 0, sizeof(*out));
+	snprintf(out->group, sizeof(out->group), "%s", set->strs + e->group);
+	snprintf(out->version, sizeof(out->version), "%s", set->strs + e->version);
+	snprintf(out->kind, sizeof(out->kind), "%s", set->strs + e->kind);
+	snprintf(out->resource, sizeof(out->resource), "%s", set->strs + e->resource);
+	out->namespaced = e->namespaced;
+	out->has_status = e->has_status;
+	out->verbs = e->verbs;
 }
 
 static int set_prefer(kube_resource_set *set, const char *group, const char *version)
@@ -188,10 +253,12 @@ int kube_discovery_parse_resource_list(kube_resource_set *set, const char *data,
 		if (slash) {
 			/* "deployments/status": mark the parent. */
 			if (!strcmp(slash + 1, "status")) {
-				for (size_t i = start; i < set->len; i++)
-					if (!strncmp(set->items[i].resource, name->valuestring, (size_t)(slash - name->valuestring)) &&
-					    set->items[i].resource[slash - name->valuestring] == '\0')
+				for (size_t i = start; i < set->len; i++) {
+					const char *rn = set->strs + set->items[i].resource;
+					if (!strncmp(rn, name->valuestring, (size_t)(slash - name->valuestring)) &&
+					    rn[slash - name->valuestring] == '\0')
 						set->items[i].has_status = 1;
+				}
 			}
 			continue;
 		}
@@ -276,7 +343,7 @@ int kube_resource_set_find(kube_resource *out, const kube_resource_set *set,
 	const char *group, const char *version, const char *kind)
 {
 	const char *pref = NULL;
-	const kube_resource *first = NULL;
+	const kube_resource_entry *first = NULL;
 	size_t gl = strlen(group);
 	if (!version) {
 		for (size_t i = 0; i < set->npreferred; i++)
@@ -284,25 +351,25 @@ int kube_resource_set_find(kube_resource *out, const kube_resource_set *set,
 				pref = set->preferred[i] + gl + 1;
 	}
 	for (size_t i = 0; i < set->len; i++) {
-		const kube_resource *r = &set->items[i];
-		if (strcmp(r->group, group) || strcmp(r->kind, kind))
+		const kube_resource_entry *r = &set->items[i];
+		if (strcmp(set->strs + r->group, group) || strcmp(set->strs + r->kind, kind))
 			continue;
 		if (version) {
-			if (!strcmp(r->version, version)) {
-				*out = *r;
+			if (!strcmp(set->strs + r->version, version)) {
+				kube_resource_set_get(out, set, i);
 				return 0;
 			}
 			continue;
 		}
-		if (pref && !strcmp(r->version, pref)) {
-			*out = *r;
+		if (pref && !strcmp(set->strs + r->version, pref)) {
+			kube_resource_set_get(out, set, i);
 			return 0;
 		}
 		if (!first)
 			first = r;
 	}
 	if (first) {
-		*out = *first;
+		kube_resource_set_get(out, set, (size_t)(first - set->items));
 		return 0;
 	}
 	return PLUMB_ENOTFOUND;
@@ -387,6 +454,7 @@ int kube_discovery_refresh(kube_client *c)
 		kube_resource_set_free(&fresh);
 		return rc;
 	}
+	set_trim(&fresh);
 	set = kube_client_disc(c, &lock, &loaded, &at);
 	pthread_mutex_lock(lock);
 	kube_resource_set_free(set);
@@ -429,10 +497,10 @@ int kube_api_versions(char ***out, size_t *n, kube_client *c, size_t max)
 	if (!(list = calloc(cap ? cap : 1, sizeof(*list))))
 		rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");
 	for (size_t i = 0; !rc && i < set->len && len + 2 <= cap; i++) {
-		const kube_resource *r = &set->items[i];
-		list[len] = r->group[0] ? plumb_asprintf("%s/%s", r->group, r->version) : plumb_strdup(r->version);
-		list[len + 1] = r->group[0] ? plumb_asprintf("%s/%s/%s", r->group, r->version, r->kind)
-			: plumb_asprintf("%s/%s", r->version, r->kind);
+		const kube_resource_entry *e = &set->items[i];
+		const char *g = set->strs + e->group, *v = set->strs + e->version, *k = set->strs + e->kind;
+		list[len] = g[0] ? plumb_asprintf("%s/%s", g, v) : plumb_strdup(v);
+		list[len + 1] = g[0] ? plumb_asprintf("%s/%s/%s", g, v, k) : plumb_asprintf("%s/%s", v, k);
 		len += 2;
 		if (!list[len - 2] || !list[len - 1])
 			rc = plumb_error_set(PLUMB_ENOMEM, "out of memory");

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <curl/curl.h>
 
 #define KUBE_CONFIG_MAX (4u * 1024 * 1024)    /* kubeconfig bytes */
@@ -164,14 +165,29 @@ kube_config *kube_client_cfg(kube_client *c);
 void kube_client_hook(kube_client *c, const char *verb, int code, double seconds);
 
 /* ---- discovery.c ---- */
+/* One resource of a discovery cache, its names as offsets into the set's
+ * string pool: a kube_resource is ~720 bytes of fixed arrays, and a server
+ * serves 60 and more resources (every CRD adds some), in every target. */
 typedef struct {
-	kube_resource *items;
+	uint32_t group, version, kind, resource;
+	unsigned char namespaced, has_status;
+	unsigned verbs;
+} kube_resource_entry;
+
+typedef struct {
+	kube_resource_entry *items;
 	size_t len;
 	size_t cap;
+	char *strs;          /* NUL-terminated names the entries point into */
+	size_t strs_len;
+	size_t strs_cap;
 	/* preferred version per group: "group\0version" pairs */
 	char **preferred;    /* "group/version" strings ("" group = "v1") */
 	size_t npreferred;
 } kube_resource_set;
+
+/* The entry at i as a kube_resource value. */
+void kube_resource_set_get(kube_resource *out, const kube_resource_set *set, size_t i);
 
 void kube_resource_set_free(kube_resource_set *set);
 /* Parses an APIGroupDiscoveryList (v2 aggregated) into set (appending). */
