@@ -189,6 +189,27 @@ lat_row() {
 		echo "plumb: a fresh plumbd, GitSync created → all clusters Synced. kubectl: one process per cluster, all at once."
 		echo
 	fi
+	if [[ -n $(cases S8 | grep '^T=') ]]; then
+		echo "## 8. Cost per cluster ($(vals S8 testbed clusters | head -1) clusters in the test bed)"
+		echo
+		echo "Test bed: $(vals S8 testbed processes | head -1) etcd + kube-apiserver processes, $(vals S8 testbed rss_mib | head -1) MiB RSS together," \
+			"$(vals S8 testbed idle_cpu_s_per_min | head -1) CPU s/min idle; started in $(vals S8 testbed start_s | head -1) s."
+		echo
+		echo "| targets | Ready s | idle RSS KiB | idle HWM KiB | idle CPU s/min | converge s | synced RSS KiB | synced HWM KiB | synced CPU s/min | status bytes |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		while read -r c; do
+			echo "| ${c#T=} | $(vals S8 "$c" ready_s | cell %.1f) | $(vals S8 "$c" idle_rss_kib | cell %.0f) | $(vals S8 "$c" idle_hwm_kib | cell %.0f)" \
+				"| $(vals S8 "$c" idle_cpu_s_per_min | cell %.3f) | $(vals S8 "$c" converge_s | cell %.1f) | $(vals S8 "$c" synced_rss_kib | cell %.0f)" \
+				"| $(vals S8 "$c" synced_hwm_kib | cell %.0f) | $(vals S8 "$c" synced_cpu_s_per_min | cell %.3f) | $(vals S8 "$c" status_bytes | cell %.0f) |"
+		done < <(cases S8 | grep '^T=')
+		echo
+		for m in idle_rss_kib synced_rss_kib synced_hwm_kib; do
+			[[ -n $(vals S8 fit "${m}_per_cluster_kib") ]] || continue
+			echo "- $m: $(vals S8 fit "${m}_per_cluster_kib") KiB per cluster + $(vals S8 fit "${m}_intercept_kib") KiB" \
+				"(least squares over T > 0); 1,000 clusters: $(vals S8 fit "${m}_at_1000_mib") MiB; 10,000: $(vals S8 fit "${m}_at_10000_gib") GiB"
+		done
+		echo
+	fi
 	if [[ -n $(cases S6) ]]; then
 		c=$(cases S6 | head -1)
 		r=$(ratio S6 "$c" kustomize_s plain_s | med)

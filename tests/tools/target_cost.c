@@ -2,14 +2,15 @@
  * target_cost — what one target cluster costs in pkg/kube, step by step, for
  * bench scenario 8 (bench/README.md): for every KUBECONFIG a client is made,
  * then step by step over all of them at once: a /version probe (one TLS
- * connection), discovery (kube_resolve of v1 ConfigMap), one watch of
- * ConfigMaps on the hub, PAR parallel GETs (the apply engine's pool) and
+ * connection), discovery (kube_resolve of v1 ConfigMap), WATCHES watches on
+ * the hub (ConfigMaps, Secrets, Services, ServiceAccounts: 1-4; the
+ * environment's WATCHES, default 1), PAR parallel GETs (the apply engine's pool) and
  * kube_client_shrink(2) after them. After each step it prints the growth of
  * malloc's bytes in use (mallinfo2: uordblks + hblkhd) and of VmRSS, per
  * client. malloc is set up as plumbd sets it (M_ARENA_MAX 2, 64 KiB mmap
  * threshold).
  *
- *   target_cost PAR KUBECONFIG…
+ *   [WATCHES=1-4] [SS=command] target_cost PAR KUBECONFIG…
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -26,6 +27,12 @@
 
 static const kube_resource configmaps = { .group = "", .version = "v1", .kind = "ConfigMap",
 	.resource = "configmaps", .namespaced = 1 };
+static const kube_resource watched[] = {
+	{ .group = "", .version = "v1", .kind = "ConfigMap", .resource = "configmaps", .namespaced = 1 },
+	{ .group = "", .version = "v1", .kind = "Secret", .resource = "secrets", .namespaced = 1 },
+	{ .group = "", .version = "v1", .kind = "Service", .resource = "services", .namespaced = 1 },
+	{ .group = "", .version = "v1", .kind = "ServiceAccount", .resource = "serviceaccounts", .namespaced = 1 },
+};
 
 static size_t in_use(void)
 {
@@ -93,11 +100,14 @@ static void *get_one(void *p)
 int main(int argc, char **argv)
 {
 	kube_client *clients[MAX_CLIENTS];
-	kube_watch *watches[MAX_CLIENTS];
+	kube_watch *watches[MAX_CLIENTS][4];
+	int nw = getenv("WATCHES") ? atoi(getenv("WATCHES")) : 1;
 	kube_watch_hub *hub = NULL;
 	pthread_t hub_tid;
 	int par, rc = 1;
 
+	if (nw < 1 || nw > 4)
+		nw = 1;
 	if (argc < 3 || (par = atoi(argv[1])) < 1 || par > MAX_PAR || argc - 2 > MAX_CLIENTS) {
 		fprintf(stderr, "usage: target_cost PAR(1-%d) KUBECONFIG… (at most %d)\n", MAX_PAR, MAX_CLIENTS);
 		return 2;
@@ -154,15 +164,16 @@ int main(int argc, char **argv)
 		}
 	}
 	report("discovery (resolve v1 ConfigMap)");
-	for (int i = 0; i < nclients; i++) {
-		kube_watch_opts wo = { .ns = "default", .label_selector = "app.kubernetes.io/managed-by=plumb" };
-		if (kube_watch_start(&watches[i], hub, clients[i], &configmaps, &wo, on_event, NULL)) {
-			fprintf(stderr, "target_cost: watch: %s\n", plumb_error_last());
-			goto cleanup;
+	for (int i = 0; i < nclients; i++)
+		for (int k = 0; k < nw; k++) {
+			kube_watch_opts wo = { .ns = "default", .label_selector = "app.kubernetes.io/managed-by=plumb" };
+			if (kube_watch_start(&watches[i][k], hub, clients[i], &watched[k], &wo, on_event, NULL)) {
+				fprintf(stderr, "target_cost: watch: %s\n", plumb_error_last());
+				goto cleanup;
+			}
 		}
-	}
 	sleep(3);
-	report("one watch (LIST + WATCH)");
+	report(nw == 1 ? "one watch (LIST + WATCH)" : "watches (LIST + WATCH each)");
 	for (int i = 0; i < nclients; i++) {
 		pthread_t t[MAX_PAR];
 		get_arg a = { clients[i] };
@@ -173,10 +184,13 @@ int main(int argc, char **argv)
 	}
 	report("parallel GETs (pool of handles)");
 	for (int i = 0; i < nclients; i++)
-		kube_client_shrink(clients[i], 2);
-	report("kube_client_shrink(2)");
+		kube_client_shrink(clients[i], 0);
+	if (getenv("SS"))   /* the connections now: one line per socket */
+		(void)!system(getenv("SS"));
+	report("kube_client_shrink(0)");
 	for (int i = 0; i < nclients; i++)
-		kube_watch_stop(watches[i]);
+		for (int k = 0; k < nw; k++)
+			kube_watch_stop(watches[i][k]);
 	sleep(1);
 	report("watches stopped");
 	rc = 0;
