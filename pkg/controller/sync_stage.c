@@ -404,11 +404,12 @@ cleanup:
 	gitsync_cluster_free(cl);
 	free(errmsg);
 	free(cl_name);
-	/* A quiet target keeps no connection of its own beyond its watches:
-	 * a pooled one costs ~85 KiB (curl handle, TLS context and state),
-	 * the next sync or probe reconnects with a resumed TLS session. */
+	/* A quiet target keeps one pooled connection (~85 KiB: curl handle,
+	 * TLS context and state) for its probe and next sync: closing it too
+	 * would cost a TLS handshake a minute per cluster (~10 ms of CPU
+	 * measured on the bench's loaded machine, bench/README.md). */
 	if (t)
-		kube_client_shrink(t->client, 0);
+		kube_client_shrink(t->client, 1);
 	if (t)
 		target_unref(c, t);
 	if (rev) {

@@ -431,10 +431,9 @@ int reconcile_probe(controller *c, const char *cl_key, double *next)
 		pthread_mutex_unlock(&c->lock);
 	}
 	free(msg);
-	/* the next probe is a minute away: no idle connection kept till then
-	 * (see reconcile_sync) */
+	/* one pooled connection stays for the next probe (see reconcile_sync) */
 	if (t)
-		kube_client_shrink(t->client, 0);
+		kube_client_shrink(t->client, 1);
 	if (t)
 		target_unref(c, t);
 	return up ? 0 : (rc ? rc : PLUMB_EUNAVAILABLE);
