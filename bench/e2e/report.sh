@@ -190,10 +190,11 @@ lat_row() {
 		echo
 	fi
 	if [[ -n $(cases S8 | grep '^T=') ]]; then
-		echo "## 8. Cost per cluster ($(vals S8 testbed clusters | head -1) clusters in the test bed)"
+		echo "## 8. Cost per cluster"
 		echo
+		st=$(vals S8 testbed start_s | head -1)
 		echo "Test bed: $(vals S8 testbed processes | head -1) etcd + kube-apiserver processes, $(vals S8 testbed rss_mib | head -1) MiB RSS together," \
-			"$(vals S8 testbed idle_cpu_s_per_min | head -1) CPU s/min idle; started in $(vals S8 testbed start_s | head -1) s."
+			"$(vals S8 testbed idle_cpu_s_per_min | head -1) CPU s/min idle; ${st:+started in $st s}${st:-a running test bed}."
 		echo
 		echo "| targets | Ready s | idle RSS KiB | idle HWM KiB | idle CPU s/min | converge s | synced RSS KiB | synced HWM KiB | synced CPU s/min | status bytes |"
 		echo "|---|---|---|---|---|---|---|---|---|---|"
