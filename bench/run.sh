@@ -20,7 +20,7 @@
 #        7, Flux beside plumb, is in the full mode's default only; with 7,
 #        scenarios 2, 3 and 4 also run Flux after plumb; 8, the cost per
 #        cluster on 1 + 24 clusters, is in no mode's default:
-#        SCENARIOS=8 runs it, ~15 min),
+#        SCENARIOS=8 runs it, ~25 min with its own test bed),
 #        S8_COUNTS (scenario 8's target counts, default "0 1 6 12 24"),
 #        S7_CASES (scenario 7's "N:T" cases, e.g. "1000:1 10000:3"),
 #        FLUX_BIN (Flux's controllers; default hack/build-flux.sh's),
