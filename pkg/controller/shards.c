@@ -733,6 +733,11 @@ static void shards_round(controller_shards *s)
 			/* stop taking its items now; status.owner goes once they end */
 			g->held = 0;
 			g->releasing = 1;
+		} else if (!g->held && !g->releasing && !want && active && streq(seen, s->identity)) {
+			/* named as owner but not holding it (it stopped work when a
+			 * renewal was late, then the assignment moved): the others wait
+			 * for this replica while its Lease is live, so it lets go */
+			g->releasing = 1;
 		}
 		if (g->releasing || (!g->held && want && !settling)) {
 			g->refs++;
